@@ -1,0 +1,240 @@
+"""Audio input and output: decode to ``(frames, channels)`` float32 with the sample rate beside it.
+
+Every decoder failure becomes one typed :class:`~auralis.errors.AudioError` that names the
+file and the reason; callers never see a raw libsndfile traceback. Long files are read in
+blocks through :class:`AudioReader` (seek + read), so whole-track analysis and chunked
+rendering keep bounded memory.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import soundfile as sf
+
+from .errors import (
+    AudioError,
+    AudioNotFoundError,
+    AudioUnreadableError,
+    CorruptAudioError,
+    EmptyAudioError,
+    UnsupportedAudioError,
+)
+
+MIN_SAMPLE_RATE: Final = 8_000  # Hz
+MAX_SAMPLE_RATE: Final = 192_000  # Hz
+AUDIO_EXTENSIONS: Final = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".aifc"})
+# ITU-R BS.775 downmix coefficient for centre and surrounds into L/R (-3 dB).
+_DOWNMIX_SIDE: Final = 0.7071067811865476
+# libsndfile subtypes that can hold NaN/Inf; integer PCM always decodes finite.
+_FLOAT_SUBTYPES: Final = frozenset({"FLOAT", "DOUBLE"})
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file holds, read from its header."""
+
+    path: str
+    num_frames: int
+    sample_rate: int  # Hz
+    channels: int
+    format: str  # libsndfile major format, e.g. "FLAC"
+    subtype: str  # e.g. "PCM_24"
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.sample_rate
+
+
+def _open(path: str | os.PathLike[str]) -> sf.SoundFile:
+    """Open ``path`` for reading, turning every failure into a typed AudioError."""
+    path = os.fspath(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise AudioNotFoundError(path, "no such file") from None
+    except PermissionError:
+        raise AudioUnreadableError(path, "permission denied") from None
+    except OSError as exc:
+        raise AudioUnreadableError(path, exc.strerror or str(exc)) from None
+    if os.path.isdir(path):
+        raise AudioUnreadableError(path, "is a directory")
+    if st.st_size == 0:
+        raise EmptyAudioError(path, "file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise AudioUnreadableError(path, "permission denied")
+    try:
+        return sf.SoundFile(path)
+    except sf.LibsndfileError as exc:
+        msg = str(exc.error_string if hasattr(exc, "error_string") else exc)
+        if "recogni" in msg.lower() or "unknown format" in msg.lower():
+            raise UnsupportedAudioError(path, "not a supported audio file (format not recognised)") from None
+        raise CorruptAudioError(path, f"cannot decode: {msg}") from None
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise CorruptAudioError(path, f"cannot decode: {exc}") from None
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise AudioUnreadableError(path, "permission denied") from None
+        raise AudioUnreadableError(path, exc.strerror or str(exc)) from None
+
+
+def _check_info(handle: sf.SoundFile, path: str) -> AudioInfo:
+    info = AudioInfo(
+        path=path,
+        num_frames=int(handle.frames),
+        sample_rate=int(handle.samplerate),
+        channels=int(handle.channels),
+        format=str(handle.format),
+        subtype=str(handle.subtype),
+    )
+    if not MIN_SAMPLE_RATE <= info.sample_rate <= MAX_SAMPLE_RATE:
+        raise UnsupportedAudioError(
+            path, f"sample rate {info.sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+        )
+    if info.channels < 1:
+        raise CorruptAudioError(path, "no channels")
+    if info.num_frames <= 0:
+        raise EmptyAudioError(path, "holds no audio frames")
+    return info
+
+
+def probe(path: str | os.PathLike[str]) -> AudioInfo:
+    """Read a file's header. Raises AudioError (typed) if it is not usable audio."""
+    path = os.fspath(path)
+    with _open(path) as handle:
+        return _check_info(handle, path)
+
+
+class AudioReader:
+    """Random access to one file in blocks: ``read(start, stop)`` returns exactly ``stop - start`` frames.
+
+    Frames outside ``[0, num_frames)`` read as zeros, which is what pre-roll before the
+    start of a track and look-ahead past its end need. Use as a context manager.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._handle = _open(self.path)
+        try:
+            self.info = _check_info(self._handle, self.path)
+        except AudioError:
+            self._handle.close()
+            raise
+        self._sanitize = self.info.subtype in _FLOAT_SUBTYPES
+
+    def __enter__(self) -> "AudioReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def read(self, start_frame: int, stop_frame: int) -> np.ndarray:
+        """Frames ``[start_frame, stop_frame)`` as float32 ``(frames, channels)``, zero-padded outside the file.
+
+        Raises:
+            CorruptAudioError: the data cannot be decoded or ends before the header says.
+        """
+        if stop_frame < start_frame:
+            raise ValueError("stop_frame < start_frame")
+        total = self.info.num_frames
+        out = np.zeros((stop_frame - start_frame, self.info.channels), dtype=np.float32)
+        lo, hi = max(start_frame, 0), min(stop_frame, total)
+        if hi <= lo:
+            return out
+        try:
+            self._handle.seek(lo)
+            data = self._handle.read(hi - lo, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+            raise CorruptAudioError(self.path, f"decode failed near frame {lo}: {exc}") from None
+        if data.shape[0] < hi - lo:
+            raise CorruptAudioError(
+                self.path,
+                f"truncated: header promises {total} frames, data ends at frame {lo + data.shape[0]}",
+            )
+        if self._sanitize and not np.isfinite(data).all():
+            # A float file may hold NaN/Inf; they would poison every filter downstream.
+            data[~np.isfinite(data)] = 0.0
+        out[lo - start_frame : hi - start_frame] = data
+        return out
+
+
+def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
+    """Decode a whole file: ``(samples float32 (frames, channels), sample_rate Hz)``."""
+    with AudioReader(path) as reader:
+        return reader.read(0, reader.info.num_frames), reader.info.sample_rate
+
+
+def read_frames(path: str | os.PathLike[str], start_frame: int, stop_frame: int) -> tuple[np.ndarray, int]:
+    """Decode frames ``[start_frame, stop_frame)`` (zero-padded outside the file) and the sample rate."""
+    with AudioReader(path) as reader:
+        return reader.read(start_frame, stop_frame), reader.info.sample_rate
+
+
+def write_audio(path: str | os.PathLike[str], samples: np.ndarray, sample_rate: int) -> None:
+    """Write ``(frames, channels)`` float audio; the format follows the extension.
+
+    ``.wav`` is float32; ``.flac`` and ``.aiff`` are 24-bit PCM; ``.ogg`` is Vorbis.
+    Writes to a temporary name and renames, so a half-written file never appears.
+    """
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    fmt, subtype = {
+        ".wav": ("WAV", "FLOAT"),
+        ".flac": ("FLAC", "PCM_24"),
+        ".aif": ("AIFF", "PCM_24"),
+        ".aiff": ("AIFF", "PCM_24"),
+        ".ogg": ("OGG", "VORBIS"),
+    }.get(ext, (None, None))
+    if fmt is None:
+        raise UnsupportedAudioError(path, f"cannot write '{ext or 'no extension'}' (use .wav, .flac, .aiff or .ogg)")
+    tmp = f"{path}.tmp-{os.getpid()}{ext}"
+    try:
+        sf.write(tmp, np.asarray(samples, dtype=np.float32), int(sample_rate), format=fmt, subtype=subtype)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def stereo_downmix(samples: np.ndarray) -> np.ndarray:
+    """Downmix ``(frames, channels)`` to ``(frames, 2)`` for the stereo features.
+
+    Mono is duplicated to both sides; stereo is unchanged. For 3 or more channels the
+    SMPTE/WAV order L, R, C, LFE, Ls, Rs is assumed (5.0 without LFE when there are 5
+    channels): ``L' = L + 0.7071 C + 0.7071 Ls``, ``R' = R + 0.7071 C + 0.7071 Rs``
+    (ITU-R BS.775), LFE dropped. Other layouts keep the first two channels.
+    """
+    channels = samples.shape[1]
+    if channels == 2:
+        return samples
+    if channels == 1:
+        return np.repeat(samples, 2, axis=1)
+    left = samples[:, 0].astype(np.float32, copy=True)
+    right = samples[:, 1].astype(np.float32, copy=True)
+    if channels in (5, 6):
+        centre = samples[:, 2]
+        ls, rs = (samples[:, 3], samples[:, 4]) if channels == 5 else (samples[:, 4], samples[:, 5])
+        left += _DOWNMIX_SIDE * (centre + ls)
+        right += _DOWNMIX_SIDE * (centre + rs)
+    elif channels == 3:
+        left += _DOWNMIX_SIDE * samples[:, 2]
+        right += _DOWNMIX_SIDE * samples[:, 2]
+    return np.stack([left, right], axis=1)
+
+
+def mono_downmix(samples: np.ndarray) -> np.ndarray:
+    """``(L' + R') / 2`` of the stereo downmix, shape ``(frames,)``."""
+    stereo = stereo_downmix(samples)
+    return 0.5 * (stereo[:, 0] + stereo[:, 1])
+
+
+def is_audio_path(path: str | os.PathLike[str]) -> bool:
+    """True when the extension is one we decode (a cheap filter for library scans)."""
+    return os.path.splitext(os.fspath(path))[1].lower() in AUDIO_EXTENSIONS

@@ -1,0 +1,1 @@
+"""Subcommands of the `auralis` command line, one module each."""
