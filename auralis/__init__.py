@@ -5,5 +5,59 @@ This package never imports trio: worker processes import it alone and start ligh
 
 from .audio import AudioInfo, AudioReader, probe, read_audio, read_frames, write_audio
 from .errors import AudioError, AuralisError
+from .loudness import (
+    ABSOLUTE_GATE_LUFS,
+    LoudnessMeasurements,
+    LoudnessSegment,
+    analyze_loudness_segment,
+    channel_weights,
+    integrated_loudness,
+    k_weighting_sos,
+    loudness_segment_geometry,
+    measure_loudness,
+    merge_loudness_segments,
+    momentary_loudness,
+    short_term_loudness,
+    true_peak_dbtp,
+)
 
 __all__ = ["AudioError", "AudioInfo", "AudioReader", "AuralisError", "probe", "read_audio", "read_frames", "write_audio"]
+__all__ += [
+    "LoudnessMeasurements",
+    "LoudnessSegment",
+    "analyze_loudness_segment",
+    "integrated_loudness",
+    "loudness_segment_geometry",
+    "measure_loudness",
+    "merge_loudness_segments",
+    "true_peak_dbtp",
+]
+__all__ += ["ABSOLUTE_GATE_LUFS", "channel_weights", "k_weighting_sos", "momentary_loudness", "short_term_loudness"]
+from .plan import ENGINE_VERSION, MasteringPlan, plan_mastering
+from .presets import PRESET_NAMES, Preset, get_preset
+from .render import CHUNK_S, chunk_count, chunk_frames, render_chunk, render_file
+
+__all__ += ["ENGINE_VERSION", "MasteringPlan", "plan_mastering", "PRESET_NAMES", "Preset", "get_preset"]
+__all__ += ["CHUNK_S", "chunk_count", "chunk_frames", "render_chunk", "render_file"]
+from .fingerprint import (
+    ALGORITHM_VERSION,
+    DIMENSIONS,
+    PLAN_INPUT_KEYS,
+    SEGMENT_S,
+    Fingerprint,
+    PlanInputs,
+    SegmentResult,
+    analyze_segment,
+    compute_detail_dimensions,
+    compute_fingerprint,
+    compute_plan_inputs,
+    fingerprint_from_samples,
+    merge_segments,
+    segment_count,
+)
+from .sidecar import SIDECAR_FORMAT_VERSION, SIDECAR_SUFFIX, FileIdentity, file_identity, read_sidecar, write_sidecar
+
+__all__ += ["ALGORITHM_VERSION", "DIMENSIONS", "PLAN_INPUT_KEYS", "SEGMENT_S", "Fingerprint", "PlanInputs"]
+__all__ += ["SegmentResult", "analyze_segment", "compute_detail_dimensions", "compute_fingerprint"]
+__all__ += ["compute_plan_inputs", "fingerprint_from_samples", "merge_segments", "segment_count"]
+__all__ += ["SIDECAR_FORMAT_VERSION", "SIDECAR_SUFFIX", "FileIdentity", "file_identity", "read_sidecar", "write_sidecar"]

@@ -71,7 +71,10 @@ def _open(path: str | os.PathLike[str]) -> sf.SoundFile:
         return sf.SoundFile(path)
     except sf.LibsndfileError as exc:
         msg = str(exc.error_string if hasattr(exc, "error_string") else exc)
-        if "recogni" in msg.lower() or "unknown format" in msg.lower():
+        lowered = msg.lower()
+        # The path was checked to be a regular file above, so libsndfile's "not a regular file"
+        # means it found no format it knows in the data (e.g. random bytes named .flac).
+        if "recogni" in lowered or "unknown format" in lowered or "not a regular file" in lowered:
             raise UnsupportedAudioError(path, "not a supported audio file (format not recognised)") from None
         raise CorruptAudioError(path, f"cannot decode: {msg}") from None
     except (RuntimeError, TypeError, ValueError) as exc:
