@@ -3,7 +3,8 @@
 A track is read in fixed segments of :data:`SEGMENT_S` seconds (each with the pre-roll
 the K-weighting filters need and the post-roll its last frames span). Per segment we keep
 only additive quantities: the loudness meter's segment (:mod:`auralis.loudness`), the
-energy of the seven bands, the downmix energy per 100 ms granule and its peak. Merging
+energy of the seven bands, the downmix energy and frame count over the loudness meter's
+gated ~2 ms granules, and the downmix peak. Merging
 them gives exactly the values a single pass would (see ``docs/fingerprint.md``), so the
 daemon can spread one track over all cores with :func:`analyze_segment` and
 :func:`merge_segments`. These are the *plan inputs* (:class:`PlanInputs`): everything
@@ -20,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
@@ -30,7 +31,7 @@ from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioReader, stereo_downmix
 from .features import dynamics, rhythm, spectral, stereo, tonal
 from .features.grid import owned_frames, valid_counts
 
-ALGORITHM_VERSION: Final[str] = "2026.11.1"  # bump whenever any number changes
+ALGORITHM_VERSION: Final[str] = "2026.11.2"  # bump whenever any number changes
 DIMENSIONS: Final[tuple[str, ...]] = (
     "sub_bass_pct", "bass_pct", "low_mid_pct", "mid_pct", "upper_mid_pct", "presence_pct", "air_pct",
     "lufs", "crest_db", "bass_mid_ratio", "tempo_bpm", "rhythm_stability", "transient_density",
@@ -58,13 +59,9 @@ NULLABLE_MEASUREMENTS: Final = frozenset(
 )
 SEGMENT_S: Final = 30.0  # segment length in seconds (rounded to whole 100 ms gating hops)
 SILENT_LUFS: Final = -70.0  # `lufs` of silence: the BS.1770 absolute gate (ITU-R BS.1770-4)
-BLOCK_GRANULES: Final = 4  # a 400 ms BS.1770 block is four 100 ms hops (ITU-R BS.1770-4)
 GATING_HOP_S: Final = 0.1  # BS.1770 gating blocks start every 100 ms
-
-
-def _gating_hop_frames(sample_rate: int) -> int:
-    """The 100 ms gating hop in frames, rounded as :mod:`auralis.loudness` (and libebur128) round it."""
-    return (sample_rate + 5) // 10
+# The -70 LUFS absolute gate as a mean K-weighted energy (ITU-R BS.1770-4 eq. 2 inverted).
+_GATE_ENERGY: Final = 10.0 ** ((loudness.ABSOLUTE_GATE_LUFS - loudness.LOUDNESS_OFFSET_DB) / 10.0)
 
 
 def _finite_dims(dims: dict[str, float], keys: Sequence[str]) -> dict[str, float]:
@@ -164,7 +161,8 @@ class SegmentResult:
     channels: int
     loudness: Any  # auralis.loudness.LoudnessSegment
     band_energy: tuple[float, ...]  # the seven bands, summed power spectra (arbitrary common unit)
-    granule_energy: np.ndarray = field(repr=False)  # sum of m^2 per owned 100 ms granule, float64
+    gated_energy: float  # sum of m^2 over the segment's loudness granules that pass the gate
+    gated_frames: int  # frames in those granules
     mono_peak: float  # largest |m| over the segment's own samples
 
 
@@ -193,8 +191,8 @@ class _Geometry:
     num_frames: int
     sample_rate: int
     channels: int
-    loudness_granule_frames: int  # the loudness meter's granule (~2 ms), divides granule_frames
-    granule_frames: int  # the 100 ms BS.1770 gating hop: the crest factor's granule
+    loudness_granule_frames: int  # the loudness meter's granule (~2 ms): the crest factor's gate
+    gating_hop_frames: int  # the 100 ms BS.1770 gating hop; segments are whole hops
     preroll_frames: int
     postroll_frames: int
     segment_frames: int
@@ -205,7 +203,7 @@ class _Geometry:
     @classmethod
     def of(cls, num_frames: int, sample_rate: int, channels: int) -> "_Geometry":
         granule, preroll, postroll = loudness.loudness_segment_geometry(sample_rate)
-        gating_hop = _gating_hop_frames(sample_rate)
+        gating_hop = loudness.gating_hop_frames(sample_rate)
         if gating_hop % granule:
             raise ValueError(f"loudness granule {granule} does not divide the 100 ms hop {gating_hop}")
         segment = gating_hop * max(1, int(round(SEGMENT_S / GATING_HOP_S)))
@@ -214,7 +212,7 @@ class _Geometry:
             sample_rate=sample_rate,
             channels=channels,
             loudness_granule_frames=granule,
-            granule_frames=gating_hop,
+            gating_hop_frames=gating_hop,
             preroll_frames=preroll,
             postroll_frames=postroll,
             segment_frames=segment,
@@ -274,7 +272,6 @@ def _read_block(source: Any, geo: _Geometry, index: int, *, plan: bool) -> _Bloc
     start, stop = geo.bounds(index)
     grids = {
         "spectral": geo.spectral_frames,
-        "granule": geo.granule_frames,
         "hop": geo.hop_frames,
         "window": geo.window_frames,
     }
@@ -318,7 +315,7 @@ def _plan_part(b: _Block, geo: _Geometry, index: int) -> SegmentResult:
     loud = loudness.analyze_loudness_segment(
         context, geo.sample_rate, preroll_frames=geo.preroll_frames, segment_frames=b.stop - b.start
     )
-    g0, g1 = b.frames["granule"]
+    gated_energy, gated_frames = _gated_downmix(b, geo, loud.granule_energies)
     return SegmentResult(
         index=index,
         num_frames=geo.num_frames,
@@ -326,9 +323,23 @@ def _plan_part(b: _Block, geo: _Geometry, index: int) -> SegmentResult:
         channels=geo.channels,
         loudness=loud,
         band_energy=tuple(float(e) for e in spectral.band_energies(b.ltas, geo.spectral_frames, geo.sample_rate)),
-        granule_energy=dynamics.frame_sums(b.squares, b.read_start, g0, g1, geo.granule_frames),
+        gated_energy=gated_energy,
+        gated_frames=gated_frames,
         mono_peak=_peak(b.mono[b.own]),
     )
+
+
+def _gated_downmix(b: _Block, geo: _Geometry, loudness_energies: np.ndarray) -> tuple[float, int]:
+    """``sum m^2`` and frame count over the block's loudness granules that pass the crest gate.
+
+    The loudness meter's granules tile ``[start, start + n g)`` (``n`` = its granule count; the
+    track's final partial granule, under ~2 ms, is dropped by the meter and here alike). Segment
+    starts are whole gating hops, so these granules lie on one global grid whatever the split.
+    """
+    granule = geo.loudness_granule_frames
+    k0 = b.start // granule
+    downmix = dynamics.frame_sums(b.squares, b.read_start, k0, k0 + loudness_energies.size, granule)
+    return dynamics.gated_sums(downmix, loudness_energies, granule, _GATE_ENERGY)
 
 
 def _detail_part(b: _Block, geo: _Geometry) -> _DetailPart:
@@ -413,34 +424,14 @@ def _merge(results: Sequence[SegmentResult]) -> PlanInputs:
         "sample_rate": int(first.sample_rate),
         "channels": int(first.channels),
     }
-    granules = np.concatenate([r.granule_energy for r in ordered])
-    block_ms, gate = _crest_blocks(granules, geo, ordered)
+    gated_energy = math.fsum(r.gated_energy for r in ordered)
+    gated_frames = sum(r.gated_frames for r in ordered)
     dims = {
         "lufs": max(integrated, SILENT_LUFS) if math.isfinite(integrated) else SILENT_LUFS,
-        "crest_db": dynamics.crest_db(max(r.mono_peak for r in ordered), block_ms, gate),
+        "crest_db": dynamics.crest_db(max(r.mono_peak for r in ordered), gated_energy, gated_frames),
         **spectral.band_fractions(np.sum([r.band_energy for r in ordered], axis=0)),
     }
     return PlanInputs(dimensions=dims, measurements=measurements)
-
-
-def _crest_blocks(
-    granules: np.ndarray, geo: _Geometry, ordered: Sequence[SegmentResult]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mean square of the downmix in each complete 400 ms block, and the -70 LUFS absolute gate of each."""
-    count = max(0, geo.num_frames // geo.granule_frames - BLOCK_GRANULES + 1)
-    if count == 0:
-        return np.zeros(0), np.zeros(0, dtype=bool)
-    sums = np.convolve(granules[: count + BLOCK_GRANULES - 1], np.ones(BLOCK_GRANULES), mode="valid")
-    block_ms = sums / (BLOCK_GRANULES * geo.granule_frames)
-    # The same blocks' K-weighted energies, from the loudness meter's ~2 ms granules.
-    energies = np.concatenate([r.loudness.granule_energies for r in ordered])
-    per_hop = geo.granule_frames // geo.loudness_granule_frames
-    cumulative = np.concatenate(([0.0], np.cumsum(energies)))
-    width = BLOCK_GRANULES * per_hop
-    starts = np.arange(count) * per_hop
-    block_energy = (cumulative[starts + width] - cumulative[starts]) / (width * geo.loudness_granule_frames)
-    gate_energy = 10.0 ** ((loudness.ABSOLUTE_GATE_LUFS - loudness.LOUDNESS_OFFSET_DB) / 10.0)
-    return block_ms, block_energy > gate_energy
 
 
 def merge_segments(path: str | os.PathLike[str], results: Sequence[SegmentResult]) -> PlanInputs:

@@ -204,6 +204,14 @@ def _hop_frames(sample_rate: int) -> int:
     return (sample_rate + 5) // 10  # 100 ms, rounded as libebur128 does
 
 
+def gating_hop_frames(sample_rate: int) -> int:
+    """The 100 ms gating hop in frames, ``(sample_rate + 5) // 10`` (rounded as libebur128 does).
+
+    BS.1770 blocks start every hop; the granule (:func:`loudness_segment_geometry`) divides it.
+    """
+    return _hop_frames(_check_rate(sample_rate))
+
+
 def _granule_frames(sample_rate: int) -> int:
     hop = _hop_frames(sample_rate)
     target = max(1, int(sample_rate * GRANULE_TARGET_S))

@@ -1,9 +1,9 @@
 """Dynamics: crest factor, silence, and how level, crest and peaks vary over the track.
 
 Everything is measured on the mono downmix ``m = (L' + R') / 2`` of the stereo downmix.
-Per block we keep sums and peaks on global grids (100 ms loudness granules for the crest
-factor, 1 s windows for the variation measures); the final functions see the whole track's
-small arrays.
+Per block we keep sums and peaks on global grids (the loudness meter's ~2 ms granules for the
+crest factor, 1 s windows for the variation measures); the final functions see the whole
+track's small arrays or sums.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from .grid import frame_view
 
 WINDOW_S: Final = 1.0  # variation windows: 1 s, non-overlapping, from the start of the track
-ABSOLUTE_GATE_DBFS: Final = -70.0  # windows quieter than this (mean square) are ignored
+ABSOLUTE_GATE_DBFS: Final = -70.0  # windows and crest granules quieter than this (mean square of m) are ignored
 RELATIVE_GATE_DB: Final = -20.0  # loudness variation ignores windows 20 dB under the gated mean (as Tech 3342)
 SILENCE_DBFS: Final = -60.0  # a 50 ms stretch below this RMS is silence
 SILENCE_GROUP_HOPS: Final = 10  # 10 envelope hops of 5 ms = 50 ms
@@ -38,22 +38,42 @@ def frame_peaks(values: np.ndarray, values_start: int, k0: int, k1: int, step: i
     return np.maximum(view.max(axis=1), -view.min(axis=1)).astype(np.float64)
 
 
-def crest_db(peak: float, block_mean_squares: np.ndarray, gate: np.ndarray) -> float:
-    """``crest_db``: sample peak of the downmix minus its RMS over the gated 400 ms blocks, in dB.
+def gated_sums(
+    downmix_energy: np.ndarray, loudness_energy: np.ndarray, granule_frames: int, loudness_gate: float
+) -> tuple[float, int]:
+    """Sum of ``m^2`` and frame count over the loudness granules that are not silent.
+
+    A granule counts when its K-weighted loudness passes the -70 LUFS absolute gate
+    (``loudness_energy / granule_frames > loudness_gate``) *and* its own mean square of ``m`` is
+    above :data:`ABSOLUTE_GATE_DBFS`. The second test drops the K-filter's ring-out after a sound
+    stops (25-40 ms above -70 LUFS into digital silence), which would otherwise count as sound.
+
+    Args:
+        downmix_energy: float64 ``(granules,)``, sum of ``m^2`` over each granule.
+        loudness_energy: float64 ``(granules,)``, the loudness meter's K-weighted channel-weighted
+            energy of the same granules (``LoudnessSegment.granule_energies``).
+        granule_frames: frames per granule.
+        loudness_gate: the absolute gate as a mean K-weighted energy (``10 ** ((-70 + 0.691) / 10)``).
+
+    Both sums are additive over granules, so segments merge by adding them.
+    """
+    passing = loudness_energy > loudness_gate * granule_frames
+    passing &= downmix_energy > 10.0 ** (ABSOLUTE_GATE_DBFS / 10.0) * granule_frames
+    return float(downmix_energy[passing].sum()), int(np.count_nonzero(passing)) * granule_frames
+
+
+def crest_db(peak: float, gated_energy: float, gated_frames: int) -> float:
+    """``crest_db``: sample peak of the downmix minus its RMS over the gated granules, in dB.
 
     Args:
         peak: largest ``|m|`` of the whole track.
-        block_mean_squares: mean square of ``m`` in every BS.1770 400 ms block.
-        gate: which blocks pass the -70 LUFS absolute gate.
+        gated_energy, gated_frames: the sums of :func:`gated_sums` over the whole track.
 
-    Returns 0.0 when no block passes (silence, or input shorter than one block).
+    Returns 0.0 when no granule passes (silence, or input shorter than one granule).
     """
-    gated = block_mean_squares[gate]
-    if gated.size == 0 or not peak > 0.0:
+    if gated_frames <= 0 or not peak > 0.0 or not gated_energy > 0.0:
         return 0.0
-    mean_square = float(np.mean(gated))
-    if not mean_square > 0.0:
-        return 0.0
+    mean_square = gated_energy / gated_frames
     return float(max(0.0, 20.0 * np.log10(peak) - 10.0 * np.log10(mean_square)))
 
 
