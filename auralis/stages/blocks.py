@@ -16,16 +16,6 @@ from scipy import ndimage
 BLOCK_FRAMES: Final = 16  # frames per envelope block (0.36 ms at 44.1 kHz)
 
 
-def block_reduce_max(v: np.ndarray) -> np.ndarray:
-    """Max of each block of ``BLOCK_FRAMES`` values of a 1-D array whose length is a multiple of it."""
-    return v.reshape(-1, BLOCK_FRAMES).max(axis=1)
-
-
-def block_reduce_mean(v: np.ndarray) -> np.ndarray:
-    """Mean of each block of ``BLOCK_FRAMES`` values (last axis; leading axes kept)."""
-    return v.reshape(*v.shape[:-1], -1, BLOCK_FRAMES).sum(axis=-1) * (1.0 / BLOCK_FRAMES)
-
-
 def moving_average(v: np.ndarray, half_width: int) -> np.ndarray:
     """Centred moving average over ``2 * half_width + 1`` values (edge values repeated), via a running sum."""
     if half_width <= 0:

@@ -4,12 +4,14 @@
    oversampling by a 16-tap Kaiser-windowed-sinc interpolator (7 fractional phases). Only
    blocks whose sample peak is within ``DETECT_GATE_DB`` of the ceiling need it (intersample
    overshoot of programme material stays well below that); elsewhere the sample peak is used.
+   The 4x positions are computed first; the other four 8x positions only for blocks that the
+   4x reading (allowing for its grid under-read) puts within reach of the ceiling.
 2. Required gain ``r_b = min(1, ceiling / peak_b)`` per block; its reduction ``1 - r`` is held
    by a sliding maximum over ``[b - hold, b + ahead]`` and smoothed by two cascaded centred
    moving averages. Because the sliding window covers the whole smoothing support, the smoothed
    gain never exceeds the required gain anywhere: the ceiling holds by construction, with a
-   ramp that starts ``LIMITER_ATTACK_MS`` before the peak (look-ahead) and a release that
-   holds ``LIMITER_HOLD_MS`` and then ramps back.
+   ramp of about ``4 * LIMITER_ATTACK_MS`` that completes just before the peak (look-ahead)
+   and a release that holds ``LIMITER_HOLD_MS`` and then ramps back as fast.
 3. The block gain is interpolated to the frame rate (each frame is a convex combination of
    its block and one neighbour, both covered by the hold window).
 
@@ -26,7 +28,7 @@ from typing import Final
 
 import numpy as np
 
-from .blocks import BLOCK_FRAMES, block_reduce_max, moving_average, ms_to_blocks, sliding_max, upsample_blocks
+from .blocks import BLOCK_FRAMES, moving_average, ms_to_blocks, sliding_max, upsample_blocks
 
 LIMITER_MARGIN_DB: Final = 0.1  # dB below the ceiling where the 8x detector aims
 LIMITER_ATTACK_MS: Final = 2.0  # half-width of each of the two smoothing boxcars (ramp ~ 2x this)
@@ -54,7 +56,6 @@ def _interpolator() -> np.ndarray:
 
 
 _H: Final = _interpolator()
-_H32: Final = _H.astype(np.float32)
 _PAD_BEFORE: Final = _TAPS // 2 - 1  # 7
 _PAD_AFTER: Final = _TAPS // 2  # 8
 
@@ -72,59 +73,80 @@ def limiter_support_frames(sample_rate: int) -> tuple[int, int]:
     return (hold + 2 * half + 2) * BLOCK_FRAMES + _TAPS, (ahead + 2 * half + 2) * BLOCK_FRAMES + _TAPS
 
 
-def _block_toeplitz() -> np.ndarray:
-    """``(31, 112)`` float32: one block's 31-sample window times this gives all 16 frames x 7 phases."""
-    t = np.zeros((BLOCK_FRAMES + _TAPS - 1, BLOCK_FRAMES, OVERSAMPLING - 1))
+def _block_toeplitz(phases: list[int]) -> np.ndarray:
+    """``(31, 16 * len(phases))`` float32: a block's 31-sample window times this gives 16 frames x those phases."""
+    t = np.zeros((BLOCK_FRAMES + _TAPS - 1, BLOCK_FRAMES, len(phases)))
     for j in range(BLOCK_FRAMES):
-        t[j : j + _TAPS, j, :] = _H
+        t[j : j + _TAPS, j, :] = _H[:, phases]
     return t.reshape(BLOCK_FRAMES + _TAPS - 1, -1).astype(np.float32)
 
 
-_T32: Final = _block_toeplitz()
+_T4: Final = _block_toeplitz([1, 3, 5])  # 2/8, 4/8, 6/8: the 4x positions
+_T8: Final = _block_toeplitz([0, 2, 4, 6])  # 1/8, 3/8, 5/8, 7/8: the rest of 8x
+# Sampling a peak on the 4x grid reads at most this much low (a tone at 0.45 fs: cos(pi * 0.45 / 4)).
+_GRID4_UNDERREAD: Final = 1.0 / np.cos(np.pi * 0.45 / 4)
 _BATCH_BLOCKS: Final = 4096  # blocks interpolated per matrix product (~1.8 MB of output)
 
 
-def block_true_peaks(x: np.ndarray, gate: float) -> np.ndarray:
-    """Per-block peak magnitude over all channels, at 8x oversampling where the sample peak exceeds ``gate``.
+def _interpolated_block_peaks(rows: np.ndarray, blocks: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    out = np.empty(blocks.size, dtype=np.float32)
+    for lo in range(0, blocks.size, _BATCH_BLOCKS):
+        sel = blocks[lo : lo + _BATCH_BLOCKS]
+        out[lo : lo + sel.size] = np.abs(rows[sel] @ matrix).max(axis=1)
+    return out
 
-    For the blocks above the gate, each block's 31-sample neighbourhood is multiplied by a
-    ``(31, 112)`` Toeplitz matrix of the interpolator (all 16 frames x 7 phases in one matrix
-    product), so the cost is one small GEMM per batch of blocks, with no per-sample copies.
+
+def block_true_peaks(x: np.ndarray, gate: float, ceiling: float | None = None) -> np.ndarray:
+    """Per-block peak magnitude over all channels, at 8x oversampling where it matters.
+
+    Blocks whose sample peak is at or below ``gate`` report their sample peak. The others are
+    interpolated at the 4x positions first; those that could then exceed ``ceiling`` (allowing
+    for the 4x grid's under-read) also get the remaining 8x positions. Each step is one small
+    matrix product per batch of blocks: a block's 31-sample neighbourhood times a Toeplitz matrix
+    of the interpolator (16 frames x the phases), with no per-sample copies.
 
     Args:
         x: float64 ``(channels, frames)``, frames a multiple of ``BLOCK_FRAMES``.
         gate: linear level; blocks whose sample peak is at or below it report their sample peak.
+        ceiling: linear level below which the exact 8x value does not matter (None: 8x everywhere hot).
 
     Returns:
         float64 ``(frames // BLOCK_FRAMES,)``.
     """
     channels, frames = x.shape
-    mag = np.abs(x[0]) if channels == 1 else np.max(np.abs(x), axis=0)
-    peaks = block_reduce_max(mag)
+    nb = frames // BLOCK_FRAMES
+    blocks = x.reshape(channels, nb, BLOCK_FRAMES)
+    peaks = np.maximum(blocks.max(axis=2), -blocks.min(axis=2)).max(axis=0)  # no full-size temporaries
     hot = np.flatnonzero(peaks > gate)
     if hot.size == 0:
         return peaks
-    nb = frames // BLOCK_FRAMES
-    width = BLOCK_FRAMES + _TAPS - 1
-    inter = np.zeros(hot.size, dtype=np.float32)
+    # Each hot block's 31-frame neighbourhood [16b - 7, 16b + 24), zero outside the window.
+    index = hot[:, None] * BLOCK_FRAMES + (np.arange(BLOCK_FRAMES + _TAPS - 1) - _PAD_BEFORE)[None, :]
+    outside = (index < 0) | (index >= frames)
+    np.clip(index, 0, frames - 1, out=index)
+    rows_per_channel = []
     for c in range(channels):
-        padded = np.zeros(frames + width, dtype=np.float32)
-        padded[_PAD_BEFORE : _PAD_BEFORE + frames] = x[c]
-        rows = np.lib.stride_tricks.as_strided(
-            padded, shape=(nb, width), strides=(BLOCK_FRAMES * padded.itemsize, padded.itemsize), writeable=False
-        )
-        for lo in range(0, hot.size, _BATCH_BLOCKS):
-            sel = hot[lo : lo + _BATCH_BLOCKS]
-            out = rows[sel] @ _T32
-            np.maximum(inter[lo : lo + sel.size], np.abs(out).max(axis=1), out=inter[lo : lo + sel.size])
-    peaks[hot] = np.maximum(peaks[hot], inter)
+        rows = x[c][index].astype(np.float32)
+        rows[outside] = 0.0
+        rows_per_channel.append(rows)
+    positions = np.arange(hot.size)
+    coarse = peaks[hot].astype(np.float32)
+    for rows in rows_per_channel:
+        np.maximum(coarse, _interpolated_block_peaks(rows, positions, _T4), out=coarse)
+    peaks[hot] = coarse
+    fine = positions if ceiling is None else positions[coarse * _GRID4_UNDERREAD > ceiling]
+    if fine.size:
+        refined = peaks[hot[fine]].astype(np.float32)
+        for rows in rows_per_channel:
+            np.maximum(refined, _interpolated_block_peaks(rows, fine, _T8), out=refined)
+        peaks[hot[fine]] = refined
     return peaks
 
 
 def limiter_gain(x: np.ndarray, sample_rate: int, ceiling_dbtp: float) -> np.ndarray | None:
     """Per-frame gain that keeps ``x`` (float64 ``(channels, frames)``) under ``ceiling_dbtp``, or None if 1.0 everywhere."""
     ceiling = 10.0 ** ((ceiling_dbtp - LIMITER_MARGIN_DB) / 20.0)
-    peaks = block_true_peaks(x, ceiling * 10.0 ** (-DETECT_GATE_DB / 20.0))
+    peaks = block_true_peaks(x, ceiling * 10.0 ** (-DETECT_GATE_DB / 20.0), ceiling)
     reduction = 1.0 - ceiling / np.maximum(peaks, ceiling)  # 0 where no limiting is needed
     if not np.any(reduction > 0.0):
         return None
