@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m auralis.demo
+	$(PY) -m auralisd.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -26,3 +26,10 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+# Render the systemd user units for this install into $HOME/.config/systemd/user
+# (AURALISD_ARGS="--music-dir ~/Music" adds daemon flags to ExecStart). See docs/usage.md.
+.PHONY: install-user-service
+install-user-service:
+	@test -x $(PY) || $(MAKE) venv
+	$(PY) systemd/install_user_service.py --args "$(AURALISD_ARGS)"

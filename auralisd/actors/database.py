@@ -1,0 +1,509 @@
+"""The database actor: one stdlib ``sqlite3`` connection, every call on a worker thread.
+
+aiosqlite cannot run under trio (it awaits asyncio futures), so each transaction is one
+plain function run by ``trio.to_thread.run_sync`` under a ``CapacityLimiter(1)``: calls
+are serialised, the trio loop never blocks on disk, and only the thread that holds the
+limiter touches the connection. WAL journal, ``synchronous=NORMAL`` (durable across
+process crashes; a power cut may lose the last transactions, never corrupt the file),
+``busy_timeout`` 5 s, and ``BEGIN IMMEDIATE`` for every transaction that writes (a read
+transaction upgraded to a write can fail with "database is locked" despite the timeout).
+The schema is versioned through ``PRAGMA user_version`` and :data:`MIGRATIONS`.
+
+Cancellation: a call that is cancelled still runs its transaction to the end on the
+thread (``abandon_on_cancel=False``), so a transaction is never cut in half.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Final, TypeVar
+
+import trio
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS: Final = 5_000
+# The 25 fingerprint dimensions in the order of issue 2 (columns of `fingerprints`).
+DIMENSION_COLUMNS: Final = (
+    "sub_bass_pct", "bass_pct", "low_mid_pct", "mid_pct", "upper_mid_pct", "presence_pct", "air_pct",
+    "lufs", "crest_db", "bass_mid_ratio", "tempo_bpm", "rhythm_stability", "transient_density",
+    "silence_ratio", "spectral_centroid", "spectral_rolloff", "spectral_flatness", "harmonic_ratio",
+    "pitch_stability", "chroma_energy", "dynamic_range_variation", "loudness_variation_std",
+    "peak_consistency", "stereo_width", "phase_correlation",
+)  # fmt: skip
+
+_DIMENSION_DDL = ",\n    ".join(f"{name} REAL" for name in DIMENSION_COLUMNS)
+
+# Each entry upgrades the schema by one version; never edit a released entry, append a new one.
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: tracks, fingerprints, queue, player state, settings
+    f"""
+    CREATE TABLE tracks (
+        track_id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        music_dir TEXT NOT NULL,
+        rel_dir TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        title TEXT, artist TEXT, album TEXT, track_number INTEGER,
+        duration_s REAL NOT NULL,
+        num_frames INTEGER NOT NULL,
+        sample_rate INTEGER NOT NULL,
+        channels INTEGER NOT NULL,
+        format TEXT NOT NULL,
+        fingerprint_status TEXT NOT NULL DEFAULT 'none',
+        fingerprint_error TEXT,
+        scanned_at REAL NOT NULL
+    );
+    CREATE INDEX tracks_by_dir ON tracks(music_dir, rel_dir);
+    CREATE TABLE fingerprints (
+        track_id INTEGER PRIMARY KEY REFERENCES tracks(track_id) ON DELETE CASCADE,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        algorithm_version TEXT NOT NULL,
+        source TEXT NOT NULL,
+        complete INTEGER NOT NULL,
+        {_DIMENSION_DDL},
+        measurements TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE queue (
+        pos INTEGER PRIMARY KEY,
+        track_id INTEGER NOT NULL REFERENCES tracks(track_id) ON DELETE CASCADE
+    );
+    CREATE TABLE player_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+)
+
+
+@dataclass(frozen=True)
+class Track:
+    """One audio file the library found (a row of ``tracks``)."""
+
+    track_id: int
+    path: str
+    music_dir: str
+    rel_dir: str
+    size: int
+    mtime_ns: int
+    title: str | None
+    artist: str | None
+    album: str | None
+    track_number: int | None
+    duration_s: float
+    num_frames: int
+    sample_rate: int
+    channels: int
+    format: str
+    fingerprint_status: str  # none | partial | complete | failed
+    fingerprint_error: str | None
+    scanned_at: float
+
+    def to_wire(self) -> dict[str, Any]:
+        """The track map of the control protocol."""
+        return {
+            "track_id": self.track_id,
+            "path": self.path,
+            "title": self.title or os.path.splitext(os.path.basename(self.path))[0],
+            "artist": self.artist,
+            "album": self.album,
+            "duration_s": self.duration_s,
+            "sample_rate": self.sample_rate,
+            "channels": self.channels,
+            "format": self.format,
+            "fingerprint_status": self.fingerprint_status,
+        }
+
+
+_TRACK_COLUMNS: Final = tuple(f.name for f in fields(Track))
+
+
+@dataclass(frozen=True)
+class TrackFile:
+    """What a scan learned about one file, before it has a ``track_id``."""
+
+    path: str
+    music_dir: str
+    rel_dir: str
+    size: int
+    mtime_ns: int
+    title: str | None
+    artist: str | None
+    album: str | None
+    track_number: int | None
+    duration_s: float
+    num_frames: int
+    sample_rate: int
+    channels: int
+    format: str
+
+
+@dataclass(frozen=True)
+class StoredFingerprint:
+    """A fingerprint row: the 25 dimensions (None until complete for the detail ones) and measurements."""
+
+    track_id: int
+    size: int
+    mtime_ns: int
+    algorithm_version: str
+    source: str  # "computed" | "sidecar"
+    complete: bool  # False: only the plan inputs are filled
+    dimensions: dict[str, float | None]
+    measurements: dict[str, Any]
+
+
+def _row_to_track(row: sqlite3.Row) -> Track:
+    return Track(**{name: row[name] for name in _TRACK_COLUMNS})
+
+
+def _json_dumps(value: Any) -> str:
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        return v
+
+    return json.dumps(clean(value), allow_nan=False, sort_keys=True)
+
+
+class Database:
+    """Owner of the SQLite connection. Start with ``await nursery.start(db.run)``.
+
+    Every public method is one transaction on the database thread.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._limiter = trio.CapacityLimiter(1)
+        self._conn: sqlite3.Connection | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open and migrate the database, then serve until cancelled; closes the connection on exit."""
+        await trio.to_thread.run_sync(self._open, limiter=self._limiter)
+        try:
+            task_status.started()
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._close, limiter=self._limiter)
+
+    def _open(self) -> None:
+        os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self._conn = conn
+        migrate(conn)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.execute("PRAGMA optimize")
+            finally:
+                self._conn.close()
+                self._conn = None
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def job() -> T:
+            conn = self._require()
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+
+        return await trio.to_thread.run_sync(job, limiter=self._limiter)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def job() -> T:
+            conn = self._require()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await trio.to_thread.run_sync(job, limiter=self._limiter)
+
+    def _require(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("database is not open")
+        return self._conn
+
+    # ----------------------------------------------------------------- tracks
+    async def track_stats(self) -> dict[str, tuple[int, int, int]]:
+        """``{path: (track_id, size, mtime_ns)}`` of every known track (what a rescan compares)."""
+        return await self._read(
+            lambda c: {r[0]: (r[1], r[2], r[3]) for r in c.execute("SELECT path, track_id, size, mtime_ns FROM tracks")}
+        )
+
+    async def upsert_tracks(self, files: Sequence[TrackFile]) -> list[int]:
+        """Insert or update tracks by path; returns their ids. A changed file loses its fingerprint."""
+
+        def job(c: sqlite3.Connection) -> list[int]:
+            ids = []
+            now = time.time()
+            for f in files:
+                row = c.execute("SELECT track_id, size, mtime_ns FROM tracks WHERE path = ?", (f.path,)).fetchone()
+                values = (
+                    f.music_dir, f.rel_dir, f.size, f.mtime_ns, f.title, f.artist, f.album, f.track_number,
+                    f.duration_s, f.num_frames, f.sample_rate, f.channels, f.format, now,
+                )  # fmt: skip
+                if row is None:
+                    cur = c.execute(
+                        "INSERT INTO tracks (music_dir, rel_dir, size, mtime_ns, title, artist, album, track_number,"
+                        " duration_s, num_frames, sample_rate, channels, format, scanned_at, path)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (*values, f.path),
+                    )
+                    ids.append(int(cur.lastrowid))
+                else:
+                    c.execute(
+                        "UPDATE tracks SET music_dir=?, rel_dir=?, size=?, mtime_ns=?, title=?, artist=?, album=?,"
+                        " track_number=?, duration_s=?, num_frames=?, sample_rate=?, channels=?, format=?,"
+                        " scanned_at=?, fingerprint_status='none', fingerprint_error=NULL WHERE path=?",
+                        (*values, f.path),
+                    )
+                    c.execute("DELETE FROM fingerprints WHERE track_id = ?", (row[0],))
+                    ids.append(int(row[0]))
+            return ids
+
+        return await self._write(job)
+
+    async def delete_tracks(self, track_ids: Iterable[int]) -> None:
+        """Forget vanished tracks (their fingerprints and queue entries go with them)."""
+        ids = [(int(i),) for i in track_ids]
+
+        def job(c: sqlite3.Connection) -> None:
+            c.executemany("DELETE FROM tracks WHERE track_id = ?", ids)
+            _renumber_queue(c)
+
+        await self._write(job)
+
+    async def get_track(self, track_id: int) -> Track | None:
+        def job(c: sqlite3.Connection) -> Track | None:
+            row = c.execute("SELECT * FROM tracks WHERE track_id = ?", (int(track_id),)).fetchone()
+            return None if row is None else _row_to_track(row)
+
+        return await self._read(job)
+
+    async def get_track_by_path(self, path: str) -> Track | None:
+        def job(c: sqlite3.Connection) -> Track | None:
+            row = c.execute("SELECT * FROM tracks WHERE path = ?", (path,)).fetchone()
+            return None if row is None else _row_to_track(row)
+
+        return await self._read(job)
+
+    async def tracks_under(self, music_dir: str, rel_dir: str, *, recursive: bool) -> list[Track]:
+        """Tracks in ``rel_dir`` of ``music_dir`` ("" is the top), ordered by path."""
+
+        def job(c: sqlite3.Connection) -> list[Track]:
+            if recursive and rel_dir:
+                rows = c.execute(
+                    "SELECT * FROM tracks WHERE music_dir = ? AND (rel_dir = ? OR rel_dir LIKE ? ESCAPE '\\')"
+                    " ORDER BY path",
+                    (music_dir, rel_dir, _like_prefix(rel_dir + "/")),
+                )
+            elif recursive:
+                rows = c.execute("SELECT * FROM tracks WHERE music_dir = ? ORDER BY path", (music_dir,))
+            else:
+                rows = c.execute(
+                    "SELECT * FROM tracks WHERE music_dir = ? AND rel_dir = ? ORDER BY path", (music_dir, rel_dir)
+                )
+            return [_row_to_track(r) for r in rows]
+
+        return await self._read(job)
+
+    async def subdirs(self, music_dir: str, rel_dir: str) -> list[str]:
+        """Immediate child folders of ``rel_dir`` that hold tracks (relative names)."""
+
+        def job(c: sqlite3.Connection) -> list[str]:
+            prefix = rel_dir + "/" if rel_dir else ""
+            rows = c.execute(
+                "SELECT DISTINCT rel_dir FROM tracks WHERE music_dir = ? AND rel_dir LIKE ? ESCAPE '\\'",
+                (music_dir, _like_prefix(prefix)),
+            )
+            out = set()
+            for (d,) in rows:
+                rest = d[len(prefix) :]
+                if rest:
+                    out.add(prefix + rest.split("/", 1)[0])
+            return sorted(out)
+
+        return await self._read(job)
+
+    async def search_tracks(self, query: str, limit: int) -> list[Track]:
+        """Tracks whose title, artist, album or path contains every word of ``query``."""
+        words = [w for w in query.split() if w][:8]
+
+        def job(c: sqlite3.Connection) -> list[Track]:
+            sql = "SELECT * FROM tracks"
+            args: list[Any] = []
+            if words:
+                clauses = []
+                for w in words:
+                    like = _like_contains(w)
+                    clauses.append(
+                        "(title LIKE ? ESCAPE '\\' OR artist LIKE ? ESCAPE '\\' OR album LIKE ? ESCAPE '\\'"
+                        " OR path LIKE ? ESCAPE '\\')"
+                    )
+                    args += [like] * 4
+                sql += " WHERE " + " AND ".join(clauses)
+            sql += " ORDER BY artist, album, track_number, path LIMIT ?"
+            args.append(int(limit))
+            return [_row_to_track(r) for r in c.execute(sql, args)]
+
+        return await self._read(job)
+
+    async def track_ids_without_fingerprint(self, limit: int) -> list[int]:
+        return await self._read(
+            lambda c: [
+                r[0]
+                for r in c.execute(
+                    "SELECT track_id FROM tracks WHERE fingerprint_status IN ('none', 'partial') ORDER BY track_id"
+                    " LIMIT ?",
+                    (int(limit),),
+                )
+            ]
+        )
+
+    async def count_tracks(self) -> int:
+        return await self._read(lambda c: int(c.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]))
+
+    async def set_fingerprint_status(self, track_id: int, status: str, error: str | None = None) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE tracks SET fingerprint_status = ?, fingerprint_error = ? WHERE track_id = ?",
+                (status, error, int(track_id)),
+            )
+        )
+
+    # ----------------------------------------------------------------- fingerprints
+    async def get_fingerprint(self, track_id: int) -> StoredFingerprint | None:
+        def job(c: sqlite3.Connection) -> StoredFingerprint | None:
+            row = c.execute("SELECT * FROM fingerprints WHERE track_id = ?", (int(track_id),)).fetchone()
+            if row is None:
+                return None
+            return StoredFingerprint(
+                track_id=row["track_id"],
+                size=row["size"],
+                mtime_ns=row["mtime_ns"],
+                algorithm_version=row["algorithm_version"],
+                source=row["source"],
+                complete=bool(row["complete"]),
+                dimensions={name: row[name] for name in DIMENSION_COLUMNS},
+                measurements=json.loads(row["measurements"]),
+            )
+
+        return await self._read(job)
+
+    async def put_fingerprint(self, fp: StoredFingerprint) -> None:
+        """Store (replace) a track's fingerprint and set its status to complete or partial."""
+        columns = ", ".join(DIMENSION_COLUMNS)
+        marks = ", ".join("?" for _ in DIMENSION_COLUMNS)
+
+        def job(c: sqlite3.Connection) -> None:
+            c.execute(
+                f"INSERT OR REPLACE INTO fingerprints (track_id, size, mtime_ns, algorithm_version, source, complete,"
+                f" {columns}, measurements, created_at) VALUES (?, ?, ?, ?, ?, ?, {marks}, ?, ?)",
+                (
+                    fp.track_id, fp.size, fp.mtime_ns, fp.algorithm_version, fp.source, int(fp.complete),
+                    *[_finite_or_none(fp.dimensions.get(name)) for name in DIMENSION_COLUMNS],
+                    _json_dumps(fp.measurements), time.time(),
+                ),  # fmt: skip
+            )
+            c.execute(
+                "UPDATE tracks SET fingerprint_status = ?, fingerprint_error = NULL WHERE track_id = ?",
+                ("complete" if fp.complete else "partial", fp.track_id),
+            )
+
+        await self._write(job)
+
+    # ----------------------------------------------------------------- queue and player state
+    async def load_queue(self) -> list[int]:
+        return await self._read(lambda c: [r[0] for r in c.execute("SELECT track_id FROM queue ORDER BY pos")])
+
+    async def save_player(self, queue: Sequence[int] | None, state: dict[str, Any]) -> None:
+        """Persist the queue (when given) and the player state map in one transaction."""
+
+        def job(c: sqlite3.Connection) -> None:
+            if queue is not None:
+                c.execute("DELETE FROM queue")
+                c.executemany(
+                    "INSERT INTO queue (pos, track_id) SELECT ?, track_id FROM tracks WHERE track_id = ?",
+                    [(i, int(t)) for i, t in enumerate(queue)],
+                )
+                _renumber_queue(c)
+            c.executemany(
+                "INSERT OR REPLACE INTO player_state (key, value) VALUES (?, ?)",
+                [(k, json.dumps(v)) for k, v in state.items()],
+            )
+
+        await self._write(job)
+
+    async def load_player_state(self) -> dict[str, Any]:
+        return await self._read(
+            lambda c: {r[0]: json.loads(r[1]) for r in c.execute("SELECT key, value FROM player_state")}
+        )
+
+    async def integrity_check(self) -> str:
+        """``PRAGMA integrity_check`` result ("ok" when the file is sound)."""
+        return await self._read(lambda c: str(c.execute("PRAGMA integrity_check").fetchone()[0]))
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to ``len(MIGRATIONS)``; each step in its own IMMEDIATE transaction. Returns the version."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise RuntimeError(f"database schema version {version} is newer than this auralisd ({len(MIGRATIONS)})")
+    for target in range(version + 1, len(MIGRATIONS) + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split_sql(MIGRATIONS[target - 1]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return len(MIGRATIONS)
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _renumber_queue(c: sqlite3.Connection) -> None:
+    ids = [r[0] for r in c.execute("SELECT track_id FROM queue ORDER BY pos")]
+    c.execute("DELETE FROM queue")
+    c.executemany("INSERT INTO queue (pos, track_id) VALUES (?, ?)", list(enumerate(ids)))
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _like_contains(word: str) -> str:
+    return "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

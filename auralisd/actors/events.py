@@ -1,0 +1,102 @@
+"""The event hub: fan-out of small notifications (player, queue, scan progress, ...) to subscribers.
+
+Publishing never blocks: each subscriber has its own bounded memory channel
+(:data:`EVENT_BUFFER` events of at most a few KiB each, so about 1 MiB worst case per
+subscriber). A subscriber whose buffer is full is dropped (its channel is closed and its
+``dropped`` flag set); the control session then closes that connection. Progress events
+that are superseded by the next one (``scan_progress``) are simply skipped for a full
+subscriber instead, since only the latest matters.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import trio
+
+EVENT_BUFFER: Final = 256  # events per subscriber
+EVENT_NAMES: Final = (
+    "player",
+    "queue",
+    "options",
+    "volume",
+    "scan_progress",
+    "fingerprint_progress",
+    "mastering",
+    "error",
+    "shutdown",
+)
+_SKIPPABLE: Final = frozenset({"scan_progress"})
+
+log = logging.getLogger("auralisd.events")
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    data: Any
+
+
+@dataclass(eq=False)
+class Subscription:
+    """A subscriber's handle: read events from ``receive``; ``dropped`` says it fell behind."""
+
+    receive: trio.MemoryReceiveChannel[Event]
+    events: frozenset[str]
+    _send: trio.MemorySendChannel[Event] = field(repr=False)
+    dropped: bool = False
+
+
+class EventHub:
+    """Publish events to every subscriber that asked for them, without ever blocking."""
+
+    def __init__(self) -> None:
+        self._subs: set[Subscription] = set()
+
+    def subscribe(self, events: frozenset[str] | None = None, max_events: int = EVENT_BUFFER) -> Subscription:
+        send, receive = trio.open_memory_channel[Event](max_events)
+        sub = Subscription(receive=receive, events=frozenset(events or EVENT_NAMES), _send=send)
+        self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        if sub in self._subs:
+            self._subs.discard(sub)
+            sub._send.close()
+
+    def publish(self, name: str, data: Any) -> None:
+        event = Event(name, _finite(data))
+        for sub in list(self._subs):
+            if name not in sub.events:
+                continue
+            try:
+                sub._send.send_nowait(event)
+            except trio.WouldBlock:
+                if name in _SKIPPABLE:
+                    continue
+                log.warning("an event subscriber fell %d events behind; dropping it", EVENT_BUFFER)
+                sub.dropped = True
+                self.unsubscribe(sub)
+            except trio.BrokenResourceError:
+                self._subs.discard(sub)
+
+    def close(self) -> None:
+        for sub in list(self._subs):
+            self.unsubscribe(sub)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subs)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

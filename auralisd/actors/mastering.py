@@ -1,0 +1,158 @@
+"""Chunk rendering facade: cache, then one pool job per chunk however many ask for it.
+
+``await mastering.render_chunk(track, plan, k)`` returns chunk ``k`` of ``track`` mastered
+with ``plan`` as float32 ``(frames, 2)`` at the track's own sample rate (the shared player
+and private WebSocket sessions both use it). Chunk geometry is the renderer's
+(:func:`auralis.render.chunk_frames`): chunk ``k`` covers source frames
+``[k * N, min((k + 1) * N, num_frames))``.
+
+Single flight: concurrent requests for the same key share one render, which runs in this
+actor's nursery, so a requester that gives up (seek, stop) does not cancel it for the
+others. A queued render that nobody wants any more is dropped before it starts; a running
+one finishes (a chunk takes a fraction of a second) and lands in the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import trio
+
+from .. import jobs
+from ..actors.database import Track
+from .cache import ChunkCache
+from .pool import MasteringPool, PoolJobAbandoned
+
+log = logging.getLogger("auralisd.mastering")
+
+
+@dataclass(frozen=True)
+class ChunkKey:
+    """Everything that changes a rendered chunk's samples."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    engine_version: str
+    plan_key: str
+    k: int
+    chunk_frames: int = 0  # 0: the renderer's standard geometry; else a fast-start piece length
+
+
+@dataclass(eq=False)
+class _Flight:
+    done: trio.Event = field(default_factory=trio.Event)
+    waiters: int = 0
+    result: np.ndarray | None = None
+    error: BaseException | None = None
+
+
+def chunk_frames(sample_rate: int) -> int:
+    from auralis.render import chunk_frames as geometry
+
+    return int(geometry(sample_rate))
+
+
+def chunk_count(num_frames: int, sample_rate: int) -> int:
+    from auralis.render import chunk_count as count
+
+    return int(count(num_frames, sample_rate))
+
+
+def engine_version() -> str:
+    from auralis.render import ENGINE_VERSION
+
+    return str(ENGINE_VERSION)
+
+
+class Mastering:
+    """Start with ``await nursery.start(mastering.run)``."""
+
+    def __init__(self, pool: MasteringPool, cache: ChunkCache) -> None:
+        self.pool = pool
+        self.cache = cache
+        self._flights: dict[ChunkKey, _Flight] = {}
+        self._nursery: trio.Nursery | None = None
+        self._engine_version = ""
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._engine_version = engine_version()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def key(self, track: Track, plan: Any, k: int, piece_frames: int = 0) -> ChunkKey:
+        return ChunkKey(
+            track.path, track.size, track.mtime_ns, self._engine_version, plan.cache_key(), int(k), int(piece_frames)
+        )
+
+    def cached_chunk(self, track: Track, plan: Any, k: int, piece_frames: int = 0) -> np.ndarray | None:
+        """The chunk when it is cached (counted as a hit), else None (not counted). Never blocks."""
+        key = self.key(track, plan, k, piece_frames)
+        return self.cache.get(key) if self.cache.peek(key) else None
+
+    async def render_piece(self, track: Track, plan: Any, j: int, piece_frames: int) -> np.ndarray:
+        """Fast-start piece ``j``: frames ``[j * piece_frames, (j + 1) * piece_frames)``, rendered alone.
+
+        A short piece renders several times faster than a whole chunk (the pre-roll is the
+        same, the body shorter), so playback can start before chunk 0 is ready. The
+        renderer works on an absolute frame grid: a piece equals the same frames of the
+        standard chunk (sample for sample as measured; -90 dBFS is the documented bound).
+        """
+        return await self._render_key(self.key(track, plan, j, piece_frames), track.path, plan)
+
+    async def render_chunk(self, track: Track, plan: Any, k: int) -> np.ndarray:
+        """Chunk ``k`` as read-only float32 ``(frames, 2)`` at ``track.sample_rate``.
+
+        Raises:
+            jobs.JobFailed: the file cannot be rendered (code ``bad_audio``/``not_found``).
+            PoolTimeout, trio_parallel.BrokenWorkerError: the pool gave up on the chunk.
+
+        Cancellation: safe; the render goes on for other requesters and the cache.
+        """
+        return await self._render_key(self.key(track, plan, k), track.path, plan)
+
+    async def _render_key(self, key: ChunkKey, path: str, plan: Any) -> np.ndarray:
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        flight = self._flights.get(key)
+        if flight is None:
+            if self._nursery is None:
+                raise RuntimeError("mastering actor is not running")
+            flight = _Flight()
+            self._flights[key] = flight
+            self._nursery.start_soon(self._render, key, flight, path, plan)
+        flight.waiters += 1
+        try:
+            await flight.done.wait()
+        finally:
+            flight.waiters -= 1
+        if flight.error is not None:
+            raise flight.error
+        assert flight.result is not None  # set together with done
+        return flight.result
+
+    async def _render(self, key: ChunkKey, flight: _Flight, path: str, plan: Any) -> None:
+        try:
+            result = await self.pool.run(
+                jobs.render_chunk_stereo, path, plan, key.k, key.chunk_frames or None,
+                still_wanted=lambda: flight.waiters > 0,
+            )  # fmt: skip
+            self.cache.put(key, result)
+            flight.result = result
+        except PoolJobAbandoned:
+            flight.error = PoolJobAbandoned()
+        except Exception as exc:  # handed to every waiter
+            flight.error = exc
+        finally:
+            del self._flights[key]
+            flight.done.set()
+
+    async def render_original(self, track: Track, start_frame: int, stop_frame: int, gain_db: float) -> np.ndarray:
+        """Unprocessed frames as float32 ``(frames, 2)`` gained by ``gain_db`` (the A/B comparison side)."""
+        return await self.pool.run(jobs.render_original_stereo, track.path, start_frame, stop_frame, gain_db)

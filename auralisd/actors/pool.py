@@ -1,0 +1,240 @@
+"""The mastering pool: worker processes (trio-parallel) for rendering and analysis.
+
+One worker per core by default, limited by an explicit ``CapacityLimiter``. Each job runs
+with ``kill_on_cancel=True``: cancelled work is killed, so it never keeps a core busy. A
+worker that dies mid-job (crash, OOM killer, ``kill -9``) fails only that job with
+``BrokenWorkerError``; the job is retried (trio-parallel respawns workers) up to
+``retries`` times. A job that runs longer than ``timeout_s`` is killed and raises
+:class:`PoolTimeout`.
+
+Two priorities: playback work (``background=False``) and idle work (``background=True``,
+e.g. fingerprinting the whole library). Idle jobs start only when no playback job is
+waiting and never occupy more than ``workers - 1`` workers, so playback always finds a
+free one without killing anything (a respawn costs a second or more of imports); with a
+single worker, an idle job is killed and re-queued when playback work arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import trio
+import trio_parallel
+
+from .. import jobs
+
+log = logging.getLogger("auralisd.pool")
+T = TypeVar("T")
+
+JOB_TIMEOUT_S: Final = 60.0  # issue 4: fingerprint/render timeout
+JOB_RETRIES: Final = 2  # re-runs after a worker died
+WORKER_IDLE_TIMEOUT_S: Final = 3600.0  # keep warm workers for an hour of silence
+WORKER_GRACE_PERIOD_S: Final = 0.3  # s at shutdown before idle workers are killed (SIGTERM must stop within 2 s)
+
+
+_UPGRADED: Final = object()  # a background job that moved up to playback priority while waiting
+
+
+class PoolTimeout(Exception):
+    """A job ran longer than its timeout and was killed."""
+
+
+class PoolJobAbandoned(Exception):
+    """A job was dropped before it started because nobody wanted its result any more."""
+
+
+@dataclass(frozen=True)
+class PoolStatistics:
+    workers: int
+    running: int
+    waiting: int
+    jobs_done: int
+    worker_deaths: int
+    retries: int
+    timeouts: int
+    background_preempted: int
+
+    def to_wire(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class MasteringPool:
+    """Run job functions from :mod:`auralisd.jobs` on worker processes. Use :func:`open_mastering_pool`."""
+
+    def __init__(self, ctx: trio_parallel.WorkerContext, workers: int) -> None:
+        self._ctx = ctx
+        self.workers = workers
+        self._limiter = trio.CapacityLimiter(workers)
+        self._background_limiter = trio.CapacityLimiter(max(1, workers - 1))
+        self._no_limit = trio.CapacityLimiter(math.inf)
+        self._foreground_waiting = 0
+        self._foreground_active = 0
+        self._foreground_idle = trio.Event()
+        self._foreground_idle.set()
+        self._background_scopes: set[trio.CancelScope] = set()
+        self._running = 0
+        self._jobs_done = 0
+        self._worker_deaths = 0
+        self._retries = 0
+        self._timeouts = 0
+        self._preempted = 0
+
+    def statistics(self) -> PoolStatistics:
+        return PoolStatistics(
+            self.workers,
+            self._running,
+            self._foreground_waiting,
+            self._jobs_done,
+            self._worker_deaths,
+            self._retries,
+            self._timeouts,
+            self._preempted,
+        )
+
+    async def warm_up(self) -> list[int]:
+        """Start every worker and import the DSP modules in it; returns the worker pids."""
+        pids: list[int] = []
+
+        async def one() -> None:
+            pids.append(await self.run(jobs.warm_up))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(self.workers):
+                nursery.start_soon(one)
+        return pids
+
+    async def run(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        background: bool | Callable[[], bool] = False,
+        timeout_s: float = JOB_TIMEOUT_S,
+        retries: int = JOB_RETRIES,
+        still_wanted: Callable[[], bool] | None = None,
+    ) -> T:
+        """Run ``fn(*args)`` on a worker and return its result.
+
+        Args:
+            background: idle priority; a callable is asked again while the job waits, so a
+                job someone now waits for can move up to playback priority.
+            still_wanted: checked when a worker becomes free; if it returns False the job
+                is dropped with :class:`PoolJobAbandoned` instead of started.
+
+        Raises:
+            PoolTimeout: the job ran longer than ``timeout_s`` (it was killed).
+            trio_parallel.BrokenWorkerError: the worker died ``retries + 1`` times.
+            jobs.JobFailed: the job reported an expected failure (bad audio, ...).
+
+        Cancellation: the worker running the job is killed; a queued job simply leaves the queue.
+        """
+        if callable(background) or background:
+            is_background = background if callable(background) else (lambda: True)
+            if is_background():
+                result = await self._run_background(fn, args, timeout_s, retries, is_background)
+                if result is not _UPGRADED:
+                    return result
+        self._foreground_active += 1
+        if self._foreground_idle.is_set():
+            self._foreground_idle = trio.Event()
+        try:
+            if self._limiter.available_tokens == 0 and self.workers == 1:
+                # only one worker: idle work must make way (a respawn costs less than waiting
+                # for a whole-track analysis); with more, idle work never holds every worker
+                for scope in list(self._background_scopes):
+                    self._preempted += 1
+                    scope.cancel()
+            self._foreground_waiting += 1
+            try:
+                await self._limiter.acquire()
+            finally:
+                self._foreground_waiting -= 1
+            try:
+                if still_wanted is not None and not still_wanted():
+                    raise PoolJobAbandoned()
+                return await self._attempts(fn, args, timeout_s, retries)
+            finally:
+                self._limiter.release()
+        finally:
+            self._foreground_active -= 1
+            if self._foreground_active == 0:
+                self._foreground_idle.set()
+
+    async def _run_background(
+        self, fn: Callable[..., T], args: tuple, timeout_s: float, retries: int, is_background: Callable[[], bool]
+    ) -> Any:
+        async def wait_idle() -> bool:
+            """Wait for playback work to finish; False when the job was upgraded meanwhile."""
+            while not self._foreground_idle.is_set():
+                with trio.move_on_after(0.05):
+                    await self._foreground_idle.wait()
+                if not is_background():
+                    return False
+            return is_background()
+
+        while True:
+            if not await wait_idle():
+                return _UPGRADED
+            async with self._background_limiter:
+                if not await wait_idle():
+                    return _UPGRADED
+                with trio.CancelScope() as scope:
+                    self._background_scopes.add(scope)
+                    try:
+                        async with self._limiter:
+                            return await self._attempts(fn, args, timeout_s, retries)
+                    finally:
+                        self._background_scopes.discard(scope)
+            # preempted by playback work: wait for it to finish, then start again
+            await trio.sleep(0.05)
+
+    async def _attempts(self, fn: Callable[..., T], args: tuple, timeout_s: float, retries: int) -> T:
+        attempt = 0
+        while True:
+            self._running += 1
+            try:
+                with trio.move_on_after(timeout_s) as timeout_scope:
+                    result = await self._ctx.run_sync(fn, *args, kill_on_cancel=True, limiter=self._no_limit)
+                    self._jobs_done += 1
+                    return result
+            except (trio_parallel.BrokenWorkerError, OSError):
+                # OSError: the worker died in the middle of sending its result (trio-parallel
+                # only maps a clean end of the pipe to BrokenWorkerError)
+                self._worker_deaths += 1
+                if attempt >= retries:
+                    log.error("%s failed: its worker died %d times", getattr(fn, "__name__", fn), attempt + 1)
+                    raise trio_parallel.BrokenWorkerError(f"the worker died {attempt + 1} times") from None
+                attempt += 1
+                self._retries += 1
+                log.warning("a worker died during %s; retrying (%d/%d)", getattr(fn, "__name__", fn), attempt, retries)
+                continue
+            finally:
+                self._running -= 1
+            if timeout_scope.cancelled_caught:
+                self._timeouts += 1
+                raise PoolTimeout(f"{getattr(fn, '__name__', fn)} took longer than {timeout_s:g} s")
+
+
+@asynccontextmanager
+async def open_mastering_pool(workers: int) -> AsyncIterator[MasteringPool]:
+    """A pool of ``workers`` processes; on exit the workers are stopped (killed after a short grace).
+
+    Workers that were already gone at shutdown (systemd and ``timeout`` send SIGTERM to the
+    whole process group) are not an error.
+    """
+    manager = trio_parallel.open_worker_context(idle_timeout=WORKER_IDLE_TIMEOUT_S, grace_period=WORKER_GRACE_PERIOD_S)
+    ctx = await manager.__aenter__()
+    try:
+        yield MasteringPool(ctx, workers)
+    finally:
+        with trio.CancelScope(shield=True):
+            try:
+                await manager.__aexit__(None, None, None)
+            except trio_parallel.BrokenWorkerError as exc:
+                # idle workers that miss the short grace period are killed; workers that got the
+                # signal with us (systemd, `timeout`) are already gone: neither is an error
+                log.info("worker processes stopped: %s", exc.args[0] if exc.args else exc)

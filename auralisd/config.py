@@ -1,0 +1,315 @@
+"""Daemon settings with provenance: defaults < TOML config file < command-line flags.
+
+Every flag has a config-file key: its name with ``-`` turned into ``_`` (repeatable flags
+are arrays, e.g. ``music_dir = ["~/Music"]``). :func:`load_settings` returns the effective
+:class:`Settings` and, for each key, where its value came from, which
+``auralisd --print-config`` shows. An invalid file or value raises :class:`ConfigError`
+with one sentence that names the key and, for files, the line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import logging
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+DEFAULT_HTTP_HOST: Final = "127.0.0.1"
+DEFAULT_HTTP_PORT: Final = 8765
+DEFAULT_CONTROL_TCP_HOST: Final = "127.0.0.1"
+DEFAULT_CACHE_MIB: Final = 256  # issue 4: chunk cache default budget
+DEFAULT_SAMPLE_RATE: Final = 44_100  # Hz, issue 4: output format for listeners
+DEFAULT_RENDER_AHEAD: Final = 3  # chunks kept rendered ahead of the playhead
+CONFIG_FILE_NAME: Final = "auralisd.toml"
+DATABASE_FILE_NAME: Final = "auralis.sqlite3"
+CONTROL_SOCKET_NAME: Final = "control.sock"
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    """An invalid configuration; the message names the key (and the file line when there is one)."""
+
+
+def _xdg(name: str, fallback: str) -> str:
+    value = os.environ.get(name)
+    if value and os.path.isabs(value):
+        return value
+    return os.path.expanduser(fallback)
+
+
+def default_runtime_dir() -> str:
+    """``$XDG_RUNTIME_DIR/auralis``; without XDG_RUNTIME_DIR a per-user folder under /tmp."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and os.path.isabs(base):
+        return os.path.join(base, "auralis")
+    return os.path.join("/tmp", f"auralis-{os.getuid()}")
+
+
+def default_config_path() -> str:
+    return os.path.join(_xdg("XDG_CONFIG_HOME", "~/.config"), "auralis", CONFIG_FILE_NAME)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective daemon settings. Paths are absolute and user-expanded."""
+
+    music_dir: tuple[str, ...] = ()
+    state_dir: str = ""
+    runtime_dir: str = ""
+    cache_dir: str = ""
+    log_level: str = "info"
+    http_host: str = DEFAULT_HTTP_HOST
+    http_port: int = DEFAULT_HTTP_PORT
+    control_tcp: str | None = None  # "[HOST:]PORT", off by default
+    token_file: str | None = None
+    allowed_origin: tuple[str, ...] = ()
+    workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    cache_mib: int = DEFAULT_CACHE_MIB
+    sample_rate: int = DEFAULT_SAMPLE_RATE
+    render_ahead: int = DEFAULT_RENDER_AHEAD
+    config: str | None = None  # the file that was read, if any
+
+    @property
+    def database_path(self) -> str:
+        return os.path.join(self.state_dir, DATABASE_FILE_NAME)
+
+    @property
+    def control_socket_path(self) -> str:
+        return os.path.join(self.runtime_dir, CONTROL_SOCKET_NAME)
+
+    @property
+    def cache_bytes(self) -> int:
+        return self.cache_mib * 1024 * 1024
+
+    def control_tcp_address(self) -> tuple[str, int] | None:
+        """``(host, port)`` of the optional TCP control listener, or None when it is off."""
+        return None if self.control_tcp is None else parse_host_port(self.control_tcp, DEFAULT_CONTROL_TCP_HOST)
+
+    def read_token(self) -> str | None:
+        """The TCP auth token (first line of ``token_file``), or None without a token file."""
+        if self.token_file is None:
+            return None
+        try:
+            with open(self.token_file, encoding="utf-8") as handle:
+                token = handle.readline().strip()
+        except OSError as exc:
+            raise ConfigError(f"token_file: cannot read {self.token_file}: {exc.strerror}") from None
+        if len(token) < 16:
+            raise ConfigError(f"token_file: the token in {self.token_file} is shorter than 16 characters")
+        return token
+
+
+# key -> (kind, flag help). kinds: "path", "paths", "str", "strs", "int", "level", "hostport"
+_KEYS: Final[dict[str, tuple[str, str]]] = {
+    "music_dir": ("paths", "a music folder to serve (repeatable)"),
+    "state_dir": ("path", "where the database lives (default $XDG_STATE_HOME/auralis)"),
+    "runtime_dir": ("path", "where the control socket lives (default $XDG_RUNTIME_DIR/auralis)"),
+    "cache_dir": ("path", "sidecars that cannot be written beside the audio (default $XDG_CACHE_HOME/auralis)"),
+    "config": ("path", f"TOML config file (default $XDG_CONFIG_HOME/auralis/{CONFIG_FILE_NAME})"),
+    "log_level": ("level", "debug, info, warning or error"),
+    "http_host": ("str", "address of the HTTP/WebSocket server"),
+    "http_port": ("int", "port of the HTTP/WebSocket server"),
+    "control_tcp": ("hostport", "also serve the control protocol on TCP [HOST:]PORT (host 127.0.0.1)"),
+    "token_file": ("path", "file holding the token TCP/remote clients must send"),
+    "allowed_origin": ("strs", "extra allowed browser Origin (repeatable)"),
+    "workers": ("int", "worker processes for analysis and rendering (default: one per core)"),
+    "cache_mib": ("int", "chunk cache budget in MiB"),
+    "sample_rate": ("int", "output sample rate for listeners in Hz"),
+    "render_ahead": ("int", "chunks kept rendered ahead of the playhead"),
+}
+_INT_RANGES: Final = {
+    "http_port": (0, 65535),  # 0: any free port (tests)
+    "workers": (1, 64),
+    "cache_mib": (1, 1 << 20),
+    "sample_rate": (8_000, 192_000),
+    "render_ahead": (1, 32),
+}
+
+
+def parse_host_port(text: str, default_host: str) -> tuple[str, int]:
+    """``"PORT"``, ``"HOST:PORT"`` or ``"[V6]:PORT"`` -> ``(host, port)``. Raises ValueError."""
+    text = str(text).strip()
+    host = default_host
+    port_text = text
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or not text[end + 1 :].startswith(":"):
+            raise ValueError(f"bad address {text!r} (use [V6]:PORT)")
+        host, port_text = text[1:end], text[end + 2 :]
+    elif ":" in text:
+        host, port_text = text.rsplit(":", 1)
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"bad port in {text!r} (1-65535)")
+    return host or default_host, int(port_text)
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register one flag per settings key; every default is None so flags can be told apart."""
+    for key, (kind, help_text) in _KEYS.items():
+        flag = "--" + key.replace("_", "-")
+        if kind in ("paths", "strs"):
+            parser.add_argument(flag, dest=key, action="append", default=None, help=help_text)
+        elif kind == "int":
+            parser.add_argument(flag, dest=key, type=str, default=None, help=help_text, metavar="N")
+        else:
+            parser.add_argument(flag, dest=key, default=None, help=help_text)
+
+
+def _line_of(text: str, key: str) -> int | None:
+    match = re.search(rf"^\s*{re.escape(key)}\s*=", text, flags=re.MULTILINE)
+    return None if match is None else text.count("\n", 0, match.start()) + 1
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    kind = _KEYS[key][0]
+
+    def fail(expected: str) -> ConfigError:
+        return ConfigError(f"{where}: '{key}' must be {expected}, got {value!r}")
+
+    if kind in ("path", "str", "level", "hostport"):
+        if not isinstance(value, str) or not value:
+            raise fail("a non-empty string")
+        if kind == "path":
+            return os.path.abspath(os.path.expanduser(value))
+        if kind == "level":
+            if value.lower() not in LOG_LEVELS:
+                raise fail("one of " + ", ".join(LOG_LEVELS))
+            return value.lower()
+        if kind == "hostport":
+            try:
+                parse_host_port(value, DEFAULT_CONTROL_TCP_HOST)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: '{key}': {exc}") from None
+        return value
+    if kind in ("paths", "strs"):
+        if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, str) and v for v in value
+        ):
+            raise fail("an array of strings")
+        if kind == "paths":
+            return tuple(os.path.abspath(os.path.expanduser(v)) for v in value)
+        return tuple(value)
+    if kind == "int":
+        if isinstance(value, bool):
+            raise fail("an integer")
+        if isinstance(value, str):
+            if not re.fullmatch(r"-?\d+", value.strip()):
+                raise fail("an integer")
+            value = int(value)
+        if not isinstance(value, int):
+            raise fail("an integer")
+        lo, hi = _INT_RANGES[key]
+        if not lo <= value <= hi:
+            raise fail(f"between {lo} and {hi}")
+        return value
+    raise AssertionError(kind)  # unreachable: every kind is handled above
+
+
+def _read_file(path: str) -> tuple[dict[str, Any], str]:
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    return data, text
+
+
+def load_settings(args: argparse.Namespace | Mapping[str, Any]) -> tuple[Settings, dict[str, str]]:
+    """Effective settings and their provenance from parsed flags (and the config file they name).
+
+    Raises:
+        ConfigError: an unreadable or invalid config file, an unknown key, a bad value, or a
+            TCP bind that is not loopback without a token file.
+    """
+    flags = dict(vars(args) if isinstance(args, argparse.Namespace) else args)
+    values: dict[str, Any] = {
+        "music_dir": (),
+        "state_dir": os.path.join(_xdg("XDG_STATE_HOME", "~/.local/state"), "auralis"),
+        "runtime_dir": default_runtime_dir(),
+        "cache_dir": os.path.join(_xdg("XDG_CACHE_HOME", "~/.cache"), "auralis"),
+    }
+    origin: dict[str, str] = {key: "default" for key in _KEYS}
+    for key in ("state_dir", "cache_dir", "runtime_dir"):
+        origin[key] = "default (XDG base directory)"
+
+    explicit_config = flags.get("config")
+    config_path = os.path.abspath(os.path.expanduser(explicit_config)) if explicit_config else default_config_path()
+    if explicit_config or os.path.exists(config_path):
+        data, text = _read_file(config_path)
+        values["config"] = config_path
+        origin["config"] = "flag --config" if explicit_config else "default path"
+        for key, value in data.items():
+            line = _line_of(text, key)
+            where = f"{config_path}" + (f" line {line}" if line else "")
+            if key not in _KEYS or key == "config":
+                known = ", ".join(k for k in _KEYS if k != "config")
+                raise ConfigError(f"{where}: unknown key '{key}' (known keys: {known})")
+            values[key] = _coerce(key, value, where)
+            origin[key] = f"file {where}"
+    for key, value in flags.items():
+        if key not in _KEYS or key == "config" or value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        values[key] = _coerce(key, value, f"flag {flag}")
+        origin[key] = f"flag {flag}"
+
+    names = {f.name for f in dataclasses.fields(Settings)}
+    settings = Settings(**{k: v for k, v in values.items() if k in names})
+    address = settings.control_tcp_address()
+    if address is not None and not is_loopback_host(address[0]) and settings.token_file is None:
+        raise ConfigError(f"control_tcp: binding {address[0]} (not loopback) requires token_file")
+    if address is not None and settings.token_file is not None:
+        settings.read_token()
+    return settings, origin
+
+
+def format_settings(settings: Settings, origin: Mapping[str, str]) -> str:
+    """TOML-like listing of every effective value with its source, for ``--print-config``."""
+    lines = []
+    for key in _KEYS:
+        value = getattr(settings, key)
+        if value is None:
+            shown = "# (unset)"
+        elif isinstance(value, tuple):
+            shown = "[" + ", ".join(_toml_str(v) for v in value) + "]"
+        elif isinstance(value, int):
+            shown = str(value)
+        else:
+            shown = _toml_str(value)
+        lines.append(f"{key} = {shown}  # {origin.get(key, 'default')}")
+    return "\n".join(lines)
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def python_log_level(level: str) -> int:
+    return {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}[level]
+
+
+def settings_from_argv(argv: Sequence[str]) -> tuple[Settings, dict[str, str]]:
+    """Convenience for tests: parse ``argv`` with the daemon's flags and load settings."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return load_settings(parser.parse_args(list(argv)))

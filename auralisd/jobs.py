@@ -1,0 +1,122 @@
+"""Job functions that run in the worker processes.
+
+Workers import this module and ``auralis`` only (never trio or the rest of the daemon), so
+they start light; every ``auralis`` import is inside the function that needs it. Expected
+failures are re-raised as :class:`JobFailed`, a picklable exception with a wire code, so the
+daemon gets a clean reason instead of an unpicklable library exception.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class JobFailed(Exception):
+    """A job failed for a reason the daemon reports: ``code`` (wire code) and ``message``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _job(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from auralis.errors import AuralisError
+
+        try:
+            return fn(*args, **kwargs)
+        except AuralisError as exc:
+            code = "not_found" if getattr(exc, "code", "") == "not_found" else "bad_audio"
+            if getattr(exc, "code", "") == "unknown_preset":
+                code = "unknown_preset"
+            raise JobFailed(code, str(exc)) from None
+        except MemoryError:
+            raise JobFailed("internal", "out of memory in a worker") from None
+        except Exception as exc:
+            raise JobFailed("internal", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def warm_up() -> int:
+    """Import the DSP modules so the first real job does not pay for it; returns the worker pid."""
+    import auralis.audio  # noqa: F401
+
+    for name in ("auralis.fingerprint", "auralis.plan", "auralis.render"):
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    return os.getpid()
+
+
+@_job
+def analyze_segment(path: str, index: int) -> Any:
+    from auralis.fingerprint import analyze_segment as run
+
+    return run(path, index)
+
+
+@_job
+def compute_fingerprint(path: str, plan_inputs: Any) -> Any:
+    from auralis.fingerprint import compute_fingerprint as run
+
+    return run(path, plan_inputs)
+
+
+@_job
+def render_chunk_stereo(path: str, plan: Any, k: int, chunk_frames: int | None = None) -> Any:
+    """Chunk ``k`` of ``path`` mastered with ``plan``: float32 ``(frames, 2)`` at the file's rate.
+
+    ``chunk_frames`` overrides the chunk length (the player's short fast-start pieces).
+    """
+    import numpy as np
+
+    from auralis.audio import stereo_downmix
+    from auralis.render import render_chunk
+
+    chunk = render_chunk(path, plan, k, chunk_frames=chunk_frames)
+    return np.ascontiguousarray(stereo_downmix(np.asarray(chunk, dtype=np.float32)), dtype=np.float32)
+
+
+@_job
+def render_original_stereo(path: str, start_frame: int, stop_frame: int, gain_db: float) -> Any:
+    """Unprocessed frames ``[start, stop)`` as float32 ``(frames, 2)`` gained by ``gain_db`` (A/B side)."""
+    import numpy as np
+
+    from auralis.audio import read_frames, stereo_downmix
+
+    samples, _ = read_frames(path, start_frame, stop_frame)
+    return (stereo_downmix(samples) * np.float32(10.0 ** (gain_db / 20.0))).astype(np.float32)
+
+
+def merge_results(path: str, results: Sequence[Any]) -> Any:
+    """Merge segment results (cheap; run on a thread of the daemon, not in a worker)."""
+    from auralis.errors import AuralisError
+    from auralis.fingerprint import merge_segments
+
+    try:
+        return merge_segments(path, results)
+    except AuralisError as exc:
+        raise JobFailed("bad_audio", str(exc)) from None
+
+
+def segment_count(path: str) -> int:
+    from auralis.errors import AuralisError
+    from auralis.fingerprint import segment_count as run
+
+    try:
+        return int(run(path))
+    except AuralisError as exc:
+        raise JobFailed("not_found" if exc.code == "not_found" else "bad_audio", str(exc)) from None

@@ -1,0 +1,46 @@
+"""Logging to stderr in a journald-friendly form.
+
+Under systemd (``$JOURNAL_STREAM`` set) each line is ``<N>logger: message`` with the syslog
+priority ``N`` and no timestamp (journald adds its own). On a terminal the line starts with
+the time and the level name. One line per notable event; expected failures are logged as
+one sentence, without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Final
+
+# syslog priorities (RFC 5424) that sd-daemon(3) prefixes understand.
+_SYSLOG_PRIORITY: Final = {
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
+
+
+class JournalFormatter(logging.Formatter):
+    """``<N>name: message`` lines (sd-daemon(3) level prefixes, no timestamp)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = _SYSLOG_PRIORITY.get(record.levelno, 6)
+        text = super().format(record)
+        return "\n".join(f"<{priority}>{line}" for line in text.splitlines() or [""])
+
+
+def setup_logging(level: int, *, stream=None) -> None:
+    """Configure the root logger once for the daemon process (idempotent)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)

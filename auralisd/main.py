@@ -1,0 +1,388 @@
+"""``auralisd``: the root nursery. Start the actors in dependency order, stop them in reverse.
+
+Start order: database -> mastering pool -> library -> fingerprint resolver -> chunk
+renderer -> player -> control transport -> HTTP/WebSocket. Each is started with
+``nursery.start`` and counts as up only when its ``run`` called ``task_status.started()``.
+The daemon is *ready* (the one place: :meth:`Daemon.run` calls ``on_ready``) when every
+listener accepts connections. Shutdown (SIGTERM, SIGINT) cancels the actors one by one in
+reverse order within :data:`SHUTDOWN_GRACE_S` (the player saves its state on the way
+out); SIGHUP reloads the configuration file and rescans the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import trio
+
+from . import config as config_mod
+from .actors.cache import ChunkCache
+from .actors.database import Database
+from .actors.events import EventHub
+from .actors.fingerprints import FingerprintResolver
+from .actors.library import Library
+from .actors.mastering import Mastering
+from .actors.player import Player
+from .actors.pool import MasteringPool, open_mastering_pool
+from .config import ConfigError, Settings
+from .logs import setup_logging
+from .protocol.commands import Services
+from .transport.control import ControlServer, open_tcp_listener, open_unix_listener
+
+log = logging.getLogger("auralisd")
+
+SHUTDOWN_GRACE_S: Final = 1.8  # SIGTERM/SIGINT: everything stopped within 2 s (issue 6)
+EXIT_OK: Final = 0
+EXIT_CONFIG: Final = 2
+EXIT_RUNTIME: Final = 1
+
+
+@dataclass
+class Hooks:
+    """Integration points for the service manager (``systemd.py``): all optional.
+
+    ``control_listeners`` replaces the control socket the daemon would open itself (socket
+    activation); ``on_ready`` runs once everything serves; ``on_status`` receives a short
+    status line now and then; ``on_stopping`` and ``on_reloading`` run at the start of a
+    shutdown and of a SIGHUP reload.
+    """
+
+    control_listeners: list[trio.SocketListener] | None = None
+    on_ready: Callable[[], None] | None = None
+    on_status: Callable[[dict[str, Any]], None] | None = None
+    on_stopping: Callable[[], None] | None = None
+    on_reloading: Callable[[], None] | None = None
+    extra_tasks: list[Callable[..., Awaitable[None]]] = field(default_factory=list)
+
+
+class _PoolActor:
+    """Owns the worker context for the lifetime of the daemon (so it sits in the ordered start)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.pool: MasteringPool | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with open_mastering_pool(self.workers) as pool:
+            self.pool = pool
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._warm_up, pool)
+                task_status.started()
+                await trio.sleep_forever()
+
+    @staticmethod
+    async def _warm_up(pool: MasteringPool) -> None:
+        started = time.monotonic()
+        try:
+            pids = await pool.warm_up()
+        except Exception as exc:  # a head start only: jobs start their own workers anyway
+            log.warning("warming up the workers failed: %s", exc)
+            return
+        log.info("%d worker processes ready in %.2f s (pids %s)", len(pids), time.monotonic() - started, pids)
+
+
+class Daemon:
+    """The whole daemon, runnable in-process (tests) or from :func:`main`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        argv: Sequence[str] | None = None,
+        hooks: Hooks | None = None,
+        handle_signals: bool = True,
+        initial_scan: bool = True,
+    ) -> None:
+        self.settings = settings
+        self._argv = list(argv) if argv is not None else None
+        self.hooks = hooks or Hooks()
+        self._handle_signals = handle_signals
+        self._initial_scan = initial_scan
+        self._stack: list[tuple[str, trio.CancelScope, trio.Event]] = []
+        self.ready = trio.Event()
+        self.services: Services | None = None
+        self.http_port: int | None = None
+        self._stopping = False
+
+    async def _supervise(self, name: str, fn: Callable[..., Awaitable[Any]], *, task_status: trio.TaskStatus[Any]) -> None:
+        scope = trio.CancelScope()
+        done = trio.Event()
+        self._stack.append((name, scope, done))
+        try:
+            with scope:
+                async with trio.open_nursery() as nursery:
+                    value = await nursery.start(fn)
+                    task_status.started(value)
+        finally:
+            done.set()
+
+    async def _start(self, nursery: trio.Nursery, name: str, fn: Callable[..., Awaitable[Any]]) -> Any:
+        started = time.monotonic()
+        value = await nursery.start(self._supervise, name, fn)
+        log.debug("%s started in %.3f s", name, time.monotonic() - started)
+        return value
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until stopped (signal or :meth:`stop`); returns after an orderly shutdown."""
+        s = self.settings
+        os.makedirs(s.state_dir, mode=0o700, exist_ok=True)
+        async with trio.open_nursery() as root:
+            self._root = root
+            try:
+                await self._run_inner(root, task_status)
+            finally:
+                # Also on a start-up failure: stop what started, in reverse order, before the
+                # nursery cancels everything at once (the player must save before the database closes).
+                with trio.CancelScope(shield=True):
+                    await self._teardown()
+
+    async def _run_inner(self, root: trio.Nursery, task_status: trio.TaskStatus[None]) -> None:
+        s = self.settings
+        if self._handle_signals:
+            root.start_soon(self._signals)
+        db = Database(s.database_path)
+        await self._start(root, "database", db.run)
+        pool_actor = _PoolActor(s.workers)
+        await self._start(root, "pool", pool_actor.run)
+        assert pool_actor.pool is not None
+        hub = EventHub()
+        library = Library(db, hub, s.music_dir)
+        await self._start(root, "library", library.run)
+        resolver = FingerprintResolver(db, pool_actor.pool, hub, cache_dir=s.cache_dir)
+        await self._start(root, "fingerprints", resolver.run)
+        mastering = Mastering(pool_actor.pool, ChunkCache(s.cache_bytes))
+        await self._start(root, "mastering", mastering.run)
+        player = Player(
+            db=db, hub=hub, resolver=resolver, mastering=mastering, sample_rate=s.sample_rate,
+            render_ahead=s.render_ahead,
+        )  # fmt: skip
+        await self._start(root, "player", player.run)
+        services = Services(
+            db=db, hub=hub, library=library, resolver=resolver, mastering=mastering, player=player,
+            started_at=time.monotonic(),
+        )  # fmt: skip
+        self.services = services
+        library.on_scan_complete.append(resolver.schedule_idle)
+        library.on_scan_complete.append(lambda: root.start_soon(self._forget_vanished, services))
+
+        listeners = await self._control_listeners()
+        token = s.read_token()
+        server = ControlServer(services, token=token)
+        await self._start(root, "control", lambda task_status: server.serve(listeners, task_status=task_status))
+        self.http_port = await self._start(root, "http", lambda task_status: self._serve_http(services, token, task_status))
+        for extra in self.hooks.extra_tasks:
+            root.start_soon(extra, services)
+
+        # ---- ready: every listener accepts connections
+        log.info(
+            "auralisd ready: control %s%s, http %s:%s, %d workers, %d MiB cache, %d Hz",
+            s.control_socket_path,
+            f" and tcp {s.control_tcp}" if s.control_tcp else "",
+            s.http_host,
+            self.http_port,
+            s.workers,
+            s.cache_mib,
+            s.sample_rate,
+        )
+        self.ready.set()
+        if self.hooks.on_ready is not None:
+            self.hooks.on_ready()
+        task_status.started()
+        if self._initial_scan:
+            library.scan()
+        if self.hooks.on_status is not None:
+            root.start_soon(self._status_loop, services)
+        await trio.sleep_forever()
+
+    async def _control_listeners(self) -> list[tuple[trio.abc.Listener[Any], bool]]:
+        s = self.settings
+        out: list[tuple[trio.abc.Listener[Any], bool]] = []
+        if self.hooks.control_listeners is not None:
+            out += [(listener, False) for listener in self.hooks.control_listeners]
+        else:
+            out.append((await open_unix_listener(s.control_socket_path), False))
+        address = s.control_tcp_address()
+        if address is not None:
+            out.append((await open_tcp_listener(*address), True))
+            log.info("control protocol on tcp %s:%d (auth required)", *address)
+        return out
+
+    async def _serve_http(self, services: Services, token: str | None, task_status: trio.TaskStatus[int]) -> None:
+        from .transport.http import WebSocketRoute, serve_http
+
+        routes = http_routes(services, self.settings, token)
+        await serve_http(
+            {path: WebSocketRoute(handler) for path, handler in routes.items()},
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            allowed_origins=self.settings.allowed_origin,
+            token=token,
+            task_status=task_status,
+        )
+
+    async def _forget_vanished(self, services: Services) -> None:
+        queue = await services.player.queue_list()
+        missing = []
+        for item in queue["items"]:
+            if await services.db.get_track(item["track_id"]) is None:
+                missing.append(item["track_id"])
+        if missing:
+            await services.player.forget_tracks(missing)
+
+    async def _status_loop(self, services: Services) -> None:
+        assert self.hooks.on_status is not None
+        while True:
+            try:
+                self.hooks.on_status(await services.status())
+            except Exception:
+                log.exception("status hook failed")
+            await trio.sleep(2.0)
+
+    async def _signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    await self.reload()
+                else:
+                    log.info("%s: stopping", signal.Signals(signum).name)
+                    self._root.start_soon(self.stop)
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read the config file (flags still win), apply what can change live, rescan."""
+        if self.hooks.on_reloading is not None:
+            self.hooks.on_reloading()
+        try:
+            parser = build_parser()
+            args = parser.parse_args(self._argv or [])
+            new, _ = config_mod.load_settings(args)
+        except (ConfigError, SystemExit) as exc:
+            log.error("reload failed, keeping the old configuration: %s", exc)
+            return
+        logging.getLogger().setLevel(config_mod.python_log_level(new.log_level))
+        if self.services is not None:
+            self.services.library.set_music_dirs(new.music_dir)
+            self.services.library.scan()
+        changed = [k for k in ("workers", "cache_mib", "sample_rate", "http_host", "http_port", "control_tcp",
+                               "state_dir", "runtime_dir") if getattr(new, k) != getattr(self.settings, k)]  # fmt: skip
+        if changed:
+            log.warning("reload: %s change only at the next restart", ", ".join(changed))
+        self.settings = dataclass_replace(self.settings, music_dir=new.music_dir, log_level=new.log_level)
+        log.info("configuration reloaded; rescanning %s", ", ".join(new.music_dir) or "(no music folders)")
+        if self.hooks.on_ready is not None:
+            self.hooks.on_ready()
+
+    async def stop(self) -> None:
+        """Stop the actors in reverse start order, all within SHUTDOWN_GRACE_S, then return from run()."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self.hooks.on_stopping is not None:
+            self.hooks.on_stopping()
+        if self.services is not None:  # tell control clients and listeners before the sockets close
+            self.services.hub.publish("shutdown", {"reason": "the daemon is stopping"})
+            await trio.sleep(0.05)
+        await self._teardown()
+        self._root.cancel_scope.cancel()
+
+    async def _teardown(self) -> None:
+        deadline = trio.current_time() + SHUTDOWN_GRACE_S
+        while self._stack:
+            name, scope, done = self._stack.pop()
+            scope.cancel()
+            with trio.move_on_at(deadline):
+                await done.wait()
+            if not done.is_set():
+                log.warning("%s did not stop in time", name)
+
+
+def dataclass_replace(settings: Settings, **changes: Any) -> Settings:
+    import dataclasses
+
+    return dataclasses.replace(settings, **changes)
+
+
+def http_routes(services: Services, settings: Settings, token: str | None) -> dict[str, Any]:
+    """The WebSocket routes of the HTTP port: ``/stream``, ``/session`` (sessions.py) and ``/control``."""
+    from .transport import sessions
+    from .transport.control import websocket_control_handler
+
+    backend = sessions.SessionBackend(services.db, services.resolver, services.mastering, sample_rate=settings.sample_rate)
+    return {
+        "/stream": sessions.stream_listener_handler(services.player, services.hub, services.db, services.resolver),
+        "/session": sessions.private_session_handler(backend),
+        "/control": websocket_control_handler(services, token=token, require_auth=token is not None),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="auralisd",
+        description="Auralis daemon: adaptive mastering music player controlled like MPD.",
+    )
+    config_mod.add_arguments(parser)
+    parser.add_argument("--print-config", action="store_true", help="print the effective settings and their sources")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings, origin = config_mod.load_settings(args)
+    except ConfigError as exc:
+        print(f"auralisd: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.print_config:
+        print(config_mod.format_settings(settings, origin))
+        return EXIT_OK
+    setup_logging(config_mod.python_log_level(settings.log_level))
+    if not settings.music_dir:
+        log.warning("no music folder configured (--music-dir or music_dir in %s)", config_mod.default_config_path())
+    try:
+        hooks = make_hooks()
+    except Exception as exc:  # e.g. malformed socket-activation variables: one clear line, no traceback
+        log.error("cannot start: %s", exc)
+        return EXIT_RUNTIME
+    daemon = Daemon(settings, argv=argv, hooks=hooks)
+    try:
+        trio.run(daemon.run)
+    except (OSError, ConfigError, ExceptionGroup) as exc:
+        expected = _expected_failure(exc)
+        if expected is None:
+            raise
+        log.error("cannot run: %s", expected)
+        return EXIT_CONFIG if isinstance(expected, ConfigError) else EXIT_RUNTIME
+    log.info("stopped")
+    return EXIT_OK
+
+
+def _expected_failure(exc: BaseException) -> BaseException | None:
+    """The OSError/ConfigError behind a start-up failure (possibly inside exception groups)."""
+    if isinstance(exc, (OSError, ConfigError)):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _expected_failure(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def make_hooks() -> Hooks:
+    """Service-manager integration (socket activation, sd_notify); plain defaults without systemd."""
+    from .systemd import service_manager_hooks
+
+    return service_manager_hooks()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""WebSocket audio wire format, sans-IO: binary audio frames and JSON event messages.
+
+Bytes in, messages out; no trio, no sockets (like wsproto). Used by ``auralisd.transport.sessions``
+on the server and mirrored by ``clients/web/player.js`` in the browser; documented in
+``docs/protocol.md`` ("WebSocket audio").
+
+Binary audio frame::
+
+    offset  size  field
+    0       4     stream_epoch   uint32 LE  changes at every seek, track change, preset change
+    4       4     sequence       uint32 LE  0, 1, 2, ... within one epoch
+    8       8     offset_frames  uint64 LE  position of the first frame, counted from the track start
+    16      ...   samples        interleaved LE: float32 (``f32``) or int16 with TPDF dither (``s16``)
+
+Text frames are JSON objects with a ``type`` key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+
+HEADER: Final = struct.Struct("<IIQ")  # stream_epoch, sequence, offset_frames (issue 5 wire format)
+HEADER_BYTES: Final = HEADER.size  # 16
+FORMATS: Final = ("f32", "s16")
+BYTES_PER_SAMPLE: Final = {"f32": 4, "s16": 2}
+VARIANTS: Final = ("mastered", "original")
+# 50 ms per binary message: inside issue 5's 20-100 ms window; at 20 messages/s per listener, 50 listeners
+# are ~1000 messages/s, far below trio-websocket's ~25k messages/s on loopback (NOTES.md).
+FRAME_DURATION_S: Final = 0.05
+MIN_FRAME_DURATION_S: Final = 0.02  # issue 5: 20-100 ms per frame
+MAX_FRAME_DURATION_S: Final = 0.1
+S16_SCALE: Final = 32768.0  # int16 full scale; the browser decodes with x / 32768
+MAX_EPOCH: Final = 2**32 - 1
+MAX_CLIENT_TEXT_BYTES: Final = 4096  # a /session command is a few dozen bytes; larger closes the socket
+
+# Server -> client event types (JSON text frames).
+EVENT_TYPES: Final = (
+    "fingerprint_progress",  # {track_id, status: analyzing|complete|failed, reason?}
+    "mastering_status",  # {status: preparing|ready}
+    "audio_stream_start",  # {sample_rate, channels, format, variant, track, preset, intensity, plan, stream_epoch, offset_frames, ...}
+    "lwrp_decision",  # {decision, region, input_lufs, input_crest_db, target_lufs, output_lufs, gain_db, ...}
+    "audio_stream_end",  # {reason, stream_epoch}
+    "audio_stream_error",  # {code, message}
+    "player_event",  # /stream only: the daemon's player/volume events forwarded, {event, data}
+)
+
+# Client -> server commands on /session (JSON text frames).
+SESSION_COMMANDS: Final = ("play_enhanced", "pause", "resume", "seek", "stop", "set_preset", "set_intensity")
+PACES: Final = ("realtime", "burst")
+
+
+class FrameError(ValueError):
+    """A malformed binary audio frame or client message; ``code`` is the wire error code."""
+
+    def __init__(self, message: str, code: str = "bad_request") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def frames_per_message(sample_rate: int, duration_s: float = FRAME_DURATION_S) -> int:
+    """Frames carried by one binary message at ``sample_rate`` (``duration_s``, default 50 ms, rounded)."""
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    if not MIN_FRAME_DURATION_S <= duration_s <= MAX_FRAME_DURATION_S:
+        raise ValueError(f"frames must be {MIN_FRAME_DURATION_S * 1000:.0f}-{MAX_FRAME_DURATION_S * 1000:.0f} ms")
+    return max(1, round(sample_rate * duration_s))
+
+
+def check_format(fmt: str) -> str:
+    """Return ``fmt`` when it is a wire sample format, else raise :class:`FrameError`."""
+    if fmt not in FORMATS:
+        raise FrameError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}", "invalid_params")
+    return fmt
+
+
+def tpdf_quantize_s16(samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Quantise float audio to int16 with triangular (TPDF, 2 LSB peak-to-peak) dither.
+
+    Args:
+        samples: float array in [-1, 1), any shape.
+        rng: dither source (one per stream, so streams are independent).
+
+    Returns:
+        int16 array of the same shape; ``x * 32768`` rounded after adding the sum of two independent
+        uniform [-0.5, 0.5) LSB values, clipped to the int16 range.
+    """
+    x = np.asarray(samples, dtype=np.float64) * S16_SCALE
+    dither = rng.random(x.shape) - rng.random(x.shape)  # triangular on (-1, 1) LSB
+    return np.clip(np.rint(x + dither), -32768, 32767).astype("<i2")
+
+
+def encode_audio_frame(
+    stream_epoch: int,
+    sequence: int,
+    offset_frames: int,
+    samples: np.ndarray,
+    fmt: str = "f32",
+    *,
+    rng: np.random.Generator | None = None,
+) -> bytes:
+    """One binary WebSocket message: the 16-byte header then interleaved samples.
+
+    Args:
+        stream_epoch: uint32 epoch.
+        sequence: uint32 sequence number within the epoch.
+        offset_frames: first frame's position from the track start.
+        samples: float array ``(frames, channels)``.
+        fmt: ``"f32"`` (little-endian float32) or ``"s16"`` (int16, TPDF dither; needs ``rng``).
+        rng: dither generator, required for ``s16``.
+    """
+    check_format(fmt)
+    if samples.ndim != 2:
+        raise ValueError(f"samples must be (frames, channels), got shape {samples.shape}")
+    header = HEADER.pack(stream_epoch & MAX_EPOCH, sequence & MAX_EPOCH, offset_frames)
+    if fmt == "f32":
+        body = np.ascontiguousarray(samples, dtype="<f4").tobytes()
+    else:
+        if rng is None:
+            raise ValueError("s16 needs a dither rng")
+        body = tpdf_quantize_s16(samples, rng).tobytes()
+    return header + body
+
+
+@dataclass(frozen=True)
+class AudioFrame:
+    """A decoded binary audio frame."""
+
+    stream_epoch: int
+    sequence: int
+    offset_frames: int
+    samples: np.ndarray  # float32 (frames, channels)
+
+    @property
+    def num_frames(self) -> int:
+        return self.samples.shape[0]
+
+
+def decode_audio_frame(data: bytes, channels: int, fmt: str = "f32") -> AudioFrame:
+    """Parse one binary message (the inverse of :func:`encode_audio_frame`; s16 scaled by 1/32768)."""
+    check_format(fmt)
+    if len(data) < HEADER_BYTES:
+        raise FrameError(f"audio frame shorter than its {HEADER_BYTES}-byte header ({len(data)} bytes)")
+    epoch, sequence, offset = HEADER.unpack_from(data)
+    body = memoryview(data)[HEADER_BYTES:]
+    frame_bytes = BYTES_PER_SAMPLE[fmt] * channels
+    if len(body) % frame_bytes:
+        raise FrameError(f"audio payload of {len(body)} bytes is not whole {channels}-channel {fmt} frames")
+    if fmt == "f32":
+        samples = np.frombuffer(body, dtype="<f4").astype(np.float32)
+    else:
+        samples = np.frombuffer(body, dtype="<i2").astype(np.float32) / np.float32(S16_SCALE)
+    return AudioFrame(epoch, sequence, offset, samples.reshape(-1, channels))
+
+
+@dataclass
+class AudioFramer:
+    """Cuts PCM blocks of any length into wire frames with per-epoch sequence numbers.
+
+    Blocks of one epoch must arrive contiguous (each starting where the previous one ended); a block
+    with a new epoch restarts the sequence at 0. The framer holds no audio between calls: a block's
+    tail shorter than a message goes out as a short frame, so the latency added is zero.
+    """
+
+    sample_rate: int
+    fmt: str = "f32"
+    seed: int | None = None
+    frame_duration_s: float = FRAME_DURATION_S
+    max_frames: int = field(init=False)
+    _epoch: int | None = field(default=None, init=False)
+    _sequence: int = field(default=0, init=False)
+    _rng: np.random.Generator = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_format(self.fmt)
+        self._rng = np.random.default_rng(self.seed)
+        self.max_frames = frames_per_message(self.sample_rate, self.frame_duration_s)
+
+    def frames(self, stream_epoch: int, offset_frames: int, samples: np.ndarray) -> Iterator[bytes]:
+        """Encoded frames for one PCM block ``(frames, channels)`` starting at ``offset_frames``."""
+        if stream_epoch != self._epoch:
+            self._epoch = stream_epoch
+            self._sequence = 0
+        for start in range(0, samples.shape[0], self.max_frames):
+            part = samples[start : start + self.max_frames]
+            yield encode_audio_frame(stream_epoch, self._sequence, offset_frames + start, part, self.fmt, rng=self._rng)
+            self._sequence += 1
+
+
+def _json_safe(value: Any) -> Any:
+    """Replace non-finite floats (e.g. -inf LUFS of silence) by None, recursively; numpy to Python."""
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def event_message(event_type: str, **fields: Any) -> str:
+    """A server event as a JSON text frame: ``{"type": event_type, **fields}`` (never NaN/Infinity)."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {event_type!r}")
+    return json.dumps({"type": event_type, **_json_safe(fields)}, allow_nan=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class SessionCommand:
+    """A validated client command on ``/session``."""
+
+    type: str
+    track_id: int | None = None
+    preset: str | None = None
+    intensity: float | None = None
+    pace: str = "realtime"
+    position_s: float | None = None
+
+
+def _number(msg: Mapping[str, Any], key: str, *, required: bool) -> float | None:
+    value = msg.get(key)
+    if value is None:
+        if required:
+            raise FrameError(f"{msg.get('type')}: missing {key!r}", "invalid_params")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise FrameError(f"{msg.get('type')}: {key!r} must be a finite number", "invalid_params")
+    return float(value)
+
+
+def parse_session_command(text: str | bytes) -> SessionCommand:
+    """Validate one ``/session`` text frame.
+
+    Raises:
+        FrameError: ``bad_request`` for non-JSON / non-object / unknown type, ``invalid_params`` for wrong fields.
+    """
+    if len(text) > MAX_CLIENT_TEXT_BYTES:
+        raise FrameError(f"command larger than {MAX_CLIENT_TEXT_BYTES} bytes")
+    try:
+        msg = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FrameError(f"not JSON: {exc}") from None
+    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+        raise FrameError('a command is a JSON object with a "type" string')
+    kind = msg["type"]
+    if kind not in SESSION_COMMANDS:
+        raise FrameError(f"unknown command {kind!r}; expected one of {', '.join(SESSION_COMMANDS)}", "unknown_method")
+    if kind == "play_enhanced":
+        track_id = msg.get("track_id")
+        if isinstance(track_id, bool) or not isinstance(track_id, int) or track_id < 0:
+            raise FrameError("play_enhanced: 'track_id' must be a non-negative integer", "invalid_params")
+        pace = msg.get("pace", "realtime")
+        if pace not in PACES:
+            raise FrameError(f"play_enhanced: 'pace' must be one of {', '.join(PACES)}", "invalid_params")
+        preset = msg.get("preset")
+        if preset is not None and not isinstance(preset, str):
+            raise FrameError("play_enhanced: 'preset' must be a string", "invalid_params")
+        intensity = _number(msg, "intensity", required=False)
+        position_s = _number(msg, "position_s", required=False)
+        return SessionCommand(kind, track_id=track_id, preset=preset, intensity=intensity, pace=pace, position_s=position_s)
+    if kind == "seek":
+        position_s = _number(msg, "position_s", required=True)
+        if position_s is not None and position_s < 0:
+            raise FrameError("seek: 'position_s' must be >= 0", "invalid_params")
+        return SessionCommand(kind, position_s=position_s)
+    if kind == "set_preset":
+        preset = msg.get("preset")
+        if not isinstance(preset, str):
+            raise FrameError("set_preset: 'preset' must be a string", "invalid_params")
+        return SessionCommand(kind, preset=preset)
+    if kind == "set_intensity":
+        return SessionCommand(kind, intensity=_number(msg, "intensity", required=True))
+    return SessionCommand(kind)

@@ -1,0 +1,1 @@
+"""Transports: the control socket, the HTTP/WebSocket port and its per-listener sessions."""

@@ -1,0 +1,354 @@
+"""Control transport: msgpack-RPC sessions on the Unix socket (and optional TCP).
+
+:class:`RpcSession` is the per-client protocol session, independent of the byte carrier:
+the stream server here feeds it socket bytes, and the WebSocket ``/control`` endpoint
+(``transport/http.py``) can feed it one binary frame at a time. Requests of one session run
+in order (like MPD); notifications for subscribed events are sent by a pump task.
+
+Listeners: :func:`open_unix_listener` creates ``<runtime-dir>/control.sock`` (folder 0700,
+socket 0600); :func:`open_tcp_listener` binds the optional TCP port. :func:`serve_control`
+takes already-listening listeners, so socket activation (``systemd.py``) can hand over its
+own. Every connection is its own task; anything that goes wrong in one is logged and closes
+that connection only.
+"""
+
+from __future__ import annotations
+
+import errno
+import hmac
+import logging
+import os
+import socket
+import stat
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final
+
+import trio
+
+from ..actors.events import Subscription
+from ..protocol.codec import (
+    BadRequestShape,
+    Decoder,
+    Notification,
+    ProtocolViolation,
+    Request,
+    Response,
+    encode_notification,
+    encode_response,
+)
+from ..protocol.commands import COMMANDS, Services, dispatch
+from ..protocol.errors import BAD_REQUEST, UNAUTHORIZED, RpcError, error_to_wire
+
+log = logging.getLogger("auralisd.control")
+
+RECEIVE_BYTES: Final = 65_536  # per read; the decoder holds at most one 1 MiB frame plus this
+SEND_TIMEOUT_S: Final = 10.0  # a client that does not read for this long is disconnected
+MAX_CONNECTIONS: Final = 256
+
+
+class RpcSession:
+    """One client's protocol state: authentication, request dispatch, event subscription.
+
+    Args:
+        services: the actor facades.
+        send_bytes: sends one encoded message to this client (may block under backpressure).
+        token: the expected auth token, or None when the transport needs none.
+        require_auth: the first request must be ``auth`` (TCP, remote WebSocket).
+    """
+
+    def __init__(
+        self,
+        services: Services,
+        send_bytes: Callable[[bytes], Awaitable[None]],
+        *,
+        token: str | None = None,
+        require_auth: bool = False,
+        peer: str = "?",
+    ) -> None:
+        self._services = services
+        self._send_bytes = send_bytes
+        self._token = token
+        self.require_auth = require_auth
+        self.authenticated = not require_auth
+        self.peer = peer
+        self._decoder = Decoder()
+        self._send_lock = trio.Lock()
+        self._subscription: Subscription | None = None
+        self._subscribed = trio.Event()
+        self.closing = trio.Event()  # set when the session must end (auth failure, dropped events)
+
+    def check_token(self, token: str) -> bool:
+        ok = self._token is not None and hmac.compare_digest(token.encode(), self._token.encode())
+        self.authenticated = self.authenticated or ok
+        return ok
+
+    def subscribe(self, events: frozenset[str]) -> None:
+        if self._subscription is not None:
+            self._services.hub.unsubscribe(self._subscription)
+        self._subscription = self._services.hub.subscribe(events)
+        self._subscribed.set()
+
+    def close(self) -> None:
+        if self._subscription is not None:
+            self._services.hub.unsubscribe(self._subscription)
+            self._subscription = None
+        self.closing.set()
+
+    async def send(self, data: bytes) -> None:
+        async with self._send_lock:
+            with trio.move_on_after(SEND_TIMEOUT_S) as scope:
+                await self._send_bytes(data)
+            if scope.cancelled_caught:
+                log.warning("control client %s stopped reading; closing it", self.peer)
+                self.close()
+
+    async def feed(self, data: bytes) -> None:
+        """Process bytes from the client; answers every complete request in order.
+
+        Raises:
+            ProtocolViolation: garbage or an oversized frame: close the connection.
+        """
+        self._decoder.feed(data)
+        for message in self._decoder.messages():
+            if self.closing.is_set():
+                return
+            await self._handle(message)
+
+    async def _handle(self, message: Any) -> None:
+        if isinstance(message, BadRequestShape):
+            error = {"code": BAD_REQUEST, "message": str(message)}
+            if message.msgid is not None:
+                await self.send(encode_response(message.msgid, error, None))
+            else:
+                await self.send(encode_notification("error", error))
+            return
+        if isinstance(message, (Response, Notification)):
+            await self.send(encode_notification("error", {"code": BAD_REQUEST, "message": "clients send requests only"}))
+            return
+        assert isinstance(message, Request)
+        if not self.authenticated and message.method != "auth":
+            await self.send(
+                encode_response(message.msgid, {"code": UNAUTHORIZED, "message": "send 'auth' with the token first"}, None)
+            )
+            self.close()
+            return
+        try:
+            result = await dispatch(self._services, self, message.method, message.params)
+        except RpcError as exc:
+            await self.send(encode_response(message.msgid, error_to_wire(exc), None))
+            if exc.code == UNAUTHORIZED:
+                self.close()
+            return
+        except Exception as exc:
+            if _is_expected(exc):
+                await self.send(encode_response(message.msgid, error_to_wire(exc), None))
+                return
+            log.exception("control request %s from %s failed", message.method, self.peer)
+            await self.send(encode_response(message.msgid, error_to_wire(exc), None))
+            return
+        await self.send(encode_response(message.msgid, None, result))
+
+    async def pump_events(self) -> None:
+        """Forward subscribed events until the session closes (run it beside the reader)."""
+        while not self.closing.is_set():
+            await self._subscribed.wait()
+            self._subscribed = trio.Event()
+            sub = self._subscription
+            if sub is None:
+                continue
+            async for event in sub.receive:
+                await self.send(encode_notification(event.name, event.data))
+                if self.closing.is_set():
+                    return
+            if sub.dropped:
+                log.warning("control client %s fell behind on events; closing it", self.peer)
+                self.close()
+                return
+
+
+def _is_expected(exc: BaseException) -> bool:
+    from auralis.errors import AuralisError
+
+    from ..jobs import JobFailed
+
+    return isinstance(exc, (AuralisError, JobFailed))
+
+
+class ControlServer:
+    """Serves :class:`RpcSession` on stream listeners."""
+
+    def __init__(self, services: Services, *, token: str | None = None) -> None:
+        self._services = services
+        self._token = token
+        self._connections = 0
+
+    async def serve(
+        self,
+        listeners: Sequence[tuple[trio.abc.Listener[trio.abc.Stream], bool]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve every ``(listener, require_auth)`` until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for listener, require_auth in listeners:
+                nursery.start_soon(self._accept_loop, listener, require_auth)
+            task_status.started()
+
+    async def _accept_loop(self, listener: trio.abc.Listener[trio.abc.Stream], require_auth: bool) -> None:
+        async with listener, trio.open_nursery() as nursery:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                        log.error("accept failed (%s); pausing", exc.strerror)
+                        await trio.sleep(0.1)
+                        continue
+                    raise
+                if self._connections >= MAX_CONNECTIONS:
+                    log.warning("too many control connections; refusing one")
+                    await trio.aclose_forcefully(stream)
+                    continue
+                nursery.start_soon(self._connection, stream, require_auth)
+
+    async def _connection(self, stream: trio.abc.Stream, require_auth: bool) -> None:
+        self._connections += 1
+        peer = _peer_name(stream)
+        session = RpcSession(self._services, stream.send_all, token=self._token, require_auth=require_auth, peer=peer)
+        try:
+            async with stream, trio.open_nursery() as nursery:
+                nursery.start_soon(session.pump_events)
+                nursery.start_soon(_close_when, session, nursery.cancel_scope)
+                while not session.closing.is_set():
+                    data = await stream.receive_some(RECEIVE_BYTES)
+                    if not data:
+                        break
+                    try:
+                        await session.feed(data)
+                    except ProtocolViolation as exc:
+                        log.info("closing control client %s: %s", peer, exc)
+                        with trio.move_on_after(1.0):
+                            await session.send(encode_notification("error", {"code": BAD_REQUEST, "message": str(exc)}))
+                        break
+                nursery.cancel_scope.cancel()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+            pass  # the client went away
+        except Exception:
+            log.exception("control connection %s failed", peer)
+        finally:
+            session.close()
+            self._connections -= 1
+
+
+async def _close_when(session: RpcSession, scope: trio.CancelScope) -> None:
+    await session.closing.wait()
+    await trio.sleep(0)  # let the last reply go out first
+    scope.cancel()
+
+
+def _peer_name(stream: trio.abc.Stream) -> str:
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        return "?"
+    try:
+        name = sock.getpeername()
+    except OSError:
+        return "?"
+    if isinstance(name, tuple):
+        return f"{name[0]}:{name[1]}"
+    return "unix"
+
+
+async def open_unix_listener(path: str) -> trio.SocketListener:
+    """Listen on ``path``: its folder is created 0700, a stale socket is replaced, the socket is 0600.
+
+    Raises:
+        OSError: the folder is not ours or not private, or another daemon is listening there.
+    """
+    folder = os.path.dirname(path)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    st = os.stat(folder)
+    if st.st_uid != os.getuid():
+        raise OSError(errno.EPERM, f"{folder} belongs to another user")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(folder, 0o700)
+    if os.path.exists(path):
+        if await _socket_answers(path):
+            raise OSError(errno.EADDRINUSE, f"another auralisd is listening on {path}")
+        os.unlink(path)
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        await sock.bind(path)
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    sock.listen(64)
+    return trio.SocketListener(sock)
+
+
+async def _socket_answers(path: str) -> bool:
+    try:
+        stream = await trio.open_unix_socket(path)
+    except OSError:
+        return False
+    await stream.aclose()
+    return True
+
+
+async def open_tcp_listener(host: str, port: int) -> trio.SocketListener:
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    return listeners[0]
+
+
+__all__ = ["COMMANDS", "ControlServer", "RpcSession", "open_tcp_listener", "open_unix_listener", "serve", "websocket_control_handler"]
+
+
+async def serve(
+    services: Services,
+    listeners: Sequence[tuple[trio.abc.Listener[trio.abc.Stream], bool]],
+    *,
+    token: str | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Convenience: ``ControlServer(services, token=token).serve(listeners)``."""
+    await ControlServer(services, token=token).serve(listeners, task_status=task_status)
+
+
+def websocket_control_handler(services: Services, *, token: str | None = None, require_auth: bool = False):
+    """A ``/control`` route handler for ``transport/http.py``: one :class:`RpcSession` per WebSocket.
+
+    Each binary message carries one msgpack-RPC message (text messages are refused with a
+    ``bad_request`` notification); replies and notifications go out as binary messages.
+    The HTTP layer has already checked Origin/Host/token for the handshake; ``require_auth``
+    additionally asks for ``auth`` first (non-loopback binds).
+    """
+    import trio_websocket
+
+    async def handler(ws: trio_websocket.WebSocketConnection, info: Any) -> None:
+        session = RpcSession(
+            services, ws.send_message, token=token, require_auth=require_auth, peer=getattr(info, "remote", "ws")
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(session.pump_events)
+                nursery.start_soon(_close_when, session, nursery.cancel_scope)
+                while not session.closing.is_set():
+                    message = await ws.get_message()
+                    if isinstance(message, str):
+                        await session.send(
+                            encode_notification("error", {"code": BAD_REQUEST, "message": "send binary msgpack frames"})
+                        )
+                        continue
+                    try:
+                        await session.feed(message)
+                    except ProtocolViolation as exc:
+                        await ws.aclose(code=1008, reason=str(exc)[:100])
+                        break
+                nursery.cancel_scope.cancel()
+        except trio_websocket.ConnectionClosed:
+            pass
+        finally:
+            session.close()
+
+    return handler

@@ -1,0 +1,967 @@
+"""Per-connection WebSocket session tasks: ``/session`` (private render), ``/stream`` (shared player), ``/control``.
+
+Each connection is its own task. Every session keeps reading incoming frames for as long as it lives
+(trio-websocket stops answering pings and close frames when nobody reads, NOTES.md), and sends from
+one place so a message is never cut by a cancellation.
+
+``/session`` (:class:`PrivateSession`): the client sends JSON commands (``play_enhanced``, ``pause``,
+``resume``, ``seek``, ``stop``, ``set_preset``, ``set_intensity``) and gets its own stream of one track,
+mastered with its own settings through the daemon's shared pool and chunk cache, independent of the
+shared player and of other clients. ``pace`` is ``realtime`` (frames leave at most
+:data:`REALTIME_LEAD_S` ahead of their play time) or ``burst`` (as fast as the pool renders; flow
+control is TCP backpressure: a reader that stops reading stops the renders too).
+
+``/stream`` (:class:`ListenerSession`): one listener of the shared player. Blocks arrive on a bounded
+channel from the player; a listener whose channel fills up (it cannot keep up) is dropped with close
+code :data:`CLOSE_TOO_SLOW` and never slows the player or anyone else.
+
+Epochs: a new ``stream_epoch`` starts at every seek, track change and preset/intensity change, and
+``audio_stream_start`` precedes its first audio. A preset/intensity change starts its epoch exactly at
+the next unsent frame (no gap, no repeat) and crossfades from the old plan to the new one over
+:data:`PLAN_CROSSFADE_S`, so it never clicks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import trio
+import trio_websocket
+
+from ..protocol.audio_frames import (
+    FORMATS,
+    VARIANTS,
+    AudioFramer,
+    FrameError,
+    SessionCommand,
+    event_message,
+    frames_per_message,
+    parse_session_command,
+)
+from ..resample import BlockResampler
+from .http import WebSocketRequestInfo
+
+log = logging.getLogger("auralisd.sessions")
+
+SESSION_FRAME_S: Final = 0.1  # /session frames (issue 5 allows 20-100 ms; fewer messages per second)
+REALTIME_LEAD_S: Final = 0.5  # realtime pace: audio leaves up to this far ahead of its play time
+RENDER_AHEAD_CHUNKS: Final = 2  # chunks rendered ahead of the one being sent, per private session
+PLAN_CROSSFADE_S: Final = 0.02  # preset/intensity change crossfade inside a private session
+MAX_PRIVATE_SESSIONS: Final = 64  # each holds up to 3 chunks (~5 MB at 44.1 kHz); more are refused (1013)
+COMMAND_BUFFER: Final = 16  # pending /session commands (each ~100 B); a flood beyond closes the socket
+CLOSE_TOO_SLOW: Final = 4008  # application close code: the listener fell behind its buffer limit
+CLOSE_POLICY: Final = 1008  # RFC 6455 policy violation: garbage or a flood of commands
+CLOSE_UNSUPPORTED: Final = 1003  # RFC 6455: a data type this endpoint does not accept
+CLOSE_TRY_LATER: Final = 1013  # RFC 6455 registry: try again later (session limit reached)
+SESSION_MAX_MESSAGE_BYTES: Final = 4096  # a /session command is tiny; bigger closes with 1009
+STREAM_MAX_MESSAGE_BYTES: Final = 4096  # /stream takes no commands at all
+
+
+CLOSE_TIMEOUT_S: Final = 1.0  # a close handshake with a peer that stopped reading cannot complete: give up
+
+
+async def close_websocket(ws: trio_websocket.WebSocketConnection, code: int, reason: str) -> None:
+    """Start the close handshake, but never wait more than :data:`CLOSE_TIMEOUT_S` (frozen peers)."""
+    with trio.move_on_after(CLOSE_TIMEOUT_S):
+        await ws.aclose(code=code, reason=reason)
+
+
+class SessionClosed(Exception):
+    """The session ends (the peer broke a rule or went away); carries the close code and reason."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def query_format(info: WebSocketRequestInfo) -> tuple[str, str]:
+    """``(format, variant)`` from ``?format=f32|s16&variant=mastered|original``; raises FrameError."""
+    fmt = info.param("format", "f32")
+    variant = info.param("variant", "mastered")
+    if fmt not in FORMATS:
+        raise FrameError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}", "invalid_params")
+    if variant not in VARIANTS:
+        raise FrameError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}", "invalid_params")
+    return fmt, variant
+
+
+def lwrp_regions(target_lufs: float) -> list[dict[str, Any]]:
+    """The 2D LWRP regions on the LUFS x crest plane for a preset target (from auralis.plan's thresholds)."""
+    from auralis.plan import LWRP_CREST_DB, LWRP_LOUD_LUFS, QUIET_MARGIN_LU
+
+    quiet_below = min(target_lufs - QUIET_MARGIN_LU, LWRP_LOUD_LUFS)  # same rule in clients/web/app.js
+    return [
+        {"name": "quiet", "lufs": [-70.0, quiet_below], "crest_db": [0.0, 40.0]},
+        {"name": "normal", "lufs": [quiet_below, LWRP_LOUD_LUFS], "crest_db": [0.0, 40.0]},
+        {"name": "dynamic_loud", "lufs": [LWRP_LOUD_LUFS, 0.0], "crest_db": [LWRP_CREST_DB, 40.0]},
+        {"name": "compressed_loud", "lufs": [LWRP_LOUD_LUFS, 0.0], "crest_db": [0.0, LWRP_CREST_DB]},
+    ]
+
+
+def original_gain_db(plan: Any) -> float:
+    """Level match for the A/B original: the plan's output loudness minus the input's integrated loudness."""
+    out, inp = float(plan.target_lufs), float(plan.input_lufs)
+    return out - inp if math.isfinite(out) and math.isfinite(inp) else 0.0
+
+
+def decision_event(track_wire: dict[str, Any], plan: Any, inputs: Any = None) -> dict[str, Any]:
+    """Fields of ``lwrp_decision``: the line, the numbers, the regions, band balance and measurements."""
+    fields: dict[str, Any] = {
+        "track_id": track_wire.get("track_id"),
+        "decision": plan.decision,
+        "region": plan.region,
+        "input_lufs": plan.input_lufs,
+        "input_crest_db": plan.input_crest_db,
+        "output_lufs": plan.target_lufs,
+        "target_lufs": plan.preset_target_lufs,
+        "gain_db": plan.gain_db,
+        "expansion_factor": plan.expansion_factor,
+        "bound_hit": plan.bound_hit,
+        "preset": plan.preset,
+        "intensity": plan.intensity,
+        "regions": lwrp_regions(plan.preset_target_lufs),
+        "plan": plan.to_dict(),
+    }
+    if inputs is not None:
+        dims = getattr(inputs, "dimensions", None) or {}
+        fields["bands"] = {k: v for k, v in dims.items() if k.endswith("_pct")}
+        measurements = dict(getattr(inputs, "measurements", None) or {})
+        if "crest_db" in dims:
+            measurements["crest_db"] = dims["crest_db"]
+        fields["measurements"] = measurements
+    return fields
+
+
+def _wire_error(exc: BaseException) -> tuple[str, str]:
+    """``(code, message)`` for an expected failure (pool job, RPC error, bad value) or ``internal``."""
+    from ..jobs import JobFailed
+    from ..protocol.errors import error_to_wire
+
+    if isinstance(exc, JobFailed):
+        return exc.code, exc.message.splitlines()[0] if exc.message else exc.code
+    wire = error_to_wire(exc)
+    if wire["code"] == "internal" and isinstance(exc, ValueError):
+        return "invalid_params", str(exc)
+    return wire["code"], wire["message"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Rendering for private sessions, on top of the daemon's actors (database, fingerprint resolver, mastering)
+
+
+@dataclass(frozen=True)
+class PreparedTrack:
+    """Everything a private session needs to stream one track: output-rate geometry and its resampler."""
+
+    track: Any  # auralisd.actors.database.Track
+    inputs: Any  # PlanInputs / Fingerprint, or None (neutral plan)
+    num_frames: int  # at the output rate
+    sample_rate: int  # output rate
+    chunk_frames: int  # render chunk length, at the track's own rate
+    resampler: BlockResampler
+
+    @property
+    def wire(self) -> dict[str, Any]:
+        return self.track.to_wire()
+
+
+class SessionBackend:
+    """What private sessions use of the daemon: tracks, fingerprints, plans, chunk renders.
+
+    Renders go through the daemon's :class:`~auralisd.actors.mastering.Mastering` facade, so sessions
+    share the worker pool and the chunk cache with the shared player.
+    """
+
+    def __init__(self, db: Any, resolver: Any, mastering: Any, *, sample_rate: int) -> None:
+        self.db = db
+        self.resolver = resolver
+        self.mastering = mastering
+        self.sample_rate = sample_rate
+
+    async def track(self, track_id: int) -> Any:
+        from ..protocol.errors import NOT_FOUND, RpcError
+
+        track = await self.db.get_track(track_id)
+        if track is None:
+            raise RpcError(NOT_FOUND, f"no track with id {track_id}")
+        return track
+
+    async def plan_inputs(self, track: Any) -> tuple[Any, str]:
+        """``(inputs or None, source)``; None means analysis failed (neutral plan)."""
+        resolved = await self.resolver.plan_inputs(track)
+        if resolved is None:
+            return None, "failed"
+        return resolved.value, resolved.source
+
+    def is_known(self, track: Any) -> bool:
+        """Whether the fingerprint is already in the resolver's memory (no analysis expected)."""
+        memory = getattr(self.resolver, "_memory", None)
+        return bool(memory) and track.track_id in memory
+
+    def plan(self, inputs: Any, preset: str, intensity: float) -> Any:
+        from auralis.plan import plan_mastering
+
+        return plan_mastering(inputs, preset, intensity)
+
+    def prepare(self, track: Any, inputs: Any) -> PreparedTrack:
+        from ..actors.mastering import chunk_frames
+
+        resampler = BlockResampler(int(track.sample_rate), self.sample_rate)
+        return PreparedTrack(track, inputs, resampler.output_frames(int(track.num_frames)), self.sample_rate,
+                             chunk_frames(int(track.sample_rate)), resampler)
+
+    async def render(self, prepared: PreparedTrack, plan: Any, k: int) -> np.ndarray:
+        return await self.mastering.render_chunk(prepared.track, plan, k)
+
+    async def render_original(self, prepared: PreparedTrack, k: int, gain_db: float) -> np.ndarray:
+        start = k * prepared.chunk_frames
+        stop = min(start + prepared.chunk_frames, int(prepared.track.num_frames))
+        return await self.mastering.render_original(prepared.track, start, stop, gain_db)
+
+
+class _ChunkSource:
+    """One (track, plan, variant) read at the output rate; chunks render ahead in the session's nursery.
+
+    :meth:`read` is cancel-safe: renders run in the session's nursery (and the mastering actor's).
+    """
+
+    def __init__(self, backend: SessionBackend, prepared: PreparedTrack, plan: Any, variant: str,
+                 nursery: trio.Nursery) -> None:
+        self._backend = backend
+        self.prepared = prepared
+        self.plan = plan
+        self._variant = variant
+        self._nursery = nursery
+        self._slots: dict[int, tuple[trio.Event, list[Any]]] = {}
+        self._scopes: set[trio.CancelScope] = set()
+        self._closed = False
+        self._in_frames = int(prepared.track.num_frames)
+        self.count = max(1, -(-self._in_frames // prepared.chunk_frames))
+        self._gain_db = original_gain_db(plan)
+
+    def close(self) -> None:
+        """Cancel the renders this source is waiting for (the mastering actor may still finish them)."""
+        self._closed = True
+        for scope in self._scopes:
+            scope.cancel()
+
+    def _start(self, k: int) -> None:
+        if k in self._slots or not 0 <= k < self.count:
+            return
+        event, box = trio.Event(), []
+        self._slots[k] = (event, box)
+
+        async def job() -> None:
+            scope = trio.CancelScope()
+            if self._closed:
+                scope.cancel()
+            self._scopes.add(scope)
+            with scope:
+                try:
+                    if self._variant == "original":
+                        box.append(await self._backend.render_original(self.prepared, k, self._gain_db))
+                    else:
+                        box.append(await self._backend.render(self.prepared, self.plan, k))
+                except Exception as exc:  # handed to whoever asks for the chunk
+                    box.append(exc)
+            self._scopes.discard(scope)
+            if not box:
+                box.append(RuntimeError("render cancelled"))
+            event.set()
+
+        self._nursery.start_soon(job)
+
+    async def _chunk(self, k: int) -> np.ndarray:
+        self._start(k)
+        event, box = self._slots[k]
+        await event.wait()
+        result = box[0]
+        if isinstance(result, BaseException):
+            self._slots.pop(k, None)
+            raise result
+        return result
+
+    def _span_chunks(self, out_start: int, out_stop: int) -> tuple[int, int, int, int]:
+        lo, hi = self.prepared.resampler.input_span(out_start, out_stop)
+        n = self.prepared.chunk_frames
+        return lo, hi, max(0, lo) // n, max(0, min(hi, self._in_frames) - 1) // n
+
+    def ready(self, out_start: int, out_stop: int) -> bool:
+        """Whether :meth:`read` would return at once (every chunk it needs is rendered)."""
+        _, _, first, last = self._span_chunks(out_start, out_stop)
+        for k in range(first, last + 1):
+            slot = self._slots.get(k)
+            if slot is None or not slot[0].is_set() or isinstance(slot[1][0], BaseException):
+                return False
+        return True
+
+    async def read(self, out_start: int, out_stop: int) -> np.ndarray:
+        """Output-rate frames ``[out_start, out_stop)`` as float32 ``(frames, 2)``."""
+        lo, hi, first, last = self._span_chunks(out_start, out_stop)
+        n = self.prepared.chunk_frames
+        for j in range(first, last + 1 + RENDER_AHEAD_CHUNKS):
+            self._start(j)
+        for old in [j for j in self._slots if j < first]:
+            del self._slots[old]
+        span = np.zeros((hi - lo, 2), dtype=np.float32)
+        for k in range(first, last + 1):
+            chunk = await self._chunk(k)
+            c0 = k * n
+            a, b = max(lo, c0), min(hi, c0 + chunk.shape[0])
+            if b > a:
+                span[a - lo:b - lo] = chunk[a - c0:b - c0]
+        return self.prepared.resampler.process(span, out_start, out_stop)
+
+
+@dataclass
+class _Playback:
+    """The state of a private session's current track."""
+
+    prepared: PreparedTrack
+    source: _ChunkSource
+    preset: str
+    intensity: float
+    pace: str
+    epoch: int
+    position: int  # next frame offset to send
+    playing: bool = True
+    fade_from: _ChunkSource | None = None  # old plan, crossfaded out at the start of this epoch
+    fade_start: int = 0
+    clock_origin: tuple[float, int] = (0.0, 0)  # (trio time, frame offset) the realtime pace counts from
+    started_sent: bool = False
+
+
+class PrivateSession:
+    """One ``/session`` connection: a private, independently mastered stream of one track at a time."""
+
+    def __init__(self, ws: trio_websocket.WebSocketConnection, info: WebSocketRequestInfo,
+                 backend: SessionBackend) -> None:
+        self._ws = ws
+        self._info = info
+        self._backend = backend
+        self._commands_send, self._commands = trio.open_memory_channel[SessionCommand](COMMAND_BUFFER)
+        self._pending: list[SessionCommand] = []  # received by a race, applied next
+        self._epoch = 0
+        self._playback: _Playback | None = None
+        self._framer: AudioFramer | None = None
+        self._fmt = "f32"
+        self._variant = "mastered"
+        self._nursery: trio.Nursery | None = None
+        self.frames_sent = 0
+
+    async def run(self) -> None:
+        """Serve until the peer leaves or breaks a rule. Cancellation: closes the connection."""
+        try:
+            self._fmt, self._variant = query_format(self._info)
+        except FrameError as exc:
+            await self._send_text(event_message("audio_stream_error", code=exc.code, message=str(exc)))
+            await close_websocket(self._ws, CLOSE_POLICY, reason=str(exc)[:120])
+            return
+        self._framer = AudioFramer(self._backend.sample_rate, self._fmt, frame_duration_s=SESSION_FRAME_S)
+        closing: list[SessionClosed] = []
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+
+            async def guarded(fn: Callable[[], Awaitable[None]]) -> None:
+                try:
+                    await fn()
+                except SessionClosed as exc:
+                    closing.append(exc)
+                except trio_websocket.ConnectionClosed:
+                    pass
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(guarded, self._receive_loop)
+            nursery.start_soon(guarded, self._command_loop)
+        self._close_playback()
+        if closing:
+            await close_websocket(self._ws, closing[0].code, reason=closing[0].reason[:120])
+
+    # ------------------------------------------------------------------------------ input
+    async def _receive_loop(self) -> None:
+        while True:
+            message = await self._ws.get_message()
+            if isinstance(message, (bytes, bytearray)):
+                raise SessionClosed(CLOSE_UNSUPPORTED, "/session takes JSON text commands only")
+            try:
+                command = parse_session_command(message)
+            except FrameError as exc:
+                if exc.code == "bad_request":
+                    raise SessionClosed(CLOSE_POLICY, str(exc)) from None
+                await self._send_text(event_message("audio_stream_error", code=exc.code, message=str(exc)))
+                continue
+            try:
+                self._commands_send.send_nowait(command)
+            except trio.WouldBlock:
+                raise SessionClosed(CLOSE_POLICY, f"more than {COMMAND_BUFFER} commands pending") from None
+
+    async def _race(self, fn: Callable[[], Awaitable[Any]]) -> tuple[bool, Any]:
+        """Run ``fn`` unless a command arrives first: ``(True, result)``, or ``(False, None)`` when a command
+        arrived (it waits in ``self._pending``; a result finished in the same instant is dropped, never the
+        command)."""
+        outcome: list[Any] = []
+        failure: list[Exception] = []
+        async with trio.open_nursery() as nursery:
+            async def work() -> None:
+                try:
+                    outcome.append(await fn())
+                except Exception as exc:  # re-raised below, outside the nursery (no ExceptionGroup)
+                    failure.append(exc)
+                nursery.cancel_scope.cancel()
+
+            async def command() -> None:
+                self._pending.append(await self._commands.receive())
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(work)
+            nursery.start_soon(command)
+        if self._pending:
+            return False, None
+        if failure:
+            raise failure[0]
+        return True, outcome[0]
+
+    # ------------------------------------------------------------------------------ state machine
+    async def _command_loop(self) -> None:
+        while True:
+            if self._pending:
+                await self._apply(self._pending.pop(0))
+                continue
+            pb = self._playback
+            if pb is None or not pb.playing:
+                await self._apply(await self._commands.receive())
+                continue
+            try:
+                await self._apply(self._commands.receive_nowait())
+                continue
+            except trio.WouldBlock:
+                pass
+            try:
+                await self._step(pb)
+            except (SessionClosed, trio_websocket.ConnectionClosed):
+                raise
+            except Exception as exc:
+                code, message = _wire_error(exc)
+                if code == "internal":
+                    log.exception("/session render failed")
+                await self._error(code, message)
+                pb.playing = False
+
+    async def _step(self, pb: _Playback) -> None:
+        """Send the next frame of the current playback (waiting for its render and its pace)."""
+        prepared = pb.prepared
+        if pb.position >= prepared.num_frames:
+            await self._send_text(event_message("audio_stream_end", reason="end", stream_epoch=pb.epoch))
+            pb.playing = False
+            return
+        start = pb.position
+        stop = min(start + frames_per_message(prepared.sample_rate, SESSION_FRAME_S), prepared.num_frames)
+        block = await self._read(pb.source, start, stop)
+        if block is None:
+            return
+        fade_from = pb.fade_from
+        if fade_from is not None and start < pb.fade_start + self._fade_frames:
+            old = await self._read(fade_from, start, stop)
+            if old is None:
+                return
+            block = self._crossfade(pb, old, block)
+        if self._playback is not pb or pb.position != start:
+            return
+        if not pb.started_sent:
+            await self._send_start(pb)
+        if pb.pace == "realtime":
+            origin_time, origin_frame = pb.clock_origin
+            due = origin_time + (start - origin_frame) / prepared.sample_rate - REALTIME_LEAD_S
+            if trio.current_time() - due > REALTIME_LEAD_S:  # stalled (slow render): restart the clock, no burst
+                pb.clock_origin = (trio.current_time(), start)
+            elif due > trio.current_time():
+                with trio.move_on_at(due):  # wait for the pace, but a command interrupts the wait
+                    self._pending.append(await self._commands.receive())
+                    return
+        assert self._framer is not None
+        for data in self._framer.frames(pb.epoch, start, block):
+            await self._ws.send_message(data)
+        pb.position = stop
+        self.frames_sent += stop - start
+
+    async def _read(self, source: "_ChunkSource", start: int, stop: int) -> np.ndarray | None:
+        """Frames ``[start, stop)`` of ``source``; None when a command arrived while a render was awaited."""
+        if source.ready(start, stop):
+            return await source.read(start, stop)  # rendered already: no wait, no race needed
+        ready, value = await self._race(lambda: source.read(start, stop))
+        return value if ready else None
+
+    @property
+    def _fade_frames(self) -> int:
+        return max(1, round(PLAN_CROSSFADE_S * self._backend.sample_rate))
+
+    def _crossfade(self, pb: _Playback, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+        idx = np.arange(pb.position, pb.position + new.shape[0]) - pb.fade_start
+        w = np.clip((idx + 1) / self._fade_frames, 0.0, 1.0).astype(np.float32)[:, None]
+        return (old * (1.0 - w) + new * w).astype(np.float32)
+
+    async def _send_start(self, pb: _Playback) -> None:
+        prepared = pb.prepared
+        await self._send_text(event_message("mastering_status", status="ready", track_id=prepared.track.track_id))
+        await self._send_text(event_message(
+            "audio_stream_start", sample_rate=prepared.sample_rate, channels=2, format=self._fmt,
+            variant=self._variant, track=prepared.wire, preset=pb.preset, intensity=pb.intensity,
+            plan=pb.source.plan.to_dict(), decision=pb.source.plan.decision, stream_epoch=pb.epoch,
+            offset_frames=pb.position, num_frames=prepared.num_frames, pace=pb.pace,
+            gain_db=original_gain_db(pb.source.plan) if self._variant == "original" else 0.0,
+        ))
+        pb.started_sent = True
+        pb.clock_origin = (trio.current_time(), pb.position)
+
+    async def _send_text(self, text: str) -> None:
+        await self._ws.send_message(text)
+
+    async def _error(self, code: str, message: str) -> None:
+        await self._send_text(event_message("audio_stream_error", code=code, message=message))
+
+    def _new_epoch(self) -> int:
+        self._epoch = (self._epoch + 1) & 0xFFFFFFFF
+        return self._epoch
+
+    async def _apply(self, cmd: SessionCommand) -> None:
+        try:
+            await self._apply_inner(cmd)
+        except (SessionClosed, trio_websocket.ConnectionClosed):
+            raise
+        except Exception as exc:
+            code, message = _wire_error(exc)
+            if code == "internal":
+                log.exception("/session %s failed", cmd.type)
+            await self._error(code, message)
+
+    async def _apply_inner(self, cmd: SessionCommand) -> None:
+        pb = self._playback
+        if cmd.type == "play_enhanced":
+            await self._play(cmd)
+            return
+        if pb is None:
+            await self._error("invalid_params", f"{cmd.type}: nothing is playing (send play_enhanced first)")
+            return
+        if cmd.type == "pause":
+            if pb.playing:
+                pb.playing = False
+                await self._send_text(event_message("audio_stream_end", reason="paused", stream_epoch=pb.epoch))
+        elif cmd.type == "resume":
+            if not pb.playing and pb.position < pb.prepared.num_frames:
+                pb.playing = True
+                pb.clock_origin = (trio.current_time(), pb.position)
+        elif cmd.type == "stop":
+            self._close_playback()
+            await self._send_text(event_message("audio_stream_end", reason="stopped", stream_epoch=pb.epoch))
+        elif cmd.type == "seek":
+            assert cmd.position_s is not None
+            position = min(int(round(cmd.position_s * pb.prepared.sample_rate)), pb.prepared.num_frames)
+            await self._restart(pb, pb.source, position, fade=False)
+        elif cmd.type in ("set_preset", "set_intensity"):
+            preset = cmd.preset if cmd.type == "set_preset" else pb.preset
+            intensity = cmd.intensity if cmd.type == "set_intensity" else pb.intensity
+            plan = self._backend.plan(pb.prepared.inputs, preset, intensity)  # validates both
+            source = _ChunkSource(self._backend, pb.prepared, plan, self._variant, self._require_nursery())
+            pb.preset, pb.intensity = plan.preset, plan.intensity
+            await self._send_text(event_message("lwrp_decision", **decision_event(pb.prepared.wire, plan, pb.prepared.inputs)))
+            await self._restart(pb, source, pb.position, fade=pb.started_sent)
+
+    def _require_nursery(self) -> trio.Nursery:
+        assert self._nursery is not None
+        return self._nursery
+
+    async def _restart(self, pb: _Playback, source: _ChunkSource, position: int, *, fade: bool) -> None:
+        """A new epoch at ``position`` (seek, or preset change with a crossfade from the old plan)."""
+        old = pb.source
+        if pb.fade_from is not None and pb.fade_from is not old:
+            pb.fade_from.close()
+        pb.fade_from = old if fade and old is not source else None
+        if pb.fade_from is None and old is not source:
+            old.close()
+        pb.source = source
+        pb.fade_start = position
+        pb.position = position
+        pb.epoch = self._new_epoch()
+        pb.started_sent = False
+        pb.playing = position < pb.prepared.num_frames or pb.playing
+
+    def _close_playback(self) -> None:
+        pb = self._playback
+        if pb is not None:
+            pb.source.close()
+            if pb.fade_from is not None:
+                pb.fade_from.close()
+        self._playback = None
+
+    async def _play(self, cmd: SessionCommand) -> None:
+        from auralis.presets import PRESET_NAMES
+
+        assert cmd.track_id is not None
+        preset = cmd.preset or "adaptive"
+        intensity = 1.0 if cmd.intensity is None else cmd.intensity
+        if preset not in PRESET_NAMES:
+            await self._error("unknown_preset", f"unknown preset {preset!r}; valid presets: {', '.join(PRESET_NAMES)}")
+            return
+        if not 0.0 <= intensity <= 1.0:
+            await self._error("invalid_params", f"intensity must be within [0, 1], got {intensity}")
+            return
+        self._close_playback()
+        track = await self._backend.track(cmd.track_id)
+        await self._send_text(event_message("mastering_status", status="preparing", track_id=track.track_id))
+        known = self._backend.is_known(track)
+        if not known:
+            await self._send_text(event_message("fingerprint_progress", track_id=track.track_id, status="analyzing"))
+        inputs, source_name = await self._backend.plan_inputs(track)
+        if inputs is None:
+            await self._send_text(event_message("fingerprint_progress", track_id=track.track_id, status="failed",
+                                                reason="analysis failed; playing with the neutral plan"))
+        elif not known:
+            await self._send_text(event_message("fingerprint_progress", track_id=track.track_id, status="complete",
+                                                source=source_name))
+        plan = self._backend.plan(inputs, preset, intensity)
+        prepared = self._backend.prepare(track, inputs)
+        await self._send_text(event_message("lwrp_decision", **decision_event(prepared.wire, plan, inputs)))
+        source = _ChunkSource(self._backend, prepared, plan, self._variant, self._require_nursery())
+        position = 0
+        if cmd.position_s is not None:
+            position = min(int(round(cmd.position_s * prepared.sample_rate)), prepared.num_frames)
+        self._playback = _Playback(prepared, source, plan.preset, plan.intensity, cmd.pace, self._new_epoch(),
+                                   position)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Route handlers
+
+
+@dataclass
+class SessionCounters:
+    """Live counts of the WebSocket sessions (for logs and statistics)."""
+
+    private_sessions: int = 0
+    listeners: int = 0
+    listeners_dropped: int = 0
+
+
+def private_session_handler(backend: SessionBackend, counters: SessionCounters | None = None):
+    """The ``/session`` route handler."""
+    counters = counters or SessionCounters()
+
+    async def handler(ws: trio_websocket.WebSocketConnection, info: WebSocketRequestInfo) -> None:
+        if counters.private_sessions >= MAX_PRIVATE_SESSIONS:
+            await ws.send_message(event_message("audio_stream_error", code="internal",
+                                                message=f"too many private sessions ({MAX_PRIVATE_SESSIONS}); try later"))
+            await close_websocket(ws, CLOSE_TRY_LATER, "too many private sessions")
+            return
+        counters.private_sessions += 1
+        try:
+            await PrivateSession(ws, info, backend).run()
+        finally:
+            counters.private_sessions -= 1
+
+    handler.max_message_bytes = SESSION_MAX_MESSAGE_BYTES  # type: ignore[attr-defined]
+    return handler
+
+
+# ----------------------------------------------------------------------------------------------------------
+# /stream: a listener of the shared player
+
+LISTENER_BUFFER_BLOCKS: Final = 80  # player messages queued per listener: 4 s of 50 ms blocks (~1.4 MB f32 at 44.1 kHz)
+STREAM_FRAME_S: Final = 0.1  # /stream frames: two 50 ms player blocks per message halves the per-listener cost
+LISTENER_SNDBUF_BYTES: Final = 256 * 1024  # kernel send buffer per listener (~0.7 s of f32 stereo at 44.1 kHz)
+LISTENER_EVENTS: Final = frozenset({"fingerprint_progress", "volume", "mastering"})
+DECISION_BUFFER: Final = 4  # StreamStart records waiting for their lwrp_decision (a few hundred bytes each)
+
+
+class _OriginalSide:
+    """The A/B side of ``/stream``: unprocessed frames at the player's epochs and offsets, level-matched.
+
+    Output frames ``[n0, n1)`` are read from the file (input span of the output-rate resampler), downmixed
+    to stereo, gained by ``plan output loudness - input loudness`` and by the shared volume, resampled.
+    """
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.gain_db = 0.0
+        self.volume_gain = 1.0
+        self._track: dict[str, Any] | None = None
+        self._reader: Any = None
+        self._resampler: BlockResampler | None = None
+
+    def start(self, track: dict[str, Any], plan: dict[str, Any] | None) -> None:
+        out, inp = (plan or {}).get("target_lufs"), (plan or {}).get("input_lufs")
+        self.gain_db = float(out) - float(inp) if isinstance(out, (int, float)) and isinstance(inp, (int, float)) else 0.0
+        if self._track is None or self._track.get("path") != track.get("path"):
+            self.close()
+            self._track = track
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+        self._reader = None
+        self._resampler = None
+        self._track = None
+
+    def _read(self, n0: int, n1: int) -> np.ndarray:
+        from auralis.audio import AudioReader, stereo_downmix
+
+        if self._reader is None:
+            assert self._track is not None
+            self._reader = AudioReader(self._track["path"]).__enter__()
+            self._resampler = BlockResampler(self._reader.info.sample_rate, self.sample_rate)
+        assert self._resampler is not None
+        lo, hi = self._resampler.input_span(n0, n1)
+        span = stereo_downmix(self._reader.read(lo, hi)).astype(np.float32)
+        gain = np.float32(10.0 ** (self.gain_db / 20.0) * self.volume_gain)
+        return self._resampler.process(span * gain, n0, n1)
+
+    async def read(self, n0: int, n1: int) -> np.ndarray:
+        if self._track is None:
+            return np.zeros((n1 - n0, 2), dtype=np.float32)
+        return await trio.to_thread.run_sync(self._read, n0, n1)
+
+
+class _ChartCache:
+    """Plan inputs of the last few tracks, shared by every listener (one lookup per track, not per listener)."""
+
+    def __init__(self, entries: int = 8) -> None:
+        self._entries = entries
+        self._items: dict[int, Any] = {}
+
+    def get(self, track_id: int) -> Any:
+        return self._items.get(track_id)
+
+    def put(self, track_id: int, value: Any) -> None:
+        self._items.pop(track_id, None)
+        self._items[track_id] = value
+        while len(self._items) > self._entries:
+            self._items.pop(next(iter(self._items)))
+
+
+class ListenerSession:
+    """One ``/stream`` connection: the shared player's audio and status, never slowing anyone down."""
+
+    def __init__(self, ws: trio_websocket.WebSocketConnection, info: WebSocketRequestInfo, *, player: Any,
+                 hub: Any, db: Any = None, resolver: Any = None, max_blocks: int = LISTENER_BUFFER_BLOCKS,
+                 chart_cache: "_ChartCache | None" = None) -> None:
+        self._ws = ws
+        self._chart_cache = chart_cache or _ChartCache()
+        self._info = info
+        self._player = player
+        self._hub = hub
+        self._db = db
+        self._resolver = resolver
+        self._max_blocks = max_blocks
+        self._last_decision_key: tuple[Any, ...] | None = None
+        # StreamStart records for the decision task (lookups there never hold up the audio pump)
+        self._decision_send, self._decision_receive = trio.open_memory_channel[Any](DECISION_BUFFER)
+        self.dropped = False
+
+    async def run(self) -> None:
+        """Serve until the peer leaves or falls behind (closed with :data:`CLOSE_TOO_SLOW`)."""
+        try:
+            fmt, variant = query_format(self._info)
+        except FrameError as exc:
+            await self._ws.send_message(event_message("audio_stream_error", code=exc.code, message=str(exc)))
+            await close_websocket(self._ws, CLOSE_POLICY, reason=str(exc)[:120])
+            return
+        _limit_send_buffer(self._ws)
+        framer = AudioFramer(self._player.sample_rate, fmt, frame_duration_s=STREAM_FRAME_S)
+        original = _OriginalSide(self._player.sample_rate) if variant == "original" else None
+        if original is not None:
+            status = await self._player.status()
+            original.volume_gain = _volume_gain(status.get("volume", 100))
+        sub = await self._player.subscribe(self._max_blocks)
+        events = self._hub.subscribe(LISTENER_EVENTS)
+        try:
+            async with trio.open_nursery() as nursery:
+                async def guarded(fn: Callable[[], Awaitable[None]]) -> None:
+                    try:
+                        await fn()
+                    except trio_websocket.ConnectionClosed:
+                        pass
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(guarded, self._drain_incoming)
+                nursery.start_soon(guarded, lambda: self._forward_events(events, original))
+                nursery.start_soon(guarded, lambda: self._pump(sub, framer, fmt, variant, original))
+                nursery.start_soon(guarded, lambda: _wait_dropped(sub))
+                nursery.start_soon(guarded, self._decisions)
+        finally:
+            sub.close()
+            self._hub.unsubscribe(events)
+            if original is not None:
+                original.close()
+        if sub.dropped:
+            self.dropped = True
+            await close_websocket(self._ws, CLOSE_TOO_SLOW, reason="listener fell behind the stream")
+
+    async def _drain_incoming(self) -> None:
+        """Keep reading so pings and close frames flow; /stream takes no commands."""
+        while True:
+            await self._ws.get_message()
+
+    async def _forward_events(self, events: Any, original: _OriginalSide | None) -> None:
+        async for event in events.receive:
+            if event.name == "fingerprint_progress":
+                await self._ws.send_message(event_message("fingerprint_progress", **event.data))
+            elif event.name == "volume" and original is not None:
+                original.volume_gain = _volume_gain(event.data.get("volume", 100))
+            elif event.name == "mastering":
+                await self._ws.send_message(event_message("player_event", event="mastering", data=event.data))
+
+    async def _pump(self, sub: Any, framer: AudioFramer, fmt: str, variant: str,
+                    original: _OriginalSide | None) -> None:
+        from ..actors.player import PcmBlock, StreamEnd, StreamStart, StreamStatus
+
+        pending: list[Any] = []  # contiguous blocks of one epoch, sent as one frame of up to 100 ms
+
+        async def flush() -> None:
+            if not pending:
+                return
+            first, n0 = pending[0], pending[0].offset_frames
+            samples = pending[0].samples if len(pending) == 1 else np.concatenate([b.samples for b in pending])
+            pending.clear()
+            if original is not None:
+                samples = await original.read(n0, n0 + samples.shape[0])
+            for data in framer.frames(first.epoch, n0, samples):
+                await self._ws.send_message(data)
+
+        async for message in sub.receive:
+            if isinstance(message, PcmBlock):
+                last = pending[-1] if pending else None
+                if last is not None and (last.epoch != message.epoch
+                                         or last.offset_frames + last.samples.shape[0] != message.offset_frames):
+                    await flush()
+                pending.append(message)
+                if sum(b.samples.shape[0] for b in pending) + message.samples.shape[0] > framer.max_frames:
+                    await flush()  # the next block would not fit: send now
+                continue
+            await flush()
+            if isinstance(message, StreamStart):
+                if original is not None:
+                    original.start(message.track, message.plan)
+                await self._ws.send_message(event_message(
+                    "audio_stream_start", sample_rate=message.sample_rate, channels=message.channels, format=fmt,
+                    variant=variant, track=message.track, preset=message.preset, intensity=message.intensity,
+                    plan=message.plan, decision=message.decision, stream_epoch=message.epoch,
+                    offset_frames=message.offset_frames,
+                    gain_db=original.gain_db if original is not None else 0.0))
+                try:
+                    self._decision_send.send_nowait(message)
+                except trio.WouldBlock:
+                    pass  # decisions are superseded by the next one anyway
+            elif isinstance(message, StreamStatus):
+                await self._ws.send_message(event_message("mastering_status", status=message.status,
+                                                          track_id=message.track_id))
+            elif isinstance(message, StreamEnd):
+                await self._ws.send_message(event_message("audio_stream_end", reason=message.reason))
+
+    async def _decisions(self) -> None:
+        async for start in self._decision_receive:
+            await self._send_decision(start)
+
+    async def _send_decision(self, start: Any) -> None:
+        plan = start.plan
+        if not plan:
+            return
+        key = (start.track.get("track_id"), plan.get("preset"), plan.get("intensity"), plan.get("decision"))
+        if key == self._last_decision_key:
+            return
+        self._last_decision_key = key
+        fields: dict[str, Any] = {
+            "track_id": start.track.get("track_id"), "decision": start.decision or plan.get("decision"),
+            "region": plan.get("region"), "input_lufs": plan.get("input_lufs"),
+            "input_crest_db": plan.get("input_crest_db"), "output_lufs": plan.get("target_lufs"),
+            "target_lufs": plan.get("preset_target_lufs"), "gain_db": plan.get("gain_db"),
+            "expansion_factor": plan.get("expansion_factor"), "bound_hit": plan.get("bound_hit"),
+            "preset": plan.get("preset"), "intensity": plan.get("intensity"), "plan": plan,
+        }
+        target = plan.get("preset_target_lufs")
+        if isinstance(target, (int, float)):
+            fields["regions"] = lwrp_regions(float(target))
+        inputs = await self._plan_inputs(start.track.get("track_id"))
+        if inputs is not None:
+            dims = getattr(inputs, "dimensions", None) or {}
+            fields["bands"] = {k: v for k, v in dims.items() if k.endswith("_pct")}
+            measurements = dict(getattr(inputs, "measurements", None) or {})
+            if "crest_db" in dims:
+                measurements["crest_db"] = dims["crest_db"]
+            fields["measurements"] = measurements
+        await self._ws.send_message(event_message("lwrp_decision", **fields))
+
+    async def _plan_inputs(self, track_id: Any) -> Any:
+        """The fingerprint's plan inputs for the chart (already resolved by the player: a memory hit)."""
+        if self._db is None or self._resolver is None or not isinstance(track_id, int):
+            return None
+        cached = self._chart_cache.get(track_id)
+        if cached is not None:
+            return cached
+        try:
+            track = await self._db.get_track(track_id)
+            if track is None:
+                return None
+            with trio.move_on_after(1.0):
+                resolved = await self._resolver.plan_inputs(track)
+                if resolved is not None:
+                    self._chart_cache.put(track_id, resolved.value)
+                return None if resolved is None else resolved.value
+        except Exception:  # the chart is optional; the stream is not
+            log.exception("fingerprint for the /stream chart failed")
+        return None
+
+
+DROP_POLL_S: Final = 0.5  # how often a listener checks whether the player dropped it (cheap at 200 listeners)
+
+
+async def _wait_dropped(sub: Any) -> None:
+    """Return once the player dropped ``sub``: the pump may be stuck sending to a frozen peer."""
+    while not sub.dropped:
+        await trio.sleep(DROP_POLL_S)
+
+
+def _volume_gain(percent: Any) -> float:
+    from ..actors.player import volume_gain
+
+    try:
+        return volume_gain(int(percent))
+    except (TypeError, ValueError):
+        return 1.0
+
+
+def _limit_send_buffer(ws: trio_websocket.WebSocketConnection) -> None:
+    """A small kernel send buffer so a frozen listener is noticed (and dropped) within seconds."""
+    import socket
+
+    stream = getattr(ws, "_stream", None)
+    inner = getattr(stream, "_inner", stream)
+    sock = getattr(inner, "socket", None)
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LISTENER_SNDBUF_BYTES)
+        except OSError:
+            pass
+
+
+def stream_listener_handler(player: Any, hub: Any, db: Any = None, resolver: Any = None,
+                            counters: SessionCounters | None = None):
+    """The ``/stream`` route handler."""
+    counters = counters or SessionCounters()
+    chart_cache = _ChartCache()
+
+    async def handler(ws: trio_websocket.WebSocketConnection, info: WebSocketRequestInfo) -> None:
+        counters.listeners += 1
+        session = ListenerSession(ws, info, player=player, hub=hub, db=db, resolver=resolver, chart_cache=chart_cache)
+        try:
+            await session.run()
+        finally:
+            counters.listeners -= 1
+            counters.listeners_dropped += int(session.dropped)
+
+    handler.max_message_bytes = STREAM_MAX_MESSAGE_BYTES  # type: ignore[attr-defined]
+    return handler

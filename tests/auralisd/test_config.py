@@ -1,0 +1,120 @@
+"""Settings: defaults < config file < flags, with provenance; clear errors for bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from auralisd.config import ConfigError, format_settings, settings_from_argv
+from auralisd.main import main
+
+
+@pytest.fixture(autouse=True)
+def xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    return tmp_path
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "auralisd.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_come_from_the_xdg_directories(tmp_path: Path) -> None:
+    settings, origin = settings_from_argv([])
+    assert settings.database_path == str(tmp_path / "xdg_state_home" / "auralis" / "auralis.sqlite3")
+    assert settings.control_socket_path == str(tmp_path / "xdg_runtime_dir" / "auralis" / "control.sock")
+    assert (settings.http_host, settings.http_port, settings.sample_rate, settings.cache_mib) == (
+        "127.0.0.1", 8765, 44100, 256,
+    )  # fmt: skip
+    assert settings.control_tcp is None and settings.music_dir == ()
+    assert origin["http_port"] == "default"
+
+
+def test_flags_override_the_file_and_provenance_says_so(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path, 'music_dir = ["~/Music", "/srv/music"]\nhttp_port = 9000\n# comment\nworkers = 1\nsample_rate = 48000\n'
+    )
+    settings, origin = settings_from_argv(["--config", str(config), "--http-port", "9100", "--music-dir", "/x"])
+    assert settings.http_port == 9100 and origin["http_port"] == "flag --http-port"
+    assert settings.workers == 1 and origin["workers"] == f"file {config} line 4"
+    assert settings.sample_rate == 48000
+    assert settings.music_dir == ("/x",)  # a repeatable flag replaces the file's array
+    listing = format_settings(settings, origin)
+    assert "http_port = 9100  # flag --http-port" in listing
+    assert f"workers = 1  # file {config} line 4" in listing
+
+
+def test_the_default_config_file_is_read_when_present(tmp_path: Path) -> None:
+    folder = tmp_path / "xdg_config_home" / "auralis"
+    folder.mkdir(parents=True)
+    (folder / "auralisd.toml").write_text("cache_mib = 64\n")
+    settings, origin = settings_from_argv([])
+    assert settings.cache_mib == 64 and origin["cache_mib"].startswith("file ")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("http_port = 9000\nvolume = 3\n", "line 2: unknown key 'volume'"),
+        ('workers = "two"\n', "line 1: 'workers' must be an integer"),
+        ("sample_rate = 1000\n", "'sample_rate' must be between 8000 and 192000"),
+        ('music_dir = "/one"\n', "'music_dir' must be an array of strings"),
+        ('log_level = "loud"\n', "'log_level' must be one of debug, info, warning, error"),
+        ("http_port = \n", "Invalid value"),
+    ],
+)
+def test_invalid_files_name_the_key_and_line(tmp_path: Path, text: str, needle: str) -> None:
+    config = write_config(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        settings_from_argv(["--config", str(config)])
+    assert needle in str(info.value)
+    assert str(config) in str(info.value)
+
+
+def test_non_loopback_tcp_needs_a_token_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="requires token_file"):
+        settings_from_argv(["--control-tcp", "0.0.0.0:7000"])
+    token = tmp_path / "token"
+    token.write_text("short\n")
+    with pytest.raises(ConfigError, match="shorter than 16"):
+        settings_from_argv(["--control-tcp", "0.0.0.0:7000", "--token-file", str(token)])
+    token.write_text("0123456789abcdef0123\n")
+    settings, _ = settings_from_argv(["--control-tcp", "0.0.0.0:7000", "--token-file", str(token)])
+    assert settings.control_tcp_address() == ("0.0.0.0", 7000)
+    assert settings_from_argv(["--control-tcp", "7001"])[0].control_tcp_address() == ("127.0.0.1", 7001)
+
+
+def test_print_config_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--print-config", "--workers", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "workers = 3  # flag --workers" in out and "sample_rate = 44100  # default" in out
+    config = write_config(tmp_path, "nonsense = 1\n")
+    assert main(["--config", str(config), "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("auralisd: ") and "unknown key 'nonsense'" in err and "Traceback" not in err
+    assert main(["--config", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_journald_lines_carry_priority_prefixes_and_no_timestamp(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import logging
+
+    from auralisd.logs import setup_logging
+
+    stream = io.StringIO()
+    monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        setup_logging(logging.INFO, stream=stream)
+        logging.getLogger("auralisd.test").warning("disk %s", "full")
+        logging.getLogger("auralisd.test").info("ready")
+        logging.getLogger("auralisd.test").debug("hidden")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    assert stream.getvalue().splitlines() == ["<4>auralisd.test: disk full", "<6>auralisd.test: ready"]

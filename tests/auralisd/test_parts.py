@@ -1,0 +1,117 @@
+"""Units of the daemon that need no worker process: chunk cache, resampler, database, library."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trio
+from .conftest import write_tracks
+from scipy import signal
+
+from auralisd.actors.cache import ChunkCache
+from auralisd.actors.database import MIGRATIONS, Database
+from auralisd.actors.events import EventHub
+from auralisd.actors.library import Library
+from auralisd.resample import BlockResampler
+
+
+def test_cache_evicts_least_recently_used_by_bytes_and_counts() -> None:
+    cache = ChunkCache(budget_bytes=3000)
+    block = lambda v: np.full((250, 1), v, dtype=np.float32)  # noqa: E731  (1000 bytes each)
+    for key in "abc":
+        cache.put(key, block(ord(key)))
+    assert cache.get("a") is not None  # a becomes the most recent
+    cache.put("d", block(4))  # evicts b, the least recently used
+    assert cache.get("b") is None
+    assert cache.get("c") is not None and cache.get("d") is not None
+    stats = cache.statistics()
+    assert (stats.hits, stats.misses, stats.evictions, stats.bytes, stats.entries) == (3, 1, 1, 3000, 3)
+    cache.put("huge", np.zeros(10_000, dtype=np.float32))  # larger than the budget: not stored
+    assert not cache.peek("huge") and cache.statistics().bytes == 3000
+    with pytest.raises(ValueError):
+        cache.get("a")[0, 0] = 1.0  # cached arrays are read-only: every reader shares them
+
+
+@pytest.mark.parametrize(("in_rate", "out_rate"), [(48_000, 44_100), (44_100, 48_000), (96_000, 44_100)])
+def test_block_resampler_equals_one_pass_resample_poly(in_rate: int, out_rate: int) -> None:
+    x = np.random.default_rng(1).standard_normal((in_rate // 2, 2)).astype(np.float32)
+    g = np.gcd(in_rate, out_rate)
+    reference = signal.resample_poly(x, out_rate // g, in_rate // g, axis=0)
+    r = BlockResampler(in_rate, out_rate)
+    n = r.output_frames(len(x))
+    assert n == len(reference)
+    blocks = []
+    for start in range(0, n, 2205):  # the player's 50 ms blocks, each computed on its own
+        stop = min(n, start + 2205)
+        lo, hi = r.input_span(start, stop)
+        span = np.zeros((hi - lo, 2), dtype=np.float32)
+        a, b = max(lo, 0), min(hi, len(x))
+        span[a - lo : b - lo] = x[a:b]
+        blocks.append(r.process(span, start, stop))
+    assert np.max(np.abs(np.concatenate(blocks) - reference)) < 1e-5
+
+
+async def test_database_migrates_once_and_survives_reopening(tmp_path: Path) -> None:
+    path = str(tmp_path / "state" / "auralis.sqlite3")
+    for _ in range(2):
+        db = Database(path)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(db.run)
+            assert await db.integrity_check() == "ok"
+            await db.save_player(None, {"volume": 40})
+            nursery.cancel_scope.cancel()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT value FROM player_state WHERE key = 'volume'").fetchone()[0] == "40"
+
+
+async def test_library_scan_skips_unchanged_files_and_follows_changes(tmp_path: Path) -> None:
+    music = tmp_path / "music"
+    write_tracks(music / "A", [("1.flac", 0.5, 44_100, 1, False), ("2.wav", 0.5, 22_050, 2, False)])
+    write_tracks(music, [("3.flac", 0.5, 48_000, 3, False)])
+    (music / "A" / "cover.jpg").write_bytes(b"\xff\xd8 not audio")
+    (music / ".hidden").mkdir()
+    write_tracks(music / ".hidden", [("x.flac", 0.5, 44_100, 4, False)])
+    (music / "A" / "loop").symlink_to(music)  # a loop back to the top
+    (music / "empty.flac").write_bytes(b"")
+    db = Database(str(tmp_path / "db.sqlite3"))
+    hub = EventHub()
+    progress = hub.subscribe(frozenset({"scan_progress"}))
+    library = Library(db, hub, [str(music)])
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(db.run)
+            await nursery.start(library.run)
+            assert library.scan() and not library.scan()  # one scan at a time
+            await library.wait_scan()
+            stats = library.statistics()
+            assert (stats.tracks, stats.files_probed) == (3, 3)
+            last = None
+            while True:
+                try:
+                    last = progress.receive.receive_nowait().data
+                except trio.WouldBlock:
+                    break
+            assert last is not None and last["done"] == last["total"] == 3
+            listing = await library.list_dir(None)
+            assert listing["dirs"] == [str(music / "A")]
+            assert [t["title"] for t in listing["tracks"]] == ["3"]
+            # unchanged rescan: no file is opened
+            library.scan()
+            await library.wait_scan()
+            assert library.statistics().files_probed == 3
+            # one changed, one vanished
+            os.utime(music / "3.flac", ns=(1, 1))
+            os.unlink(music / "A" / "2.wav")
+            library.scan()
+            await library.wait_scan()
+            stats = library.statistics()
+            assert (stats.tracks, stats.files_probed) == (2, 4)
+            found = await db.search_tracks("A/1.flac", 10)
+            assert [t.path for t in found] == [str(music / "A" / "1.flac")]
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,207 @@
+"""The player with the real pool (worker processes), cache and resolver, read through a PCM subscription.
+
+These run in real time (the clock paces blocks), so the tracks are short.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import trio
+from .conftest import children_of, write_tracks
+from scipy import signal as sps
+
+from auralis.fingerprint import compute_fingerprint, compute_plan_inputs
+from auralis.plan import plan_mastering
+from auralis.render import chunk_count, render_chunk
+from auralis.sidecar import write_sidecar
+from auralisd.actors.cache import ChunkCache
+from auralisd.actors.database import Database
+from auralisd.actors.events import EventHub
+from auralisd.actors.fingerprints import FingerprintResolver
+from auralisd.actors.library import Library
+from auralisd.actors.mastering import Mastering
+from auralisd.actors.player import CROSSFADE_S, PcmBlock, Player, StreamEnd, StreamStart
+from auralisd.actors.pool import open_mastering_pool
+
+OUT_RATE = 44_100
+
+
+@dataclass
+class Rig:
+    db: Database
+    library: Library
+    player: Player
+    mastering: Mastering
+    hub: EventHub
+
+
+@asynccontextmanager
+async def rig(tmp_path: Path, music: Path, *, cache_bytes: int = 64 << 20) -> AsyncIterator[Rig]:
+    db = Database(str(tmp_path / "state.sqlite3"))
+    hub = EventHub()
+    async with trio.open_nursery() as outer:  # the database outlives the actors (the player saves last)
+        await outer.start(db.run)
+        async with open_mastering_pool(2) as pool, trio.open_nursery() as nursery:
+            library = Library(db, hub, [str(music)])
+            await nursery.start(library.run)
+            resolver = FingerprintResolver(db, pool, hub, cache_dir=str(tmp_path / "cache"))
+            await nursery.start(resolver.run)
+            mastering = Mastering(pool, ChunkCache(cache_bytes))
+            await nursery.start(mastering.run)
+            player = Player(db=db, hub=hub, resolver=resolver, mastering=mastering, sample_rate=OUT_RATE, render_ahead=2)
+            await nursery.start(player.run)
+            library.scan()
+            await library.wait_scan()
+            yield Rig(db, library, player, mastering, hub)
+            nursery.cancel_scope.cancel()
+        outer.cancel_scope.cancel()
+
+
+def reference(path: Path, preset: str = "adaptive", intensity: float = 1.0) -> np.ndarray:
+    """What the daemon must play: every chunk of the one renderer, concatenated (native rate)."""
+    plan = plan_mastering(compute_plan_inputs(str(path)), preset, intensity)
+    import soundfile as sf
+
+    frames = sf.info(str(path)).frames
+    rate = sf.info(str(path)).samplerate
+    return np.concatenate([render_chunk(str(path), plan, k) for k in range(chunk_count(frames, rate))])
+
+
+async def collect(sub, until_end: bool = True, max_s: float = 60.0) -> list:
+    messages = []
+    with trio.fail_after(max_s):
+        async for message in sub.receive:
+            messages.append((trio.current_time(), message))
+            if isinstance(message, StreamEnd) and until_end and message.reason != "paused":
+                break
+    return messages
+
+
+async def test_queue_plays_gapless_and_sample_exact(tmp_path: Path) -> None:
+    music = tmp_path / "music"
+    a, b = write_tracks(music, [("1.flac", 3.0, 44_100, 1, False), ("2.flac", 1.5, 48_000, 2, True)])
+    write_sidecar(str(b), compute_fingerprint(str(b)))  # the next track's analysis is not what is tested here
+    async with rig(tmp_path, music) as r:
+        tracks = await r.library.resolve_paths([str(music)])
+        await r.player.add(tracks)
+        sub = await r.player.subscribe(max_blocks=400)
+        await r.player.play()
+        with trio.fail_after(60):
+            messages = [(0.0, await sub.receive.receive())]
+            while not isinstance(messages[-1][1], PcmBlock):
+                messages.append((0.0, await sub.receive.receive()))
+            # on a busy machine, give the next track's preparation the time it needs (load is not tested here)
+            await r.player.pause()
+            while not (await r.player.status())["next_ready"]:
+                await trio.sleep(0.05)
+            await r.player.play()
+        messages += await collect(sub)
+    starts = [m for _, m in messages if isinstance(m, StreamStart)]
+    assert [s.track["path"] for s in starts] == [str(a), str(a), str(b)]
+    assert isinstance(messages[-1][1], StreamEnd) and messages[-1][1].reason == "end_of_queue"
+    by_track: dict[int, list[PcmBlock]] = {}
+    for _, m in messages:
+        if isinstance(m, PcmBlock):
+            by_track.setdefault(m.track_id, []).append(m)
+    first, second = by_track.values()
+    for blocks in (first, second):  # offsets are contiguous from 0 within each track
+        offsets = [blk.offset_frames for blk in blocks]
+        sizes = [blk.samples.shape[0] for blk in blocks]
+        assert offsets == list(np.cumsum([0] + sizes[:-1]))
+    out_a = np.concatenate([blk.samples for blk in first])
+    ref_a = reference(a)
+    assert out_a.shape == ref_a.shape and np.max(np.abs(out_a - ref_a)) < 1e-6
+    out_b = np.concatenate([blk.samples for blk in second])
+    ref_b = sps.resample_poly(reference(b), 147, 160, axis=0)  # 48 kHz -> 44.1 kHz after mastering
+    assert out_b.shape == ref_b.shape and np.max(np.abs(out_b - ref_b)) < 1e-5
+    # gapless: the next track was prepared (plan and first chunk) before the first one ended
+    stats = r.player.statistics()
+    assert (stats.gapless_ready, stats.gapless_late) == (1, 0)
+
+
+async def test_preset_change_crossfades_within_a_second_without_a_click(tmp_path: Path) -> None:
+    music = tmp_path / "music"
+    (a,) = write_tracks(music, [("1.flac", 3.0, 44_100, 1, False)])
+    async with rig(tmp_path, music) as r:
+        await r.player.add(await r.library.resolve_paths([str(a)]))
+        sub = await r.player.subscribe(max_blocks=400)
+        await r.player.play()
+        got_first = False
+        with trio.fail_after(30):
+            async for message in sub.receive:
+                if isinstance(message, PcmBlock):
+                    if not got_first:
+                        got_first = True
+                        first_at = trio.current_time()
+                    if trio.current_time() - first_at > 0.8:
+                        break
+        changed_at = trio.current_time()
+        await r.player.set_preset("bright")
+        rest = await collect(sub)
+        await r.player.set_volume(100)
+    blocks = [m for _, m in rest if isinstance(m, PcmBlock)]
+    starts = [(t, m) for t, m in rest if isinstance(m, StreamStart)]
+    assert starts and starts[0][1].preset == "bright" and starts[0][0] - changed_at < 1.0
+    # re-read the whole played signal: before + after the change, then compare with both plans
+    ref_old = reference(a, "adaptive")
+    ref_new = reference(a, "bright")
+    offset0 = blocks[0].offset_frames
+    out = np.concatenate([blk.samples for blk in blocks])
+    old = ref_old[offset0 : offset0 + len(out)]
+    new = ref_new[offset0 : offset0 + len(out)]
+    is_old = np.all(np.abs(out - old) < 1e-6, axis=1)
+    is_new = np.all(np.abs(out - new) < 1e-6, axis=1)
+    fade_start = int(np.argmin(is_old))  # first frame that is not the old plan's
+    fade_end = len(is_new) - int(np.argmin(is_new[::-1]))  # after it, everything is the new plan's
+    assert is_old[:fade_start].all() and is_new[fade_end:].all()
+    assert fade_end - fade_start <= int(CROSSFADE_S * OUT_RATE) + 1
+    # no click: the largest sample step in the crossfade is no larger than in either plan's audio
+    region = slice(max(fade_start - 1, 0), fade_end + 1)
+    step = np.max(np.abs(np.diff(out[region], axis=0)))
+    assert step <= 1.01 * max(np.max(np.abs(np.diff(old[region], axis=0))), np.max(np.abs(np.diff(new[region], axis=0))))
+
+
+async def test_worker_killed_mid_render_rerenders_the_same_chunk(tmp_path: Path) -> None:
+    music = tmp_path / "music"
+    (a,) = write_tracks(music, [("1.flac", 11.0, 44_100, 1, False)])
+    async with rig(tmp_path, music) as r:
+        (track,) = await r.library.resolve_paths([str(a)])
+        plan = plan_mastering(None, "adaptive", 1.0)
+        result = []
+
+        async def render() -> None:
+            result.append(await r.mastering.render_chunk(track, plan, 1))
+
+        with trio.fail_after(60):
+            await r.mastering.render_chunk(track, plan, 0)  # workers are up
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(render)
+                while r.mastering.pool.statistics().running == 0:
+                    await trio.sleep(0.001)
+                for pid in children_of(os.getpid()):
+                    os.kill(pid, signal.SIGKILL)
+        stats = r.mastering.pool.statistics()
+        assert stats.worker_deaths >= 1 and stats.retries >= 1
+        assert np.array_equal(result[0], render_chunk(str(a), plan, 1))
+
+
+async def test_a_slow_subscriber_is_dropped_and_never_blocks_the_player(tmp_path: Path) -> None:
+    music = tmp_path / "music"
+    (a,) = write_tracks(music, [("1.flac", 2.0, 44_100, 1, False)])
+    async with rig(tmp_path, music) as r:
+        await r.player.add(await r.library.resolve_paths([str(a)]))
+        frozen = await r.player.subscribe(max_blocks=4)  # never read
+        live = await r.player.subscribe(max_blocks=400)
+        await r.player.play()
+        messages = await collect(live)
+    assert frozen.dropped
+    blocks = [m for _, m in messages if isinstance(m, PcmBlock)]
+    assert sum(b.samples.shape[0] for b in blocks) == 2 * OUT_RATE
+    assert r.player.statistics().dropped_subscribers == 1

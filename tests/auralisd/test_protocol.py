@@ -1,0 +1,169 @@
+"""The control protocol at its first two layers: the sans-IO codec and the command table."""
+
+from __future__ import annotations
+
+import math
+
+import msgpack
+import numpy as np
+import pytest
+
+from auralisd.protocol.codec import (
+    MAX_FRAME_BYTES,
+    BadRequestShape,
+    Decoder,
+    Notification,
+    ProtocolViolation,
+    Request,
+    Response,
+    encode_notification,
+    encode_request,
+    encode_response,
+    wire_safe,
+)
+from auralisd.protocol.commands import COMMANDS, validate
+from auralisd.protocol.errors import RpcError, error_to_wire
+
+
+def decode_all(data: bytes, step: int = 7) -> list:
+    decoder = Decoder()
+    out = []
+    for i in range(0, len(data), step):  # fed in awkward slices, as a socket would
+        decoder.feed(data[i : i + step])
+        out += list(decoder.messages())
+    return out
+
+
+def test_round_trips_of_every_message_kind() -> None:
+    data = (
+        encode_request(1, "queue.add", {"paths": ["a/ü.flac"], "track_ids": [3]})
+        + encode_response(1, None, {"added": [{"pos": 0, "track_id": 3}]})
+        + encode_response(2, {"code": "not_found", "message": "no track 9"}, None)
+        + encode_notification("player", {"state": "play", "elapsed_s": 1.5})
+    )
+    assert decode_all(data) == [
+        Request(1, "queue.add", {"paths": ["a/ü.flac"], "track_ids": [3]}),
+        Response(1, None, {"added": [{"pos": 0, "track_id": 3}]}),
+        Response(2, {"code": "not_found", "message": "no track 9"}, None),
+        Notification("player", {"state": "play", "elapsed_s": 1.5}),
+    ]
+
+
+def test_numpy_values_encode_as_plain_numbers() -> None:
+    (message,) = decode_all(encode_notification("x", {"a": np.float32(0.5), "b": np.int64(3), "c": np.arange(2)}))
+    assert message.data == {"a": 0.5, "b": 3, "c": [0, 1]}
+
+
+def test_wire_safe_turns_non_finite_floats_into_none() -> None:
+    assert wire_safe({"lufs": -math.inf, "x": [math.nan, 1.0]}) == {"lufs": None, "x": [None, 1.0]}
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        "hello",
+        [],
+        [0, 1, "ping"],  # params missing
+        [0, -1, "ping", {}],  # negative msgid
+        [0, True, "ping", {}],  # bool is not an int here
+        [0, 1, "", {}],
+        [0, 1, 5, {}],
+        [0, 1, "ping", [1, 2]],  # positional params are not part of the protocol
+        [3, 1, "ping", {}],
+        [2, 5, {}],
+    ],
+)
+def test_malformed_shapes_are_answerable_bad_requests(obj) -> None:
+    (message,) = decode_all(msgpack.packb(obj))
+    assert isinstance(message, BadRequestShape)
+
+
+def test_bad_shape_keeps_the_msgid_when_it_can() -> None:
+    (message,) = decode_all(msgpack.packb([0, 42, "ping", "params"]))
+    assert isinstance(message, BadRequestShape) and message.msgid == 42
+
+
+def test_garbage_bytes_violate_the_protocol() -> None:
+    decoder = Decoder()
+    decoder.feed(b"\xc1\xc1\xc1")  # 0xc1 is never used in msgpack
+    with pytest.raises(ProtocolViolation):
+        list(decoder.messages())
+
+
+def test_map_keys_must_be_strings() -> None:
+    decoder = Decoder()
+    decoder.feed(msgpack.packb([0, 1, "ping", {1: 2}]))
+    with pytest.raises(ProtocolViolation):
+        list(decoder.messages())
+
+
+def test_frames_over_one_mebibyte_are_refused_without_buffering_them() -> None:
+    decoder = Decoder()
+    big = msgpack.packb([0, 1, "ping", {"x": "a" * MAX_FRAME_BYTES}])
+    with pytest.raises(ProtocolViolation):
+        for i in range(0, len(big), 65536):
+            decoder.feed(big[i : i + 65536])
+            list(decoder.messages())
+    # a header that announces a 100 MB string fails as soon as 1 MiB of it is buffered
+    decoder = Decoder()
+    decoder.feed(b"\x94\x00\x01\xa4ping\x81\xa1x\xdb" + (100_000_000).to_bytes(4, "big"))
+    assert list(decoder.messages()) == []
+    with pytest.raises(ProtocolViolation):
+        for _ in range(20):
+            decoder.feed(b"a" * 65536)
+            list(decoder.messages())
+
+
+def test_a_frame_just_under_the_limit_is_fine() -> None:
+    frame = msgpack.packb([0, 1, "ping", {"x": "a" * (MAX_FRAME_BYTES - 100)}])
+    assert len(frame) < MAX_FRAME_BYTES
+    (message,) = decode_all(frame, step=65536)
+    assert isinstance(message, Request) and len(message.params["x"]) == MAX_FRAME_BYTES - 100
+
+
+# ----------------------------------------------------------------- command table
+def test_every_contract_method_is_in_the_table() -> None:
+    expected = {
+        "ping", "auth", "status", "play", "pause", "toggle", "stop", "next", "previous", "seek",
+        "queue.add", "queue.insert", "queue.delete", "queue.move", "queue.clear", "queue.list",
+        "library.scan", "library.list", "library.search", "library.track", "fingerprint.get",
+        "preset.list", "preset.set", "intensity.set", "volume.set", "options.set", "subscribe",
+    }  # fmt: skip
+    assert set(COMMANDS) == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "needle"),
+    [
+        ("seek", {}, "missing parameter 'position_s'"),
+        ("seek", {"position_s": "1"}, "'position_s' must be a finite number"),
+        ("seek", {"position_s": math.inf}, "finite number"),
+        ("play", {"pos": -1}, "'pos' must be an integer >= 0"),
+        ("play", {"pos": 1.5}, "'pos' must be an integer >= 0"),
+        ("queue.add", {"paths": "a.flac"}, "'paths' must be an array"),
+        ("queue.add", {"paths": [1]}, "'paths' must be an array"),
+        ("queue.delete", {"positions": [0, "1"]}, "'positions' must be an array"),
+        ("options.set", {"repeat": 1}, "'repeat' must be true or false"),
+        ("status", {"verbose": True}, "unexpected parameter 'verbose'"),
+    ],
+)
+def test_validation_rejects_wrong_params_naming_them(method: str, params: dict, needle: str) -> None:
+    with pytest.raises(RpcError) as info:
+        validate(COMMANDS[method], params)
+    assert info.value.code == "invalid_params"
+    assert needle in info.value.message
+
+
+def test_validation_passes_good_params_through() -> None:
+    assert validate(COMMANDS["queue.insert"], {"pos": 0, "track_ids": [1, 2]}) == {"pos": 0, "track_ids": [1, 2]}
+    assert validate(COMMANDS["play"], {"pos": None}) == {}
+
+
+def test_error_to_wire_maps_library_errors_to_codes() -> None:
+    from auralis.errors import AudioNotFoundError, CorruptAudioError, UnknownPresetError
+
+    assert error_to_wire(AudioNotFoundError("/x.flac", "no such file"))["code"] == "not_found"
+    assert error_to_wire(CorruptAudioError("/x.flac", "bad"))["code"] == "bad_audio"
+    assert error_to_wire(UnknownPresetError("nope"))["code"] == "unknown_preset"
+    internal = error_to_wire(KeyError("secret internals"))
+    assert internal["code"] == "internal" and "secret" not in internal["message"]
