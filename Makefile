@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m auralisd.demo
+	$(PY) -m auralisd.demo $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

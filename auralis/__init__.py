@@ -3,7 +3,7 @@
 This package never imports trio: worker processes import it alone and start light.
 """
 
-from .audio import AudioInfo, AudioReader, probe, read_audio, read_frames, write_audio
+from .audio import ArrayReader, AudioInfo, AudioReader, open_reader, probe, read_audio, read_frames, write_audio
 from .errors import AudioError, AuralisError
 from .loudness import (
     ABSOLUTE_GATE_LUFS,
@@ -22,6 +22,7 @@ from .loudness import (
 )
 
 __all__ = ["AudioError", "AudioInfo", "AudioReader", "AuralisError", "probe", "read_audio", "read_frames", "write_audio"]
+__all__ += ["ArrayReader", "open_reader"]
 __all__ += [
     "LoudnessMeasurements",
     "LoudnessSegment",
@@ -35,10 +36,10 @@ __all__ += [
 __all__ += ["ABSOLUTE_GATE_LUFS", "channel_weights", "k_weighting_sos", "momentary_loudness", "short_term_loudness"]
 from .plan import ENGINE_VERSION, MasteringPlan, plan_mastering
 from .presets import PRESET_NAMES, Preset, get_preset
-from .render import CHUNK_S, chunk_count, chunk_frames, render_chunk, render_file
+from .render import CHUNK_S, chunk_count, chunk_frames, output_format, render_chunk, render_file, render_reader
 
 __all__ += ["ENGINE_VERSION", "MasteringPlan", "plan_mastering", "PRESET_NAMES", "Preset", "get_preset"]
-__all__ += ["CHUNK_S", "chunk_count", "chunk_frames", "render_chunk", "render_file"]
+__all__ += ["CHUNK_S", "chunk_count", "chunk_frames", "output_format", "render_chunk", "render_file", "render_reader"]
 from .fingerprint import (
     ALGORITHM_VERSION,
     DIMENSIONS,
@@ -53,6 +54,7 @@ from .fingerprint import (
     compute_plan_inputs,
     fingerprint_from_samples,
     merge_segments,
+    plan_inputs_from_reader,
     segment_count,
 )
 from .sidecar import SIDECAR_FORMAT_VERSION, SIDECAR_SUFFIX, FileIdentity, file_identity, read_sidecar, write_sidecar
@@ -60,4 +62,5 @@ from .sidecar import SIDECAR_FORMAT_VERSION, SIDECAR_SUFFIX, FileIdentity, file_
 __all__ += ["ALGORITHM_VERSION", "DIMENSIONS", "PLAN_INPUT_KEYS", "SEGMENT_S", "Fingerprint", "PlanInputs"]
 __all__ += ["SegmentResult", "analyze_segment", "compute_detail_dimensions", "compute_fingerprint"]
 __all__ += ["compute_plan_inputs", "fingerprint_from_samples", "merge_segments", "segment_count"]
+__all__ += ["plan_inputs_from_reader"]
 __all__ += ["SIDECAR_FORMAT_VERSION", "SIDECAR_SUFFIX", "FileIdentity", "file_identity", "read_sidecar", "write_sidecar"]

@@ -147,13 +147,17 @@ class AudioReader:
         if stop_frame < start_frame:
             raise ValueError("stop_frame < start_frame")
         total = self.info.num_frames
-        out = np.zeros((stop_frame - start_frame, self.info.channels), dtype=np.float32)
         lo, hi = max(start_frame, 0), min(stop_frame, total)
         if hi <= lo:
-            return out
+            return np.zeros((stop_frame - start_frame, self.info.channels), dtype=np.float32)
+        out = np.empty((stop_frame - start_frame, self.info.channels), dtype=np.float32)
+        out[: lo - start_frame] = 0.0  # only the padding: the decoder writes the rest
+        out[hi - start_frame :] = 0.0
         try:
             self._handle.seek(lo)
-            data = self._handle.read(hi - lo, dtype="float32", always_2d=True)
+            # Decoded straight into place (a row slice of a C-ordered array is contiguous): no copy.
+            into = out[lo - start_frame : hi - start_frame]
+            data = self._handle.read(hi - lo, dtype="float32", always_2d=True, out=into)
         except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
             raise CorruptAudioError(self.path, f"decode failed near frame {lo}: {exc}") from None
         if data.shape[0] < hi - lo:
@@ -164,8 +168,75 @@ class AudioReader:
         if self._sanitize and not np.isfinite(data).all():
             # A float file may hold NaN/Inf; they would poison every filter downstream.
             data[~np.isfinite(data)] = 0.0
-        out[lo - start_frame : hi - start_frame] = data
         return out
+
+
+class ArrayReader:
+    """A decoded track behind :class:`AudioReader`'s interface (``info``, ``read``, context manager).
+
+    ``read(start, stop)`` returns the same frames an :class:`AudioReader` of the same file would
+    (zero-padded outside the track), so code written against a reader (the fingerprint's segment
+    loop, the chunk renderer) gives identical results from memory. Used to decode a file once,
+    then both analyse and render it.
+    """
+
+    def __init__(self, samples: np.ndarray, info: AudioInfo) -> None:
+        if samples.dtype != np.float32 or samples.shape != (info.num_frames, info.channels):
+            raise ValueError(
+                f"samples must be float32 {(info.num_frames, info.channels)}, got {samples.dtype} {samples.shape}"
+            )
+        self.path = info.path
+        self.info = info
+        self._samples = samples
+
+    def __enter__(self) -> "ArrayReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing to release (kept for the reader interface)."""
+
+    def read(self, start_frame: int, stop_frame: int) -> np.ndarray:
+        """Frames ``[start_frame, stop_frame)`` as float32 ``(frames, channels)``, zero-padded outside the track.
+
+        A range inside the track comes back as a read-only view of the samples (no copy); one
+        that reaches outside, as a new array.
+        """
+        if stop_frame < start_frame:
+            raise ValueError("stop_frame < start_frame")
+        if 0 <= start_frame and stop_frame <= self.info.num_frames:
+            view = self._samples[start_frame:stop_frame]
+            view.flags.writeable = False
+            return view
+        out = np.zeros((stop_frame - start_frame, self.info.channels), dtype=np.float32)
+        lo, hi = max(start_frame, 0), min(stop_frame, self.info.num_frames)
+        if hi > lo:
+            out[lo - start_frame : hi - start_frame] = self._samples[lo:hi]
+        return out
+
+
+WHOLE_FILE_MAX_BYTES: Final = 512 * 2**20  # open_reader decodes a file whole only if its float32 samples fit
+
+
+def open_reader(path: str | os.PathLike[str], *, max_bytes: int = WHOLE_FILE_MAX_BYTES) -> AudioReader | ArrayReader:
+    """A reader of ``path`` for several passes over the track.
+
+    When the decoded float32 samples take at most ``max_bytes`` (512 MiB: about 25 minutes of
+    44.1 kHz stereo, 11 minutes of 96 kHz stereo), the file is decoded once, whole, into an
+    :class:`ArrayReader`; otherwise an :class:`AudioReader` decodes block by block (bounded
+    memory, one decode per pass). Use as a context manager.
+
+    Raises:
+        AudioError: the file cannot be opened or decoded.
+    """
+    reader = AudioReader(path)
+    info = reader.info
+    if info.num_frames * info.channels * 4 > max_bytes:
+        return reader
+    with reader:
+        return ArrayReader(reader.read(0, info.num_frames), info)
 
 
 def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:

@@ -27,7 +27,7 @@ from typing import Any, Final
 import numpy as np
 
 from . import loudness
-from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioReader, stereo_downmix
+from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ArrayReader, AudioReader, stereo_downmix
 from .features import dynamics, rhythm, spectral, stereo, tonal
 from .features.grid import owned_frames, valid_counts
 
@@ -372,7 +372,7 @@ def _detail_part(b: _Block, geo: _Geometry) -> _DetailPart:
     )
 
 
-def _geometry_of_reader(reader: AudioReader) -> _Geometry:
+def _geometry_of_reader(reader: AudioReader | ArrayReader) -> _Geometry:
     info = reader.info
     return _Geometry.of(info.num_frames, info.sample_rate, info.channels)
 
@@ -484,7 +484,16 @@ def compute_plan_inputs(path: str | os.PathLike[str]) -> PlanInputs:
         AudioError: the file is missing, unreadable, not audio, corrupt or empty.
     """
     with AudioReader(path) as reader:
-        segments, _ = _run(reader, _geometry_of_reader(reader), plan=True, detail=False)
+        return plan_inputs_from_reader(reader)
+
+
+def plan_inputs_from_reader(reader: AudioReader | ArrayReader) -> PlanInputs:
+    """:func:`compute_plan_inputs` from an open reader (e.g. a track decoded once to analyse and render it).
+
+    Raises:
+        AudioError: the file cannot be decoded.
+    """
+    segments, _ = _run(reader, _geometry_of_reader(reader), plan=True, detail=False)
     return _merge(segments)
 
 

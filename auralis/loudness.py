@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass
 from typing import Final
 
 import numpy as np
-from scipy import signal
 
+from . import kernels
 from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 ABSOLUTE_GATE_LUFS: Final = -70.0  # ITU-R BS.1770-4 §2.8, EBU Tech 3342
@@ -249,7 +249,7 @@ def _granule_energies(x: np.ndarray, sample_rate: int, lo: int, hi: int, granule
     """K-weighted, channel-weighted energy per complete granule of frames [lo, hi); the filters start at frame 0."""
     # One 4th-order pass is ~2x faster than sosfilt's two sections; in float64 it matches the
     # cascade to ~1e-11 relative (the pyloudnorm cross-check agrees to 1e-10 LU).
-    b, a = signal.sos2tf(k_weighting_sos(sample_rate))
+    b, a = kernels.sos2tf(k_weighting_sos(sample_rate))
     weights = channel_weights(x.shape[1])
     active = np.flatnonzero(weights)  # LFE never needs filtering
     w = weights[active]
@@ -262,12 +262,12 @@ def _granule_energies(x: np.ndarray, sample_rate: int, lo: int, hi: int, granule
     # Pre-roll [0, lo): settle the filters, discard the output.
     for start in range(0, lo, _CHUNK_FRAMES):
         block = x[start : min(start + _CHUNK_FRAMES, lo), active].T.astype(np.float64)
-        _, zi = signal.lfilter(b, a, block, axis=1, zi=zi)
+        _, zi = kernels.lfilter(b, a, block, 1, zi)
     done = 0
     for start in range(lo, lo + num_granules * granule, chunk):
         stop = min(start + chunk, lo + num_granules * granule)
         block = x[start:stop, active].T.astype(np.float64)
-        y, zi = signal.lfilter(b, a, block, axis=1, zi=zi)
+        y, zi = kernels.lfilter(b, a, block, 1, zi)
         y *= y
         z = w @ y
         n = z.size // granule

@@ -31,6 +31,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from . import kernels
 from .presets import PRESET_NAMES, get_preset
 from .stages.eq import eq_response_db
 
@@ -168,9 +169,7 @@ def _inputs(fingerprint: Any) -> dict[str, float]:
 
 
 def _k_weight_power(freqs_hz: np.ndarray) -> np.ndarray:
-    from scipy import signal
-
-    _, h = signal.sosfreqz(_K_SOS, worN=np.asarray(freqs_hz), fs=48_000)
+    h = kernels.freqz_sos(_K_SOS, np.asarray(freqs_hz), 48_000)
     return np.abs(h) ** 2
 
 

@@ -25,9 +25,9 @@ from typing import Any, Final
 
 import numpy as np
 import soundfile as sf
-from scipy import signal
 
-from .audio import AudioReader
+from . import kernels
+from .audio import ArrayReader, AudioReader
 from .errors import UnsupportedAudioError
 from .plan import ENGINE_VERSION, MasteringPlan
 from .stages.blocks import BLOCK_FRAMES, block_power
@@ -54,9 +54,11 @@ __all__ = [
     "chain_reach_frames",
     "chunk_count",
     "chunk_frames",
+    "output_format",
     "process_window",
     "render_chunk",
     "render_file",
+    "render_reader",
     "render_samples",
 ]
 
@@ -108,7 +110,7 @@ def process_window(x: np.ndarray, sample_rate: int, plan: MasteringPlan) -> tupl
     sos = chain_sos(plan.dc_depth, plan.eq_gains_db, sample_rate, plan.gain_db)  # DC blocker, EQ, gain
     if sos.shape[0]:
         # sosfilt copies its input to float64 (channels, frames) C order itself: no copy of our own
-        y = signal.sosfilt(sos, np.asarray(x).T, axis=-1)
+        y = kernels.sosfilt(sos, np.asarray(x).T)
     else:
         y = np.array(np.asarray(x).T, dtype=np.float64, order="C")
     stats = {"compressor_gr_db": 0.0, "expander_boost_db": 0.0, "limiter_gr_db": 0.0}
@@ -130,8 +132,15 @@ def process_window(x: np.ndarray, sample_rate: int, plan: MasteringPlan) -> tupl
     gain = limiter_gain(y, sample_rate, plan.true_peak_ceiling_dbtp)
     if gain is not None:
         stats["limiter_gr_db"] = float(-20.0 * np.log10(max(float(np.min(gain)), 1e-12)))
-        y *= gain[None, :]
-    return y.T.astype(np.float32), stats
+    # Interleaved (frames, channels) float32, as writers want it. The limiter gain is applied in the
+    # same pass: each product is computed in float64 and rounded once, as (y * gain).astype(float32).
+    out = np.empty((y.shape[1], y.shape[0]), dtype=np.float32)
+    for c in range(y.shape[0]):
+        if gain is None:
+            out[:, c] = y[c]
+        else:
+            np.multiply(y[c], gain, out=out[:, c], casting="same_kind")
+    return out, stats
 
 
 def _window(start: int, stop: int, sample_rate: int, preroll_s: float) -> tuple[int, int]:
@@ -143,7 +152,7 @@ def _window(start: int, stop: int, sample_rate: int, preroll_s: float) -> tuple[
 
 
 def _render_range(
-    reader: AudioReader, plan: MasteringPlan, start: int, stop: int, preroll_s: float
+    reader: AudioReader | ArrayReader, plan: MasteringPlan, start: int, stop: int, preroll_s: float
 ) -> tuple[np.ndarray, dict[str, float]]:
     sample_rate = reader.info.sample_rate
     lo, hi = _window(start, stop, sample_rate, preroll_s)
@@ -234,23 +243,53 @@ def render_file(
         AudioError: unreadable input; UnsupportedAudioError for an output extension we cannot write.
     """
     out_path = os.fspath(out_path)
+    output_format(out_path)  # an unwritable extension fails before any decoding
+    with AudioReader(in_path) as reader:
+        return render_reader(reader, out_path, plan, chunk_frames=chunk_frames)
+
+
+def output_format(out_path: str) -> tuple[str, str]:
+    """libsndfile ``(format, subtype)`` for an output path's extension (``.wav`` float32, ``.flac``/``.aiff`` 24-bit).
+
+    Raises:
+        UnsupportedAudioError: any other extension.
+    """
     ext = os.path.splitext(out_path)[1].lower()
     if ext not in _WRITE_FORMATS:
         raise UnsupportedAudioError(out_path, f"cannot write '{ext or 'no extension'}' (use .wav, .flac or .aiff)")
-    fmt, subtype = _WRITE_FORMATS[ext]
+    return _WRITE_FORMATS[ext]
+
+
+def render_reader(
+    reader: AudioReader | ArrayReader,
+    out_path: str | os.PathLike[str],
+    plan: MasteringPlan,
+    *,
+    chunk_frames: int | None = None,
+) -> dict[str, Any]:
+    """:func:`render_file` from an open reader: the same chunks from the same frames, so the same audio.
+
+    With an :class:`~auralis.audio.ArrayReader` (:func:`~auralis.audio.open_reader`), a track
+    decoded once for its plan inputs is rendered without being decoded again.
+
+    Raises:
+        AudioError: the reader cannot decode; UnsupportedAudioError for an output extension we cannot write.
+    """
+    out_path = os.fspath(out_path)
+    fmt, subtype = output_format(out_path)
+    ext = os.path.splitext(out_path)[1].lower()
     totals = {"compressor_gr_db": 0.0, "expander_boost_db": 0.0, "limiter_gr_db": 0.0}
     tmp = f"{out_path}.tmp-{os.getpid()}{ext}"
     try:
-        with AudioReader(in_path) as reader:
-            info = reader.info
-            n = int(chunk_frames) if chunk_frames else int(round(OFFLINE_CHUNK_S * info.sample_rate))
-            with sf.SoundFile(tmp, "w", samplerate=info.sample_rate, channels=info.channels,
-                              format=fmt, subtype=subtype) as out:
-                for start in range(0, info.num_frames, n):
-                    y, stats = _render_range(reader, plan, start, min(start + n, info.num_frames), PREROLL_S)
-                    out.write(y)
-                    for key, value in stats.items():
-                        totals[key] = max(totals[key], value)
+        info = reader.info
+        n = int(chunk_frames) if chunk_frames else int(round(OFFLINE_CHUNK_S * info.sample_rate))
+        with sf.SoundFile(tmp, "w", samplerate=info.sample_rate, channels=info.channels,
+                          format=fmt, subtype=subtype) as out:
+            for start in range(0, info.num_frames, n):
+                y, stats = _render_range(reader, plan, start, min(start + n, info.num_frames), PREROLL_S)
+                out.write(y)
+                for key, value in stats.items():
+                    totals[key] = max(totals[key], value)
         os.replace(tmp, out_path)
     finally:
         if os.path.exists(tmp):

@@ -2,8 +2,10 @@
 
 Fingerprint (a valid ``.25d`` sidecar when there is one, otherwise the plan inputs computed
 now), plan (:func:`auralis.plan.plan_mastering`), then the same chunk renderer the daemon
-uses. OUT's format follows its extension (``.wav`` float32, ``.flac``/``.aiff`` 24-bit); it has
-IN's frame count, sample rate and channels. ``--json`` prints one object:
+uses. A track that fits in memory (:func:`auralis.audio.open_reader`) is decoded once for both
+the plan inputs and the render; the chunks, hence the output, are the same as from the file.
+OUT's format follows its extension (``.wav`` float32, ``.flac``/``.aiff`` 24-bit); it has IN's
+frame count, sample rate and channels. ``--json`` prints one object:
 ``{"preset", "intensity", "plan", "decisions", "input", "output"}`` where ``input`` and
 ``output`` are measurements with the same keys as ``auralis analyze`` (-inf -> null).
 """
@@ -19,7 +21,8 @@ from typing import Any
 from ..errors import AuralisError
 from ..plan import plan_mastering
 from ..presets import PRESET_NAMES
-from ..render import render_file
+from ..audio import open_reader
+from ..render import output_format, render_reader
 
 log = logging.getLogger("auralis.master")
 
@@ -55,15 +58,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _fingerprint(path: str) -> tuple[Any, str]:
-    """The track's plan inputs and their source: a valid sidecar, or computed now."""
-    from ..fingerprint import compute_plan_inputs
+def _fingerprint(path: str, reader: Any) -> tuple[Any, str]:
+    """The track's plan inputs and their source: a valid sidecar, or computed now from ``reader``."""
+    from ..fingerprint import plan_inputs_from_reader
     from ..sidecar import read_sidecar
 
     cached = read_sidecar(path)
     if cached is not None:
         return cached, "sidecar"
-    return compute_plan_inputs(path), "computed"
+    return plan_inputs_from_reader(reader), "computed"
 
 
 def _measure(path: str) -> dict[str, Any]:
@@ -79,9 +82,12 @@ def master_file(in_path: str, out_path: str, preset: str, intensity: float) -> d
         AudioError: unreadable input or unwritable output format.
         UnknownPresetError: bad preset.
     """
-    fingerprint, source = _fingerprint(in_path)
-    plan = plan_mastering(fingerprint, preset, intensity)
-    stats = render_file(in_path, out_path, plan)
+    output_format(out_path)  # an unwritable output fails before any decoding
+    # Decoded once (when it fits in memory): the plan inputs and the render read the same samples.
+    with open_reader(in_path) as reader:
+        fingerprint, source = _fingerprint(in_path, reader)
+        plan = plan_mastering(fingerprint, preset, intensity)
+        stats = render_reader(reader, out_path, plan)
     from ..fingerprint import measurements_to_json
 
     return {

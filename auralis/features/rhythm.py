@@ -14,8 +14,9 @@ from __future__ import annotations
 from typing import Final
 
 import numpy as np
-import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
+
+from .. import kernels
 
 HOP_S: Final = 0.005  # onset envelope hop, seconds (rounded to whole samples)
 ENERGY_FLOOR: Final = 1e-10  # -100 dBFS floor before the log
@@ -80,9 +81,9 @@ def rhythm_dimensions(strength: np.ndarray, hop_s: float, duration_s: float) -> 
     centred = strength - strength.mean()
     if strength.size < 2 * lag_max or not np.any(centred):
         return out
-    size = scipy.fft.next_fast_len(2 * strength.size)
-    spectrum = scipy.fft.rfft(centred, n=size)
-    acf = scipy.fft.irfft(spectrum.real**2 + spectrum.imag**2, n=size)[: lag_max + 2]
+    size = kernels.next_fast_len(2 * strength.size)
+    spectrum = kernels.rfft(centred, n=size)
+    acf = kernels.irfft(spectrum.real**2 + spectrum.imag**2, n=size)[: lag_max + 2]
     if not acf[0] > 0.0:
         return out
     acf = acf / acf[0]

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Final
 
 import numpy as np
-import scipy.fft
 
+from .. import kernels
 from .grid import frame_view
 
 # The seven mastering bands (Hz), [low, high): sub-bass .. air, as in issue 2.
@@ -44,7 +44,7 @@ def frame_power(mono: np.ndarray, mono_start: int, k0: int, k1: int, frame_lengt
         mono: float32 ``(samples,)`` mono downmix, absolute position ``mono_start`` at index 0.
     """
     frames = frame_view(mono, mono_start, k0, k1, frame_length, frame_length)
-    spectrum = scipy.fft.rfft(frames * hann(frame_length), axis=1, workers=1, overwrite_x=True)
+    spectrum = kernels.rfft(frames * hann(frame_length), axis=1)
     power = spectrum.real**2
     power += spectrum.imag**2
     return power

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Final
 
 import numpy as np
-import scipy.fft
 
+from .. import kernels
 from .spectral import SILENT_FRAME_MS, bin_frequencies, hann
 
 PITCH_MIN_HZ: Final = 50.0  # pitch search range of the autocorrelation (lags sr/1000 .. sr/50)
@@ -41,8 +41,8 @@ def frame_tonal(power: np.ndarray, frame_length: int, sample_rate: int) -> tuple
     if frames == 0 or hi <= lo + 2:
         empty = np.zeros(frames)
         return empty, np.full(frames, np.nan), empty
-    acf = scipy.fft.irfft(power, n=frame_length, axis=1, workers=1)  # float32, lag 0 = frame energy
-    window_acf = scipy.fft.irfft(np.abs(scipy.fft.rfft(hann(frame_length).astype(np.float64))) ** 2)[: hi + 1]
+    acf = kernels.irfft(power, n=frame_length, axis=1)  # float32, lag 0 = frame energy
+    window_acf = kernels.irfft(np.abs(kernels.rfft(hann(frame_length).astype(np.float64))) ** 2)[: hi + 1]
     energy = acf[:, 0]
     inv_energy = np.divide(1.0, energy, out=np.zeros(frames, dtype=np.float32), where=energy > 0.0)
     inv_window = (window_acf[0] / window_acf[lo : hi + 1]).astype(np.float32)

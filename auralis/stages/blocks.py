@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Final
 
 import numpy as np
-from scipy import ndimage
+
+from .. import kernels
 
 BLOCK_FRAMES: Final = 16  # frames per envelope block (0.36 ms at 44.1 kHz)
 
@@ -30,26 +31,12 @@ def moving_average(v: np.ndarray, half_width: int) -> np.ndarray:
 
 def sliding_min(v: np.ndarray, back: int, ahead: int) -> np.ndarray:
     """``out[b] = min(v[b - back : b + ahead + 1])`` (edges repeat the nearest value)."""
-    return _sliding(ndimage.minimum_filter1d, v, back, ahead)
+    return kernels.sliding_min(v, back, ahead)
 
 
 def sliding_max(v: np.ndarray, back: int, ahead: int) -> np.ndarray:
     """``out[b] = max(v[b - back : b + ahead + 1])`` (edges repeat the nearest value)."""
-    return _sliding(ndimage.maximum_filter1d, v, back, ahead)
-
-
-def _sliding(fn, v: np.ndarray, back: int, ahead: int) -> np.ndarray:
-    size = back + ahead + 1
-    # A centred window of `size` covers [b - size//2, b + (size-1)//2]; shift it with a pad + slice.
-    lo = size // 2
-    shift = back - lo  # > 0: we need the window further back
-    padded = np.pad(v, (max(shift, 0), max(-shift, 0)), mode="edge")
-    out = fn(padded, size, mode="nearest")
-    if shift > 0:
-        return out[: v.size]
-    if shift < 0:
-        return out[-shift:]
-    return out
+    return kernels.sliding_max(v, back, ahead)
 
 
 _RAMP: Final = np.arange(BLOCK_FRAMES) / BLOCK_FRAMES

@@ -22,8 +22,8 @@ from __future__ import annotations
 from typing import Final
 
 import numpy as np
-from scipy import signal
 
+from .. import kernels
 from .dc import dc_blocker_sos
 
 # (kind, frequency Hz, Q)
@@ -87,7 +87,7 @@ def apply_eq(x: np.ndarray, sos: np.ndarray) -> np.ndarray:
     """Filter float64 ``(channels, frames)`` through ``sos`` from zero state (no-op when there are no sections)."""
     if sos.shape[0] == 0:
         return x
-    return signal.sosfilt(sos, x, axis=-1)
+    return kernels.sosfilt(sos, x)
 
 
 def eq_settling_frames(sos: np.ndarray) -> int:
@@ -110,5 +110,5 @@ def eq_response_db(gains_db: tuple[float, ...], freqs_hz: np.ndarray, sample_rat
     freqs_hz = np.asarray(freqs_hz, dtype=np.float64)
     if sos.shape[0] == 0:
         return np.zeros_like(freqs_hz)
-    _, h = signal.sosfreqz(sos, worN=freqs_hz, fs=sample_rate)
+    h = kernels.freqz_sos(sos, freqs_hz, sample_rate)
     return 20.0 * np.log10(np.maximum(np.abs(h), 1e-12))
