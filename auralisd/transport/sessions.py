@@ -331,6 +331,7 @@ class _Playback:
     epoch: int
     position: int  # next frame offset to send
     playing: bool = True
+    paused: bool = False  # by the client (a seek or preset change keeps it paused)
     fade_from: _ChunkSource | None = None  # old plan, crossfaded out at the start of this epoch
     fade_start: int = 0
     clock_origin: tuple[float, int] = (0.0, 0)  # (trio time, frame offset) the realtime pace counts from
@@ -549,10 +550,12 @@ class PrivateSession:
             await self._error("invalid_params", f"{cmd.type}: nothing is playing (send play_enhanced first)")
             return
         if cmd.type == "pause":
+            pb.paused = True
             if pb.playing:
                 pb.playing = False
                 await self._send_text(event_message("audio_stream_end", reason="paused", stream_epoch=pb.epoch))
         elif cmd.type == "resume":
+            pb.paused = False
             if not pb.playing and pb.position < pb.prepared.num_frames:
                 pb.playing = True
                 pb.clock_origin = (trio.current_time(), pb.position)
@@ -589,7 +592,7 @@ class PrivateSession:
         pb.position = position
         pb.epoch = self._new_epoch()
         pb.started_sent = False
-        pb.playing = position < pb.prepared.num_frames or pb.playing
+        pb.playing = not pb.paused  # a seek after the end plays again; a seek to the end reports "end"
 
     def _close_playback(self) -> None:
         pb = self._playback

@@ -1,0 +1,303 @@
+"""Benchmark WebSocket audio: first-audio latency, concurrent private sessions, shared-stream listeners.
+
+Starts a real ``auralisd`` (2 workers) on a generated library under ``bench/out/stream/`` and measures
+with ``websockets`` clients (one asyncio loop in this process):
+
+* first audio: ``play_enhanced`` on ``/session`` to the first binary frame, on a 5-minute 44.1 kHz FLAC,
+  cold (nothing analysed or rendered), warm fingerprint (new preset: chunk not cached) and warm (cached);
+  peers in the same run: the shared player's ``play`` -> first ``/stream`` frame (cold and warm), and
+  ``auralis master`` of the whole file (the "render first, then play" alternative);
+* concurrent private sessions: N realtime ``/session`` streams of different tracks and presets started
+  at once, for :data:`WINDOW_S` s each step; a frame is late when it arrives more than :data:`LATE_S`
+  after its due time (the web player's jitter buffer), and a session must start within
+  :data:`STARTUP_S`; the largest N with neither is reported (goal >= 16);
+* shared-stream listeners: N ``/stream`` listeners, same rule, plus no dropped listener.
+
+Prints a table, writes ``bench/out/stream.json``. ``--quick`` runs shorter windows and fewer steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import websockets  # noqa: E402
+
+from auralis.audio import write_audio  # noqa: E402
+from auralis.presets import PRESET_NAMES  # noqa: E402
+from auralis.synth import loudness_war, make_music  # noqa: E402
+from tests.web.daemon import running_daemon  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+SAMPLE_RATE = 44_100
+LONG_TRACK_S = 300.0
+SHORT_TRACK_S = 40.0
+LIBRARY_TRACKS = 24
+LATE_S = 0.5  # the web player's jitter buffer (PREBUFFER_S in worklet.js): a frame later than this underruns
+WINDOW_S = 20.0
+STARTUP_S = 2.0  # a session counts as real time only if its first audio came within this (all N at once)
+HEADER = struct.Struct("<IIQ")
+
+
+def build_library(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    long_path = folder / "long.flac"
+    if not long_path.exists():
+        write_audio(long_path, make_music(LONG_TRACK_S, SAMPLE_RATE, bpm=124, seed=100), SAMPLE_RATE)
+    for i in range(LIBRARY_TRACKS):
+        path = folder / f"track{i:02d}.wav"
+        if not path.exists():
+            x = make_music(SHORT_TRACK_S, SAMPLE_RATE, bpm=96 + 4 * i, seed=i)
+            write_audio(path, loudness_war(x) if i % 3 == 0 else x, SAMPLE_RATE)
+
+
+class Rpc:
+    def __init__(self, ws) -> None:
+        import msgpack
+
+        self.ws, self.msgpack, self.id = ws, msgpack, 0
+
+    async def call(self, method: str, params: dict | None = None):
+        self.id += 1
+        await self.ws.send(self.msgpack.packb([0, self.id, method, params or {}]))
+        unpacker = self.msgpack.Unpacker(raw=False)
+        while True:
+            unpacker.feed(await self.ws.recv())
+            for msg in unpacker:
+                if msg[0] == 1 and msg[1] == self.id:
+                    if msg[2]:
+                        raise RuntimeError(msg[2])
+                    return msg[3]
+
+
+async def first_audio_session(url: str, track_id: int, preset: str) -> float:
+    async with websockets.connect(url + "/session", proxy=None, max_size=None) as ws:
+        t0 = time.perf_counter()
+        await ws.send(json.dumps({"type": "play_enhanced", "track_id": track_id, "preset": preset, "pace": "burst"}))
+        while True:
+            message = await ws.recv()
+            if isinstance(message, bytes):
+                return time.perf_counter() - t0
+            if json.loads(message)["type"] == "audio_stream_error":
+                raise RuntimeError(message)
+
+
+async def first_audio_player(url: str, track_id: int) -> float:
+    async with websockets.connect(url + "/control", proxy=None, max_size=None) as control, \
+            websockets.connect(url + "/stream", proxy=None, max_size=None) as stream:
+        rpc = Rpc(control)
+        await rpc.call("stop")
+        await rpc.call("queue.clear")
+        await rpc.call("queue.add", {"track_ids": [track_id]})
+        await asyncio.sleep(0.2)
+        t0 = time.perf_counter()
+        await rpc.call("play", {"pos": 0})
+        while True:
+            if isinstance(await stream.recv(), bytes):
+                elapsed = time.perf_counter() - t0
+                await rpc.call("stop")
+                return elapsed
+
+
+def lateness_s(arrivals: list[float], frames: list[int]) -> float:
+    """Worst delay of a frame behind a player that starts at the first frame (0 = every frame on time).
+
+    Frame i is due at ``arrival[0] + media_i`` (plus the client's jitter buffer, :data:`LATE_S`).
+    """
+    if len(arrivals) < 2:
+        return float("inf")
+    media = np.concatenate([[0.0], np.cumsum(frames)[:-1]]) / SAMPLE_RATE
+    late = np.asarray(arrivals) - media
+    return float(max(0.0, (late - late[0]).max()))
+
+
+async def _receive(ws, seconds: float, arrivals: list[float], frames: list[int], bytes_per_frame: int = 8) -> None:
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        try:
+            message = await asyncio.wait_for(ws.recv(), timeout=left)
+        except asyncio.TimeoutError:
+            return
+        if isinstance(message, bytes):
+            arrivals.append(time.monotonic())
+            frames.append((len(message) - HEADER.size) // bytes_per_frame)
+
+
+async def run_sessions(url: str, track_ids: list[int], n: int, seconds: float) -> dict:
+    async def one(i: int):
+        arrivals: list[float] = []
+        frames: list[int] = []
+        async with websockets.connect(url + "/session", proxy=None, max_size=None) as ws:
+            await ws.send(json.dumps({"type": "play_enhanced", "track_id": track_ids[i % len(track_ids)],
+                                      "preset": PRESET_NAMES[i % len(PRESET_NAMES)], "intensity": 0.5 + 0.5 * (i % 2)}))
+            await _receive(ws, seconds, arrivals, frames)
+        return arrivals, frames
+
+    results = await asyncio.gather(*[one(i) for i in range(n)])
+    worst = max(lateness_s(a, f) for a, f in results)
+    got = min(sum(f) for _, f in results) / SAMPLE_RATE
+    # Real time includes starting in time: every session must have played all but STARTUP_S of the window.
+    return {"sessions": n, "worst_lateness_s": round(worst, 3), "min_audio_s": round(got, 2),
+            "late": worst > LATE_S or got < seconds - STARTUP_S}
+
+
+async def run_listeners(url: str, n: int, seconds: float) -> dict:
+    async def one():
+        arrivals: list[float] = []
+        frames: list[int] = []
+        try:
+            async with websockets.connect(url + "/stream", proxy=None, max_size=None) as ws:
+                await _receive(ws, seconds, arrivals, frames)
+            return arrivals, frames, False
+        except websockets.ConnectionClosed:
+            return arrivals, frames, True
+
+    results = await asyncio.gather(*[one() for _ in range(n)])
+    worst = max(lateness_s(a, f) for a, f, _ in results)
+    dropped = sum(d for _, _, d in results)
+    return {"listeners": n, "worst_lateness_s": round(worst, 3), "dropped": dropped,
+            "late": worst > LATE_S or dropped > 0}
+
+
+async def wait_idle(rpc: Rpc, quiet_s: float = 2.0, timeout_s: float = 300.0) -> None:
+    """Wait until the worker pool has been idle for ``quiet_s`` (start-up analysis of the library done)."""
+    deadline = time.monotonic() + timeout_s
+    quiet_since = None
+    while time.monotonic() < deadline:
+        pool = (await rpc.call("status")).get("pool", {})
+        if pool.get("running", 0) == 0 and pool.get("waiting", 0) == 0:
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= quiet_s:
+                return
+        else:
+            quiet_since = None
+        await asyncio.sleep(0.2)
+
+
+async def add_cold_copy(rpc: Rpc, music: Path, source: Path, name: str) -> int:
+    """Copy ``source`` under a new name (nothing analysed or rendered for it), rescan, return its id."""
+    target = music / name
+    shutil.copyfile(source, target)
+    await rpc.call("library.scan")
+    while True:
+        found = (await rpc.call("library.search", {"query": target.stem, "limit": 10}))["tracks"]
+        match = [t for t in found if Path(t["path"]).name == name]
+        if match and not (await rpc.call("status"))["scan"]["running"]:
+            return match[0]["track_id"]
+        await asyncio.sleep(0.1)
+
+
+async def bench(url: str, ids: dict[str, int], music: Path, quick: bool) -> dict:
+    window = 8.0 if quick else WINDOW_S
+    out: dict = {}
+    short = [v for k, v in sorted(ids.items()) if k.startswith("track")]
+    async with websockets.connect(url + "/control", proxy=None, max_size=None) as control:
+        rpc = Rpc(control)
+        await wait_idle(rpc)  # cold means cold for this track, not "while the library is being analysed"
+        stamp = int(time.time())
+        long_id = await add_cold_copy(rpc, music, music / "long.flac", f"cold-{stamp}.flac")
+        short_cold = await add_cold_copy(rpc, music, music / "track01.wav", f"cold-{stamp}.wav")
+    out["first_audio_cold_s"] = await first_audio_session(url, long_id, "adaptive")
+    out["first_audio_warm_fingerprint_s"] = await first_audio_session(url, long_id, "warm")
+    out["first_audio_warm_s"] = min([await first_audio_session(url, long_id, "warm") for _ in range(3)])
+    out["player_first_audio_cold_s"] = await first_audio_player(url, short_cold)  # fingerprint cold, first play
+    out["player_first_audio_warm_s"] = await first_audio_player(url, short_cold)
+    async with websockets.connect(url + "/control", proxy=None, max_size=None) as control:
+        rpc = Rpc(control)
+        for track_id in short:  # fingerprints ready: the session steps measure rendering, not analysis
+            await rpc.call("fingerprint.get", {"track_id": track_id})
+    steps = [8, 16, 24] if quick else [4, 8, 16, 24, 32, 48, 64]
+    out["session_steps"] = []
+    for n in steps:
+        step = await run_sessions(url, short, n, window)
+        out["session_steps"].append(step)
+        print(f"  sessions {n:3d}: worst lateness {step['worst_lateness_s']:.3f} s, "
+              f"least audio {step['min_audio_s']:.1f} s of {window:.0f} s", flush=True)
+        if step["late"]:
+            break
+    ok = [s["sessions"] for s in out["session_steps"] if not s["late"]]
+    out["max_realtime_sessions"] = max(ok) if ok else 0
+    async with websockets.connect(url + "/control", proxy=None, max_size=None) as control:
+        rpc = Rpc(control)
+        await rpc.call("queue.clear")
+        await rpc.call("queue.add", {"track_ids": short[:4]})
+        await rpc.call("options.set", {"repeat": True})
+        await rpc.call("play", {"pos": 0})
+        out["listener_steps"] = []
+        for n in ([50, 100] if quick else [50, 75, 100, 150, 200]):
+            step = await run_listeners(url, n, window)
+            out["listener_steps"].append(step)
+            print(f"  listeners {n:3d}: worst lateness {step['worst_lateness_s']:.3f} s, dropped {step['dropped']}",
+                  flush=True)
+            if step["late"]:
+                break
+        await rpc.call("stop")
+        await rpc.call("options.set", {"repeat": False})
+    ok = [s["listeners"] for s in out["listener_steps"] if not s["late"]]
+    out["max_listeners"] = max(ok) if ok else 0
+    return out
+
+
+def offline_master_s(source: Path) -> float:
+    target = OUT / "stream_offline.wav"
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "auralis.cli", "master", str(source), str(target)], check=True,
+                   capture_output=True)
+    elapsed = time.perf_counter() - t0
+    target.unlink(missing_ok=True)
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter windows, fewer steps")
+    args = parser.parse_args()
+    work = OUT / "stream"
+    music = work / "music"
+    build_library(music)
+    for stale in [*music.glob("*.25d"), *music.glob("cold-*")]:  # cold means cold: no sidecar either
+        stale.unlink(missing_ok=True)
+    for leftover in ("state", "runtime", "config", "cache", "xstate", "xrun"):
+        shutil.rmtree(work / leftover, ignore_errors=True)
+    with running_daemon(work, music, workers=2) as daemon:
+        from tests.web.daemon import track_ids
+
+        ids = track_ids(daemon)
+        results = asyncio.run(bench(daemon.ws, ids, music, args.quick))
+    results["offline_master_long_s"] = offline_master_s(music / "long.flac")
+    results["machine_note"] = "2 workers; clients in one asyncio process on the same machine"
+    rows = [
+        ("first audio, /session cold (5 min FLAC)", results["first_audio_cold_s"], results["offline_master_long_s"],
+         "auralis master, whole file"),
+        ("first audio, /session warm fingerprint", results["first_audio_warm_fingerprint_s"],
+         results["first_audio_cold_s"], "cold"),
+        ("first audio, /session warm (cached)", results["first_audio_warm_s"], results["first_audio_cold_s"], "cold"),
+        ("first audio, shared player cold (40 s WAV)", results["player_first_audio_cold_s"], None, ""),
+        ("first audio, shared player warm", results["player_first_audio_warm_s"],
+         results["player_first_audio_cold_s"], "player cold"),
+    ]
+    print(f"\n{'measure':44s} {'seconds':>9s} {'ratio':>8s}  vs")
+    for name, value, peer, peer_name in rows:
+        ratio = f"{value / peer:8.3f}" if peer else " " * 8
+        print(f"{name:44s} {value:9.3f} {ratio}  {peer_name}")
+    print(f"{'concurrent realtime /session (goal >= 16)':44s} {results['max_realtime_sessions']:9d}")
+    print(f"{'/stream listeners, none late or dropped':44s} {results['max_listeners']:9d}")
+    OUT.mkdir(exist_ok=True)
+    (OUT / "stream.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""The HTTP/WebSocket dispatcher on a real socket: static files, Host/Origin/token rules, hostile frames.
+
+Clients are independent of the server's stack: raw sockets for HTTP and the ``websockets`` package
+(sync client, run in a thread) for WebSocket.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import trio
+import trio_websocket
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from auralisd.transport.http import HttpPolicy, WebSocketRoute, resolve_static, serve_http
+
+TOKEN = "s3cret-token"
+
+
+async def _echo(ws: trio_websocket.WebSocketConnection, info) -> None:
+    while True:
+        message = await ws.get_message()
+        if message == "boom":
+            raise RuntimeError("handler bug")  # must stay inside this connection
+        if message == "query":
+            await ws.send_message(repr(sorted(info.query.items())))
+            continue
+        await ws.send_message(message)
+
+
+ROUTES = {"/echo": WebSocketRoute(_echo, max_message_bytes=1024)}
+
+
+@pytest.fixture
+def web_dir(tmp_path: Path) -> Path:
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "index.html").write_text("<!doctype html><title>player</title>")
+    (web / "app.js").write_text("console.log('hi')")
+    (web / ".hidden.js").write_text("secret")
+    (tmp_path / "secret.txt").write_text("top secret")
+    (tmp_path / "outside.js").write_text("outside")
+    os.symlink(tmp_path / "outside.js", web / "link.js")
+    return web
+
+
+async def _start(nursery: trio.Nursery, web_dir: Path, **kwargs) -> int:
+    return await nursery.start(lambda task_status: serve_http(ROUTES, port=0, web_dir=web_dir, task_status=task_status, **kwargs))
+
+
+def _http(port: int, request: bytes, host: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return status, headers, body
+
+
+def _get(port: int, path: str, host_header: str | None = None, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    host_header = host_header or f"127.0.0.1:{port}"
+    return _http(port, f"{method} {path} HTTP/1.1\r\nHost: {host_header}\r\n\r\n".encode())
+
+
+def _ws(url: str, **kwargs):
+    return connect(url, proxy=None, open_timeout=10, **kwargs)
+
+
+def _ws_roundtrip(url: str, message: str | bytes = "hello", **kwargs) -> str | bytes:
+    with _ws(url, **kwargs) as ws:
+        ws.send(message)
+        return ws.recv(timeout=10)
+
+
+def _ws_status(url: str, **kwargs) -> int:
+    """HTTP status of a refused handshake (101 when accepted)."""
+    try:
+        with _ws(url, **kwargs):
+            return 101
+    except InvalidStatus as exc:
+        return exc.response.status_code
+
+
+async def test_serves_player_files_and_nothing_else(web_dir: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        port = await _start(nursery, web_dir)
+        status, headers, body = await trio.to_thread.run_sync(_get, port, "/")
+        assert status == 200 and body.startswith(b"<!doctype html>")
+        assert headers["content-type"].startswith("text/html") and headers["x-content-type-options"] == "nosniff"
+        status, headers, body = await trio.to_thread.run_sync(_get, port, "/app.js")
+        assert (status, headers["content-type"], body) == (200, "text/javascript; charset=utf-8", b"console.log('hi')")
+        status, headers, body = await trio.to_thread.run_sync(lambda: _get(port, "/app.js", method="HEAD"))
+        assert status == 200 and body == b"" and headers["content-length"] == str(len("console.log('hi')"))
+        for path in ("/../secret.txt", "/%2e%2e/secret.txt", "/..%2fsecret.txt", "/%2E%2E%2Fsecret.txt",
+                     "/.hidden.js", "/link.js", "/nope.html", "//etc/passwd", "/..\\secret.txt", "/index.html%00.js"):
+            status, _, body = await trio.to_thread.run_sync(_get, port, path)
+            assert status == 404, path
+            assert b"secret" not in body and b"outside" not in body
+        status, _, _ = await trio.to_thread.run_sync(
+            _http, port, f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n".encode())
+        assert status == 405
+        status, _, _ = await trio.to_thread.run_sync(_get, port, "/echo")
+        assert status == 426  # a WebSocket endpoint asked for as a page
+        status, _, _ = await trio.to_thread.run_sync(_http, port, b"garbage\r\n\r\n")
+        assert status == 400
+        nursery.cancel_scope.cancel()
+
+
+async def test_host_header_must_name_this_server(web_dir: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        port = await _start(nursery, web_dir)
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "LOCALHOST"):
+            assert (await trio.to_thread.run_sync(_get, port, "/", host))[0] == 200, host
+        for host in ("evil.example", f"evil.example:{port}", f"rebind.attacker.net:{port}", "127.0.0.1.evil.example"):
+            assert (await trio.to_thread.run_sync(_get, port, "/", host))[0] == 403, host
+        status, _, _ = await trio.to_thread.run_sync(_http, port, b"GET / HTTP/1.0\r\n\r\n")
+        assert status == 403  # no Host at all
+        # A WebSocket handshake carrying a rebinding Host is refused too.
+        status, _, _ = await trio.to_thread.run_sync(_http, port, (
+            "GET /echo HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        assert status == 403
+        nursery.cancel_scope.cancel()
+
+
+async def test_origin_rules(web_dir: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        port = await _start(nursery, web_dir, allowed_origins=["https://player.example.org"])
+        url = f"ws://127.0.0.1:{port}/echo"
+        # No Origin: a non-browser client, accepted.
+        assert await trio.to_thread.run_sync(_ws_roundtrip, url) == "hello"
+        for origin in (f"http://localhost:{port}", f"http://127.0.0.1:{port}", f"http://[::1]:{port}",
+                       "https://player.example.org"):
+            assert await trio.to_thread.run_sync(lambda: _ws_roundtrip(url, origin=origin)) == "hello", origin
+        for origin in ("http://evil.example", f"http://localhost:{port + 1}", f"https://localhost:{port}",
+                       "null", f"http://localhost.evil.example:{port}"):
+            assert await trio.to_thread.run_sync(lambda: _ws_status(url, origin=origin)) == 403, origin
+        assert await trio.to_thread.run_sync(lambda: _ws_status(f"ws://127.0.0.1:{port}/nope")) == 404
+        nursery.cancel_scope.cancel()
+
+
+async def test_token_on_non_loopback_bind(web_dir: Path) -> None:
+    with pytest.raises(ValueError, match="token"):
+        HttpPolicy(bind_host="0.0.0.0", port=1)
+    async with trio.open_nursery() as nursery:
+        port = await _start(nursery, web_dir, host="0.0.0.0", token=TOKEN)
+        url = f"ws://127.0.0.1:{port}/echo"
+        assert await trio.to_thread.run_sync(lambda: _ws_status(url)) == 403
+        assert await trio.to_thread.run_sync(lambda: _ws_status(url + "?token=wrong")) == 403
+        assert await trio.to_thread.run_sync(
+            lambda: _ws_status(url, additional_headers={"Authorization": "Bearer wrong"})) == 403
+        assert await trio.to_thread.run_sync(lambda: _ws_roundtrip(url + f"?token={TOKEN}", "query")) == \
+            repr([("token", TOKEN)])
+        assert await trio.to_thread.run_sync(
+            lambda: _ws_roundtrip(url, additional_headers={"Authorization": f"Bearer {TOKEN}"})) == "hello"
+        # The page itself is public (it carries no secret); it reads the token from its own URL.
+        assert (await trio.to_thread.run_sync(_get, port, "/"))[0] == 200
+        nursery.cancel_scope.cancel()
+
+
+def _raw_garbage_after_handshake(port: int) -> bytes:
+    """Complete a handshake by hand, then send bytes that are no WebSocket frame."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET /echo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101")
+        sock.sendall(b"\xff" * 64)  # reserved opcode, unmasked: a protocol error
+        data = b""
+        try:
+            while chunk := sock.recv(4096):
+                data += chunk
+        except ConnectionResetError:
+            pass
+        return data
+
+
+async def test_oversize_and_garbage_close_only_that_connection(web_dir: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        port = await _start(nursery, web_dir)
+        url = f"ws://127.0.0.1:{port}/echo"
+
+        def scenario() -> tuple[int | None, bytes, str, str]:
+            with _ws(url) as survivor:
+                survivor.send("before")
+                assert survivor.recv(timeout=10) == "before"
+                with _ws(url) as big:
+                    big.send("x" * 5000)  # route limit is 1024 bytes
+                    with pytest.raises(ConnectionClosed):
+                        big.recv(timeout=10)
+                    code = big.close_code
+                garbage_reply = _raw_garbage_after_handshake(port)
+                with _ws(url) as buggy:
+                    buggy.send("boom")
+                    with pytest.raises(ConnectionClosed):
+                        buggy.recv(timeout=10)
+                survivor.send("after")
+                return code, garbage_reply, survivor.recv(timeout=10), _ws_roundtrip(url, "new")
+
+        status, _, _ = await trio.to_thread.run_sync(_http, port, (  # an upgrade without a key: refused
+            f"GET /echo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        ).encode())
+        assert status == 400
+        code, garbage_reply, after, new = await trio.to_thread.run_sync(scenario)
+        assert code == 1009  # Message Too Big
+        # The server hung up (recv saw EOF before the socket's 10 s timeout), at most after a close frame.
+        assert garbage_reply == b"" or garbage_reply[:1] == b"\x88"
+        assert (after, new) == ("after", "new")
+        nursery.cancel_scope.cancel()
+
+
+def test_resolve_static_refuses_escapes(web_dir: Path) -> None:
+    assert resolve_static(web_dir, "/") == (web_dir / "index.html").resolve()
+    assert resolve_static(web_dir, "/app.js?v=1") == (web_dir / "app.js").resolve()
+    for target in ("/../secret.txt", "/a/../../secret.txt", "/.hidden.js", "/link.js", "/secret.txt"):
+        assert resolve_static(web_dir, target) is None, target

@@ -1,0 +1,315 @@
+"""Streaming against a real daemon process, with clients that are not trio-websocket (``websockets``).
+
+- ``/session`` in burst mode delivers exactly ``auralis master`` of the same file, preset and intensity.
+- Across a seek and a preset change: every epoch is continuous, the seek lands exactly, the preset
+  change neither skips nor repeats a frame, and the audio on each side equals the offline master.
+- ``/control`` carries the control protocol; garbage closes only that connection.
+- 50 ``/stream`` listeners for 30 s get every frame in time; a frozen one is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from auralisd.protocol.audio_frames import decode_audio_frame
+from tests.web.daemon import Capture, Daemon, RpcFailure, assert_continuous, receive_into, track_ids
+
+SAMPLE_RATE = 44_100
+FLOAT32_TOLERANCE = 1e-6  # a few float32 ULPs at full scale
+
+
+def offline_master(tmp: Path, source: Path, preset: str, intensity: float) -> np.ndarray:
+    """``auralis master`` run as a user would, read back as float32."""
+    out = tmp / f"{source.stem}-{preset}-{intensity}.wav"
+    subprocess.run([sys.executable, "-m", "auralis.cli", "master", str(source), str(out), "--preset", preset,
+                    "--intensity", str(intensity)], check=True, capture_output=True, timeout=300)
+    data, rate = sf.read(out, dtype="float32", always_2d=True)
+    assert rate == SAMPLE_RATE
+    return data
+
+
+def _ended(capture: Capture) -> bool:
+    return bool(capture.events) and capture.events[-1]["type"] in ("audio_stream_end", "audio_stream_error")
+
+
+def test_burst_session_equals_offline_master(daemon: Daemon, tmp_path: Path) -> None:
+    ids = track_ids(daemon)
+    source = daemon.music_dir / "dynamic.wav"
+    capture = Capture()
+    with connect(daemon.ws + "/session", proxy=None, max_size=None) as ws:
+        ws.send(json.dumps({"type": "play_enhanced", "track_id": ids["dynamic.wav"], "preset": "warm",
+                            "intensity": 0.7, "pace": "burst"}))
+        receive_into(ws, capture, until=_ended, timeout_s=120)
+    types = capture.event_types()
+    assert capture.events[-1] == {"type": "audio_stream_end", "reason": "end", "stream_epoch": 1}
+    assert types.index("mastering_status") < types.index("lwrp_decision") < types.index("audio_stream_start")
+    start = capture.events[types.index("audio_stream_start")]
+    assert (start["sample_rate"], start["channels"], start["format"], start["preset"], start["intensity"]) == \
+        (SAMPLE_RATE, 2, "f32", "warm", 0.7)
+    first_frame = next(i for kind, i in capture.order if kind == "frame")
+    assert capture.order.index(("frame", first_frame)) > capture.order.index(("event", types.index("audio_stream_start")))
+    assert_continuous(capture.frames)
+    assert capture.frames[0].offset_frames == 0
+    assert all(441 <= f.num_frames <= 4410 for f in capture.frames[:-1])  # 10-100 ms per frame
+    streamed = capture.audio()
+    reference = offline_master(tmp_path, source, "warm", 0.7)
+    assert streamed.shape == reference.shape
+    error = float(np.max(np.abs(streamed - reference)))
+    assert error <= FLOAT32_TOLERANCE, f"stream differs from `auralis master` by {error:.3g}"
+    assert float(np.max(np.abs(reference))) > 0.1  # a real signal, not two silences
+
+
+def test_seek_and_preset_change_neither_skip_nor_repeat(daemon: Daemon, tmp_path: Path) -> None:
+    ids = track_ids(daemon)
+    source = daemon.music_dir / "crushed.wav"
+    capture = Capture()
+
+    def frames_in_epoch_after(n: int):
+        def done(c: Capture) -> bool:
+            return len(c.frames) > 0 and sum(f.stream_epoch == c.frames[-1].stream_epoch for f in c.frames) >= n
+        return done
+
+    with connect(daemon.ws + "/session", proxy=None, max_size=None) as ws:
+        ws.send(json.dumps({"type": "play_enhanced", "track_id": ids["crushed.wav"], "preset": "warm",
+                            "intensity": 1.0}))  # realtime pace
+        receive_into(ws, capture, until=frames_in_epoch_after(8))
+        first_epoch = capture.frames[-1].stream_epoch
+        ws.send(json.dumps({"type": "seek", "position_s": 6.0}))
+        receive_into(ws, capture, until=lambda c: c.frames[-1].stream_epoch != first_epoch
+                     and frames_in_epoch_after(8)(c))
+        seek_epoch = capture.frames[-1].stream_epoch
+        ws.send(json.dumps({"type": "set_preset", "preset": "bright"}))
+        receive_into(ws, capture, until=lambda c: c.frames[-1].stream_epoch != seek_epoch
+                     and frames_in_epoch_after(8)(c))
+        preset_epoch = capture.frames[-1].stream_epoch
+        ws.send(json.dumps({"type": "stop"}))
+        receive_into(ws, capture, until=lambda c: c.events[-1]["type"] == "audio_stream_end")
+    epochs = capture.by_epoch()
+    summary = f"events {capture.event_types()}, epochs " + str(
+        {e: (f[0].offset_frames, f[-1].offset_frames + f[-1].num_frames, len(f)) for e, f in epochs.items()})
+    assert capture.events[-1]["reason"] == "stopped", summary
+    assert list(epochs) == [first_epoch, seek_epoch, preset_epoch] and first_epoch < seek_epoch < preset_epoch, summary
+    for frames in epochs.values():
+        assert_continuous(frames)
+    starts = {e["stream_epoch"]: e for e in capture.events if e["type"] == "audio_stream_start"}
+    for epoch, frames in epochs.items():
+        assert starts[epoch]["offset_frames"] == frames[0].offset_frames  # announced before its audio
+    assert epochs[first_epoch][0].offset_frames == 0
+    assert epochs[seek_epoch][0].offset_frames == round(6.0 * SAMPLE_RATE)  # the seek lands exactly
+    last = epochs[seek_epoch][-1]
+    assert epochs[preset_epoch][0].offset_frames == last.offset_frames + last.num_frames  # no gap, no repeat
+    assert starts[preset_epoch]["preset"] == "bright"
+
+    warm = offline_master(tmp_path, source, "warm", 1.0)
+    bright = offline_master(tmp_path, source, "bright", 1.0)
+    for epoch, reference in ((first_epoch, warm), (seek_epoch, warm)):
+        a = epochs[epoch][0].offset_frames
+        got = capture.audio(epoch)
+        assert float(np.max(np.abs(got - reference[a:a + got.shape[0]]))) <= FLOAT32_TOLERANCE
+    a = epochs[preset_epoch][0].offset_frames
+    got = capture.audio(preset_epoch)
+    fade = round(0.02 * SAMPLE_RATE)
+    assert float(np.max(np.abs(got[fade:] - bright[a + fade:a + got.shape[0]]))) <= FLOAT32_TOLERANCE
+    # The 20 ms crossfade starts on the old plan and ends on the new one: no step at the switch.
+    assert float(np.max(np.abs(got[0] - warm[a]))) < 0.05 * float(np.max(np.abs(warm[a - 100:a + 100])) + 1e-3)
+
+
+def test_session_rejects_bad_commands_and_garbage(daemon: Daemon) -> None:
+    ids = track_ids(daemon)
+    with connect(daemon.ws + "/session", proxy=None) as ws:
+        ws.send(json.dumps({"type": "play_enhanced", "track_id": 999_999}))
+        assert json.loads(ws.recv(timeout=10))["code"] == "not_found"
+        ws.send(json.dumps({"type": "play_enhanced", "track_id": ids["dynamic.wav"], "preset": "loudest"}))
+        assert json.loads(ws.recv(timeout=10))["code"] == "unknown_preset"
+        ws.send(json.dumps({"type": "seek", "position_s": 1.0}))
+        assert json.loads(ws.recv(timeout=10))["code"] == "invalid_params"  # nothing playing yet
+        ws.send("{not json")
+        with pytest.raises(ConnectionClosed):
+            while True:
+                ws.recv(timeout=10)
+        assert ws.close_code == 1008
+    with connect(daemon.ws + "/session", proxy=None) as ws:
+        ws.send("x" * 10_000)  # over the /session message limit
+        with pytest.raises(ConnectionClosed):
+            while True:
+                ws.recv(timeout=10)
+        assert ws.close_code == 1009
+    with connect(daemon.ws + "/session?format=s16", proxy=None, max_size=None) as ws:
+        ws.send(json.dumps({"type": "play_enhanced", "track_id": ids["dynamic.wav"], "pace": "burst"}))
+        capture = Capture()
+        receive_into(ws, capture, fmt="s16", until=lambda c: len(c.frames) >= 5)
+        start = next(e for e in capture.events if e["type"] == "audio_stream_start")
+        assert start["format"] == "s16"
+        assert all(f.samples.dtype == np.float32 and np.max(np.abs(f.samples)) <= 1.0 for f in capture.frames)
+
+
+def test_control_over_websocket(daemon: Daemon) -> None:
+    with daemon.control() as control:
+        assert control.call("ping") == "pong"
+        presets = {p["name"] for p in control.call("preset.list")["presets"]}
+        assert presets == {"adaptive", "gentle", "warm", "bright", "punchy"}
+        with pytest.raises(RpcFailure) as info:
+            control.call("no.such.method")
+        assert info.value.code == "unknown_method"
+        with connect(daemon.ws + "/control", proxy=None) as bad:
+            bad.send(b"\xc1\xc1\xc1 not msgpack")
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    bad.recv(timeout=10)
+        assert control.call("ping") == "pong"  # the other connection is unaffected
+    with pytest.raises(Exception) as refused:
+        connect(daemon.ws + "/control", proxy=None, origin="http://evil.example")
+    assert "403" in str(refused.value)
+
+
+# ------------------------------------------------------------------------------------------------ listeners
+LISTENERS = 50
+LISTEN_S = 30.0
+LATE_AFTER_S = 0.5  # the web player's jitter buffer (PREBUFFER_S in worklet.js): later would underrun
+
+
+async def _listen(url: str, seconds: float) -> tuple[list[float], list[tuple[int, int, int, int]], list[str]]:
+    import websockets
+
+    arrivals: list[float] = []
+    headers: list[tuple[int, int, int, int]] = []
+    events: list[str] = []
+    async with websockets.connect(url, proxy=None, max_size=None) as ws:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            try:
+                message = await asyncio.wait_for(ws.recv(), timeout=left)
+            except asyncio.TimeoutError:
+                break
+            if isinstance(message, str):
+                events.append(json.loads(message)["type"])
+                continue
+            frame = decode_audio_frame(message, 2)
+            arrivals.append(time.monotonic())
+            headers.append((frame.stream_epoch, frame.sequence, frame.offset_frames, frame.num_frames))
+    return arrivals, headers, events
+
+
+def _frozen_listener(port: int) -> socket.socket:
+    """A client that completes the handshake and then never reads (tiny receive buffer)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET /stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101")
+    return sock
+
+
+def _drained_to_eof(sock: socket.socket, timeout_s: float) -> bool:
+    """Read whatever is queued; True when the server closed the connection."""
+    sock.settimeout(timeout_s)
+    try:
+        while sock.recv(1 << 20):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_fifty_listeners_in_time_and_a_frozen_one_dropped(daemon: Daemon) -> None:
+    ids = track_ids(daemon)
+    with daemon.control() as control:
+        control.call("queue.clear")
+        control.call("queue.add", {"track_ids": [ids["dynamic.wav"], ids["crushed.wav"]]})
+        control.call("options.set", {"repeat": True})
+        control.call("play", {"pos": 0})
+    frozen = _frozen_listener(daemon.port)
+    sample_rate = SAMPLE_RATE
+
+    async def everyone():
+        return await asyncio.gather(*[_listen(daemon.ws + "/stream", LISTEN_S) for _ in range(LISTENERS)])
+
+    try:
+        results = asyncio.run(everyone())
+        assert _drained_to_eof(frozen, timeout_s=10.0), "the frozen listener was never dropped"
+    finally:
+        frozen.close()
+        with daemon.control() as control:
+            control.call("stop")
+            control.call("options.set", {"repeat": False})
+    expected_s = LISTEN_S - 3.0  # minus start-up (cold fingerprint, first chunk)
+    # Which 50 ms player blocks each listener got (frames pair blocks from wherever a listener joined).
+    heard = [{(h[0], o) for h in headers for o in range(h[2], h[2] + h[3], 2205)} for _, headers, _ in results]
+    common = set.intersection(*heard)
+    assert all(len(common) >= 0.95 * len(h) for h in heard), "the listeners did not hear the same stream"
+    for arrivals, headers, events in results:
+        assert "audio_stream_start" in events
+        heard_s = sum(h[3] for h in headers) / sample_rate
+        assert heard_s > expected_s * 0.8, f"only {heard_s:.1f} s of audio in {LISTEN_S} s"
+        by_epoch: dict[int, list[tuple[int, int, int, int]]] = {}
+        for h in headers:
+            by_epoch.setdefault(h[0], []).append(h)
+        for frames in by_epoch.values():
+            for a, b in zip(frames, frames[1:]):
+                assert (b[1], b[2]) == (a[1] + 1, a[2] + a[3]), "gap or repeat inside an epoch"
+        media_s = np.concatenate([[0.0], np.cumsum([h[3] for h in headers])[:-1]]) / sample_rate
+        # The client starts playing at its first frame plus its jitter buffer: frame i is due then plus media_i.
+        lateness = np.asarray(arrivals) - media_s
+        lateness -= lateness[0]
+        assert float(lateness.max()) <= LATE_AFTER_S, f"a frame arrived {lateness.max():.3f} s late"
+    assert "fell behind" in daemon.log()  # the player's note when it dropped the frozen listener
+
+
+def test_session_original_variant_is_level_matched(daemon: Daemon) -> None:
+    """``?variant=original``: the unprocessed file at the same offsets, gained to the plan's output loudness."""
+    ids = track_ids(daemon)
+    capture = Capture()
+    with connect(daemon.ws + "/session?variant=original", proxy=None, max_size=None) as ws:
+        ws.send(json.dumps({"type": "play_enhanced", "track_id": ids["crushed.wav"], "preset": "gentle",
+                            "pace": "burst"}))
+        receive_into(ws, capture, until=_ended, timeout_s=120)
+    start = next(e for e in capture.events if e["type"] == "audio_stream_start")
+    decision = next(e for e in capture.events if e["type"] == "lwrp_decision")
+    assert start["variant"] == "original"
+    assert start["gain_db"] == pytest.approx(decision["output_lufs"] - decision["input_lufs"], abs=1e-9)
+    assert start["gain_db"] < -3.0  # a crushed track is turned down to the gentle target, not left louder
+    assert_continuous(capture.frames)
+    source, rate = sf.read(daemon.music_dir / "crushed.wav", dtype="float32", always_2d=True)
+    assert rate == SAMPLE_RATE
+    expected = source * np.float32(10.0 ** (start["gain_db"] / 20.0))
+    got = capture.audio()
+    assert got.shape == expected.shape
+    assert float(np.max(np.abs(got - expected))) <= FLOAT32_TOLERANCE
+
+
+def test_session_pause_and_resume_continue_where_they_stopped(daemon: Daemon) -> None:
+    ids = track_ids(daemon)
+    capture = Capture()
+    with connect(daemon.ws + "/session", proxy=None, max_size=None) as ws:
+        ws.send(json.dumps({"type": "play_enhanced", "track_id": ids["dynamic.wav"], "preset": "punchy"}))
+        receive_into(ws, capture, until=lambda c: len(c.frames) >= 6)
+        ws.send(json.dumps({"type": "pause"}))
+        receive_into(ws, capture, until=lambda c: c.events[-1]["type"] == "audio_stream_end")
+        assert capture.events[-1]["reason"] == "paused"
+        paused_at = len(capture.frames)
+        with pytest.raises(TimeoutError):  # nothing while paused
+            receive_into(ws, capture, until=lambda c: len(c.frames) > paused_at, timeout_s=0.7)
+        ws.send(json.dumps({"type": "resume"}))
+        receive_into(ws, capture, until=lambda c: len(c.frames) >= paused_at + 6)
+        ws.send(json.dumps({"type": "stop"}))
+        receive_into(ws, capture, until=lambda c: c.events[-1]["type"] == "audio_stream_end")
+    assert len(capture.by_epoch()) == 1  # resuming continues the epoch: same sequence, next offset
+    assert_continuous(capture.frames)
