@@ -158,10 +158,28 @@ def _sidecar_document(path: str, fp: Fingerprint, identity: FileIdentity | None)
     return (json.dumps(document, allow_nan=False, indent=1) + "\n").encode("utf-8")
 
 
+SIDECAR_MODE: Final = 0o644  # readable by the other users of a shared music folder (less the umask)
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it (``/proc``), else by the set-and-restore idiom."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(target: str, payload: bytes) -> None:
     folder = os.path.dirname(target) or "."
     fd, tmp = tempfile.mkstemp(prefix=".25d-", suffix=".tmp", dir=folder)
     try:
+        os.fchmod(fd, SIDECAR_MODE & ~_current_umask())  # mkstemp creates 0600
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
         os.replace(tmp, target)

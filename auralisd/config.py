@@ -150,10 +150,11 @@ def parse_host_port(text: str, default_host: str) -> tuple[str, int]:
 
 
 def is_loopback_host(host: str) -> bool:
+    """True when ``host`` (a bind address or name, ``[v6]`` allowed) only accepts connections from this machine."""
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 
@@ -239,7 +240,7 @@ def load_settings(args: argparse.Namespace | Mapping[str, Any]) -> tuple[Setting
 
     Raises:
         ConfigError: an unreadable or invalid config file, an unknown key, a bad value, or a
-            TCP bind that is not loopback without a token file.
+            TCP control or HTTP bind that is not loopback without a token file.
     """
     flags = dict(vars(args) if isinstance(args, argparse.Namespace) else args)
     values: dict[str, Any] = {
@@ -278,7 +279,9 @@ def load_settings(args: argparse.Namespace | Mapping[str, Any]) -> tuple[Setting
     address = settings.control_tcp_address()
     if address is not None and not is_loopback_host(address[0]) and settings.token_file is None:
         raise ConfigError(f"control_tcp: binding {address[0]} (not loopback) requires token_file")
-    if address is not None and settings.token_file is not None:
+    if not is_loopback_host(settings.http_host) and settings.token_file is None:
+        raise ConfigError(f"http_host: serving HTTP on {settings.http_host} (not loopback) requires token_file")
+    if settings.token_file is not None and (address is not None or not is_loopback_host(settings.http_host)):
         settings.read_token()
     return settings, origin
 

@@ -13,13 +13,31 @@ from collections.abc import Sequence
 
 from auralis.synth import write_demo_library
 
-from .config import default_config_path
+from .config import ConfigError, default_config_path, load_settings
+from .main import build_parser
 from .main import main as daemon_main
 
 
 def demo_folder() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return os.path.join(base, "auralis", "demo-library")
+
+
+def player_url(args: Sequence[str]) -> str:
+    """Where the web player will be, from the same flags and config file the daemon reads."""
+    try:
+        parsed, _ = build_parser().parse_known_args(list(args))
+        settings, _ = load_settings(parsed)
+    except (ConfigError, SystemExit):  # the daemon itself reports the problem next
+        return "the web player at the address the daemon logs"
+    if settings.http_port == 0:
+        return "the web player at the address the daemon logs (--http-port 0 picks a free port)"
+    host = settings.http_host
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.http_port}/"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_demo_library(folder)
         args = ["--music-dir", folder, *args]
         print(
-            "auralisd demo: control it with `auralisctl` (or open http://127.0.0.1:8765/); Ctrl-C stops it",
+            f"auralisd demo: control it with `auralisctl` (or open {player_url(args)}); Ctrl-C stops it",
             file=sys.stderr,
             flush=True,
         )

@@ -318,7 +318,11 @@ def http_routes(services: Services, settings: Settings, token: str | None) -> di
     return {
         "/stream": sessions.stream_listener_handler(services.player, services.hub, services.db, services.resolver),
         "/session": sessions.private_session_handler(backend),
-        "/control": websocket_control_handler(services, token=token, require_auth=token is not None),
+        # A loopback bind needs no token on any WebSocket (as for the Unix socket); elsewhere the
+        # handshake carries it and /control also asks for `auth` first.
+        "/control": websocket_control_handler(
+            services, token=token, require_auth=token is not None and not config_mod.is_loopback_host(settings.http_host)
+        ),
     }
 
 

@@ -31,6 +31,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import socket
 import struct
 import sys
@@ -904,7 +905,12 @@ class Context:
         return self._client
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
-        return self.client.call(method, params)
+        try:
+            return self.client.call(method, params)
+        except DaemonError as exc:
+            if method in QUEUE_POSITION_METHODS:
+                raise one_based_error(exc) from None
+            raise
 
     def local_path(self, path: str) -> str:
         """Absolute form of a path that exists here, when the daemon shares our files (Unix socket)."""
@@ -919,6 +925,16 @@ class Context:
     @property
     def json(self) -> bool:
         return bool(self.args.json)
+
+
+QUEUE_POSITION_METHODS: Final = frozenset({"play", "queue.insert", "queue.delete", "queue.move"})
+_QUEUE_POSITION_MESSAGE: Final = re.compile(r"no queue position (\d+)")
+
+
+def one_based_error(exc: DaemonError) -> DaemonError:
+    """The daemon counts queue positions from 0, this command line from 1 (as mpc): say the user's number."""
+    message = _QUEUE_POSITION_MESSAGE.sub(lambda m: f"no queue position {int(m.group(1)) + 1}", exc.message)
+    return DaemonError(exc.code, message)
 
 
 def show_status(ctx: Context) -> int:

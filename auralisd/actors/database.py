@@ -26,6 +26,8 @@ from typing import Any, Final, TypeVar
 
 import trio
 
+from ..config import ConfigError
+
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS: Final = 5_000
@@ -79,6 +81,19 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE TABLE player_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    # 2: a track's real path (symlinks resolved: one row per real file), and files a scan
+    # rejected, by size and mtime (an unchanged bad file is not probed again)
+    """
+    ALTER TABLE tracks ADD COLUMN real_path TEXT;
+    CREATE INDEX tracks_by_real_path ON tracks(real_path);
+    CREATE TABLE rejected_files (
+        path TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        rejected_at REAL NOT NULL
+    );
     """,
 )
 
@@ -143,6 +158,19 @@ class TrackFile:
     sample_rate: int
     channels: int
     format: str
+    real_path: str | None = None  # symlinks resolved; None: same as ``path``
+
+
+@dataclass(frozen=True)
+class KnownTrack:
+    """What a rescan compares: one row of ``tracks`` reduced to its identity."""
+
+    track_id: int
+    path: str
+    music_dir: str
+    size: int
+    mtime_ns: int
+    real_path: str | None
 
 
 @dataclass(frozen=True)
@@ -199,13 +227,28 @@ class Database:
     def _open(self) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA foreign_keys=ON")
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            migrate(conn)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if _is_damage(exc):
+                # Refuse rather than replace: the file holds the queue, state and fingerprints,
+                # and only the user can tell a damaged file from a wrong or half-restored one.
+                raise DatabaseDamaged(
+                    f"the database {self.path} is damaged ({exc}); nothing was changed. Move it aside"
+                    f" (mv {self.path} {self.path}.corrupt, with any -wal and -shm files beside it) or restore"
+                    " a backup, then start auralisd again: it creates a fresh database"
+                ) from None
+            raise
+        except BaseException:
+            conn.close()
+            raise
         self._conn = conn
-        migrate(conn)
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -246,11 +289,57 @@ class Database:
         return self._conn
 
     # ----------------------------------------------------------------- tracks
-    async def track_stats(self) -> dict[str, tuple[int, int, int]]:
-        """``{path: (track_id, size, mtime_ns)}`` of every known track (what a rescan compares)."""
+    async def known_tracks(self) -> list[KnownTrack]:
+        """Every known track's identity (what a rescan compares)."""
         return await self._read(
-            lambda c: {r[0]: (r[1], r[2], r[3]) for r in c.execute("SELECT path, track_id, size, mtime_ns FROM tracks")}
+            lambda c: [
+                KnownTrack(*r)
+                for r in c.execute("SELECT track_id, path, music_dir, size, mtime_ns, real_path FROM tracks")
+            ]
         )
+
+    async def move_tracks(self, moves: Sequence[tuple[int, str, str, str, str]]) -> None:
+        """``(track_id, path, music_dir, rel_dir, real_path)``: a known file now has another library
+        path (or its real path changed). The row, its fingerprint and its queue entries stay."""
+        await self._write(
+            lambda c: c.executemany(
+                "UPDATE tracks SET path = ?, music_dir = ?, rel_dir = ?, real_path = ? WHERE track_id = ?",
+                [(p, m, r, real, int(t)) for t, p, m, r, real in moves],
+            )
+        )
+
+    async def rejected_files(self) -> dict[str, tuple[int, int]]:
+        """``{path: (size, mtime_ns)}`` of files a scan could not use."""
+        return await self._read(
+            lambda c: {r[0]: (r[1], r[2]) for r in c.execute("SELECT path, size, mtime_ns FROM rejected_files")}
+        )
+
+    async def set_rejected(self, rejected: Sequence[tuple[str, int, int, str]], forget: Sequence[str] = ()) -> None:
+        """Record ``(path, size, mtime_ns, reason)`` as unusable; forget the ``forget`` paths."""
+
+        def job(c: sqlite3.Connection) -> None:
+            c.executemany("DELETE FROM rejected_files WHERE path = ?", [(p,) for p in forget])
+            c.executemany(
+                "INSERT OR REPLACE INTO rejected_files (path, size, mtime_ns, reason, rejected_at) VALUES (?,?,?,?,?)",
+                [(p, int(s), int(m), r, time.time()) for p, s, m, r in rejected],
+            )
+
+        await self._write(job)
+
+    async def get_track_by_real_path(self, real_path: str, music_dirs: Sequence[str]) -> Track | None:
+        """The track that is the file ``real_path`` (symlinks resolved), in one of ``music_dirs``."""
+
+        def job(c: sqlite3.Connection) -> Track | None:
+            rows = c.execute(
+                "SELECT * FROM tracks WHERE real_path = ? OR (real_path IS NULL AND path = ?) ORDER BY track_id",
+                (real_path, real_path),
+            )
+            for row in rows:
+                if row["music_dir"] in music_dirs:
+                    return _row_to_track(row)
+            return None
+
+        return await self._read(job)
 
     async def upsert_tracks(self, files: Sequence[TrackFile]) -> list[int]:
         """Insert or update tracks by path; returns their ids. A changed file loses its fingerprint."""
@@ -262,13 +351,14 @@ class Database:
                 row = c.execute("SELECT track_id, size, mtime_ns FROM tracks WHERE path = ?", (f.path,)).fetchone()
                 values = (
                     f.music_dir, f.rel_dir, f.size, f.mtime_ns, f.title, f.artist, f.album, f.track_number,
-                    f.duration_s, f.num_frames, f.sample_rate, f.channels, f.format, now,
+                    f.duration_s, f.num_frames, f.sample_rate, f.channels, f.format, now, f.real_path or f.path,
                 )  # fmt: skip
+                c.execute("DELETE FROM rejected_files WHERE path = ?", (f.path,))
                 if row is None:
                     cur = c.execute(
                         "INSERT INTO tracks (music_dir, rel_dir, size, mtime_ns, title, artist, album, track_number,"
-                        " duration_s, num_frames, sample_rate, channels, format, scanned_at, path)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        " duration_s, num_frames, sample_rate, channels, format, scanned_at, real_path, path)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         (*values, f.path),
                     )
                     ids.append(int(cur.lastrowid))
@@ -276,7 +366,7 @@ class Database:
                     c.execute(
                         "UPDATE tracks SET music_dir=?, rel_dir=?, size=?, mtime_ns=?, title=?, artist=?, album=?,"
                         " track_number=?, duration_s=?, num_frames=?, sample_rate=?, channels=?, format=?,"
-                        " scanned_at=?, fingerprint_status='none', fingerprint_error=NULL WHERE path=?",
+                        " scanned_at=?, real_path=?, fingerprint_status='none', fingerprint_error=NULL WHERE path=?",
                         (*values, f.path),
                     )
                     c.execute("DELETE FROM fingerprints WHERE track_id = ?", (row[0],))
@@ -286,7 +376,11 @@ class Database:
         return await self._write(job)
 
     async def delete_tracks(self, track_ids: Iterable[int]) -> None:
-        """Forget vanished tracks (their fingerprints and queue entries go with them)."""
+        """Forget tracks whose files are really gone (their fingerprints and queue entries go with them).
+
+        The library calls this only for files whose own folder listed fine without them, never
+        for files under a folder that is missing, empty or unreadable (see ``library.py``).
+        """
         ids = [(int(i),) for i in track_ids]
 
         def job(c: sqlite3.Connection) -> None:
@@ -466,11 +560,26 @@ class Database:
         return await self._read(lambda c: str(c.execute("PRAGMA integrity_check").fetchone()[0]))
 
 
+class DatabaseDamaged(ConfigError):
+    """The database file is not a usable auralis database: the daemon refuses to start (exit 2)."""
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """SQLITE_NOTADB / SQLITE_CORRUPT: the file itself is bad (not a lock, a full disk or a permission)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
+    return "not a database" in str(exc) or "malformed" in str(exc)
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to ``len(MIGRATIONS)``; each step in its own IMMEDIATE transaction. Returns the version."""
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version > len(MIGRATIONS):
-        raise RuntimeError(f"database schema version {version} is newer than this auralisd ({len(MIGRATIONS)})")
+        raise DatabaseDamaged(
+            f"database schema version {version} is newer than this auralisd ({len(MIGRATIONS)}): run the newer"
+            " auralisd, or move the database aside to start afresh"
+        )
     for target in range(version + 1, len(MIGRATIONS) + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -330,9 +330,17 @@ class FingerprintResolver:
         async def one(index: int) -> None:
             results[index] = await self._pool.run(jobs.analyze_segment, track.path, index, background=background)
 
-        async with trio.open_nursery() as nursery:
-            for index in range(count):
-                nursery.start_soon(one, index)
+        try:
+            async with trio.open_nursery() as nursery:
+                for index in range(count):
+                    nursery.start_soon(one, index)
+        except BaseExceptionGroup as group:
+            # One failed segment fails the track: report its cause (e.g. "decode failed near
+            # frame N"), not "ExceptionGroup". A group of cancellations only propagates.
+            cause = _first_failure(group)
+            if cause is None:
+                raise
+            raise cause from None
         return await trio.to_thread.run_sync(jobs.merge_results, track.path, results)
 
     async def _fail(self, track: Track, reason: str) -> None:
@@ -405,3 +413,14 @@ def _reason(exc: BaseException) -> str:
         return "the worker process died repeatedly"
     return f"{type(exc).__name__}: {exc}"
 
+
+def _first_failure(group: BaseExceptionGroup) -> Exception | None:
+    """The first leaf of ``group`` that is an ordinary exception (not a cancellation)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_failure(exc)
+            if found is not None:
+                return found
+        elif isinstance(exc, Exception):
+            return exc
+    return None

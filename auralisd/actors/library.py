@@ -7,9 +7,17 @@ files are opened (header probe plus mutagen tags), vanished ones are removed. A 
 an unchanged library therefore reads no audio at all (``statistics().files_probed`` stays
 put). Progress goes out as ``scan_progress`` events.
 
-Paths from clients are checked here: a path is accepted when it is a track the library
-found (even through a symlink that leads outside the music folders), or when it resolves,
-symlinks and ``..`` included, to a file inside a music folder.
+Paths from clients are checked here: a path must lie under a music folder as written
+(``..`` resolved); it is accepted when it is a track the library found (even through a
+symlink that leads outside the music folders), or when it resolves, symlinks included, to
+a file inside a music folder. A track is one real file: every alias of it (a second link,
+a symlink loop) answers the same row, stored under one library path.
+
+Nothing the user saved is lost to a folder that is away: a track is forgotten only when
+the listing of its own folder (or of a folder on its way) succeeded and no longer holds
+it. A missing, unreadable or empty (unmounted) folder keeps its tracks, their
+fingerprints and their queue entries. Files that are not usable audio are remembered by
+size and mtime and not probed again until they change.
 """
 
 from __future__ import annotations
@@ -50,24 +58,45 @@ class LibraryStatistics:
 
 @dataclass(frozen=True)
 class FoundFile:
-    path: str
+    path: str  # the library path: under ``music_dir``, as the walk first reached the file
     music_dir: str
     rel_dir: str
     size: int
     mtime_ns: int
+    real_path: str = ""  # symlinks resolved: what identifies the file
+    via_link: bool = False  # reached through a symlink inside the music folder
 
 
-def walk_music_dir(music_dir: str) -> list[FoundFile]:
+@dataclass(frozen=True)
+class Walk:
+    """What a walk of one music folder saw.
+
+    ``listed`` maps each folder that was listed successfully *and is not empty* to the names
+    it holds. Only a file whose path runs through listed folders, and whose name (or a
+    folder on its way) is missing from such a listing, has really vanished: a missing,
+    unreadable or empty (unmounted?) folder says nothing about what it used to hold.
+    """
+
+    files: list[FoundFile]
+    listed: dict[str, frozenset[str]]
+
+
+def walk_music_dir(music_dir: str) -> Walk:
     """Every audio file under ``music_dir`` (blocking; run on a thread).
 
     Follows symlinks; a real directory reached twice (a loop, or two links to one folder)
-    is walked once. Hidden files and folders (leading ``.``) are skipped.
+    is walked once, and plain folders are walked before folders reached through a symlink,
+    so a file has its symlink-free path whenever it has one. A file reached twice (a
+    symlinked file) is reported once. Hidden files and folders (leading ``.``) are skipped.
     """
     found: list[FoundFile] = []
+    listed: dict[str, frozenset[str]] = {}
     seen_dirs: set[tuple[int, int]] = set()
-    stack = [""]
-    while stack:
-        rel = stack.pop()
+    seen_files: set[str] = set()
+    stack: list[tuple[str, bool]] = [("", False)]
+    linked: list[tuple[str, bool]] = []  # folders reached through a symlink: after the plain ones
+    while stack or linked:
+        rel, via_link = stack.pop() if stack else linked.pop(0)
         folder = os.path.join(music_dir, rel) if rel else music_dir
         try:
             st = os.stat(folder)
@@ -80,21 +109,56 @@ def walk_music_dir(music_dir: str) -> list[FoundFile]:
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            log.warning("cannot list %s: %s", folder, exc.strerror)
+            log.warning("cannot list %s: %s; its tracks are kept", folder, exc.strerror)
             continue
+        if entries:
+            listed[folder] = frozenset(e.name for e in entries)
+        real_folder = os.path.realpath(folder)
+        subdirs: list[tuple[str, bool]] = []
         for entry in entries:
             if entry.name.startswith("."):
                 continue
             child_rel = f"{rel}/{entry.name}" if rel else entry.name
             try:
+                is_link = entry.is_symlink()
                 est = entry.stat(follow_symlinks=True)
             except OSError:
                 continue  # dangling symlink or vanished
             if stat.S_ISDIR(est.st_mode):
-                stack.append(child_rel)
+                if is_link:
+                    linked.append((child_rel, True))
+                else:
+                    subdirs.append((child_rel, via_link))
             elif stat.S_ISREG(est.st_mode) and is_audio_path(entry.name) and est.st_size > 0:
-                found.append(FoundFile(entry.path, music_dir, rel, est.st_size, est.st_mtime_ns))
-    return found
+                real = os.path.realpath(entry.path) if is_link else os.path.join(real_folder, entry.name)
+                found.append(
+                    FoundFile(entry.path, music_dir, rel, est.st_size, est.st_mtime_ns, real, via_link or is_link)
+                )
+        stack += reversed(subdirs)  # popped in name order
+    # one path per real file: the first reached without a symlink, else the first reached at all
+    found.sort(key=lambda f: f.via_link)  # stable: walk order within each kind
+    out = []
+    for f in found:
+        if f.real_path not in seen_files:
+            seen_files.add(f.real_path)
+            out.append(f)
+    return Walk(out, listed)
+
+
+def has_vanished(path: str, music_dir: str, listed: dict[str, frozenset[str]]) -> bool:
+    """True when a listing of this scan shows that ``path`` is gone (see :class:`Walk`)."""
+    rel = os.path.relpath(path, music_dir)
+    if rel.startswith("..") or rel == ".":
+        return False
+    folder = music_dir
+    for name in rel.split("/"):
+        names = listed.get(folder)
+        if names is None:
+            return False  # missing, unreadable, empty, or not walked: unknown, so kept
+        if name not in names:
+            return True
+        folder = os.path.join(folder, name)
+    return False  # still there (a dangling link, an empty file being written): kept
 
 
 def read_track_file(found: FoundFile) -> TrackFile:
@@ -116,6 +180,7 @@ def read_track_file(found: FoundFile) -> TrackFile:
         sample_rate=info.sample_rate,
         channels=info.channels,
         format=info.format,
+        real_path=found.real_path or os.path.realpath(found.path),
     )
 
 
@@ -216,23 +281,60 @@ class Library:
 
     async def _scan_inner(self) -> None:
         found: list[FoundFile] = []
+        listed: dict[str, frozenset[str]] = {}
         for music_dir in self._music_dirs:
-            if not os.path.isdir(music_dir):
-                log.warning("music folder %s does not exist", music_dir)
+            walk = await trio.to_thread.run_sync(walk_music_dir, music_dir)
+            if music_dir not in walk.listed:
+                log.warning("music folder %s is missing, empty or unreadable; its tracks are kept", music_dir)
+            found += walk.files
+            listed.update(walk.listed)
+        # one library path per real file, over all the music folders (first folder first)
+        by_real: dict[str, FoundFile] = {}
+        for f in sorted(found, key=lambda f: f.via_link):
+            by_real.setdefault(f.real_path, f)
+        found = [f for f in found if by_real[f.real_path] is f]
+        by_path = {f.path: f for f in found}
+
+        known = await self._db.known_tracks()
+        stats = {k.path: (k.size, k.mtime_ns) for k in known}
+        owner = {k.path: k.track_id for k in known if k.path in by_path}
+        moves: list[tuple[int, str, str, str, str]] = []
+        vanished: list[int] = []
+        for k in known:
+            f = by_path.get(k.path)
+            if f is not None:
+                if k.real_path != f.real_path:  # (older rows have none yet)
+                    moves.append((k.track_id, f.path, f.music_dir, f.rel_dir, f.real_path))
                 continue
-            found += await trio.to_thread.run_sync(walk_music_dir, music_dir)
-        known = await self._db.track_stats()
-        seen_paths = {f.path for f in found}
-        changed = [f for f in found if known.get(f.path, (None, None, None))[1:] != (f.size, f.mtime_ns)]
-        vanished = [tid for path, (tid, _, _) in known.items() if path not in seen_paths]
+            moved = by_real.get(k.real_path or os.path.realpath(k.path))
+            if moved is not None and moved.path not in owner:
+                # the same file, now first reached by another path: keep the row (queue, fingerprint)
+                owner[moved.path] = k.track_id
+                stats[moved.path] = (k.size, k.mtime_ns)
+                moves.append((k.track_id, moved.path, moved.music_dir, moved.rel_dir, moved.real_path))
+            elif moved is not None or has_vanished(k.path, k.music_dir, listed):
+                vanished.append(k.track_id)  # gone, or a second row for one file
+            elif self._music_dir_of(k.path) is None or os.path.relpath(k.path, k.music_dir).startswith(".."):
+                if k.music_dir in self._music_dirs:  # a row stored under a path outside its folder
+                    vanished.append(k.track_id)
+        if moves:
+            await self._db.move_tracks(moves)
         if vanished:
             await self._db.delete_tracks(vanished)
             log.info("%d tracks vanished", len(vanished))
+        rejected = await self._db.rejected_files()
+        changed = [
+            f
+            for f in found
+            if stats.get(f.path) != (f.size, f.mtime_ns) and rejected.get(f.path) != (f.size, f.mtime_ns)
+        ]
+        forget = [p for p in rejected if p not in by_path and has_vanished(p, self._music_dir_of(p) or "/", listed)]
         self._total = len(found)
         self._done = len(found) - len(changed)
         self._publish_progress("", force=True)
         limiter = trio.CapacityLimiter(PROBE_THREADS)
         batch: list[TrackFile] = []
+        bad: list[tuple[str, int, int, str]] = []
         last_event = 0.0
 
         async def read_one(item: FoundFile) -> None:
@@ -240,7 +342,8 @@ class Library:
             try:
                 track_file = await trio.to_thread.run_sync(read_track_file, item, limiter=limiter)
             except AudioError as exc:
-                log.warning("skipping %s", exc)
+                log.warning("skipping %s (not tried again until the file changes)", exc)
+                bad.append((item.path, item.size, item.mtime_ns, str(exc)))
                 track_file = None
             self._files_probed += 1
             self._done += 1
@@ -258,6 +361,11 @@ class Library:
             if batch:
                 await self._db.upsert_tracks(batch)
                 batch.clear()
+            if bad:
+                await self._db.set_rejected(bad)
+                bad.clear()
+        if forget:
+            await self._db.set_rejected([], forget)
         self._tracks = await self._db.count_tracks()
         self._publish_progress("", force=True)
 
@@ -279,47 +387,55 @@ class Library:
     async def resolve_track_path(self, path: str) -> Track:
         """The library track for a client path.
 
+        The path (``..`` resolved textually) must lie under a music folder. A track the
+        library found there (also through a symlink that leads outside) is answered as it is;
+        another path to the same real file (a symlink loop, a second link) answers that same
+        track, so aliases never make second rows. A file no scan has seen yet is added when
+        its real path lies inside a music folder, under its symlink-free library path.
+
         Raises:
             RpcError: ``outside_music_dirs`` when the path escapes the music folders,
                 ``not_found`` when it is not an audio file there.
         """
-        candidates = self._absolute(path)
+        candidates = [c for c in self._absolute(path) if self._music_dir_of(c) is not None]
+        if not candidates:
+            raise RpcError(OUTSIDE_MUSIC_DIRS, f"{path}: outside the music folders")
         for candidate in candidates:
             track = await self._db.get_track_by_path(candidate)
-            if track is not None:
+            if track is not None and track.music_dir in self._music_dirs:
                 return track
         real_dirs = [os.path.realpath(d) for d in self._music_dirs]
         for candidate in candidates:
             real = os.path.realpath(candidate)
-            inside = any(real.startswith(d.rstrip("/") + "/") for d in real_dirs)
-            if not inside:
-                continue
-            if not os.path.isfile(real) or not is_audio_path(real):
-                continue
-            # A file inside a music folder that no scan has seen yet: add it now.
-            music_dir = self._music_dir_of(candidate) or next(
-                d for d, r in zip(self._music_dirs, real_dirs) if real.startswith(r.rstrip("/") + "/")
+            track = await self._db.get_track_by_real_path(real, self._music_dirs)
+            if track is not None:
+                return track
+            # A file inside a music folder that no scan has seen yet: add it under its
+            # symlink-free path (the path the next scan reaches it by first).
+            home = next(
+                ((d, r) for d, r in zip(self._music_dirs, real_dirs) if real.startswith(r.rstrip("/") + "/")), None
             )
-            rel_dir = os.path.relpath(os.path.dirname(candidate), music_dir)
-            st = os.stat(candidate)
-            found = FoundFile(candidate, music_dir, "" if rel_dir == "." else rel_dir, st.st_size, st.st_mtime_ns)
+            if home is None or not os.path.isfile(real) or not is_audio_path(real):
+                continue
+            music_dir, real_dir = home
+            library_path = os.path.join(music_dir, os.path.relpath(real, real_dir))
+            rel_dir = os.path.relpath(os.path.dirname(library_path), music_dir)
+            st = os.stat(real)
+            found = FoundFile(
+                library_path, music_dir, "" if rel_dir == "." else rel_dir, st.st_size, st.st_mtime_ns, real
+            )
             try:
                 track_file = await trio.to_thread.run_sync(read_track_file, found)
             except AudioError as exc:
                 raise RpcError("bad_audio", str(exc)) from None
             self._files_probed += 1
             await self._db.upsert_tracks([track_file])
-            track = await self._db.get_track_by_path(candidate)
+            track = await self._db.get_track_by_path(library_path)
             if track is not None:
                 return track
         if not any(self._inside_real(c, real_dirs) for c in candidates):
             raise RpcError(OUTSIDE_MUSIC_DIRS, f"{path}: outside the music folders")
         raise RpcError(NOT_FOUND, f"{path}: no such audio file in the library")
-
-    @staticmethod
-    def _inside_real(candidate: str, real_dirs: list[str]) -> bool:
-        real = os.path.realpath(candidate)
-        return any(real == d or real.startswith(d.rstrip("/") + "/") for d in real_dirs)
 
     async def resolve_paths(self, paths: Sequence[str]) -> list[Track]:
         """Tracks for files and folders (a folder adds every library track under it, in path order)."""
@@ -328,7 +444,11 @@ class Library:
             folder = self._folder(path)
             if folder is not None:
                 music_dir, rel = folder
-                out += await self._db.tracks_under(music_dir, rel, recursive=True)
+                tracks = await self._db.tracks_under(music_dir, rel, recursive=True)
+                alias = None if tracks else self._canonical_folder(os.path.join(music_dir, rel))
+                if alias is not None:  # a folder reached through a symlink loop or a second link
+                    tracks = await self._db.tracks_under(*alias, recursive=True)
+                out += tracks
             else:
                 out.append(await self.resolve_track_path(path))
         return out
@@ -339,6 +459,16 @@ class Library:
             music_dir = self._music_dir_of(candidate)
             if music_dir is not None and os.path.isdir(candidate):
                 rel = os.path.relpath(candidate, music_dir)
+                return music_dir, "" if rel == "." else rel
+        return None
+
+    def _canonical_folder(self, folder: str) -> tuple[str, str] | None:
+        """``(music_dir, rel_dir)`` of the symlink-free path of ``folder``, when it has one."""
+        real = os.path.realpath(folder)
+        for music_dir in self._music_dirs:
+            real_dir = os.path.realpath(music_dir)
+            if real == real_dir or real.startswith(real_dir.rstrip("/") + "/"):
+                rel = os.path.relpath(real, real_dir)
                 return music_dir, "" if rel == "." else rel
         return None
 

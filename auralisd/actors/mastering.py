@@ -24,7 +24,7 @@ import trio
 from .. import jobs
 from ..actors.database import Track
 from .cache import ChunkCache
-from .pool import MasteringPool, PoolJobAbandoned
+from .pool import PRIORITY_NORMAL, MasteringPool, PoolJobAbandoned
 
 log = logging.getLogger("auralisd.mastering")
 
@@ -95,7 +95,9 @@ class Mastering:
         key = self.key(track, plan, k, piece_frames)
         return self.cache.get(key) if self.cache.peek(key) else None
 
-    async def render_piece(self, track: Track, plan: Any, j: int, piece_frames: int) -> np.ndarray:
+    async def render_piece(
+        self, track: Track, plan: Any, j: int, piece_frames: int, *, priority: int = PRIORITY_NORMAL
+    ) -> np.ndarray:
         """Fast-start piece ``j``: frames ``[j * piece_frames, (j + 1) * piece_frames)``, rendered alone.
 
         A short piece renders several times faster than a whole chunk (the pre-roll is the
@@ -103,10 +105,13 @@ class Mastering:
         renderer works on an absolute frame grid: a piece equals the same frames of the
         standard chunk (sample for sample as measured; -90 dBFS is the documented bound).
         """
-        return await self._render_key(self.key(track, plan, j, piece_frames), track.path, plan)
+        return await self._render_key(self.key(track, plan, j, piece_frames), track.path, plan, priority)
 
-    async def render_chunk(self, track: Track, plan: Any, k: int) -> np.ndarray:
+    async def render_chunk(self, track: Track, plan: Any, k: int, *, priority: int = PRIORITY_NORMAL) -> np.ndarray:
         """Chunk ``k`` as read-only float32 ``(frames, 2)`` at ``track.sample_rate``.
+
+        ``priority`` orders it among playback jobs waiting for a worker (lower first); a
+        render already in flight keeps the priority of whoever asked first.
 
         Raises:
             jobs.JobFailed: the file cannot be rendered (code ``bad_audio``/``not_found``).
@@ -114,9 +119,9 @@ class Mastering:
 
         Cancellation: safe; the render goes on for other requesters and the cache.
         """
-        return await self._render_key(self.key(track, plan, k), track.path, plan)
+        return await self._render_key(self.key(track, plan, k), track.path, plan, priority)
 
-    async def _render_key(self, key: ChunkKey, path: str, plan: Any) -> np.ndarray:
+    async def _render_key(self, key: ChunkKey, path: str, plan: Any, priority: int) -> np.ndarray:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
@@ -126,7 +131,7 @@ class Mastering:
                 raise RuntimeError("mastering actor is not running")
             flight = _Flight()
             self._flights[key] = flight
-            self._nursery.start_soon(self._render, key, flight, path, plan)
+            self._nursery.start_soon(self._render, key, flight, path, plan, priority)
         flight.waiters += 1
         try:
             await flight.done.wait()
@@ -137,11 +142,11 @@ class Mastering:
         assert flight.result is not None  # set together with done
         return flight.result
 
-    async def _render(self, key: ChunkKey, flight: _Flight, path: str, plan: Any) -> None:
+    async def _render(self, key: ChunkKey, flight: _Flight, path: str, plan: Any, priority: int) -> None:
         try:
             result = await self.pool.run(
                 jobs.render_chunk_stereo, path, plan, key.k, key.chunk_frames or None,
-                still_wanted=lambda: flight.waiters > 0,
+                still_wanted=lambda: flight.waiters > 0, priority=priority,
             )  # fmt: skip
             self.cache.put(key, result)
             flight.result = result

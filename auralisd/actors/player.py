@@ -43,7 +43,7 @@ from .database import Database, Track
 from .events import EventHub
 from .fingerprints import FingerprintResolver
 from .mastering import Mastering, chunk_count, chunk_frames
-from .pool import PoolJobAbandoned, PoolTimeout
+from .pool import PRIORITY_NORMAL, PoolJobAbandoned, PoolTimeout
 
 log = logging.getLogger("auralisd.player")
 
@@ -57,6 +57,9 @@ SAVE_INTERVAL_S: Final = 0.5  # persisted state is at most this old after a cras
 PIECES_PER_CHUNK: Final = 5  # fast-start pieces: 1 s when chunks are 5 s
 FAST_START_PIECES: Final = 2  # pieces requested at the playhead while its chunk is missing
 CHUNK_RETRIES: Final = 3  # extra attempts for a chunk after the pool gave up on it
+# pool priorities (lower starts first): the playhead's pieces, then the playhead's chunk, then look-ahead
+PRIORITY_PIECE: Final = 0  # + the piece's distance from the playhead's piece
+PRIORITY_PLAYHEAD_CHUNK: Final = PRIORITY_PIECE + FAST_START_PIECES
 PREVIOUS_RESTARTS_AFTER_S: Final = 3.0  # `previous` later than this restarts the track (like MPD clients)
 
 
@@ -496,7 +499,8 @@ class Player:
                 self._request_pieces(deck, head, need=k_lo not in deck.chunks)
             for k in range(k_lo, k_hi + 1):
                 if k not in deck.chunks and k not in deck.fetching:
-                    self._fetch(deck, k)
+                    urgent = k == k_lo and extra == 0  # the playhead of the playing or fading-in deck
+                    self._fetch(deck, k, priority=PRIORITY_PLAYHEAD_CHUNK if urgent else PRIORITY_NORMAL)
         deck = self._deck
         if deck is not None and deck.plan is not None and self._state != "stop":
             _, k_hi = self._window(deck, self._out_pos)
@@ -529,14 +533,16 @@ class Player:
             scope = trio.CancelScope()
             log.debug("deck %d: fast-start piece %d requested", deck.deck_id, j)
             deck.piece_fetching[j] = scope
-            self._nursery.start_soon(self._piece_task, deck.deck_id, deck.track, deck.plan, j, deck.piece_frames, scope)
+            self._nursery.start_soon(
+                self._piece_task, deck.deck_id, deck.track, deck.plan, j, deck.piece_frames, PRIORITY_PIECE + j - j0, scope
+            )
 
     async def _piece_task(
-        self, deck_id: int, track: Track, plan: Any, j: int, piece_frames: int, scope: trio.CancelScope
+        self, deck_id: int, track: Track, plan: Any, j: int, piece_frames: int, priority: int, scope: trio.CancelScope
     ) -> None:
         with scope:
             try:
-                samples = await self._mastering.render_piece(track, plan, j, piece_frames)
+                samples = await self._mastering.render_piece(track, plan, j, piece_frames, priority=priority)
             except Exception:  # the chunk path reports failures; a piece is only a head start
                 return
             await self._send.send(_PieceReady(deck_id, j, samples))
@@ -550,7 +556,7 @@ class Player:
         if deck is self._deck and self._stalled and self._state == "play":
             self._next_deadline = trio.current_time()
 
-    def _fetch(self, deck: _Deck, k: int) -> None:
+    def _fetch(self, deck: _Deck, k: int, *, priority: int = PRIORITY_NORMAL) -> None:
         assert self._nursery is not None
         cached = self._mastering.cached_chunk(deck.track, deck.plan, k)
         if cached is not None:
@@ -558,12 +564,14 @@ class Player:
             return
         scope = trio.CancelScope()
         deck.fetching[k] = scope
-        self._nursery.start_soon(self._fetch_task, deck.deck_id, deck.track, deck.plan, k, scope)
+        self._nursery.start_soon(self._fetch_task, deck.deck_id, deck.track, deck.plan, k, priority, scope)
 
-    async def _fetch_task(self, deck_id: int, track: Track, plan: Any, k: int, scope: trio.CancelScope) -> None:
+    async def _fetch_task(
+        self, deck_id: int, track: Track, plan: Any, k: int, priority: int, scope: trio.CancelScope
+    ) -> None:
         with scope:
             try:
-                samples = await self._mastering.render_chunk(track, plan, k)
+                samples = await self._mastering.render_chunk(track, plan, k, priority=priority)
             except PoolJobAbandoned:
                 return
             except jobs.JobFailed as exc:

@@ -11,13 +11,22 @@ Two priorities: playback work (``background=False``) and idle work (``background
 e.g. fingerprinting the whole library). Idle jobs start only when no playback job is
 waiting and never occupy more than ``workers - 1`` workers, so playback always finds a
 free one without killing anything (a respawn costs a second or more of imports); with a
-single worker, an idle job is killed and re-queued when playback work arrives.
+single worker, an idle job is killed and re-queued when playback work arrives. Idle jobs
+also wait until playback work has been quiet for :data:`BACKGROUND_HOLDOFF_S`, so the
+burst that follows a plan (first piece, playhead chunk, look-ahead) finds every worker free.
+
+Playback jobs carry a ``priority`` (lower first, FIFO within a priority): jobs asked for
+in the same instant (the player's fast-start piece, the playhead's chunk, the look-ahead)
+start in priority order instead of in whatever order trio happens to schedule them.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import math
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -33,8 +42,11 @@ T = TypeVar("T")
 
 JOB_TIMEOUT_S: Final = 60.0  # issue 4: fingerprint/render timeout
 JOB_RETRIES: Final = 2  # re-runs after a worker died
+_SINGLE_THREAD_ENV: Final = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 WORKER_IDLE_TIMEOUT_S: Final = 3600.0  # keep warm workers for an hour of silence
 WORKER_GRACE_PERIOD_S: Final = 0.3  # s at shutdown before idle workers are killed (SIGTERM must stop within 2 s)
+BACKGROUND_HOLDOFF_S: Final = 0.3  # s of no playback work before idle work may start (covers plan -> first chunks)
+PRIORITY_NORMAL: Final = 10  # playback jobs without a stated priority (look-ahead chunks, segments, A/B side)
 
 
 _UPGRADED: Final = object()  # a background job that moved up to playback priority while waiting
@@ -76,6 +88,10 @@ class MasteringPool:
         self._foreground_active = 0
         self._foreground_idle = trio.Event()
         self._foreground_idle.set()
+        self._foreground_idle_since = -math.inf  # trio time when playback work last went quiet
+        self._gate: list[list[int]] = []  # heap of [priority, seq] for playback jobs waiting to start
+        self._gate_seq = itertools.count()
+        self._gate_changed = trio.Event()
         self._background_scopes: set[trio.CancelScope] = set()
         self._running = 0
         self._jobs_done = 0
@@ -116,6 +132,7 @@ class MasteringPool:
         timeout_s: float = JOB_TIMEOUT_S,
         retries: int = JOB_RETRIES,
         still_wanted: Callable[[], bool] | None = None,
+        priority: int = PRIORITY_NORMAL,
     ) -> T:
         """Run ``fn(*args)`` on a worker and return its result.
 
@@ -124,6 +141,8 @@ class MasteringPool:
                 job someone now waits for can move up to playback priority.
             still_wanted: checked when a worker becomes free; if it returns False the job
                 is dropped with :class:`PoolJobAbandoned` instead of started.
+            priority: playback jobs start lowest first (FIFO within one priority); idle
+                jobs ignore it.
 
         Raises:
             PoolTimeout: the job ran longer than ``timeout_s`` (it was killed).
@@ -150,7 +169,7 @@ class MasteringPool:
                     scope.cancel()
             self._foreground_waiting += 1
             try:
-                await self._limiter.acquire()
+                await self._acquire_in_order(priority)
             finally:
                 self._foreground_waiting -= 1
             try:
@@ -158,20 +177,64 @@ class MasteringPool:
                     raise PoolJobAbandoned()
                 return await self._attempts(fn, args, timeout_s, retries)
             finally:
-                self._limiter.release()
+                self._release()
         finally:
             self._foreground_active -= 1
             if self._foreground_active == 0:
+                self._foreground_idle_since = trio.current_time()
                 self._foreground_idle.set()
+
+    async def _acquire_in_order(self, priority: int) -> None:
+        """Take a worker token for a playback job, lowest ``priority`` first.
+
+        A job takes a token only when it is at the head of the queue and a token is free,
+        so one asked for later with a lower ``priority`` still overtakes every waiting
+        job. One checkpoint after joining lets jobs asked for in the same instant line up
+        before the first of them takes a worker.
+
+        Cancellation: the job leaves the queue; the next one moves up.
+        """
+        entry = [int(priority), next(self._gate_seq)]
+        heapq.heappush(self._gate, entry)
+        try:
+            await trio.lowlevel.checkpoint()
+            while True:
+                if self._gate[0] is entry:
+                    try:
+                        self._limiter.acquire_nowait()
+                        return
+                    except trio.WouldBlock:
+                        pass
+                await self._gate_changed.wait()
+        finally:
+            self._gate.remove(entry)
+            heapq.heapify(self._gate)
+            self._signal_gate()
+
+    def _signal_gate(self) -> None:
+        """Wake the waiting playback jobs: the queue changed or a token came free."""
+        changed, self._gate_changed = self._gate_changed, trio.Event()
+        changed.set()
+
+    def _release(self) -> None:
+        self._limiter.release()
+        self._signal_gate()
 
     async def _run_background(
         self, fn: Callable[..., T], args: tuple, timeout_s: float, retries: int, is_background: Callable[[], bool]
     ) -> Any:
         async def wait_idle() -> bool:
             """Wait for playback work to finish; False when the job was upgraded meanwhile."""
-            while not self._foreground_idle.is_set():
-                with trio.move_on_after(0.05):
-                    await self._foreground_idle.wait()
+            while True:
+                if self._foreground_idle.is_set():
+                    quiet_until = self._foreground_idle_since + BACKGROUND_HOLDOFF_S
+                    if trio.current_time() >= quiet_until:
+                        break
+                    with trio.move_on_at(min(quiet_until, trio.current_time() + 0.05)):
+                        await trio.sleep_forever()
+                else:
+                    with trio.move_on_after(0.05):
+                        await self._foreground_idle.wait()
                 if not is_background():
                     return False
             return is_background()
@@ -185,8 +248,11 @@ class MasteringPool:
                 with trio.CancelScope() as scope:
                     self._background_scopes.add(scope)
                     try:
-                        async with self._limiter:
+                        await self._limiter.acquire()
+                        try:
                             return await self._attempts(fn, args, timeout_s, retries)
+                        finally:
+                            self._release()
                     finally:
                         self._background_scopes.discard(scope)
             # preempted by playback work: wait for it to finish, then start again
@@ -226,6 +292,11 @@ async def open_mastering_pool(workers: int) -> AsyncIterator[MasteringPool]:
     Workers that were already gone at shutdown (systemd and ``timeout`` send SIGTERM to the
     whole process group) are not an error.
     """
+    # One worker per core already uses every core: a BLAS library that also starts a thread per
+    # core in each worker oversubscribes them (two workers then render slower than one).
+    # Spawned workers inherit the environment; the daemon's own, already loaded BLAS is unchanged.
+    for variable in _SINGLE_THREAD_ENV:
+        os.environ.setdefault(variable, "1")
     manager = trio_parallel.open_worker_context(idle_timeout=WORKER_IDLE_TIMEOUT_S, grace_period=WORKER_GRACE_PERIOD_S)
     ctx = await manager.__aenter__()
     try:

@@ -39,6 +39,7 @@ MAX_FRAME_DURATION_S: Final = 0.1
 S16_SCALE: Final = 32768.0  # int16 full scale; the browser decodes with x / 32768
 MAX_EPOCH: Final = 2**32 - 1
 MAX_CLIENT_TEXT_BYTES: Final = 4096  # a /session command is a few dozen bytes; larger closes the socket
+MAX_TRACK_ID: Final = 2**63 - 1  # SQLite's INTEGER is signed 64-bit; a larger id cannot exist
 
 # Server -> client event types (JSON text frames).
 EVENT_TYPES: Final = (
@@ -249,6 +250,8 @@ def parse_session_command(text: str | bytes) -> SessionCommand:
         msg = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FrameError(f"not JSON: {exc}") from None
+    except RecursionError:  # e.g. 4 KiB of "[": refused like any other garbage (close 1008)
+        raise FrameError("not JSON: nested too deeply") from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise FrameError('a command is a JSON object with a "type" string')
     kind = msg["type"]
@@ -256,8 +259,8 @@ def parse_session_command(text: str | bytes) -> SessionCommand:
         raise FrameError(f"unknown command {kind!r}; expected one of {', '.join(SESSION_COMMANDS)}", "unknown_method")
     if kind == "play_enhanced":
         track_id = msg.get("track_id")
-        if isinstance(track_id, bool) or not isinstance(track_id, int) or track_id < 0:
-            raise FrameError("play_enhanced: 'track_id' must be a non-negative integer", "invalid_params")
+        if isinstance(track_id, bool) or not isinstance(track_id, int) or not 0 <= track_id <= MAX_TRACK_ID:
+            raise FrameError(f"play_enhanced: 'track_id' must be an integer from 0 to {MAX_TRACK_ID}", "invalid_params")
         pace = msg.get("pace", "realtime")
         if pace not in PACES:
             raise FrameError(f"play_enhanced: 'pace' must be one of {', '.join(PACES)}", "invalid_params")

@@ -26,6 +26,7 @@ from .errors import INVALID_PARAMS, NOT_FOUND, UNKNOWN_METHOD, UNKNOWN_PRESET, R
 MAX_SEARCH_LIMIT: Final = 1000
 DEFAULT_SEARCH_LIMIT: Final = 100
 MAX_PATHS: Final = 10_000
+MAX_UINT: Final = 2**63 - 1  # SQLite's INTEGER is signed 64-bit; larger ids and positions cannot exist
 
 
 class Session(Protocol):
@@ -69,20 +70,31 @@ def _int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _uint(value: Any) -> bool:
+    return _int(value) and 0 <= value <= MAX_UINT
+
+
+def _path(value: Any) -> bool:
+    return isinstance(value, str) and "\x00" not in value  # the OS cannot name a file with NUL in it
+
+
 def _number(value: Any) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
 
 
 _CHECKS: Final[dict[str, tuple[Callable[[Any], bool], str]]] = {
     "int": (_int, "an integer"),
-    "uint": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "uint": (_uint, f"an integer >= 0 (at most {MAX_UINT})"),
     "number": (_number, "a finite number"),
     "str": (lambda v: isinstance(v, str), "a string"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "path": (_path, "a string without NUL characters"),
     "strs": (lambda v: isinstance(v, list) and len(v) <= MAX_PATHS and all(isinstance(x, str) for x in v),
              f"an array of at most {MAX_PATHS} strings"),
-    "uints": (lambda v: isinstance(v, list) and len(v) <= MAX_PATHS and all(_int(x) and x >= 0 for x in v),
-              f"an array of at most {MAX_PATHS} integers >= 0"),
+    "paths": (lambda v: isinstance(v, list) and len(v) <= MAX_PATHS and all(_path(x) for x in v),
+              f"an array of at most {MAX_PATHS} strings without NUL characters"),
+    "uints": (lambda v: isinstance(v, list) and len(v) <= MAX_PATHS and all(_uint(x) for x in v),
+              f"an array of at most {MAX_PATHS} integers >= 0 (at most {MAX_UINT} each)"),
 }  # fmt: skip
 
 
@@ -213,13 +225,13 @@ async def _seek(svc: Services, session: Session, position_s: float) -> dict[str,
     return await svc.player.seek(float(position_s))
 
 
-@command("queue.add", paths=("strs", False), track_ids=("uints", False))
+@command("queue.add", paths=("paths", False), track_ids=("uints", False))
 async def _queue_add(svc: Services, session: Session, paths=None, track_ids=None) -> dict[str, Any]:
     tracks = await _tracks_of(svc, paths, track_ids)
     return {"added": await svc.player.add(tracks)}
 
 
-@command("queue.insert", pos=("uint", True), paths=("strs", False), track_ids=("uints", False))
+@command("queue.insert", pos=("uint", True), paths=("paths", False), track_ids=("uints", False))
 async def _queue_insert(svc: Services, session: Session, pos: int, paths=None, track_ids=None) -> dict[str, Any]:
     tracks = await _tracks_of(svc, paths, track_ids)
     return {"added": await svc.player.add(tracks, pos)}
@@ -250,7 +262,7 @@ async def _library_scan(svc: Services, session: Session) -> dict[str, Any]:
     return {"started": svc.library.scan()}
 
 
-@command("library.list", path=("str", False))
+@command("library.list", path=("path", False))
 async def _library_list(svc: Services, session: Session, path: str | None = None) -> dict[str, Any]:
     return await svc.library.list_dir(path)
 
@@ -262,7 +274,7 @@ async def _library_search(svc: Services, session: Session, query: str, limit: in
     return {"tracks": [t.to_wire() for t in tracks]}
 
 
-@command("library.track", track_id=("uint", False), path=("str", False))
+@command("library.track", track_id=("uint", False), path=("path", False))
 async def _library_track(svc: Services, session: Session, track_id=None, path=None) -> dict[str, Any]:
     track = await _track_of(svc, track_id, path)
     wire = track.to_wire()
@@ -270,7 +282,7 @@ async def _library_track(svc: Services, session: Session, track_id=None, path=No
     return wire
 
 
-@command("fingerprint.get", track_id=("uint", False), path=("str", False))
+@command("fingerprint.get", track_id=("uint", False), path=("path", False))
 async def _fingerprint_get(svc: Services, session: Session, track_id=None, path=None) -> dict[str, Any]:
     track = await _track_of(svc, track_id, path)
     resolved = await svc.resolver.fingerprint(track)

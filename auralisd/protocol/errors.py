@@ -54,4 +54,4 @@ def error_to_wire(exc: BaseException) -> dict[str, str]:
         return {"code": code, "message": str(exc)}
     if isinstance(exc, AuralisError):
         return {"code": BAD_AUDIO if exc.code == "bad_audio" else INTERNAL, "message": str(exc)}
-    return {"code": INTERNAL, "message": f"internal error ({type(exc).__name__}); see the daemon log"}
+    return {"code": INTERNAL, "message": "internal error; see the daemon log"}  # details only in the log

@@ -9,7 +9,11 @@ Listeners: :func:`open_unix_listener` creates ``<runtime-dir>/control.sock`` (fo
 socket 0600); :func:`open_tcp_listener` binds the optional TCP port. :func:`serve_control`
 takes already-listening listeners, so socket activation (``systemd.py``) can hand over its
 own. Every connection is its own task; anything that goes wrong in one is logged and closes
-that connection only.
+that connection only. Listeners that require auth (TCP) and the others (Unix) count their
+connections separately (:data:`MAX_TCP_CONNECTIONS`, :data:`MAX_UNIX_CONNECTIONS`), and a TCP
+client that has not authenticated within :data:`AUTH_TIMEOUT_S` is disconnected, so idle
+remote clients cannot lock the owner out. Before ``auth`` only commands with
+``needs_auth=False`` (``ping``, ``auth``) are answered.
 """
 
 from __future__ import annotations
@@ -43,7 +47,12 @@ log = logging.getLogger("auralisd.control")
 
 RECEIVE_BYTES: Final = 65_536  # per read; the decoder holds at most one 1 MiB frame plus this
 SEND_TIMEOUT_S: Final = 10.0  # a client that does not read for this long is disconnected
-MAX_CONNECTIONS: Final = 256
+# Separate limits per kind of listener, so idle clients on TCP can never lock the owner out of the
+# Unix socket. Each connection holds one socket, one task and a decoder (at most one 1 MiB frame).
+MAX_TCP_CONNECTIONS: Final = 64  # listeners that require auth (TCP)
+MAX_UNIX_CONNECTIONS: Final = 512  # the owner's Unix socket (and socket-activated ones): generous, yet
+# with the TCP ones well under the common soft limit of 1024 open files
+AUTH_TIMEOUT_S: Final = 5.0  # a TCP client that has not authenticated by then is disconnected
 
 
 class RpcSession:
@@ -126,7 +135,8 @@ class RpcSession:
             await self.send(encode_notification("error", {"code": BAD_REQUEST, "message": "clients send requests only"}))
             return
         assert isinstance(message, Request)
-        if not self.authenticated and message.method != "auth":
+        command = COMMANDS.get(message.method)
+        if not self.authenticated and (command is None or command.needs_auth):
             await self.send(
                 encode_response(message.msgid, {"code": UNAUTHORIZED, "message": "send 'auth' with the token first"}, None)
             )
@@ -140,10 +150,8 @@ class RpcSession:
                 self.close()
             return
         except Exception as exc:
-            if _is_expected(exc):
-                await self.send(encode_response(message.msgid, error_to_wire(exc), None))
-                return
-            log.exception("control request %s from %s failed", message.method, self.peer)
+            if not _is_expected(exc):  # a bug: the details go to the log, the reply says only "internal"
+                log.exception("control request %s from %s failed", message.method, self.peer)
             await self.send(encode_response(message.msgid, error_to_wire(exc), None))
             return
         await self.send(encode_response(message.msgid, None, result))
@@ -180,7 +188,7 @@ class ControlServer:
     def __init__(self, services: Services, *, token: str | None = None) -> None:
         self._services = services
         self._token = token
-        self._connections = 0
+        self._connections = {True: 0, False: 0}  # require_auth -> open connections
 
     async def serve(
         self,
@@ -205,20 +213,24 @@ class ControlServer:
                         await trio.sleep(0.1)
                         continue
                     raise
-                if self._connections >= MAX_CONNECTIONS:
-                    log.warning("too many control connections; refusing one")
+                limit = MAX_TCP_CONNECTIONS if require_auth else MAX_UNIX_CONNECTIONS
+                if self._connections[require_auth] >= limit:
+                    log.warning("too many %s control connections (%d); refusing one",
+                                "tcp" if require_auth else "unix", limit)
                     await trio.aclose_forcefully(stream)
                     continue
                 nursery.start_soon(self._connection, stream, require_auth)
 
     async def _connection(self, stream: trio.abc.Stream, require_auth: bool) -> None:
-        self._connections += 1
+        self._connections[require_auth] += 1
         peer = _peer_name(stream)
         session = RpcSession(self._services, stream.send_all, token=self._token, require_auth=require_auth, peer=peer)
         try:
             async with stream, trio.open_nursery() as nursery:
                 nursery.start_soon(session.pump_events)
                 nursery.start_soon(_close_when, session, nursery.cancel_scope)
+                if require_auth:
+                    nursery.start_soon(_auth_deadline, session)
                 while not session.closing.is_set():
                     data = await stream.receive_some(RECEIVE_BYTES)
                     if not data:
@@ -237,7 +249,15 @@ class ControlServer:
             log.exception("control connection %s failed", peer)
         finally:
             session.close()
-            self._connections -= 1
+            self._connections[require_auth] -= 1
+
+
+async def _auth_deadline(session: RpcSession) -> None:
+    """Close ``session`` unless it authenticates within :data:`AUTH_TIMEOUT_S`."""
+    await trio.sleep(AUTH_TIMEOUT_S)
+    if not session.authenticated:
+        log.info("control client %s did not authenticate within %.0f s; closing it", session.peer, AUTH_TIMEOUT_S)
+        session.close()
 
 
 async def _close_when(session: RpcSession, scope: trio.CancelScope) -> None:
@@ -297,7 +317,12 @@ async def _socket_answers(path: str) -> bool:
 
 
 async def open_tcp_listener(host: str, port: int) -> trio.SocketListener:
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    """Listen on ``host:port``; the OSError of a failed bind names the address."""
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        shown = f"[{host}]" if ":" in host else host
+        raise OSError(exc.errno, f"control tcp {shown}:{port}: {exc.strerror or exc}") from None
     return listeners[0]
 
 

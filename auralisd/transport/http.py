@@ -156,6 +156,7 @@ class HttpPolicy:
         names.discard("")
         self.allowed_host_names = frozenset(names)
         if not is_loopback_host(self.bind_host) and not self.token:
+            # config.load_settings refuses this before anything starts; this guards direct callers.
             raise ValueError(f"a token is required to serve HTTP on non-loopback address {self.bind_host!r}")
 
     def host_ok(self, host_header: str | None, local_address: str | None) -> bool:
@@ -436,7 +437,11 @@ async def serve_http(
     Error handling:
         A failing connection is logged and closed; the port keeps serving everyone else.
     """
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:  # name the address: "Address already in use" alone does not say which
+        shown = f"[{host}]" if ":" in host else host
+        raise OSError(exc.errno, f"HTTP port {shown}:{port}: {exc.strerror or exc}") from None
     bound_port = listeners[0].socket.getsockname()[1]
     policy = HttpPolicy(bind_host=host, port=bound_port, allowed_origins=allowed_origins, token=token)
     server = HttpServer(routes, policy, web_dir)

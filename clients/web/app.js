@@ -90,7 +90,7 @@ const control = new Control();
 const call = (method, p) => control.call(method, p).catch((e) => { showError(`${method}: ${e.message}`); throw e; });
 
 control.onopen = async () => {
-  if (token) await control.call("auth", { token }); // daemons with a token ask /control for it first
+  if (token) await control.call("auth", { token }); // a non-loopback daemon asks /control for its token first
   await control.call("subscribe", {});
   const presets = await control.call("preset.list", {});
   const sel = $("preset");

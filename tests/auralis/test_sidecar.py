@@ -200,3 +200,21 @@ def test_identity_taken_before_the_analysis_guards_against_a_replaced_file(
     write_audio(song, audio[::-1].copy(), SR)  # the file changes while it is being analysed
     write_sidecar(song, fingerprint, identity=before)
     assert read_sidecar(song) is None
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_sidecars_are_readable_by_others_as_the_umask_allows(song: str, fingerprint: Fingerprint, tmp_path,
+                                                              umask: int, mode: int) -> None:
+    old = os.umask(umask)
+    try:
+        beside = write_sidecar(song, fingerprint)
+        os.chmod(tmp_path, 0o555)  # the audio's folder is read-only: the sidecar goes to the cache folder
+        try:
+            cached = write_sidecar(song, fingerprint, cache_dir=str(tmp_path.parent / f"cache-{umask:o}"))
+        finally:
+            os.chmod(tmp_path, 0o755)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(beside).st_mode) == mode
+    if cached != beside:  # root ignores the read-only folder
+        assert stat.S_IMODE(os.stat(cached).st_mode) == mode

@@ -118,3 +118,47 @@ def test_journald_lines_carry_priority_prefixes_and_no_timestamp(monkeypatch: py
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
     assert stream.getvalue().splitlines() == ["<4>auralisd.test: disk full", "<6>auralisd.test: ready"]
+
+
+def test_non_loopback_http_needs_a_token_file(tmp_path: Path) -> None:
+    for host in ("0.0.0.0", "::", "192.0.2.7"):
+        with pytest.raises(ConfigError, match=r"http_host: serving HTTP on .* \(not loopback\) requires token_file"):
+            settings_from_argv(["--http-host", host])
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        assert settings_from_argv(["--http-host", host])[0].http_host == host
+    token = tmp_path / "token"
+    token.write_text("short\n")
+    with pytest.raises(ConfigError, match="shorter than 16"):
+        settings_from_argv(["--http-host", "0.0.0.0", "--token-file", str(token)])
+    token.write_text("0123456789abcdef0123\n")
+    assert settings_from_argv(["--http-host", "0.0.0.0", "--token-file", str(token)])[0].http_host == "0.0.0.0"
+
+
+def test_non_loopback_http_without_token_exits_2_with_one_line(tmp_path: Path) -> None:
+    """The real program: a clean refusal (systemd's RestartPreventExitStatus=2), no traceback, nothing bound."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    result = subprocess.run(
+        [sys.executable, "-m", "auralisd", "--http-host", "0.0.0.0", "--http-port", "0",
+         "--state-dir", str(tmp_path / "state"), "--runtime-dir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "auralisd: http_host: serving HTTP on 0.0.0.0 (not loopback) requires token_file"
+    ]
+    assert not (tmp_path / "run" / "control.sock").exists()
+
+
+def test_demo_names_the_real_player_address(tmp_path: Path) -> None:
+    from auralisd.demo import player_url
+
+    assert player_url([]) == "http://127.0.0.1:8765/"
+    assert player_url(["--http-port", "9123"]) == "http://127.0.0.1:9123/"
+    assert player_url(["--http-host", "::1", "--http-port", "9124"]) == "http://[::1]:9124/"
+    config = write_config(tmp_path, "http_port = 9125\n")
+    assert player_url(["--config", str(config)]) == "http://127.0.0.1:9125/"
+    assert "8765" not in player_url(["--http-port", "0"])

@@ -1,4 +1,5 @@
-"""The control protocol at its first two layers: the sans-IO codec and the command table."""
+"""The control protocol at three layers: the sans-IO codec, the command table, and requests
+through a real daemon's sockets (the end of this file)."""
 
 from __future__ import annotations
 
@@ -167,3 +168,125 @@ def test_error_to_wire_maps_library_errors_to_codes() -> None:
     assert error_to_wire(UnknownPresetError("nope"))["code"] == "unknown_preset"
     internal = error_to_wire(KeyError("secret internals"))
     assert internal["code"] == "internal" and "secret" not in internal["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "needle"),
+    [
+        ("queue.add", {"track_ids": [2**64 - 1]}, "'track_ids' must be an array"),
+        ("queue.insert", {"pos": 2**63, "track_ids": [1]}, "'pos' must be an integer >= 0 (at most"),
+        ("library.track", {"track_id": 2**64 - 1}, "'track_id' must be an integer >= 0 (at most"),
+        ("queue.add", {"paths": ["Album/a\x00b.flac"]}, "without NUL"),
+        ("library.track", {"path": "a\x00b.flac"}, "without NUL"),
+        ("library.list", {"path": "\x00"}, "without NUL"),
+        ("fingerprint.get", {"path": "x\x00"}, "without NUL"),
+    ],
+)
+def test_validation_refuses_what_the_database_and_os_cannot_hold(method: str, params: dict, needle: str) -> None:
+    with pytest.raises(RpcError) as info:
+        validate(COMMANDS[method], params)
+    assert info.value.code == "invalid_params" and needle in info.value.message
+    assert validate(COMMANDS["library.track"], {"track_id": 2**63 - 1}) == {"track_id": 2**63 - 1}
+
+
+def test_internal_errors_name_nothing_of_the_exception() -> None:
+    wire = error_to_wire(OverflowError("Python int too large to convert to SQLite INTEGER"))
+    assert wire == {"code": "internal", "message": "internal error; see the daemon log"}
+
+
+def test_session_commands_refuse_huge_ids_and_deep_nesting() -> None:
+    from auralisd.protocol.audio_frames import FrameError, parse_session_command
+
+    with pytest.raises(FrameError) as info:
+        parse_session_command('{"type": "play_enhanced", "track_id": %d}' % 2**70)
+    assert info.value.code == "invalid_params"
+    with pytest.raises(FrameError) as info:
+        parse_session_command("[" * 4096)  # RecursionError inside json, before the fix
+    assert info.value.code == "bad_request"
+
+
+# ----------------------------------------------------------------- a real daemon, real sockets
+TOKEN = "protocol-test-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def tcp_daemon(module_daemon_factory, tmp_path_factory):
+    """A real auralisd with an empty music folder, the Unix socket and a TCP control port."""
+    from .conftest import free_port
+
+    root = tmp_path_factory.mktemp("protocol")
+    (root / "music").mkdir()
+    token_file = root / "token"
+    token_file.write_text(TOKEN + "\n")
+    port = free_port()
+    daemon = module_daemon_factory(
+        root / "music", ["--control-tcp", f"127.0.0.1:{port}", "--token-file", str(token_file)], name="protocol"
+    ).start()
+    return daemon, port
+
+
+def test_refused_input_gets_invalid_params_not_internal(tcp_daemon) -> None:
+    daemon, _ = tcp_daemon
+    with daemon.client() as c:
+        for method, params in [
+            ("queue.add", {"track_ids": [2**64 - 1]}),
+            ("library.track", {"track_id": 2**64 - 1}),
+            ("queue.add", {"paths": [str(daemon.music / "a\x00b.flac")]}),
+            ("library.track", {"path": str(daemon.music / "a\x00b.flac")}),
+        ]:
+            _, _, error, result = c.call_raw(method, params)
+            assert error is not None and error["code"] == "invalid_params", (method, error)
+        _, _, error, _ = c.call_raw("library.track", {"track_id": 2**63 - 1})  # the largest id reaches the database
+        assert error["code"] == "not_found"
+        assert c.call("ping") == "pong"
+    log = daemon.log()
+    assert "OverflowError" not in log and "embedded null byte" not in log
+
+
+def test_ping_needs_no_auth_on_tcp_but_everything_else_does(tcp_daemon) -> None:
+    from .rpc import Client
+
+    _, port = tcp_daemon
+    with Client.tcp("127.0.0.1", port) as c:
+        assert c.call("ping") == "pong"
+        _, _, error, _ = c.call_raw("status")
+        assert error["code"] == "unauthorized"
+    with Client.tcp("127.0.0.1", port) as c:
+        _, _, error, _ = c.call_raw("frobnicate")  # unknown methods are not a way around auth
+        assert error["code"] == "unauthorized"
+
+
+def test_idle_unauthenticated_tcp_clients_are_closed_and_authenticated_ones_stay(tcp_daemon) -> None:
+    import socket
+    import time
+
+    from auralisd.transport.control import AUTH_TIMEOUT_S
+
+    from .rpc import Client
+
+    _, port = tcp_daemon
+    with Client.tcp("127.0.0.1", port) as good, socket.create_connection(("127.0.0.1", port), timeout=30) as idle:
+        assert good.call("auth", token=TOKEN) is True
+        started = time.monotonic()
+        assert idle.recv(1) == b""  # the daemon hung up
+        waited_s = time.monotonic() - started
+        assert AUTH_TIMEOUT_S - 0.5 <= waited_s <= AUTH_TIMEOUT_S + 5.0
+        assert good.call("status")["queue_length"] == 0
+
+
+def test_idle_tcp_clients_cannot_lock_the_owner_out_of_the_unix_socket(tcp_daemon) -> None:
+    import socket
+    import time
+
+    daemon, port = tcp_daemon
+    idle = []
+    try:
+        for _ in range(300):  # more than the old shared limit of 256
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        time.sleep(0.5)  # let the daemon accept (or refuse) them all
+        with daemon.client() as c:
+            assert c.call("ping") == "pong"
+            assert c.call("status")["queue_length"] == 0
+    finally:
+        for sock in idle:
+            sock.close()

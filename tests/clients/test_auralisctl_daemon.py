@@ -101,6 +101,10 @@ def test_daemon_errors_exit_1_with_the_message_on_stderr(ctl, queue3):
     code, out, err = ctl("play", "9")
     assert (code, out) == (1, "")
     assert err.startswith("auralisctl: ") and "(not_found)" in err
+    code, _, err = ctl("play", "99")  # positions on the command line count from 1, and so do the messages
+    assert code == 1 and "no queue position 99 " in err and "98" not in err
+    code, _, err = ctl("move", "7", "1")
+    assert code == 1 and "no queue position 7 " in err
     code, _, err = ctl("add", "/etc/passwd")
     assert code == 1 and "outside_music_dirs" in err
     code, _, err = ctl("intensity", "7")

@@ -224,3 +224,79 @@ def test_resolve_static_refuses_escapes(web_dir: Path) -> None:
     assert resolve_static(web_dir, "/app.js?v=1") == (web_dir / "app.js").resolve()
     for target in ("/../secret.txt", "/a/../../secret.txt", "/.hidden.js", "/link.js", "/secret.txt"):
         assert resolve_static(web_dir, target) is None, target
+
+
+# ---------------------------------------------------------------- the real daemon's endpoints
+
+
+def test_control_needs_no_auth_on_a_loopback_bind_even_when_a_token_exists(tmp_path: Path) -> None:
+    """A token (for --control-tcp) must not break the local web player, which sends `auth` only with ?token=."""
+    import msgpack
+
+    from auralis.audio import write_audio
+    from auralis.synth import make_music
+    from tests.web.daemon import free_port, running_daemon
+
+    music = tmp_path / "music"
+    music.mkdir()
+    write_audio(music / "a.wav", make_music(1.0, 44_100, seed=1), 44_100)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "-0123456789\n")
+    with running_daemon(tmp_path, music, "--control-tcp", f"127.0.0.1:{free_port()}", "--token-file",
+                        str(token_file), workers=1) as daemon:
+        origin = f"http://127.0.0.1:{daemon.port}"  # what the page sends
+        with _ws(f"{daemon.ws}/control", origin=origin) as ws:
+            ws.send(msgpack.packb([0, 1, "status", {}]))
+            _, msgid, error, result = msgpack.unpackb(ws.recv(timeout=30))
+            assert (msgid, error) == (1, None) and result["state"] in ("stop", "pause")
+            ws.send(msgpack.packb([0, 2, "auth", {"token": TOKEN + "-0123456789"}]))  # harmless when sent
+            assert msgpack.unpackb(ws.recv(timeout=30))[2:] == [None, True]
+
+
+def _session_close(url: str, message: str) -> tuple[list[dict], int | None]:
+    import json
+
+    events = []
+    with _ws(url) as ws:
+        ws.send(message)
+        try:
+            while True:
+                reply = ws.recv(timeout=20)
+                if isinstance(reply, str):
+                    events.append(json.loads(reply))
+                    if events[-1].get("type") == "audio_stream_error":
+                        ws.send("[" * 4000)  # then garbage: closes the session
+        except ConnectionClosed:
+            pass
+        return events, ws.close_code
+
+
+def test_session_refuses_huge_ids_and_closes_deep_nesting_with_1008(daemon) -> None:
+    url = f"{daemon.ws}/session"
+    events, code = _session_close(url, '{"type": "play_enhanced", "track_id": %d}' % 2**70)
+    assert [e["code"] for e in events if e["type"] == "audio_stream_error"] == ["invalid_params"]
+    assert code == 1008
+    events, code = _session_close(url, "[" * 4096)
+    assert (events, code) == ([], 1008)
+    log = daemon.log()
+    assert "RecursionError" not in log and "OverflowError" not in log
+
+
+def test_address_in_use_names_the_address(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+        env.pop("NOTIFY_SOCKET", None)
+        result = subprocess.run(
+            [sys.executable, "-m", "auralisd", "--http-port", str(port), "--workers", "1",
+             "--state-dir", str(tmp_path / "state"), "--runtime-dir", str(tmp_path / "run")],
+            capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert f"127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
