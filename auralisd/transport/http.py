@@ -21,7 +21,6 @@ Security rules (issue 5):
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import posixpath
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -33,6 +32,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import h11
 import trio
 import trio_websocket
+
+from ..config import is_loopback_host
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +97,6 @@ class WebSocketRoute:
         if self.max_message_bytes is not None:
             return self.max_message_bytes
         return int(getattr(self.handler, "max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES))
-
-
-def is_loopback_host(host: str) -> bool:
-    """True when ``host`` (a bind address or name) only accepts connections from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _host_name(value: str) -> str:
