@@ -21,6 +21,11 @@ is, so a stall is never followed by a burst.
 Gapless: when the playhead's render window reaches a track's last chunk, the next track's
 deck is prepared (fingerprint, plan, first chunks); at the end of the track the clock
 moves on in the same tick.
+
+Random (like MPD): the queue entries not yet played in this round wait in a shuffled
+order (``_upcoming``); ``next``, the end of a track and the gapless preparation all take
+its head, so every entry plays once before any repeats. With ``repeat`` the next round's
+order is drawn when it is first needed and kept, so the prepared track is the one played.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -150,6 +156,14 @@ class _PieceReady:
 
 
 @dataclass(frozen=True)
+class _PieceFailed:
+    deck_id: int
+    j: int
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class _ChunkFailed:
     deck_id: int
     k: int
@@ -202,6 +216,7 @@ class PlayerStatistics:
     dropped_subscribers: int
     crossfades: int
     chunk_retries: int
+    piece_failures: int  # fast-start pieces that failed to render (the chunk still covers playback)
     gapless_ready: int  # automatic track changes whose next track had its plan and first chunk ready
     gapless_late: int  # ... and those that had to wait for it
     epoch: int
@@ -227,7 +242,9 @@ class Player:
         mastering: Mastering,
         sample_rate: int,
         render_ahead: int,
+        rng: random.Random | None = None,
     ) -> None:
+        """``rng`` draws the random-mode order (inject a seeded one for a reproducible order)."""
         self._db = db
         self._hub = hub
         self._resolver = resolver
@@ -236,7 +253,7 @@ class Player:
         self._render_ahead = int(render_ahead)
         self._send, self._receive = trio.open_memory_channel[Any](MAILBOX_SIZE)
         self._nursery: trio.Nursery | None = None
-        self._rng = random.Random()
+        self._rng = rng if rng is not None else random.Random()
         # --- owned state
         self._queue: list[Track] = []
         self._pos: int | None = None
@@ -246,7 +263,9 @@ class Player:
         self._volume = 100
         self._gain = 1.0
         self._flags = {"repeat": False, "random": False, "single": False, "consume": False}
-        self._history: list[int] = []
+        self._history: list[int] = []  # queue positions played before the current one (at most 100)
+        self._upcoming: list[int] = []  # random: positions not yet played in this round, in play order
+        self._next_round: list[int] | None = None  # random + repeat: the next round's order, once drawn
         self._deck: _Deck | None = None
         self._fade: _Deck | None = None  # the new plan's deck, crossfaded in when ready
         self._fade_pos: int | None = None
@@ -262,7 +281,8 @@ class Player:
         self._dirty = False
         self._queue_dirty = False
         self._counts = dict(
-            blocks_sent=0, underruns=0, dropped_subscribers=0, crossfades=0, chunk_retries=0, gapless_ready=0, gapless_late=0
+            blocks_sent=0, underruns=0, dropped_subscribers=0, crossfades=0, chunk_retries=0, piece_failures=0,
+            gapless_ready=0, gapless_late=0,
         )
 
     # ================================================================= facade
@@ -398,6 +418,8 @@ class Player:
             self._on_piece_ready(message)
         elif isinstance(message, _ChunkFailed):
             self._on_chunk_failed(message)
+        elif isinstance(message, _PieceFailed):
+            self._on_piece_failed(message)
 
     # ================================================================= decks
     def _new_deck(self, track: Track, preset: str | None = None, intensity: float | None = None) -> _Deck:
@@ -543,9 +565,24 @@ class Player:
         with scope:
             try:
                 samples = await self._mastering.render_piece(track, plan, j, piece_frames, priority=priority)
-            except Exception:  # the chunk path reports failures; a piece is only a head start
+            except PoolJobAbandoned:
+                return
+            except Exception as exc:  # a piece is only a head start: report it, never crash playback
+                reason = (str(exc).splitlines() or [""])[0] or type(exc).__name__
+                await self._send.send(_PieceFailed(deck_id, j, track.path, reason))
                 return
             await self._send.send(_PieceReady(deck_id, j, samples))
+
+    def _on_piece_failed(self, message: _PieceFailed) -> None:
+        """A fast-start piece failed: count and log it; the playhead's chunk still covers playback.
+
+        The piece stays marked as fetched, so it is not requested (nor logged) again for this deck.
+        """
+        self._counts["piece_failures"] += 1
+        log.warning(
+            "fast-start piece %d of %s failed (%s); playback waits for its chunk",
+            message.j, message.path, message.reason,
+        )  # fmt: skip
 
     def _on_piece_ready(self, message: _PieceReady) -> None:
         deck = self._find_deck(message.deck_id)
@@ -817,6 +854,14 @@ class Player:
         self._epoch += 1
         self._stalled = False
         self._dirty = True
+        if self._flags["random"]:
+            if index is None:  # stopped: the next `play` starts a new round
+                self._upcoming = self._shuffled(range(len(self._queue)))
+                self._next_round = None
+            else:
+                self._begin_round(index)
+                if index in self._upcoming:
+                    self._upcoming.remove(index)
         if index is None:
             return
         track = self._queue[index]
@@ -844,31 +889,81 @@ class Player:
         self._request_chunks()
 
     def _next_index(self, *, auto: bool) -> int | None:
+        """The queue position that plays next; the same answer until the queue or the flags change."""
         if self._pos is None:
-            return 0 if self._queue else None
+            if not self._queue:
+                return None
+            return self._upcoming[0] if self._flags["random"] and self._upcoming else 0
         n = len(self._queue)
         if auto and self._flags["single"]:
             return self._pos if self._flags["repeat"] else None
-        if self._flags["random"] and n > 1:
-            choices = [i for i in range(n) if i != self._pos]
-            return self._rng.choice(choices)
+        if self._flags["random"]:
+            return self._random_next()
         if self._pos + 1 < n:
             return self._pos + 1
         return 0 if self._flags["repeat"] and n else None
+
+    # ----------------------------------------------------------------- random order
+    def _shuffled(self, positions: Sequence[int] | range) -> list[int]:
+        order = list(positions)
+        self._rng.shuffle(order)
+        return order
+
+    def _random_next(self) -> int | None:
+        """Head of this round's order; with ``repeat`` after the last one, the next round's head."""
+        if self._upcoming:
+            return self._upcoming[0]
+        n = len(self._queue)
+        if not self._flags["repeat"] or n == 0:
+            return None
+        if self._next_round is None:  # drawn once, so the prepared next track is the one that plays
+            order = self._shuffled(range(n))
+            if n > 1 and order[0] == self._pos:  # a new round does not start with the track just played
+                j = self._rng.randrange(1, n)
+                order[0], order[j] = order[j], order[0]
+            self._next_round = order
+        return self._next_round[0]
+
+    def _begin_round(self, index: int) -> None:
+        """``index`` starts the drawn next round (this round is over): make that round current."""
+        if self._flags["random"] and not self._upcoming and self._next_round and self._next_round[0] == index:
+            self._upcoming, self._next_round = self._next_round, None
+
+    def _reset_order(self) -> None:
+        """A fresh round from the current entry (random switched on, or state restored)."""
+        self._next_round = None
+        if self._flags["random"]:
+            self._upcoming = self._shuffled([i for i in range(len(self._queue)) if i != self._pos])
+        else:
+            self._upcoming = []
+
+    def _remap_order(self, new_pos: Callable[[int], int | None]) -> None:
+        """Queue positions moved (``new_pos`` maps old to new, None when removed): keep the order valid."""
+
+        def remap(positions: list[int]) -> list[int]:
+            return [q for q in map(new_pos, positions) if q is not None]
+
+        self._upcoming = remap(self._upcoming)
+        self._history = remap(self._history)
+        self._next_round = None  # drawn again from the new queue when needed
 
     def _advance(self, *, auto: bool, skip: bool = False) -> None:
         """Move to the next track (end of track, ``next``, or a track that cannot play)."""
         index = self._next_index(auto=auto and not skip)
         if skip and index == self._pos:
             index = None
+        if index is not None:
+            self._begin_round(index)
         current = self._pos
         if self._flags["consume"] and current is not None and current < len(self._queue):
             del self._queue[current]
+            consumed, current = current, None  # gone: not in the history either
+            self._remap_order(lambda p: None if p == consumed else p - (p > consumed))
             self._queue_dirty = True
-            if index is not None and index > current:
+            if index is not None and index > consumed:
                 index -= 1
-            elif index == current:
-                index = current if current < len(self._queue) else None
+            elif index == consumed:
+                index = consumed if consumed < len(self._queue) else None
             self._publish_queue()
         if current is not None and index is not None:
             self._history.append(current)
@@ -922,7 +1017,7 @@ class Player:
         elif self._deck is None:
             if not self._queue:
                 raise RpcError(NOT_FOUND, "the queue is empty")
-            self._load(self._pos if self._pos is not None else 0)
+            self._load(self._pos if self._pos is not None else self._next_index(auto=False))
         self._set_state("play")
         self._request_chunks()
         return self._cmd_status()
@@ -954,9 +1049,12 @@ class Player:
         if self._out_pos / self.sample_rate > PREVIOUS_RESTARTS_AFTER_S:
             self._seek_to(0)
             return self._cmd_status()
-        if self._flags["random"] and self._history:
-            index = self._history.pop()
-            index = index if index < len(self._queue) else self._pos
+        if self._flags["random"]:  # back along the order played; the current entry is next again
+            if self._history:
+                index = self._history.pop()
+                self._upcoming.insert(0, self._pos)
+            else:
+                index = self._pos
         elif self._pos > 0:
             index = self._pos - 1
         elif self._flags["repeat"]:
@@ -1003,6 +1101,11 @@ class Player:
         self._queue[pos:pos] = tracks
         if self._pos is not None and self._pos >= pos:
             self._pos += len(tracks)
+        count = len(tracks)
+        self._remap_order(lambda p: p + count if p >= pos else p)
+        if self._flags["random"]:  # new entries join the not-yet-played part at random places
+            for p in range(pos, pos + count):
+                self._upcoming.insert(self._rng.randint(0, len(self._upcoming)), p)
         self._queue_dirty = self._dirty = True
         self._invalidate_next()
         self._publish_queue()
@@ -1020,14 +1123,20 @@ class Player:
         for p in positions:
             self._check_pos(p)
         removing_current = self._pos is not None and self._pos in positions
-        for p in sorted(set(positions), reverse=True):
+        removed = sorted(set(positions))
+        for p in reversed(removed):
             del self._queue[p]
             if self._pos is not None and p < self._pos:
                 self._pos -= 1
+        gone = set(removed)
+        self._remap_order(lambda p: None if p in gone else p - bisect_left(removed, p))
         self._queue_dirty = self._dirty = True
         if removing_current:
             assert self._pos is not None
-            index = self._pos if self._pos < len(self._queue) else None
+            if self._flags["random"]:
+                index = self._random_next()
+            else:
+                index = self._pos if self._pos < len(self._queue) else None
             was = self._state
             self._load(index)
             if index is None:
@@ -1044,6 +1153,10 @@ class Player:
         self._check_pos(to_pos)
         track = self._queue.pop(from_pos)
         self._queue.insert(to_pos, track)
+        order = list(range(len(self._queue)))
+        order.insert(to_pos, order.pop(from_pos))
+        new_of_old = {old: new for new, old in enumerate(order)}
+        self._remap_order(new_of_old.__getitem__)
         if self._pos is not None:
             if self._pos == from_pos:
                 self._pos = to_pos
@@ -1058,6 +1171,9 @@ class Player:
 
     def _cmd_clear(self) -> dict[str, Any]:
         self._queue.clear()
+        self._history.clear()
+        self._upcoming.clear()
+        self._next_round = None
         if self._next is not None:
             self._next.close()
             self._next = None
@@ -1121,10 +1237,14 @@ class Player:
         return self._cmd_status()
 
     def _cmd_set_options(self, flags: dict[str, bool]) -> dict[str, Any]:
-        for key, value in flags.items():
+        for key in flags:
             if key not in self._flags:
                 raise RpcError(INVALID_PARAMS, f"unknown option {key!r}")
+        was_random = self._flags["random"]
+        for key, value in flags.items():
             self._flags[key] = bool(value)
+        if self._flags["random"] != was_random:
+            self._reset_order()
         self._dirty = True
         self._invalidate_next()
         self._hub.publish("options", self._options_event())
@@ -1192,6 +1312,7 @@ class Player:
             self._state = "pause" if saved.get("state") in ("play", "pause") else "stop"
             if self._state == "stop":
                 self._out_pos = 0
+        self._reset_order()
         log.info(
             "restored: %d queued, %s at %.1f s", len(self._queue), self._state, self._out_pos / self.sample_rate
         )

@@ -6,6 +6,7 @@ These run in real time (the clock paces blocks), so the tracks are short.
 from __future__ import annotations
 
 import os
+import random
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,7 +44,9 @@ class Rig:
 
 
 @asynccontextmanager
-async def rig(tmp_path: Path, music: Path, *, cache_bytes: int = 64 << 20) -> AsyncIterator[Rig]:
+async def rig(
+    tmp_path: Path, music: Path, *, cache_bytes: int = 64 << 20, rng: random.Random | None = None
+) -> AsyncIterator[Rig]:
     db = Database(str(tmp_path / "state.sqlite3"))
     hub = EventHub()
     async with trio.open_nursery() as outer:  # the database outlives the actors (the player saves last)
@@ -55,7 +58,9 @@ async def rig(tmp_path: Path, music: Path, *, cache_bytes: int = 64 << 20) -> As
             await nursery.start(resolver.run)
             mastering = Mastering(pool, ChunkCache(cache_bytes))
             await nursery.start(mastering.run)
-            player = Player(db=db, hub=hub, resolver=resolver, mastering=mastering, sample_rate=OUT_RATE, render_ahead=2)
+            player = Player(
+                db=db, hub=hub, resolver=resolver, mastering=mastering, sample_rate=OUT_RATE, render_ahead=2, rng=rng
+            )
             await nursery.start(player.run)
             library.scan()
             await library.wait_scan()
