@@ -33,6 +33,7 @@ from .actors.mastering import Mastering
 from .actors.player import Player
 from .actors.pool import MasteringPool, open_mastering_pool
 from .config import ConfigError, Settings
+from .errgroups import first_leaf
 from .logs import setup_logging
 from .protocol.commands import Services
 from .transport.control import ControlServer, open_tcp_listener, open_unix_listener
@@ -360,25 +361,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         trio.run(daemon.run)
     except (OSError, ConfigError, ExceptionGroup) as exc:
-        expected = _expected_failure(exc)
+        expected = first_leaf(exc, (OSError, ConfigError))
         if expected is None:
             raise
         log.error("cannot run: %s", expected)
         return EXIT_CONFIG if isinstance(expected, ConfigError) else EXIT_RUNTIME
     log.info("stopped")
     return EXIT_OK
-
-
-def _expected_failure(exc: BaseException) -> BaseException | None:
-    """The OSError/ConfigError behind a start-up failure (possibly inside exception groups)."""
-    if isinstance(exc, (OSError, ConfigError)):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _expected_failure(inner)
-            if found is not None:
-                return found
-    return None
 
 
 def make_hooks() -> Hooks:

@@ -622,13 +622,8 @@ def _mask(payload: bytes, key: bytes) -> bytes:
 # Audio output: a WAV writer and raw PCM.
 
 
-class WavWriter:
-    """Writes interleaved PCM to a RIFF/WAVE file; the sizes are patched in on ``close``.
-
-    ``f32`` is written as WAVE_FORMAT_IEEE_FLOAT (with the ``fact`` chunk the format requires),
-    ``s16`` as WAVE_FORMAT_PCM. On an unseekable output the sizes stay at their maximum, which
-    players read as "until the end of the stream".
-    """
+class RawWriter:
+    """Raw interleaved little-endian PCM (for ``--out -`` piped into ``aplay`` or ``sox``)."""
 
     def __init__(self, handle: IO[bytes], *, sample_rate: int, channels: int, sample_format: str) -> None:
         if sample_format not in SAMPLE_BYTES:
@@ -639,8 +634,6 @@ class WavWriter:
         self.sample_format = sample_format
         self.frame_bytes = SAMPLE_BYTES[sample_format] * self.channels
         self.data_bytes = 0
-        self._is_float = sample_format == "f32"
-        self._write_header(0xFFFFFFFF - 64)
 
     @property
     def num_frames(self) -> int:
@@ -649,6 +642,23 @@ class WavWriter:
     def write(self, pcm: bytes) -> None:
         self._handle.write(pcm)
         self.data_bytes += len(pcm)
+
+    def close(self) -> None:
+        self._handle.flush()
+
+
+class WavWriter(RawWriter):
+    """Writes interleaved PCM to a RIFF/WAVE file; the sizes are patched in on ``close``.
+
+    ``f32`` is written as WAVE_FORMAT_IEEE_FLOAT (with the ``fact`` chunk the format requires),
+    ``s16`` as WAVE_FORMAT_PCM. On an unseekable output the sizes stay at their maximum, which
+    players read as "until the end of the stream".
+    """
+
+    def __init__(self, handle: IO[bytes], *, sample_rate: int, channels: int, sample_format: str) -> None:
+        super().__init__(handle, sample_rate=sample_rate, channels=channels, sample_format=sample_format)
+        self._is_float = sample_format == "f32"
+        self._write_header(0xFFFFFFFF - 64)
 
     def close(self) -> None:
         """Pad to an even size, patch the chunk sizes (seekable outputs) and flush."""
@@ -686,30 +696,6 @@ class WavWriter:
         self._handle.write(
             b"RIFF" + struct.pack("<I", min(riff_bytes, 0xFFFFFFFF)) + b"WAVE" + chunks + b"data" + struct.pack("<I", data_bytes)
         )
-
-
-class RawWriter:
-    """Raw interleaved little-endian PCM (for ``--out -`` piped into ``aplay`` or ``sox``)."""
-
-    def __init__(self, handle: IO[bytes], *, sample_rate: int, channels: int, sample_format: str) -> None:
-        self._handle = handle
-        self.sample_rate = int(sample_rate)
-        self.channels = int(channels)
-        self.sample_format = sample_format
-        self.frame_bytes = SAMPLE_BYTES[sample_format] * self.channels
-        self.data_bytes = 0
-
-    @property
-    def num_frames(self) -> int:
-        return self.data_bytes // self.frame_bytes
-
-    def write(self, pcm: bytes) -> None:
-        self._handle.write(pcm)
-        self.data_bytes += len(pcm)
-
-    def close(self) -> None:
-        self._handle.flush()
-
 
 # --------------------------------------------------------------------------------------------
 # Formatting.

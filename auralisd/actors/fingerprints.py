@@ -31,6 +31,7 @@ import trio
 import trio_parallel
 
 from .. import jobs
+from ..errgroups import first_leaf
 from ..protocol.errors import BAD_AUDIO, RpcError
 from .database import Database, StoredFingerprint, Track
 from .events import EventHub
@@ -337,7 +338,7 @@ class FingerprintResolver:
         except BaseExceptionGroup as group:
             # One failed segment fails the track: report its cause (e.g. "decode failed near
             # frame N"), not "ExceptionGroup". A group of cancellations only propagates.
-            cause = _first_failure(group)
+            cause = first_leaf(group, Exception)
             if cause is None:
                 raise
             raise cause from None
@@ -413,14 +414,3 @@ def _reason(exc: BaseException) -> str:
         return "the worker process died repeatedly"
     return f"{type(exc).__name__}: {exc}"
 
-
-def _first_failure(group: BaseExceptionGroup) -> Exception | None:
-    """The first leaf of ``group`` that is an ordinary exception (not a cancellation)."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            found = _first_failure(exc)
-            if found is not None:
-                return found
-        elif isinstance(exc, Exception):
-            return exc
-    return None

@@ -129,13 +129,17 @@ def decision_event(track_wire: dict[str, Any], plan: Any, inputs: Any = None) ->
         "plan": plan.to_dict(),
     }
     if inputs is not None:
-        dims = getattr(inputs, "dimensions", None) or {}
-        fields["bands"] = {k: v for k, v in dims.items() if k.endswith("_pct")}
-        measurements = dict(getattr(inputs, "measurements", None) or {})
-        if "crest_db" in dims:
-            measurements["crest_db"] = dims["crest_db"]
-        fields["measurements"] = measurements
+        fields.update(fingerprint_summary(inputs))
     return fields
+
+
+def fingerprint_summary(inputs: Any) -> dict[str, Any]:
+    """``bands`` (the seven band fractions) and ``measurements`` (plus ``crest_db``) of plan inputs."""
+    dims = getattr(inputs, "dimensions", None) or {}
+    measurements = dict(getattr(inputs, "measurements", None) or {})
+    if "crest_db" in dims:
+        measurements["crest_db"] = dims["crest_db"]
+    return {"bands": {k: v for k, v in dims.items() if k.endswith("_pct")}, "measurements": measurements}
 
 
 def _wire_error(exc: BaseException) -> tuple[str, str]:
@@ -890,12 +894,7 @@ class ListenerSession:
             fields["regions"] = lwrp_regions(float(target))
         inputs = await self._plan_inputs(start.track.get("track_id"))
         if inputs is not None:
-            dims = getattr(inputs, "dimensions", None) or {}
-            fields["bands"] = {k: v for k, v in dims.items() if k.endswith("_pct")}
-            measurements = dict(getattr(inputs, "measurements", None) or {})
-            if "crest_db" in dims:
-                measurements["crest_db"] = dims["crest_db"]
-            fields["measurements"] = measurements
+            fields.update(fingerprint_summary(inputs))
         await self._ws.send_message(event_message("lwrp_decision", **fields))
 
     async def _plan_inputs(self, track_id: Any) -> Any:
