@@ -18,7 +18,6 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 import trio
@@ -32,10 +31,11 @@ from .actors.library import Library
 from .actors.mastering import Mastering
 from .actors.player import Player
 from .actors.pool import MasteringPool, open_mastering_pool
+from .app.commands import Services
 from .config import ConfigError, Settings
 from .errgroups import first_leaf
+from .hooks import Hooks
 from .logs import setup_logging
-from .protocol.commands import Services
 from .transport.control import ControlServer, open_tcp_listener, open_unix_listener
 
 log = logging.getLogger("auralisd")
@@ -44,24 +44,6 @@ SHUTDOWN_GRACE_S: Final = 1.8  # SIGTERM/SIGINT: everything stopped within 2 s (
 EXIT_OK: Final = 0
 EXIT_CONFIG: Final = 2
 EXIT_RUNTIME: Final = 1
-
-
-@dataclass
-class Hooks:
-    """Integration points for the service manager (``systemd.py``): all optional.
-
-    ``control_listeners`` replaces the control socket the daemon would open itself (socket
-    activation); ``on_ready`` runs once everything serves; ``on_status`` receives a short
-    status line now and then; ``on_stopping`` and ``on_reloading`` run at the start of a
-    shutdown and of a SIGHUP reload.
-    """
-
-    control_listeners: list[trio.SocketListener] | None = None
-    on_ready: Callable[[], None] | None = None
-    on_status: Callable[[dict[str, Any]], None] | None = None
-    on_stopping: Callable[[], None] | None = None
-    on_reloading: Callable[[], None] | None = None
-    extra_tasks: list[Callable[..., Awaitable[None]]] = field(default_factory=list)
 
 
 class _PoolActor:

@@ -30,6 +30,8 @@ from typing import Any, Final
 
 import trio
 
+from .hooks import Hooks
+
 SD_LISTEN_FDS_START: Final = 3  # sd_listen_fds(3): the first passed file descriptor
 CONTROL_FD_NAME: Final = "control"  # FileDescriptorName= of the control socket in auralisd.socket
 STATUS_MAX_CHARS: Final = 200  # STATUS= is shown by `systemctl status`; keep it one short line
@@ -260,8 +262,6 @@ def service_manager_hooks(
     Raises:
         SocketActivationError: malformed activation variables or descriptors.
     """
-    from .main import Hooks  # main imports this module only inside make_hooks(): no import cycle
-
     notifier = Notifier.from_environ(environ)
     activated = listen_fds(environ)
     hooks = Hooks()

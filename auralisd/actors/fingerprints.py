@@ -32,7 +32,7 @@ import trio_parallel
 
 from .. import jobs
 from ..errgroups import first_leaf
-from ..protocol.errors import BAD_AUDIO, RpcError
+from ..errors import BAD_AUDIO, RpcError
 from .database import Database, StoredFingerprint, Track
 from .events import EventHub
 from .pool import MasteringPool, PoolTimeout

@@ -35,7 +35,7 @@ import trio
 from auralis.audio import is_audio_path, probe
 from auralis.errors import AudioError
 
-from ..protocol.errors import NOT_FOUND, OUTSIDE_MUSIC_DIRS, RpcError
+from ..errors import NOT_FOUND, OUTSIDE_MUSIC_DIRS, RpcError
 from .database import Database, Track, TrackFile
 from .events import EventHub
 

@@ -43,7 +43,7 @@ import trio
 import trio_parallel
 
 from .. import jobs
-from ..protocol.errors import INVALID_PARAMS, NOT_FOUND, RpcError
+from ..errors import INVALID_PARAMS, NOT_FOUND, RpcError
 from ..resample import BlockResampler
 from .database import Database, Track
 from .events import EventHub

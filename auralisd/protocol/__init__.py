@@ -1,16 +1,19 @@
-"""The control protocol: sans-IO codec, error codes, and the command table."""
+"""The sans-IO protocol leaf: msgpack codec with limits, audio frames, wire error codes.
+
+Nothing here imports from the rest of ``auralisd`` (an import-linter contract says so).
+"""
 
 from .codec import Decoder, Notification, ProtocolViolation, Request, Response, encode_notification, encode_response
-from .errors import RpcError, error_to_wire
+from .errors import ERROR_CODES, error_reply
 
 __all__ = [
+    "ERROR_CODES",
     "Decoder",
     "Notification",
     "ProtocolViolation",
     "Request",
     "Response",
-    "RpcError",
     "encode_notification",
     "encode_response",
-    "error_to_wire",
+    "error_reply",
 ]

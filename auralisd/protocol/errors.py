@@ -1,14 +1,14 @@
-"""Wire error codes and the one exception type the command table raises.
+"""Wire error codes: every error reply is ``{"code": str, "message": str}``.
 
-Every error reply is ``{"code": str, "message": str}``; :func:`error_to_wire` is the one
-place that turns an exception into that map.
+This module is part of the sans-IO protocol leaf: it imports nothing from ``auralisd`` or
+``auralis``. The daemon's domain errors (``auralisd/errors.py``) carry one of these codes, and
+the application layer (``auralisd/app/replies.py``) is the one place that turns an exception
+into a reply.
 """
 
 from __future__ import annotations
 
 from typing import Final
-
-from auralis.errors import AudioError, AuralisError, UnknownPresetError
 
 BAD_REQUEST: Final = "bad_request"  # malformed frame or message shape
 UNKNOWN_METHOD: Final = "unknown_method"
@@ -30,28 +30,11 @@ ERROR_CODES: Final = (
     UNKNOWN_PRESET,
     INTERNAL,
 )
+INTERNAL_MESSAGE: Final = "internal error; see the daemon log"  # details only in the log
 
 
-class RpcError(Exception):
-    """An expected failure of one request, answered with ``code`` and ``message``."""
-
-    def __init__(self, code: str, message: str) -> None:
-        if code not in ERROR_CODES:
-            raise ValueError(f"unknown error code {code!r}")
-        self.code = code
-        self.message = message
-        super().__init__(f"{code}: {message}")
-
-
-def error_to_wire(exc: BaseException) -> dict[str, str]:
-    """The ``{"code", "message"}`` map for an exception (unexpected ones become ``internal``)."""
-    if isinstance(exc, RpcError):
-        return {"code": exc.code, "message": exc.message}
-    if isinstance(exc, UnknownPresetError):
-        return {"code": UNKNOWN_PRESET, "message": str(exc)}
-    if isinstance(exc, AudioError):
-        code = NOT_FOUND if exc.code == "not_found" else BAD_AUDIO
-        return {"code": code, "message": str(exc)}
-    if isinstance(exc, AuralisError):
-        return {"code": BAD_AUDIO if exc.code == "bad_audio" else INTERNAL, "message": str(exc)}
-    return {"code": INTERNAL, "message": "internal error; see the daemon log"}  # details only in the log
+def error_reply(code: str, message: str) -> dict[str, str]:
+    """The wire map of one error; ``code`` must be one of :data:`ERROR_CODES`."""
+    if code not in ERROR_CODES:
+        raise ValueError(f"unknown error code {code!r}")
+    return {"code": code, "message": message}

@@ -40,8 +40,9 @@ from ..protocol.codec import (
     encode_notification,
     encode_response,
 )
-from ..protocol.commands import COMMANDS, Services, dispatch
-from ..protocol.errors import BAD_REQUEST, UNAUTHORIZED, RpcError, error_to_wire
+from ..app.commands import COMMANDS, Services, dispatch
+from ..app.replies import error_to_wire
+from ..errors import BAD_REQUEST, UNAUTHORIZED, RpcError
 
 log = logging.getLogger("auralisd.control")
 

@@ -145,7 +145,7 @@ def fingerprint_summary(inputs: Any) -> dict[str, Any]:
 def _wire_error(exc: BaseException) -> tuple[str, str]:
     """``(code, message)`` for an expected failure (pool job, RPC error, bad value) or ``internal``."""
     from ..jobs import JobFailed
-    from ..protocol.errors import error_to_wire
+    from ..app.replies import error_to_wire
 
     if isinstance(exc, JobFailed):
         return exc.code, exc.message.splitlines()[0] if exc.message else exc.code
@@ -189,7 +189,7 @@ class SessionBackend:
         self.sample_rate = sample_rate
 
     async def track(self, track_id: int) -> Any:
-        from ..protocol.errors import NOT_FOUND, RpcError
+        from ..errors import NOT_FOUND, RpcError
 
         track = await self.db.get_track(track_id)
         if track is None:

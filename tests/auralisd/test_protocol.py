@@ -22,8 +22,9 @@ from auralisd.protocol.codec import (
     encode_response,
     wire_safe,
 )
-from auralisd.protocol.commands import COMMANDS, validate
-from auralisd.protocol.errors import RpcError, error_to_wire
+from auralisd.app.commands import COMMANDS, validate
+from auralisd.app.replies import error_to_wire
+from auralisd.errors import RpcError
 
 
 def decode_all(data: bytes, step: int = 7) -> list:

@@ -17,7 +17,7 @@ import trio
 from auralisd.actors.database import Database, StoredFingerprint
 from auralisd.actors.events import EventHub
 from auralisd.actors.library import Library
-from auralisd.protocol.errors import RpcError
+from auralisd.errors import RpcError
 
 from .conftest import write_tracks
 

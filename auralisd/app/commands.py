@@ -21,7 +21,7 @@ from ..actors.fingerprints import FingerprintResolver, fingerprint_to_wire
 from ..actors.library import Library
 from ..actors.mastering import Mastering
 from ..actors.player import Player
-from .errors import INVALID_PARAMS, NOT_FOUND, UNKNOWN_METHOD, UNKNOWN_PRESET, RpcError
+from ..errors import INVALID_PARAMS, NOT_FOUND, UNKNOWN_METHOD, UNKNOWN_PRESET, RpcError
 
 MAX_SEARCH_LIMIT: Final = 1000
 DEFAULT_SEARCH_LIMIT: Final = 100
@@ -179,7 +179,7 @@ async def _ping(svc: Services, session: Session) -> str:
 @command("auth", needs_auth=False, token=("str", True))
 async def _auth(svc: Services, session: Session, token: str) -> bool:
     if not session.check_token(token):
-        from .errors import UNAUTHORIZED
+        from ..errors import UNAUTHORIZED
 
         raise RpcError(UNAUTHORIZED, "wrong token")
     return True
