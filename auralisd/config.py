@@ -73,6 +73,7 @@ class Settings:
     cache_mib: int = DEFAULT_CACHE_MIB
     sample_rate: int = DEFAULT_SAMPLE_RATE
     render_ahead: int = DEFAULT_RENDER_AHEAD
+    restore_paused: bool = False  # like MPD's restore_paused: after a restart, what was playing comes back paused
     config: str | None = None  # the file that was read, if any
 
     @property
@@ -105,7 +106,7 @@ class Settings:
         return token
 
 
-# key -> (kind, flag help). kinds: "path", "paths", "str", "strs", "int", "level", "hostport"
+# key -> (kind, flag help). kinds: "path", "paths", "str", "strs", "int", "bool", "level", "hostport"
 _KEYS: Final[dict[str, tuple[str, str]]] = {
     "music_dir": ("paths", "a music folder to serve (repeatable)"),
     "state_dir": ("path", "where the database lives (default $XDG_STATE_HOME/auralis)"),
@@ -122,6 +123,7 @@ _KEYS: Final[dict[str, tuple[str, str]]] = {
     "cache_mib": ("int", "chunk cache budget in MiB"),
     "sample_rate": ("int", "output sample rate for listeners in Hz"),
     "render_ahead": ("int", "chunks kept rendered ahead of the playhead"),
+    "restore_paused": ("bool", "after a restart, come back paused instead of playing on (default: play on)"),
 }
 _INT_RANGES: Final = {
     "http_port": (0, 65535),  # 0: any free port (tests)
@@ -167,6 +169,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=key, action="append", default=None, help=help_text)
         elif kind == "int":
             parser.add_argument(flag, dest=key, type=str, default=None, help=help_text, metavar="N")
+        elif kind == "bool":
+            parser.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             parser.add_argument(flag, dest=key, default=None, help=help_text)
 
@@ -205,6 +209,10 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         if kind == "paths":
             return tuple(os.path.abspath(os.path.expanduser(v)) for v in value)
         return tuple(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise fail("true or false")
+        return value
     if kind == "int":
         if isinstance(value, bool):
             raise fail("an integer")
@@ -293,6 +301,8 @@ def format_settings(settings: Settings, origin: Mapping[str, str]) -> str:
         value = getattr(settings, key)
         if value is None:
             shown = "# (unset)"
+        elif isinstance(value, bool):
+            shown = "true" if value else "false"
         elif isinstance(value, tuple):
             shown = "[" + ", ".join(_toml_str(v) for v in value) + "]"
         elif isinstance(value, int):

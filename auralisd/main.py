@@ -145,7 +145,7 @@ class Daemon:
         await self._start(root, "mastering", mastering.run)
         player = Player(
             db=db, hub=hub, resolver=resolver, mastering=mastering, sample_rate=s.sample_rate,
-            render_ahead=s.render_ahead,
+            render_ahead=s.render_ahead, restore_paused=s.restore_paused,
         )  # fmt: skip
         await self._start(root, "player", player.run)
         services = Services(

@@ -59,7 +59,7 @@ CROSSFADE_S: Final = 0.05  # s: preset/intensity change crossfade
 DEFAULT_SUBSCRIBER_BLOCKS: Final = 40  # 2 s of blocks: 40 x 2205 x 2 x 4 B = 706 kB at 44.1 kHz
 MAX_SUBSCRIBER_BLOCKS: Final = 400
 STALL_POLL_S: Final = 0.01  # while waiting for a chunk
-SAVE_INTERVAL_S: Final = 0.5  # persisted state is at most this old after a crash
+SAVE_INTERVAL_S: Final = 0.5  # s: while playing, the saved position is at most this old (plus one commit)
 PIECES_PER_CHUNK: Final = 5  # fast-start pieces: 1 s when chunks are 5 s
 FAST_START_PIECES: Final = 2  # pieces requested at the playhead while its chunk is missing
 CHUNK_RETRIES: Final = 3  # extra attempts for a chunk after the pool gave up on it
@@ -243,8 +243,13 @@ class Player:
         sample_rate: int,
         render_ahead: int,
         rng: random.Random | None = None,
+        restore_paused: bool = False,
     ) -> None:
-        """``rng`` draws the random-mode order (inject a seeded one for a reproducible order)."""
+        """``rng`` draws the random-mode order (inject a seeded one for a reproducible order).
+
+        ``restore_paused``: after a restart, a track that was playing comes back paused
+        (MPD's ``restore_paused``); by default it plays on.
+        """
         self._db = db
         self._hub = hub
         self._resolver = resolver
@@ -254,6 +259,8 @@ class Player:
         self._send, self._receive = trio.open_memory_channel[Any](MAILBOX_SIZE)
         self._nursery: trio.Nursery | None = None
         self._rng = rng if rng is not None else random.Random()
+        self._restore_paused = bool(restore_paused)
+        self._resume = False  # set by _restore: the saved state was "play" and it plays on
         # --- owned state
         self._queue: list[Track] = []
         self._pos: int | None = None
@@ -280,6 +287,9 @@ class Player:
         self._subs: list[PcmSubscription] = []
         self._dirty = False
         self._queue_dirty = False
+        # replies held until the change they acknowledge is committed (at most MAILBOX_SIZE x callers)
+        self._unacked: list[tuple[trio.MemorySendChannel, tuple[bool, Any]]] = []
+        self._save_wake_send, self._save_wake_receive = trio.open_memory_channel[None](1)
         self._counts = dict(
             blocks_sent=0, underruns=0, dropped_subscribers=0, crossfades=0, chunk_retries=0, piece_failures=0,
             gapless_ready=0, gapless_late=0,
@@ -366,7 +376,10 @@ class Player:
 
     # ================================================================= actor
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Restore the saved state (paused where it was), then serve until cancelled; saves on exit."""
+        """Restore the saved state (playing on, or paused, where it was), then serve until cancelled.
+
+        Saves on exit; a change is committed before its reply is sent (see :meth:`_saver`).
+        """
         await self._restore()
         try:
             async with trio.open_nursery() as nursery:
@@ -374,6 +387,9 @@ class Player:
                 nursery.start_soon(self._saver)
                 if self._deck is not None:
                     self._start_prepare(self._deck)
+                    if self._resume:
+                        self._set_state("play")
+                        self._request_chunks()
                 task_status.started()
                 await self._loop()
         finally:
@@ -386,6 +402,9 @@ class Player:
                         await self._save()
                     except Exception as exc:  # e.g. the database failed first: report, do not mask the cause
                         log.error("could not save the player state: %s", exc)
+                for reply, _ in self._unacked:  # not committed: the caller gets no acknowledgement
+                    reply.close()
+                self._unacked.clear()
 
     async def _loop(self) -> None:
         while True:
@@ -405,11 +424,14 @@ class Player:
                 answer = (True, result)
             except RpcError as exc:
                 answer = (False, exc)
-            try:
-                message.reply.send_nowait(answer)
-            except (trio.BrokenResourceError, trio.WouldBlock):
-                pass
-            message.reply.close()
+            if self._dirty or self._queue_dirty:  # acknowledge a change only once it is committed
+                self._unacked.append((message.reply, answer))
+                try:
+                    self._save_wake_send.send_nowait(None)
+                except trio.WouldBlock:  # a wake-up is already pending
+                    pass
+            else:
+                _reply(message.reply, answer)
         elif isinstance(message, _PlanReady):
             self._on_plan_ready(message)
         elif isinstance(message, _ChunkReady):
@@ -1276,15 +1298,32 @@ class Player:
         }
 
     async def _save(self) -> None:
+        """Commit the state as it is now, then send the replies held for the changes it contains."""
+        acks, self._unacked = self._unacked, []  # every held change happened before this snapshot
         queue = [t.track_id for t in self._queue] if self._queue_dirty else None
         snapshot = self._snapshot()
         self._dirty = self._queue_dirty = False
-        await self._db.save_player(queue, snapshot)
+        try:
+            await self._db.save_player(queue, snapshot)
+        except BaseException:
+            for reply, _ in acks:  # not committed: the callers get no acknowledgement
+                reply.close()
+            raise
+        for reply, answer in acks:
+            _reply(reply, answer)
 
     async def _saver(self) -> None:
+        """Group commit: held replies wake it at once (one transaction for all waiting), and while
+        playing it saves the position every :data:`SAVE_INTERVAL_S`.
+
+        A change's reply is sent only after its transaction committed (WAL, ``synchronous=NORMAL``:
+        a committed transaction survives the death of the process), so an acknowledged change
+        survives ``kill -9``; the saved play position lags by at most about ``SAVE_INTERVAL_S``.
+        """
         while True:
-            await trio.sleep(SAVE_INTERVAL_S)
-            if self._dirty or self._queue_dirty or self._state == "play":
+            with trio.move_on_after(SAVE_INTERVAL_S):
+                await self._save_wake_receive.receive()
+            if self._unacked or self._dirty or self._queue_dirty or self._state == "play":
                 await self._save()
 
     async def _restore(self) -> None:
@@ -1310,12 +1349,22 @@ class Player:
             elapsed = float(saved.get("elapsed_s", 0.0) or 0.0)
             self._out_pos = min(int(round(elapsed * self.sample_rate)), max(self._deck.out_frames - 1, 0))
             self._state = "pause" if saved.get("state") in ("play", "pause") else "stop"
+            self._resume = saved.get("state") == "play" and not self._restore_paused
             if self._state == "stop":
                 self._out_pos = 0
         self._reset_order()
         log.info(
-            "restored: %d queued, %s at %.1f s", len(self._queue), self._state, self._out_pos / self.sample_rate
+            "restored: %d queued, %s at %.1f s", len(self._queue), "playing on" if self._resume else self._state,
+            self._out_pos / self.sample_rate,
         )
+
+
+def _reply(reply: trio.MemorySendChannel, answer: tuple[bool, Any]) -> None:
+    try:
+        reply.send_nowait(answer)
+    except (trio.BrokenResourceError, trio.WouldBlock):
+        pass
+    reply.close()
 
 
 def _track_brief(track: Track) -> dict[str, Any]:

@@ -48,6 +48,18 @@ def test_flags_override_the_file_and_provenance_says_so(tmp_path: Path) -> None:
     assert f"workers = 1  # file {config} line 4" in listing
 
 
+def test_restore_paused_defaults_to_playing_on_and_the_flag_overrides_the_file(tmp_path: Path) -> None:
+    assert settings_from_argv([])[0].restore_paused is False  # like MPD: what was playing plays on
+    config = write_config(tmp_path, "restore_paused = true\n")
+    settings, origin = settings_from_argv(["--config", str(config)])
+    assert settings.restore_paused is True and origin["restore_paused"] == f"file {config} line 1"
+    assert f"restore_paused = true  # file {config} line 1" in format_settings(settings, origin)
+    settings, origin = settings_from_argv(["--config", str(config), "--no-restore-paused"])
+    assert settings.restore_paused is False and origin["restore_paused"] == "flag --restore-paused"
+    with pytest.raises(ConfigError, match="'restore_paused' must be true or false"):
+        settings_from_argv(["--config", str(write_config(tmp_path, 'restore_paused = "yes"\n'))])
+
+
 def test_the_default_config_file_is_read_when_present(tmp_path: Path) -> None:
     folder = tmp_path / "xdg_config_home" / "auralis"
     folder.mkdir(parents=True)
