@@ -1,11 +1,12 @@
 """Auralis DSP library: audio I/O, BS.1770 loudness, the 25D fingerprint, adaptive mastering.
 
-Laid out as the pipeline reads: audio -> loudness -> fingerprint (+ sidecar) -> presets ->
+Laid out as the pipeline reads: audio -> downmix -> loudness -> fingerprint (+ sidecar) -> presets ->
 plan -> stages -> render. This package never imports trio: worker processes import it alone
 and start light.
 """
 
 from .audio import ArrayReader, AudioInfo, AudioReader, open_reader, probe, read_audio, read_frames, write_audio
+from .downmix import ChannelLayout, channel_layout, mono_downmix, stereo_downmix
 from .errors import AudioError, AuralisError
 from .fingerprint import (
     ALGORITHM_VERSION,
@@ -48,6 +49,8 @@ __all__ = [
     # audio
     "ArrayReader", "AudioError", "AudioInfo", "AudioReader", "AuralisError",
     "open_reader", "probe", "read_audio", "read_frames", "write_audio",
+    # channel layouts
+    "ChannelLayout", "channel_layout", "mono_downmix", "stereo_downmix",
     # loudness
     "ABSOLUTE_GATE_LUFS", "LoudnessMeasurements", "LoudnessSegment", "analyze_loudness_segment",
     "channel_weights", "integrated_loudness", "k_weighting_sos", "loudness_segment_geometry",

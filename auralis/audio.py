@@ -28,8 +28,6 @@ from .errors import (
 MIN_SAMPLE_RATE: Final = 8_000  # Hz
 MAX_SAMPLE_RATE: Final = 192_000  # Hz
 AUDIO_EXTENSIONS: Final = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".aifc"})
-# ITU-R BS.775 downmix coefficient for centre and surrounds into L/R (-3 dB).
-_DOWNMIX_SIDE: Final = 0.7071067811865476
 # libsndfile subtypes that can hold NaN/Inf; integer PCM always decodes finite.
 _FLOAT_SUBTYPES: Final = frozenset({"FLOAT", "DOUBLE"})
 
@@ -275,38 +273,6 @@ def write_audio(path: str | os.PathLike[str], samples: np.ndarray, sample_rate: 
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def stereo_downmix(samples: np.ndarray) -> np.ndarray:
-    """Downmix ``(frames, channels)`` to ``(frames, 2)`` for the stereo features.
-
-    Mono is duplicated to both sides; stereo is unchanged. For 3 or more channels the
-    SMPTE/WAV order L, R, C, LFE, Ls, Rs is assumed (5.0 without LFE when there are 5
-    channels): ``L' = L + 0.7071 C + 0.7071 Ls``, ``R' = R + 0.7071 C + 0.7071 Rs``
-    (ITU-R BS.775), LFE dropped. Other layouts keep the first two channels.
-    """
-    channels = samples.shape[1]
-    if channels == 2:
-        return samples
-    if channels == 1:
-        return np.repeat(samples, 2, axis=1)
-    left = samples[:, 0].astype(np.float32, copy=True)
-    right = samples[:, 1].astype(np.float32, copy=True)
-    if channels in (5, 6):
-        centre = samples[:, 2]
-        ls, rs = (samples[:, 3], samples[:, 4]) if channels == 5 else (samples[:, 4], samples[:, 5])
-        left += _DOWNMIX_SIDE * (centre + ls)
-        right += _DOWNMIX_SIDE * (centre + rs)
-    elif channels == 3:
-        left += _DOWNMIX_SIDE * samples[:, 2]
-        right += _DOWNMIX_SIDE * samples[:, 2]
-    return np.stack([left, right], axis=1)
-
-
-def mono_downmix(samples: np.ndarray) -> np.ndarray:
-    """``(L' + R') / 2`` of the stereo downmix, shape ``(frames,)``."""
-    stereo = stereo_downmix(samples)
-    return 0.5 * (stereo[:, 0] + stereo[:, 1])
 
 
 def is_audio_path(path: str | os.PathLike[str]) -> bool:

@@ -27,7 +27,8 @@ from typing import Any, Final
 import numpy as np
 
 from . import loudness
-from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ArrayReader, AudioReader, stereo_downmix
+from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ArrayReader, AudioReader
+from .downmix import stereo_downmix
 from .features import dynamics, rhythm, spectral, stereo, tonal
 from .features.grid import owned_frames, valid_counts
 

@@ -83,7 +83,7 @@ def render_chunk_stereo(path: str, plan: Any, k: int, chunk_frames: int | None =
     """
     import numpy as np
 
-    from auralis.audio import stereo_downmix
+    from auralis.downmix import stereo_downmix
     from auralis.render import render_chunk
 
     chunk = render_chunk(path, plan, k, chunk_frames=chunk_frames)
@@ -95,7 +95,8 @@ def render_original_stereo(path: str, start_frame: int, stop_frame: int, gain_db
     """Unprocessed frames ``[start, stop)`` as float32 ``(frames, 2)`` gained by ``gain_db`` (A/B side)."""
     import numpy as np
 
-    from auralis.audio import read_frames, stereo_downmix
+    from auralis.audio import read_frames
+    from auralis.downmix import stereo_downmix
 
     samples, _ = read_frames(path, start_frame, stop_frame)
     return (stereo_downmix(samples) * np.float32(10.0 ** (gain_db / 20.0))).astype(np.float32)

@@ -715,7 +715,8 @@ class _OriginalSide:
         self._track = None
 
     def _read(self, n0: int, n1: int) -> np.ndarray:
-        from auralis.audio import AudioReader, stereo_downmix
+        from auralis.audio import AudioReader
+        from auralis.downmix import stereo_downmix
 
         if self._reader is None:
             assert self._track is not None

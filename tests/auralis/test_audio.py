@@ -13,11 +13,9 @@ from auralis import errors
 from auralis.audio import (
     AudioReader,
     is_audio_path,
-    mono_downmix,
     probe,
     read_audio,
     read_frames,
-    stereo_downmix,
     write_audio,
 )
 
@@ -95,17 +93,6 @@ def test_sample_rate_outside_range_is_unsupported(tmp_path):
     sf.write(path, np.zeros((100, 1), np.float32), 4_000)
     with pytest.raises(errors.UnsupportedAudioError, match="4000 Hz"):
         probe(path)
-
-
-def test_downmixes():
-    frames = 10
-    five_one = np.zeros((frames, 6), dtype=np.float32)
-    five_one[:, 0], five_one[:, 2], five_one[:, 3], five_one[:, 5] = 1.0, 1.0, 5.0, 1.0  # L, C, LFE, Rs
-    stereo = stereo_downmix(five_one)
-    np.testing.assert_allclose(stereo[0], [1.0 + 0.70710678, 0.70710678 * 2], rtol=1e-6)  # LFE dropped
-    mono = np.ones((frames, 1), dtype=np.float32)
-    assert stereo_downmix(mono).shape == (frames, 2)
-    np.testing.assert_allclose(mono_downmix(np.stack([np.ones(frames), -np.ones(frames)], axis=1)), 0.0)
 
 
 def test_is_audio_path():
