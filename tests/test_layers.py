@@ -21,6 +21,7 @@ KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
         ("auralisd.transport.control", "auralis.errors"),
         # transport/sessions.py is being reduced to an adapter over the playback core (issue 11).
         ("auralisd.transport.sessions", "auralis.audio"),
+        ("auralisd.transport.sessions", "auralis.downmix"),
         ("auralisd.transport.sessions", "auralis.plan"),
         ("auralisd.transport.sessions", "auralis.presets"),
     }
