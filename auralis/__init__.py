@@ -5,9 +5,19 @@ plan -> stages -> render. This package never imports trio: worker processes impo
 and start light.
 """
 
+from .album import (
+    AlbumLayout,
+    AlbumReader,
+    album_key,
+    analyze_album_segment,
+    compute_album_plan_inputs,
+    merge_album_segments,
+    plan_album,
+    render_album_chunk,
+)
 from .audio import ArrayReader, AudioInfo, AudioReader, open_reader, probe, read_audio, read_frames, write_audio
 from .downmix import ChannelLayout, channel_layout, mono_downmix, stereo_downmix
-from .errors import AudioError, AuralisError
+from .errors import AlbumMismatchError, AudioError, AuralisError
 from .fingerprint import (
     ALGORITHM_VERSION,
     DIMENSIONS,
@@ -63,4 +73,7 @@ __all__ = [
     # mastering
     "ENGINE_VERSION", "MasteringPlan", "plan_mastering", "PRESET_NAMES", "Preset", "get_preset",
     "CHUNK_S", "chunk_count", "chunk_frames", "output_format", "render_chunk", "render_file", "render_reader",
+    # albums
+    "AlbumLayout", "AlbumMismatchError", "AlbumReader", "album_key", "analyze_album_segment",
+    "compute_album_plan_inputs", "merge_album_segments", "plan_album", "render_album_chunk",
 ]  # fmt: skip

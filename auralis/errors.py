@@ -60,3 +60,10 @@ class UnknownPresetError(AuralisError, ValueError):
     """A preset name that is not one of the built-in presets."""
 
     code = "unknown_preset"
+
+
+class AlbumMismatchError(AuralisError, ValueError):
+    """The tracks of an album cannot be played as one file: no tracks, different sample rates or
+    channel counts, or a track whose audio no longer matches the album's layout (re-analyse it)."""
+
+    code = "album_mismatch"

@@ -27,7 +27,7 @@ from typing import Any, Final
 import numpy as np
 
 from . import loudness
-from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ArrayReader, AudioReader
+from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioReader
 from .downmix import stereo_downmix
 from .features import dynamics, rhythm, spectral, stereo, tonal
 from .features.grid import owned_frames, valid_counts
@@ -373,7 +373,7 @@ def _detail_part(b: _Block, geo: _Geometry) -> _DetailPart:
     )
 
 
-def _geometry_of_reader(reader: AudioReader | ArrayReader) -> _Geometry:
+def _geometry_of_reader(reader: Any) -> _Geometry:
     info = reader.info
     return _Geometry.of(info.num_frames, info.sample_rate, info.channels)
 
@@ -392,10 +392,25 @@ def analyze_segment(path: str | os.PathLike[str], index: int) -> SegmentResult:
         IndexError: ``index`` is not in ``range(segment_count(path))``.
     """
     with AudioReader(path) as reader:
-        geo = _geometry_of_reader(reader)
-        if not 0 <= index < geo.count:
-            raise IndexError(f"{reader.path}: segment {index} out of range 0..{geo.count - 1}")
-        return _plan_part(_read_block(reader, geo, index, plan=True), geo, index)
+        return analyze_reader_segment(reader, index)
+
+
+def reader_segment_count(reader: Any) -> int:
+    """How many segments :func:`analyze_reader_segment` splits the audio behind ``reader`` into."""
+    return _geometry_of_reader(reader).count
+
+
+def analyze_reader_segment(reader: Any, index: int) -> SegmentResult:
+    """:func:`analyze_segment` for any reader (``info`` + zero-padded ``read``), e.g. an album read as one file.
+
+    Raises:
+        AudioError: the audio cannot be decoded.
+        IndexError: ``index`` is not in ``range(reader_segment_count(reader))``.
+    """
+    geo = _geometry_of_reader(reader)
+    if not 0 <= index < geo.count:
+        raise IndexError(f"{reader.path}: segment {index} out of range 0..{geo.count - 1}")
+    return _plan_part(_read_block(reader, geo, index, plan=True), geo, index)
 
 
 def _merge(results: Sequence[SegmentResult]) -> PlanInputs:
@@ -488,7 +503,7 @@ def compute_plan_inputs(path: str | os.PathLike[str]) -> PlanInputs:
         return plan_inputs_from_reader(reader)
 
 
-def plan_inputs_from_reader(reader: AudioReader | ArrayReader) -> PlanInputs:
+def plan_inputs_from_reader(reader: Any) -> PlanInputs:
     """:func:`compute_plan_inputs` from an open reader (e.g. a track decoded once to analyse and render it).
 
     Raises:

@@ -58,6 +58,7 @@ __all__ = [
     "process_window",
     "render_chunk",
     "render_file",
+    "render_range",
     "render_reader",
     "render_samples",
 ]
@@ -158,6 +159,23 @@ def _render_range(
     lo, hi = _window(start, stop, sample_rate, preroll_s)
     y, stats = process_window(reader.read(lo, hi), sample_rate, plan)
     return y[start - lo : stop - lo], stats
+
+
+def render_range(
+    reader: Any, plan: MasteringPlan, start: int, stop: int, *, preroll_s: float = PREROLL_S
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Frames ``[start, stop)`` of any reader (``info`` + zero-padded ``read``) mastered by ``plan``.
+
+    The window is rounded on the reader's own absolute 16-frame grid, so the output equals
+    those frames of a one-pass render of everything the reader holds (an album read as one
+    file: :mod:`auralis.album`).
+
+    Returns:
+        ``(y float32 (stop - start, channels), stats)`` where stats are the stage maxima.
+    """
+    if not 0 <= start <= stop <= reader.info.num_frames:
+        raise IndexError(f"range [{start}, {stop}) is outside 0..{reader.info.num_frames}")
+    return _render_range(reader, plan, start, stop, preroll_s)
 
 
 def render_chunk(
