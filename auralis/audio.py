@@ -1,9 +1,23 @@
 """Audio input and output: decode to ``(frames, channels)`` float32 with the sample rate beside it.
 
-Every decoder failure becomes one typed :class:`~auralis.errors.AudioError` that names the
-file and the reason; callers never see a raw libsndfile traceback. Long files are read in
-blocks through :class:`AudioReader` (seek + read), so whole-track analysis and chunked
-rendering keep bounded memory.
+Two decoders sit behind one interface, chosen per file by content (never by extension), as
+measured in docs/formats.md: libsndfile for PCM containers (WAV, AIFF, ...) and FLAC (faster,
+exact), FFmpeg through PyAV (:mod:`auralis.avdecode`) for MP3, AAC and ALAC (MP4/M4A), Ogg
+Vorbis, Opus, WavPack, Monkey's Audio and WMA, with gapless metadata honoured and decoder
+pre-roll after seeks, so every format reads sample-exact: ``read(start, stop)`` returns the
+frames a linear decode returns (AAC with perceptual noise substitution aside, see avdecode).
+
+Every failure becomes one typed :class:`~auralis.errors.AudioError` that names the file and
+the reason; callers never see a raw decoder traceback. The contract a library scanner relies
+on (:func:`probe`): :class:`~auralis.errors.UnsupportedAudioError` for anything that is not
+audio we decode (an image, text, a sidecar, random bytes, whatever its name),
+:class:`~auralis.errors.CorruptAudioError` for a file of a format we know whose data is
+broken (truncated, damaged header). Paths may be any bytes the OS allows (Python gives a
+non-UTF-8 name as ``str`` with surrogate escapes); every open goes through
+``os.fsencode``. Lengths come from data, never only from a header that can lie: a FLAC whose
+STREAMINFO disagrees with its frames is measured from its last frame (:mod:`auralis.flacinfo`).
+Long files are read in blocks through :class:`AudioReader`, so analysis and chunked rendering
+keep bounded memory.
 """
 
 from __future__ import annotations
@@ -11,7 +25,7 @@ from __future__ import annotations
 import errno
 import os
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 import numpy as np
 import soundfile as sf
@@ -24,33 +38,92 @@ from .errors import (
     EmptyAudioError,
     UnsupportedAudioError,
 )
+from .flacinfo import flac_frames_from_data, streaminfo
 
 MIN_SAMPLE_RATE: Final = 8_000  # Hz
 MAX_SAMPLE_RATE: Final = 192_000  # Hz
-AUDIO_EXTENSIONS: Final = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".aifc"})
+AUDIO_EXTENSIONS: Final = frozenset({
+    ".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".aifc", ".opus", ".m4a", ".m4b", ".mp4",
+    ".wv", ".ape", ".wma",
+})  # fmt: skip
 # libsndfile subtypes that can hold NaN/Inf; integer PCM always decodes finite.
 _FLOAT_SUBTYPES: Final = frozenset({"FLOAT", "DOUBLE"})
+# libsndfile major formats handed to FFmpeg instead (measured: libsndfile's Vorbis seeks land
+# up to 0.22 FS wrong, its MP3 seeks corrupt frames in VBR files and trust an estimated length
+# when there is no Xing header; FFmpeg decodes Opus faster). See docs/formats.md.
+_SNDFILE_TO_FFMPEG: Final = frozenset({"MP3", "MPEG", "OGG"})  # if one slips through the magic check
+# Float samples beyond this magnitude (+60 dBFS) are not plausible audio: clipped to it, so
+# energies stay finite downstream (a float WAV of 1e30 would square to inf in float32).
+MAX_SAMPLE_MAGNITUDE: Final = 1000.0
+_SNDFILE_MAGIC: Final = frozenset({b"RIFF", b"RF64", b"FORM", b"fLaC", b"caff", b"riff", b".snd"})
+# Leading bytes of the formats we decode: a file that starts so but fails is corrupt, not "not audio".
+_MAGIC: Final = (
+    (0, b"RIFF"), (0, b"RF64"), (0, b"FORM"), (0, b"fLaC"), (0, b"OggS"), (0, b"ID3"), (4, b"ftyp"),
+    (0, b"wvpk"), (0, b"MAC "), (0, bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")), (0, b"caff"),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class AudioInfo:
-    """What a file holds, read from its header."""
+    """What a file holds, read from its header (lengths checked against the data where headers can lie)."""
 
     path: str
     num_frames: int
     sample_rate: int  # Hz
     channels: int
-    format: str  # libsndfile major format, e.g. "FLAC"
-    subtype: str  # e.g. "PCM_24"
+    format: str  # container, e.g. "FLAC", "MP4", "OGG" (libsndfile's major format names where it decodes)
+    subtype: str  # e.g. "PCM_24", "AAC", "OPUS"
 
     @property
     def duration_s(self) -> float:
         return self.num_frames / self.sample_rate
 
 
-def _open(path: str | os.PathLike[str]) -> sf.SoundFile:
-    """Open ``path`` for reading, turning every failure into a typed AudioError."""
-    path = os.fspath(path)
+class _Source(Protocol):
+    """One open decoder: stream description plus ``read_into`` of in-range frames."""
+
+    num_frames: int
+    sample_rate: int
+    channels: int
+    format: str
+    subtype: str
+
+    def read_into(self, out: np.ndarray, lo: int, hi: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _SndfileSource:
+    """libsndfile behind the source interface (WAV, AIFF, FLAC and the other PCM containers)."""
+
+    def __init__(self, path: str, handle: sf.SoundFile, num_frames: int) -> None:
+        self.path = path
+        self._handle = handle
+        self.num_frames = num_frames
+        self.sample_rate = int(handle.samplerate)
+        self.channels = int(handle.channels)
+        self.format = str(handle.format)
+        self.subtype = str(handle.subtype)
+
+    def read_into(self, out: np.ndarray, lo: int, hi: int) -> None:
+        try:
+            self._handle.seek(lo)
+            # Decoded straight into place (a row slice of a C-ordered array is contiguous): no copy.
+            data = self._handle.read(hi - lo, dtype="float32", always_2d=True, out=out)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+            raise CorruptAudioError(self.path, f"decode failed near frame {lo}: {exc}") from None
+        if data.shape[0] < hi - lo:
+            raise CorruptAudioError(
+                self.path,
+                f"truncated: header promises {self.num_frames} frames, data ends at frame {lo + data.shape[0]}",
+            )
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def _check_path(path: str) -> None:
+    """Typed errors for a path that is missing, unreadable, a directory or empty."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -65,32 +138,120 @@ def _open(path: str | os.PathLike[str]) -> sf.SoundFile:
         raise EmptyAudioError(path, "file is empty (0 bytes)")
     if not os.access(path, os.R_OK):
         raise AudioUnreadableError(path, "permission denied")
+
+
+def _read_head(path: str) -> bytes:
     try:
-        return sf.SoundFile(path)
-    except sf.LibsndfileError as exc:
-        msg = str(exc.error_string if hasattr(exc, "error_string") else exc)
-        lowered = msg.lower()
-        # The path was checked to be a regular file above, so libsndfile's "not a regular file"
-        # means it found no format it knows in the data (e.g. random bytes named .flac).
-        if "recogni" in lowered or "unknown format" in lowered or "not a regular file" in lowered:
-            raise UnsupportedAudioError(path, "not a supported audio file (format not recognised)") from None
-        raise CorruptAudioError(path, f"cannot decode: {msg}") from None
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise CorruptAudioError(path, f"cannot decode: {exc}") from None
+        with open(os.fsencode(path), "rb") as handle:
+            return handle.read(64)
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EPERM):
             raise AudioUnreadableError(path, "permission denied") from None
         raise AudioUnreadableError(path, exc.strerror or str(exc)) from None
 
 
-def _check_info(handle: sf.SoundFile, path: str) -> AudioInfo:
+def _known_magic(head: bytes) -> bool:
+    """True when ``head`` starts like a format we decode (an MPEG audio frame sync included)."""
+    if any(head[at : at + len(magic)] == magic for at, magic in _MAGIC):
+        return True
+    return len(head) >= 4 and head[0] == 0xFF and head[1] & 0xE6 == 0xE2 and head[2] & 0xF0 != 0xF0
+
+
+class _SkipSndfile(Exception):
+    """Internal: the file goes to FFmpeg without asking libsndfile."""
+
+
+def _ffmpeg_first(head: bytes) -> bool:
+    """False only for content libsndfile decodes best (WAV, AIFF, FLAC, CAF, W64, AU): the rest goes to FFmpeg.
+
+    Unknown bytes go to FFmpeg too (which rejects them): libsndfile's MP3 probing would print
+    libmpg123's resync notes on stderr for random data.
+    """
+    return head[:4] not in _SNDFILE_MAGIC
+
+
+def _flac_frames(path: str, head: bytes, handle: sf.SoundFile) -> int | None:
+    """A FLAC file's frame count if libsndfile can be trusted with it, else None (use the data's length).
+
+    STREAMINFO's count is trusted when libsndfile can seek to its last frame and read it
+    (one seek: about a millisecond). Otherwise the header lies (or says 0, "unknown") or the
+    file is truncated; :func:`~auralis.flacinfo.flac_frames_from_data` tells which.
+    """
+    info = streaminfo(head)
+    claimed = info[2] if info is not None else 0
+    if claimed > 0:
+        try:
+            handle.seek(claimed - 1)
+            if handle.read(1, dtype="float32").shape[0] == 1:
+                handle.seek(0)
+                return claimed
+        except (sf.LibsndfileError, RuntimeError, ValueError):
+            pass
+    real = flac_frames_from_data(path)
+    if real is None:
+        raise CorruptAudioError(path, f"truncated or damaged: header promises {claimed} frames, the last frame is incomplete")
+    return None if real != claimed else claimed
+
+
+def _open_source(path: str) -> _Source:
+    """Open ``path`` with the decoder that suits its content; every failure is a typed AudioError."""
+    from .avdecode import AvSource
+
+    _check_path(path)
+    head = _read_head(path)
+    known = _known_magic(head)
+    frames_override: int | None = None
+    try:
+        if _ffmpeg_first(head):
+            raise _SkipSndfile
+        handle = sf.SoundFile(os.fsencode(path))
+    except _SkipSndfile:
+        pass
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        pass  # not for libsndfile: FFmpeg's turn, which also says why if it fails
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise AudioUnreadableError(path, "permission denied") from None
+        raise AudioUnreadableError(path, exc.strerror or str(exc)) from None
+    else:
+        if str(handle.format) in _SNDFILE_TO_FFMPEG:
+            handle.close()
+        else:
+            try:
+                frames = int(handle.frames)
+                if str(handle.format) == "FLAC":
+                    trusted = _flac_frames(path, head, handle)
+                    if trusted is None:  # a lying header: libsndfile cannot seek in it, FFmpeg can
+                        handle.close()
+                        frames_override = flac_frames_from_data(path)
+                    else:
+                        frames = trusted
+                if frames_override is None:
+                    return _SndfileSource(path, handle, frames)
+            except BaseException:
+                handle.close()
+                raise
+    try:
+        return AvSource(path, num_frames=frames_override)
+    except UnsupportedAudioError as exc:
+        if known:
+            detail = exc.reason.removeprefix("not a supported audio file (").removesuffix(")")
+            raise CorruptAudioError(path, f"cannot decode: {detail}") from None
+        raise
+    except CorruptAudioError as exc:
+        if not known:  # FFmpeg guessed a format from bytes that start like none we know
+            raise UnsupportedAudioError(path, f"not a supported audio file ({exc.reason})") from None
+        raise
+
+
+def _check_info(source: _Source, path: str) -> AudioInfo:
     info = AudioInfo(
         path=path,
-        num_frames=int(handle.frames),
-        sample_rate=int(handle.samplerate),
-        channels=int(handle.channels),
-        format=str(handle.format),
-        subtype=str(handle.subtype),
+        num_frames=int(source.num_frames),
+        sample_rate=int(source.sample_rate),
+        channels=int(source.channels),
+        format=source.format,
+        subtype=source.subtype,
     )
     if not MIN_SAMPLE_RATE <= info.sample_rate <= MAX_SAMPLE_RATE:
         raise UnsupportedAudioError(
@@ -104,40 +265,74 @@ def _check_info(handle: sf.SoundFile, path: str) -> AudioInfo:
 
 
 def probe(path: str | os.PathLike[str]) -> AudioInfo:
-    """Read a file's header. Raises AudioError (typed) if it is not usable audio."""
+    """Read a file's header: what it holds and its exact length, without decoding the audio.
+
+    Decides by content, whatever the extension. Fast for every format (header and container
+    only), with two exceptions that cost more to stay exact: an MP3 without a Xing/Info/VBRI
+    header is counted by demuxing its packets (about 16 ms per minute of audio, no decoding),
+    and WMA (whose timestamps are in milliseconds) is decoded once to count its frames. A
+    FLAC file costs one seek to its last frame (and, if STREAMINFO disagrees, a CRC-checked
+    look at the last frame header).
+
+    Raises:
+        UnsupportedAudioError: not audio we decode (image, text, sidecar, random bytes...), or
+            a sample rate outside 8-192 kHz. A scanner records these as "not audio".
+        CorruptAudioError: a format we know whose data is broken (truncated, damaged header,
+            undecodable stream). A scanner records these as "damaged".
+        EmptyAudioError: a 0-byte file or one holding no frames.
+        AudioNotFoundError, AudioUnreadableError: the path is missing or cannot be read.
+    """
     path = os.fspath(path)
-    with _open(path) as handle:
-        return _check_info(handle, path)
+    source = _open_source(path)
+    try:
+        info = _check_info(source, path)
+        verify_end = getattr(source, "verify_end", None)
+        if verify_end is not None:
+            verify_end()
+        return info
+    finally:
+        source.close()
+
+
+def _sanitize(data: np.ndarray) -> None:
+    """NaN/Inf -> 0 and magnitudes clipped to MAX_SAMPLE_MAGNITUDE, in place (float decoders only)."""
+    if not np.isfinite(data).all():
+        data[~np.isfinite(data)] = 0.0
+    np.clip(data, -MAX_SAMPLE_MAGNITUDE, MAX_SAMPLE_MAGNITUDE, out=data)
 
 
 class AudioReader:
     """Random access to one file in blocks: ``read(start, stop)`` returns exactly ``stop - start`` frames.
 
     Frames outside ``[0, num_frames)`` read as zeros, which is what pre-roll before the
-    start of a track and look-ahead past its end need. Use as a context manager.
+    start of a track and look-ahead past its end need. Any range returns the frames a
+    linear decode of the whole file returns. Use as a context manager.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        self._handle = _open(self.path)
+        self._source = _open_source(self.path)
         try:
-            self.info = _check_info(self._handle, self.path)
+            self.info = _check_info(self._source, self.path)
         except AudioError:
-            self._handle.close()
+            self._source.close()
             raise
-        self._sanitize = self.info.subtype in _FLOAT_SUBTYPES
+        # Integer PCM always decodes finite and within +-1; float data (float WAV, lossy codecs) may not.
+        self._sanitize = not isinstance(self._source, _SndfileSource) or self.info.subtype in _FLOAT_SUBTYPES
 
-    def __enter__(self) -> "AudioReader":
+    def __enter__(self) -> AudioReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
-        self._handle.close()
+        self._source.close()
 
     def read(self, start_frame: int, stop_frame: int) -> np.ndarray:
         """Frames ``[start_frame, stop_frame)`` as float32 ``(frames, channels)``, zero-padded outside the file.
+
+        Non-finite samples read as 0 and absurd ones (beyond +-1000) are clipped.
 
         Raises:
             CorruptAudioError: the data cannot be decoded or ends before the header says.
@@ -151,21 +346,10 @@ class AudioReader:
         out = np.empty((stop_frame - start_frame, self.info.channels), dtype=np.float32)
         out[: lo - start_frame] = 0.0  # only the padding: the decoder writes the rest
         out[hi - start_frame :] = 0.0
-        try:
-            self._handle.seek(lo)
-            # Decoded straight into place (a row slice of a C-ordered array is contiguous): no copy.
-            into = out[lo - start_frame : hi - start_frame]
-            data = self._handle.read(hi - lo, dtype="float32", always_2d=True, out=into)
-        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-            raise CorruptAudioError(self.path, f"decode failed near frame {lo}: {exc}") from None
-        if data.shape[0] < hi - lo:
-            raise CorruptAudioError(
-                self.path,
-                f"truncated: header promises {total} frames, data ends at frame {lo + data.shape[0]}",
-            )
-        if self._sanitize and not np.isfinite(data).all():
-            # A float file may hold NaN/Inf; they would poison every filter downstream.
-            data[~np.isfinite(data)] = 0.0
+        into = out[lo - start_frame : hi - start_frame]
+        self._source.read_into(into, lo, hi)
+        if self._sanitize:
+            _sanitize(into)
         return out
 
 
@@ -187,7 +371,7 @@ class ArrayReader:
         self.info = info
         self._samples = samples
 
-    def __enter__(self) -> "ArrayReader":
+    def __enter__(self) -> ArrayReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -268,7 +452,7 @@ def write_audio(path: str | os.PathLike[str], samples: np.ndarray, sample_rate: 
         raise UnsupportedAudioError(path, f"cannot write '{ext or 'no extension'}' (use .wav, .flac, .aiff or .ogg)")
     tmp = f"{path}.tmp-{os.getpid()}{ext}"
     try:
-        sf.write(tmp, np.asarray(samples, dtype=np.float32), int(sample_rate), format=fmt, subtype=subtype)
+        sf.write(os.fsencode(tmp), np.asarray(samples, dtype=np.float32), int(sample_rate), format=fmt, subtype=subtype)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

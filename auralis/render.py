@@ -301,7 +301,7 @@ def render_reader(
     try:
         info = reader.info
         n = int(chunk_frames) if chunk_frames else int(round(OFFLINE_CHUNK_S * info.sample_rate))
-        with sf.SoundFile(tmp, "w", samplerate=info.sample_rate, channels=info.channels,
+        with sf.SoundFile(os.fsencode(tmp), "w", samplerate=info.sample_rate, channels=info.channels,
                           format=fmt, subtype=subtype) as out:
             for start in range(0, info.num_frames, n):
                 y, stats = _render_range(reader, plan, start, min(start + n, info.num_frames), PREROLL_S)

@@ -2,7 +2,8 @@
 
 With ``--json`` each file gives one line, ``{"path", "format_version", "algorithm_version",
 "fingerprint", "measurements"}``, or ``{"path", "error", "code"}`` for a file that cannot be
-analysed; the other files are still analysed and the exit status is 1. Without it, a
+analysed; the other files are still analysed and the exit status is 1 (an unexpected failure on one
+file is reported with code ``internal``, and the others are still analysed too). Without it, a
 readable table per file. Valid ``.25d`` sidecars are used and fresh ones written unless
 ``--no-sidecar``.
 """
@@ -19,6 +20,7 @@ from typing import Any, Final, TextIO
 from ..errors import AuralisError
 from ..fingerprint import DIMENSION_UNITS, DIMENSIONS, MEASUREMENT_KEYS, Fingerprint, compute_fingerprint
 from ..sidecar import SIDECAR_FORMAT_VERSION, file_identity, read_sidecar, write_sidecar
+from . import display_path
 
 EXIT_OK: Final = 0
 EXIT_SOME_FAILED: Final = 1  # at least one file could not be analysed (the others were)
@@ -37,7 +39,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="print the 25D mastering fingerprint of audio files",
         description="Print the 25D mastering fingerprint and BS.1770 measurements of each FILE.",
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, OGG, MP3, AIFF)")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, AIFF, FLAC, MP3, AAC/ALAC .m4a, Ogg Vorbis, Opus, WavPack, APE, WMA)")
     parser.add_argument("--json", action="store_true", help="one JSON object per file per line")
     parser.add_argument("--no-sidecar", action="store_true", help="neither read nor write .25d sidecar files")
     parser.set_defaults(func=run)
@@ -86,7 +88,7 @@ def _format_value(value: float | int | None) -> str:
 
 def write_table(out: TextIO, path: str, fp: Fingerprint, source: str) -> None:
     """A readable two-column table of one file's dimensions and measurements."""
-    out.write(f"{path}  ({source}, algorithm {fp.algorithm_version})\n")
+    out.write(f"{display_path(path)}  ({source}, algorithm {fp.algorithm_version})\n")
     for name in DIMENSIONS:
         out.write(f"  {name:<26}{_format_value(fp.dimensions[name]):>12}  {DIMENSION_UNITS[name]}\n")
     out.write("  measurements\n")
@@ -101,13 +103,15 @@ def run(args: argparse.Namespace) -> int:
     for path in args.files:
         try:
             fp, source = analyze_file(path, use_sidecar=not args.no_sidecar)
-        except AuralisError as exc:
+        except Exception as exc:  # noqa: BLE001 - one bad file never stops the others (see the docstring)
             status = EXIT_SOME_FAILED
+            code = exc.code if isinstance(exc, AuralisError) else "internal"
+            message = str(exc) if isinstance(exc, AuralisError) else f"{path}: {type(exc).__name__}: {exc}"
             if args.json:
-                line = {"path": path, "error": str(exc), "code": exc.code}
+                line = {"path": path, "error": message, "code": code}
                 sys.stdout.write(json.dumps(line, allow_nan=False) + "\n")
             else:
-                print(f"auralis: {exc}", file=sys.stderr)
+                print(f"auralis: {display_path(message)}", file=sys.stderr)
             sys.stdout.flush()
             continue
         if args.json:

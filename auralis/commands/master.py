@@ -18,11 +18,12 @@ import logging
 import sys
 from typing import Any
 
+from ..audio import open_reader
 from ..errors import AuralisError
 from ..plan import plan_mastering
 from ..presets import PRESET_NAMES
-from ..audio import open_reader
 from ..render import output_format, render_reader
+from . import display_path
 
 log = logging.getLogger("auralis.master")
 
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"error": str(exc), "code": exc.code}, allow_nan=False))
         else:
-            print(f"auralis master: error: {exc}", file=sys.stderr)
+            print(f"auralis master: error: {display_path(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:
         print(json.dumps(report, allow_nan=False))
@@ -121,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
     inp = report["input"]
     stages = report["stages"]
     print(
-        f"{args.input}: {_fmt(inp.get('integrated_lufs'), 'LUFS')}, true peak {_fmt(inp.get('true_peak_dbtp'), 'dBTP')}"
-        f" -> {args.output} (aiming at {_fmt(report['plan']['target_lufs'], 'LUFS')}; limiter "
+        f"{display_path(args.input)}: {_fmt(inp.get('integrated_lufs'), 'LUFS')}, true peak "
+        f"{_fmt(inp.get('true_peak_dbtp'), 'dBTP')} -> {display_path(args.output)} (aiming at {_fmt(report['plan']['target_lufs'], 'LUFS')}; limiter "
         f"gain reduction <= {stages['limiter_gr_db']:.1f} dB)"
     )
     return EXIT_OK
