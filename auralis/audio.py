@@ -173,9 +173,13 @@ def _ffmpeg_first(head: bytes) -> bool:
 def _flac_frames(path: str, head: bytes, handle: sf.SoundFile) -> int | None:
     """A FLAC file's frame count if libsndfile can be trusted with it, else None (use the data's length).
 
+    A negative count -N means "N, but reopen libsndfile's handle" (its failed seek broke it).
+
     STREAMINFO's count is trusted when libsndfile can seek to its last frame and read it
     (one seek: about a millisecond). Otherwise the header lies (or says 0, "unknown") or the
-    file is truncated; :func:`~auralis.flacinfo.flac_frames_from_data` tells which.
+    file is damaged at its end; :func:`~auralis.flacinfo.flac_frames_from_data` tells which: a
+    complete last frame gives the real length, an incomplete one leaves the header's count (the
+    decode then fails where the data does).
     """
     info = streaminfo(head)
     claimed = info[2] if info is not None else 0
@@ -189,7 +193,11 @@ def _flac_frames(path: str, head: bytes, handle: sf.SoundFile) -> int | None:
             pass
     real = flac_frames_from_data(path)
     if real is None:
-        raise CorruptAudioError(path, f"truncated or damaged: header promises {claimed} frames, the last frame is incomplete")
+        if claimed > 0:
+            # Damaged or cut at the end: the header's count stands and the decode fails where the
+            # data does ("truncated"), so the start stays playable (the daemon plays it on a neutral plan).
+            return -claimed  # negative: the failed seek left libsndfile's handle unusable, reopen
+        raise CorruptAudioError(path, "no length in the header (0) and the last frame is incomplete")
     return None if real != claimed else claimed
 
 
@@ -224,6 +232,10 @@ def _open_source(path: str) -> _Source:
                     if trusted is None:  # a lying header: libsndfile cannot seek in it, FFmpeg can
                         handle.close()
                         frames_override = flac_frames_from_data(path)
+                    elif trusted < 0:  # damaged end: the header's count, on a fresh handle
+                        handle.close()
+                        handle = sf.SoundFile(os.fsencode(path))
+                        frames = -trusted
                     else:
                         frames = trusted
                 if frames_override is None:

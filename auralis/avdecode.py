@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import av
 import numpy as np
@@ -64,13 +64,23 @@ FORWARD_DECODE_FRAMES: Final = 262_144  # a read this far ahead decodes forward;
 MP3_HEADER_SCAN_BYTES: Final = 4096  # where a Xing/Info/VBRI tag must start after the ID3v2 tag
 
 
-def open_container(path: str) -> Any:
-    """``av.open`` on any path (a non-UTF-8 name included: opened by Python, handed over as a file)."""
+def open_container(path: str) -> tuple[Any, BinaryIO | None]:
+    """``av.open`` on any path, and the file object it reads when the name is not UTF-8.
+
+    FFmpeg takes names as UTF-8 text; a non-UTF-8 name (``str`` with surrogate escapes) is
+    opened by Python and handed over as a file object, which the caller closes after the
+    container (PyAV does not).
+    """
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
-        return av.open(open(os.fsencode(path), "rb"))  # noqa: SIM115 - the container owns and closes it
-    return av.open(path)
+        handle = open(os.fsencode(path), "rb")  # noqa: SIM115 - closed by the caller, after the container
+        try:
+            return av.open(handle), handle
+        except BaseException:
+            handle.close()
+            raise
+    return av.open(path), None
 
 
 def _mp3_has_length_tag(path: str) -> bool:
@@ -106,14 +116,15 @@ class AvSource:
     def __init__(self, path: str, *, num_frames: int | None = None) -> None:
         self.path = path
         self._known_frames = num_frames
+        self._history: deque[tuple[int, np.ndarray]] = deque()  # decoded blocks behind/at the position
         try:
-            self._container = open_container(path)
+            self._container, self._file = open_container(path)
         except av.error.FFmpegError as exc:
             raise UnsupportedAudioError(path, f"not a supported audio file ({exc.strerror or exc})") from None
         try:
             self._setup()
         except BaseException:
-            self._container.close()
+            self.close()
             raise
 
     def _setup(self) -> None:
@@ -143,7 +154,6 @@ class AvSource:
         self._origin = self._to_frames(stream.start_time) if self._exact_pts and stream.start_time else 0
         self._frames: Any = None  # the decode iterator
         self._next = 0  # frame index of the next decoded sample (when the iterator is live)
-        self._history: deque[tuple[int, np.ndarray]] = deque()  # decoded blocks behind/at the position
         self.num_frames = self._known_frames if self._known_frames is not None else self._exact_length()
 
     # -- positions --------------------------------------------------------------------------------
@@ -224,8 +234,8 @@ class AvSource:
             if target == 0 or not self._exact_pts:
                 # From the start: a fresh container, so the decoder sees exactly what a linear decode
                 # saw (a seek to 0 skips MP4's priming packet and the lapped first frame differs).
-                self._container.close()
-                self._container = open_container(self.path)
+                self.close()
+                self._container, self._file = open_container(self.path)
                 self._stream = self._container.streams.audio[0]
                 self._next = 0
             else:
@@ -297,6 +307,9 @@ class AvSource:
     def close(self) -> None:
         self._history.clear()
         self._container.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def _copy(out: np.ndarray, lo: int, hi: int, start: int, block: np.ndarray) -> None:

@@ -212,8 +212,9 @@ def _damage(src: str, dst: str, name: str) -> None:
 def test_damaged_file_is_corrupt(library: dict[str, str], tmp_path, name: str) -> None:
     damaged = str(tmp_path / f"damaged-{name}")
     _damage(library[name], damaged, name)
-    with pytest.raises(CorruptAudioError):
+    with pytest.raises(CorruptAudioError):  # at probe (header, tail check) or, for a FLAC cut short, when decoded
         probe(damaged)
+        read_audio(damaged)
 
 
 def test_not_audio_is_unsupported(tmp_path) -> None:
@@ -242,3 +243,109 @@ def test_analyze_and_master_every_format(library: dict[str, str], tmp_path) -> N
                          capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
     assert sf.info(out).frames == N
+
+
+# -- headers that lie, absurd samples -------------------------------------------------------------
+
+
+def _patch_flac_total(src: str, dst: str, total: int) -> None:
+    """Copy a FLAC file with STREAMINFO's 36-bit total sample count replaced by ``total``."""
+    with open(src, "rb") as handle:
+        data = bytearray(handle.read())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO first, as FLAC requires
+    field = int.from_bytes(data[18:26], "big")
+    data[18:26] = ((field & ~((1 << 36) - 1)) | total).to_bytes(8, "big")
+    with open(dst, "wb") as handle:
+        handle.write(data)
+
+
+@pytest.mark.parametrize("claimed", [(1 << 36) - 1, 0, N * 50])
+def test_flac_lying_header_reports_real_length(library: dict[str, str], tmp_path, claimed: int) -> None:
+    """2^36-1 samples (433 h at 44.1 kHz), 0 ("unknown") or 50x: the length comes from the frames."""
+    from auralis.fingerprint import segment_count
+
+    path = str(tmp_path / "liar.flac")
+    _patch_flac_total(library["x.flac"], path, claimed)
+    info = probe(path)
+    assert info.num_frames == N
+    assert segment_count(path) == 1  # the daemon's job count follows the real audio
+    honest, _ = read_audio(library["x.flac"])
+    with AudioReader(path) as reader:
+        np.testing.assert_array_equal(reader.read(0, N), honest)
+        for start in (150_000, 20_000, N - 100):
+            np.testing.assert_array_equal(reader.read(start, start + 1000)[: max(0, N - start)], honest[start : start + 1000])
+
+
+def test_truncated_flac_keeps_its_header_length_and_fails_where_data_ends(library: dict[str, str], tmp_path) -> None:
+    path = tmp_path / "cut.flac"
+    with open(library["x.flac"], "rb") as handle:
+        path.write_bytes(handle.read()[:300_000])
+    assert probe(path).num_frames == N  # the start stays playable
+    with AudioReader(path) as reader:
+        assert reader.read(0, 1000).shape == (1000, 2)
+        with pytest.raises(CorruptAudioError, match="truncated"):
+            reader.read(0, N)
+    _patch_flac_total(str(path), str(tmp_path / "cut-unknown.flac"), 0)
+    with pytest.raises(CorruptAudioError, match="incomplete"):
+        probe(tmp_path / "cut-unknown.flac")
+
+
+def _float_wav(path: str, samples: np.ndarray) -> None:
+    sf.write(path, samples.astype(np.float32), SR, subtype="FLOAT")
+
+
+def test_absurd_and_non_finite_float_samples_are_sanitised(tmp_path) -> None:
+    t = np.arange(SR * 3) / SR
+    tone = np.stack([0.5 * np.sin(2 * np.pi * 220 * t)] * 2, axis=1)
+    _float_wav(str(tmp_path / "huge.wav"), tone * 1e30)
+    bad = tone.copy()
+    bad[1000:2000] = np.nan
+    bad[5000:6000, 1] = np.inf
+    _float_wav(str(tmp_path / "nan.wav"), bad)
+    huge, _ = read_audio(tmp_path / "huge.wav")
+    assert np.isfinite(huge).all() and np.abs(huge).max() <= 1000.0
+    clean, _ = read_audio(tmp_path / "nan.wav")
+    assert np.isfinite(clean).all() and not clean[1000:2000].any()
+
+
+def test_analyze_goes_on_past_bad_files(library: dict[str, str], tmp_path) -> None:
+    """A bad file gets its error line; the files after it on the command line are still analysed."""
+    import json
+
+    t = np.arange(SR * 3) / SR
+    _float_wav(str(tmp_path / "huge.wav"), np.stack([np.sin(2 * np.pi * 220 * t)] * 2, axis=1) * 1e30)
+    (tmp_path / "notes.txt").write_text("not audio\n")
+    files = [str(tmp_path / "huge.wav"), str(tmp_path / "notes.txt"), str(tmp_path / "missing.flac"), library["x.flac"]]
+    run = subprocess.run([sys.executable, "-m", "auralis.cli", "analyze", "--json", "--no-sidecar", *files],
+                         capture_output=True, text=True, check=False)
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert [line.get("code") for line in lines] == [None, "unsupported_format", "not_found", None]
+    assert "fingerprint" in lines[0] and "fingerprint" in lines[3]
+
+
+# -- any file name ----------------------------------------------------------------------------------
+
+
+def test_non_utf8_names_analyse_and_master(library: dict[str, str], tmp_path) -> None:
+    """Latin-1 folder and file names (bytes that are not UTF-8): decoded, analysed, mastered, sidecars beside."""
+    folder = os.path.join(os.fsencode(tmp_path), b"d\xe9j\xe0 vu")
+    os.mkdir(folder)
+    names = {}
+    for name in ("x.flac", "vbr.mp3", "aac.m4a", "x.opus"):
+        target = os.path.join(folder, b"caf\xe9 " + name.encode())
+        shutil.copyfile(library[name], target)
+        names[name] = os.fsdecode(target)  # str with surrogate escapes, as os.listdir gives it
+    for name, path in names.items():
+        assert probe(path).num_frames == N
+        np.testing.assert_array_equal(read_audio(path)[0], read_audio(library[name])[0])
+    run = subprocess.run([sys.executable, "-m", "auralis.cli", "analyze", *[os.fsencode(p) for p in names.values()]],
+                         capture_output=True, check=False, env={**os.environ, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"})
+    assert run.returncode == 0, run.stderr
+    assert b"caf\\xe9 x.flac" in run.stdout  # shown escaped, never a UnicodeEncodeError
+    assert os.path.exists(os.fsencode(names["x.flac"]) + b".25d")  # the sidecar beside the file
+    out = os.path.join(folder, b"ma\xeetris\xe9.flac")
+    run = subprocess.run([sys.executable, "-m", "auralis.cli", "master", os.fsencode(names["aac.m4a"]), out],
+                         capture_output=True, check=False, env={**os.environ, "LANG": "en_US.UTF-8"})
+    assert run.returncode == 0, run.stderr
+    assert probe(os.fsdecode(out)).num_frames == N
