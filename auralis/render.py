@@ -213,6 +213,20 @@ def render_chunk(
         return _render_range(reader, plan, start, stop, preroll_s)[0]
 
 
+def render_frames(path: str | os.PathLike[str], plan: MasteringPlan, start: int, stop: int) -> np.ndarray:
+    """Frames ``[start, stop)`` of ``path`` mastered by ``plan`` (inside the track), float32 ``(frames, channels)``.
+
+    The same absolute-grid window as :func:`render_chunk` (pre-roll, look-ahead), so any range
+    equals the same frames of the standard chunks: the output-rate chunk jobs render a chunk
+    plus the few frames on either side that resampling reads.
+    """
+    with AudioReader(path) as reader:
+        n = reader.info.num_frames
+        if not 0 <= start < stop <= n:
+            raise IndexError(f"frames [{start}, {stop}) are outside {reader.info.path} ({n} frames)")
+        return _render_range(reader, plan, int(start), int(stop), PREROLL_S)[0]
+
+
 def render_samples(
     samples: np.ndarray, sample_rate: int, plan: MasteringPlan
 ) -> tuple[np.ndarray, dict[str, float]]:

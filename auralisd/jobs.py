@@ -76,30 +76,49 @@ def compute_fingerprint(path: str, plan_inputs: Any) -> Any:
 
 
 @_job
-def render_chunk_stereo(path: str, plan: Any, k: int, chunk_frames: int | None = None) -> Any:
-    """Chunk ``k`` of ``path`` mastered with ``plan``: float32 ``(frames, 2)`` at the file's rate.
+def render_chunk_stereo(
+    path: str, plan: Any, k: int, chunk_frames: int | None = None, out_rate: int | None = None
+) -> Any:
+    """Output chunk ``k`` of ``path`` mastered with ``plan``: float32 ``(frames, 2)`` at ``out_rate``.
 
-    ``chunk_frames`` overrides the chunk length (the player's short fast-start pieces).
+    ``chunk_frames`` overrides the chunk length (the player's short fast-start pieces);
+    ``out_rate`` (default: the file's rate) resamples here, in the worker, so the daemon's
+    event loop only slices: output chunk ``k`` is :meth:`auralis.resample.ChunkGrid.span` ``(k)``
+    of the resampled track, equal to one pass of ``resample_poly`` over the whole mastered track.
+    With ``plan`` None the chunk is the unprocessed original (the A/B side; no gain applied).
     """
-    import numpy as np
-
-    from auralis.downmix import stereo_downmix
-    from auralis.render import render_chunk
-
-    chunk = render_chunk(path, plan, k, chunk_frames=chunk_frames)
-    return np.ascontiguousarray(stereo_downmix(np.asarray(chunk, dtype=np.float32)), dtype=np.float32)
-
-
-@_job
-def render_original_stereo(path: str, start_frame: int, stop_frame: int, gain_db: float) -> Any:
-    """Unprocessed frames ``[start, stop)`` as float32 ``(frames, 2)`` gained by ``gain_db`` (A/B side)."""
     import numpy as np
 
     from auralis.audio import read_frames
     from auralis.downmix import stereo_downmix
 
-    samples, _ = read_frames(path, start_frame, stop_frame)
-    return (stereo_downmix(samples) * np.float32(10.0 ** (gain_db / 20.0))).astype(np.float32)
+    grid = _grid(path, chunk_frames, out_rate)
+    if not 0 <= k < grid.count:
+        raise IndexError(f"chunk {k} is outside {path} ({grid.count} chunks)")
+
+    if plan is None:
+        def read(a: int, b: int) -> Any:
+            return stereo_downmix(np.asarray(read_frames(path, a, b)[0], dtype=np.float32))
+    else:
+        from auralis.render import render_frames
+
+        def read(a: int, b: int) -> Any:
+            return stereo_downmix(np.asarray(render_frames(path, plan, a, b), dtype=np.float32))
+
+    from auralis.resample import resample_span
+
+    return resample_span(read, grid, k)
+
+
+def _grid(path: str, chunk_frames: int | None, out_rate: int | None) -> Any:
+    from auralis.audio import AudioReader
+    from auralis.render import chunk_frames as standard
+    from auralis.resample import ChunkGrid
+
+    with AudioReader(path) as reader:
+        info = reader.info
+    n = int(chunk_frames) if chunk_frames else standard(info.sample_rate)
+    return ChunkGrid(info.sample_rate, int(out_rate or info.sample_rate), info.num_frames, n)
 
 
 def merge_results(path: str, results: Sequence[Any]) -> Any:

@@ -1,10 +1,12 @@
 """Chunk rendering facade: cache, then one pool job per chunk however many ask for it.
 
-``await mastering.render_chunk(track, plan, k)`` returns chunk ``k`` of ``track`` mastered
-with ``plan`` as float32 ``(frames, 2)`` at the track's own sample rate (the shared player
-and private WebSocket sessions both use it). Chunk geometry is the renderer's
-(:func:`auralis.render.chunk_frames`): chunk ``k`` covers source frames
-``[k * N, min((k + 1) * N, num_frames))``.
+``await mastering.render_chunk(track, plan, k, out_rate=r)`` returns output chunk ``k`` of
+``track`` mastered with ``plan`` as float32 ``(frames, 2)`` at the output rate ``r`` (the
+shared player and private WebSocket sessions both use it). The worker resamples, so the
+event loop only slices. Chunk geometry is the renderer's (:func:`auralis.render.chunk_frames`)
+seen at the output rate (:class:`auralis.resample.ChunkGrid`): chunk ``k`` covers output
+frames ``[ceil(k * N * r / rate), ceil((k + 1) * N * r / rate))``. ``plan=None`` is the
+unprocessed original (the A/B side), on the same cached path: it never kills a worker.
 
 Single flight: concurrent requests for the same key share one render, which runs in this
 actor's nursery, so a requester that gives up (seek, stop) does not cancel it for the
@@ -40,6 +42,7 @@ class ChunkKey:
     plan_key: str
     k: int
     chunk_frames: int = 0  # 0: the renderer's standard geometry; else a fast-start piece length
+    out_rate: int = 0  # output sample rate (Hz) the chunk was resampled to; 0: the file's own rate
 
 
 @dataclass(eq=False)
@@ -48,6 +51,9 @@ class _Flight:
     waiters: int = 0
     result: np.ndarray | None = None
     error: BaseException | None = None
+
+
+ORIGINAL_PLAN_KEY = "original"  # the plan_key of unprocessed (A/B) chunks
 
 
 def chunk_frames(sample_rate: int) -> int:
@@ -85,18 +91,23 @@ class Mastering:
             task_status.started()
             await trio.sleep_forever()
 
-    def key(self, track: Track, plan: Any, k: int, piece_frames: int = 0) -> ChunkKey:
+    def key(self, track: Track, plan: Any, k: int, piece_frames: int = 0, out_rate: int | None = None) -> ChunkKey:
+        rate = 0 if out_rate is None or int(out_rate) == int(track.sample_rate) else int(out_rate)
+        plan_key = ORIGINAL_PLAN_KEY if plan is None else plan.cache_key()
         return ChunkKey(
-            track.path, track.size, track.mtime_ns, self._engine_version, plan.cache_key(), int(k), int(piece_frames)
+            track.path, track.size, track.mtime_ns, self._engine_version, plan_key, int(k), int(piece_frames), rate
         )
 
-    def cached_chunk(self, track: Track, plan: Any, k: int, piece_frames: int = 0) -> np.ndarray | None:
+    def cached_chunk(
+        self, track: Track, plan: Any, k: int, piece_frames: int = 0, out_rate: int | None = None
+    ) -> np.ndarray | None:
         """The chunk when it is cached (counted as a hit), else None (not counted). Never blocks."""
-        key = self.key(track, plan, k, piece_frames)
+        key = self.key(track, plan, k, piece_frames, out_rate)
         return self.cache.get(key) if self.cache.peek(key) else None
 
     async def render_piece(
-        self, track: Track, plan: Any, j: int, piece_frames: int, *, priority: int = PRIORITY_NORMAL
+        self, track: Track, plan: Any, j: int, piece_frames: int, *, out_rate: int | None = None,
+        priority: int = PRIORITY_NORMAL,
     ) -> np.ndarray:
         """Fast-start piece ``j``: frames ``[j * piece_frames, (j + 1) * piece_frames)``, rendered alone.
 
@@ -105,10 +116,15 @@ class Mastering:
         renderer works on an absolute frame grid: a piece equals the same frames of the
         standard chunk (sample for sample as measured; -90 dBFS is the documented bound).
         """
-        return await self._render_key(self.key(track, plan, j, piece_frames), track.path, plan, priority)
+        key = self.key(track, plan, j, piece_frames, out_rate)
+        return await self._render_key(key, track.path, plan, priority)
 
-    async def render_chunk(self, track: Track, plan: Any, k: int, *, priority: int = PRIORITY_NORMAL) -> np.ndarray:
-        """Chunk ``k`` as read-only float32 ``(frames, 2)`` at ``track.sample_rate``.
+    async def render_chunk(
+        self, track: Track, plan: Any, k: int, *, out_rate: int | None = None, priority: int = PRIORITY_NORMAL
+    ) -> np.ndarray:
+        """Output chunk ``k`` as read-only float32 ``(frames, 2)`` at ``out_rate`` (default: the track's).
+
+        ``plan`` None renders the unprocessed original (downmixed, resampled, no gain).
 
         ``priority`` orders it among playback jobs waiting for a worker (lower first); a
         render already in flight keeps the priority of whoever asked first.
@@ -119,7 +135,7 @@ class Mastering:
 
         Cancellation: safe; the render goes on for other requesters and the cache.
         """
-        return await self._render_key(self.key(track, plan, k), track.path, plan, priority)
+        return await self._render_key(self.key(track, plan, k, 0, out_rate), track.path, plan, priority)
 
     async def _render_key(self, key: ChunkKey, path: str, plan: Any, priority: int) -> np.ndarray:
         cached = self.cache.get(key)
@@ -139,13 +155,14 @@ class Mastering:
             flight.waiters -= 1
         if flight.error is not None:
             raise flight.error
-        assert flight.result is not None  # set together with done
+        if flight.result is None:  # the render was cancelled (shutdown): nobody gets a result
+            raise PoolJobAbandoned()
         return flight.result
 
     async def _render(self, key: ChunkKey, flight: _Flight, path: str, plan: Any, priority: int) -> None:
         try:
             result = await self.pool.run(
-                jobs.render_chunk_stereo, path, plan, key.k, key.chunk_frames or None,
+                jobs.render_chunk_stereo, path, plan, key.k, key.chunk_frames or None, key.out_rate or None,
                 still_wanted=lambda: flight.waiters > 0, priority=priority,
             )  # fmt: skip
             self.cache.put(key, result)
@@ -157,7 +174,3 @@ class Mastering:
         finally:
             del self._flights[key]
             flight.done.set()
-
-    async def render_original(self, track: Track, start_frame: int, stop_frame: int, gain_db: float) -> np.ndarray:
-        """Unprocessed frames as float32 ``(frames, 2)`` gained by ``gain_db`` (the A/B comparison side)."""
-        return await self.pool.run(jobs.render_original_stereo, track.path, start_frame, stop_frame, gain_db)

@@ -1,31 +1,29 @@
-"""The player actor: queue, transport state machine, render-ahead, and the real-time PCM clock.
+"""The player actor: the shared player, a trio actor over the playback core (:mod:`auralisd.playback`).
 
-Everything the player owns (queue, flags, preset, intensity, volume, the decks being
-played, the subscribers) is touched only by :meth:`Player.run`'s loop and by handlers it
-calls synchronously. Commands arrive on a bounded mailbox (:data:`MAILBOX_SIZE` small
-records) through the facade methods (``await player.play()`` ...), which wait for the
-reply on a one-shot channel. Background tasks the player starts (preparing a deck,
-fetching a chunk) report back through the same mailbox.
+Everything the player owns (the :class:`~auralisd.playback.PlayQueue`, preset, intensity,
+volume, the decks being played, the subscribers) is touched only by :meth:`Player.run`'s loop
+and by handlers it calls synchronously. Commands arrive on a bounded mailbox
+(:data:`MAILBOX_SIZE` small records) through the facade methods (``await player.play()``
+...), which wait for the reply on a one-shot channel. Background tasks the player starts
+(preparing a deck, fetching a chunk) report back through the same mailbox.
 
-A *deck* is one track with one plan: its chunks are fetched from :class:`Mastering`
-(cache, then the pool) and kept from the playhead up to ``render_ahead`` chunks ahead.
-The clock emits one block of :data:`BLOCK_S` every :data:`BLOCK_S` seconds of real time
-while playing: frames ``[out_pos, out_pos + B)`` of the current deck, resampled to the
-output rate (:class:`~auralisd.resample.BlockResampler`), crossfaded with a new deck when
-preset or intensity changed (:data:`CROSSFADE_S`), scaled by the ramped volume, and sent
-to every subscriber with ``send_nowait``. A subscriber whose buffer is full is dropped
-(its channel closed, ``dropped`` set): the player never waits for anyone. When the data
-is not ready the clock stalls (an underrun is counted) and restarts from "now" when it
-is, so a stall is never followed by a burst.
+The logic is the core's: the queue and MPD's play order (:mod:`~auralisd.playback.queue`),
+which chunks a deck wants and how urgently (:mod:`~auralisd.playback.deck`), the clock's
+deadlines, stalls and underruns (:mod:`~auralisd.playback.clock`) and the one crossfade and
+volume ramp (:mod:`~auralisd.playback.mixer`). This actor runs the fetches the decks ask for
+(:class:`Mastering`: cache, then the pool; chunks arrive already at the output rate) and
+publishes one block of :data:`BLOCK_S` every :data:`BLOCK_S` seconds of real time while
+playing: frames ``[out_pos, out_pos + B)`` sliced from the current deck, crossfaded with a
+new deck when preset or intensity changed (:data:`CROSSFADE_S`), scaled by the ramped volume,
+and sent to every subscriber with ``send_nowait``. A subscriber whose buffer is full is
+dropped (its channel closed, ``dropped`` set): the player never waits for anyone. When the
+data is not ready the clock stalls (an underrun is counted) and restarts from "now" when it
+is, so a stall is never followed by a burst. The event loop does no DSP beyond slicing,
+fading and scaling.
 
 Gapless: when the playhead's render window reaches a track's last chunk, the next track's
-deck is prepared (fingerprint, plan, first chunks); at the end of the track the clock
-moves on in the same tick.
-
-Random (like MPD): the queue entries not yet played in this round wait in a shuffled
-order (``_upcoming``); ``next``, the end of a track and the gapless preparation all take
-its head, so every entry plays once before any repeats. With ``repeat`` the next round's
-order is drawn when it is first needed and kept, so the prepared track is the one played.
+deck is prepared (fingerprint, plan, first chunk); at the end of the track the clock moves
+on in the same tick.
 """
 
 from __future__ import annotations
@@ -33,7 +31,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -44,28 +41,26 @@ import trio_parallel
 
 from .. import jobs
 from ..errors import INVALID_PARAMS, NOT_FOUND, RpcError
-from ..resample import BlockResampler
+from ..playback import Clock, Crossfade, Deck, Fetch, PlayQueue, QueueError, VolumeRamp
+from ..playback.mixer import BLOCK_S, CROSSFADE_S, block_frames, crossfade_frames
+from ..playback.mixer import volume_gain as volume_gain
 from .database import Database, Track
 from .events import EventHub
 from .fingerprints import FingerprintResolver
-from .mastering import Mastering, chunk_count, chunk_frames
-from .pool import PRIORITY_NORMAL, PoolJobAbandoned, PoolTimeout
+from .mastering import Mastering, chunk_frames
+from .pool import PoolJobAbandoned, PoolTimeout
 
 log = logging.getLogger("auralisd.player")
 
+__all__ = [
+    "BLOCK_S", "CROSSFADE_S", "PcmBlock", "PcmSubscription", "Player", "PlayerStatistics", "StreamEnd",
+    "StreamStart", "StreamStatus", "volume_gain",
+]
+
 MAILBOX_SIZE: Final = 64  # requests and task reports (each a small record; chunk reports hold one chunk ref)
-BLOCK_S: Final = 0.05  # s of audio per published block (issue 5 wants 20-100 ms frames)
-CROSSFADE_S: Final = 0.05  # s: preset/intensity change crossfade
 DEFAULT_SUBSCRIBER_BLOCKS: Final = 40  # 2 s of blocks: 40 x 2205 x 2 x 4 B = 706 kB at 44.1 kHz
 MAX_SUBSCRIBER_BLOCKS: Final = 400
-STALL_POLL_S: Final = 0.01  # while waiting for a chunk
 SAVE_INTERVAL_S: Final = 0.5  # s: while playing, the saved position is at most this old (plus one commit)
-PIECES_PER_CHUNK: Final = 5  # fast-start pieces: 1 s when chunks are 5 s
-FAST_START_PIECES: Final = 2  # pieces requested at the playhead while its chunk is missing
-CHUNK_RETRIES: Final = 3  # extra attempts for a chunk after the pool gave up on it
-# pool priorities (lower starts first): the playhead's pieces, then the playhead's chunk, then look-ahead
-PRIORITY_PIECE: Final = 0  # + the piece's distance from the playhead's piece
-PRIORITY_PLAYHEAD_CHUNK: Final = PRIORITY_PIECE + FAST_START_PIECES
 PREVIOUS_RESTARTS_AFTER_S: Final = 3.0  # `previous` later than this restarts the track (like MPD clients)
 
 
@@ -142,70 +137,20 @@ class _PlanReady:
 
 
 @dataclass(frozen=True)
-class _ChunkReady:
+class _Rendered:
     deck_id: int
-    k: int
+    fetch: Fetch
     samples: np.ndarray
 
 
 @dataclass(frozen=True)
-class _PieceReady:
+class _RenderFailed:
     deck_id: int
-    j: int
-    samples: np.ndarray
-
-
-@dataclass(frozen=True)
-class _PieceFailed:
-    deck_id: int
-    j: int
+    fetch: Fetch
     path: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class _ChunkFailed:
-    deck_id: int
-    k: int
     code: str
     message: str
     fatal: bool
-
-
-@dataclass(eq=False)
-class _Deck:
-    deck_id: int
-    track: Track
-    preset: str
-    intensity: float
-    resampler: BlockResampler
-    out_frames: int
-    chunk_frames: int
-    n_chunks: int
-    plan: Any = None
-    plan_source: str = ""
-    chunks: dict[int, np.ndarray] = field(default_factory=dict)
-    fetching: dict[int, trio.CancelScope] = field(default_factory=dict)
-    failures: dict[int, int] = field(default_factory=dict)
-    piece_frames: int = 0
-    pieces: dict[int, np.ndarray] = field(default_factory=dict)
-    piece_fetching: dict[int, trio.CancelScope] = field(default_factory=dict)
-    prepare_scope: trio.CancelScope | None = None
-    broken_from: int | None = None  # first chunk that cannot be rendered: the track ends there
-
-    @property
-    def decision(self) -> str | None:
-        return None if self.plan is None else (self.plan.decision or None)
-
-    def close(self) -> None:
-        for scope in [*self.fetching.values(), *self.piece_fetching.values()]:
-            scope.cancel()
-        self.fetching.clear()
-        self.piece_fetching.clear()
-        self.chunks.clear()
-        self.pieces.clear()
-        if self.prepare_scope is not None:
-            self.prepare_scope.cancel()
 
 
 @dataclass(frozen=True)
@@ -223,11 +168,6 @@ class PlayerStatistics:
 
     def to_wire(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def volume_gain(percent: int) -> float:
-    """Linear gain for a volume percentage: ``(p / 100) ** 2`` (about -12 dB at 50 %), never above 1."""
-    return min(1.0, (max(0, percent) / 100.0) ** 2)
 
 
 class Player:
@@ -258,32 +198,23 @@ class Player:
         self._render_ahead = int(render_ahead)
         self._send, self._receive = trio.open_memory_channel[Any](MAILBOX_SIZE)
         self._nursery: trio.Nursery | None = None
-        self._rng = rng if rng is not None else random.Random()
         self._restore_paused = bool(restore_paused)
         self._resume = False  # set by _restore: the saved state was "play" and it plays on
         # --- owned state
-        self._queue: list[Track] = []
-        self._pos: int | None = None
+        self._q: PlayQueue[Track] = PlayQueue(rng)
         self._state = "stop"
         self._preset = "adaptive"
         self._intensity = 1.0
         self._volume = 100
-        self._gain = 1.0
-        self._flags = {"repeat": False, "random": False, "single": False, "consume": False}
-        self._history: list[int] = []  # queue positions played before the current one (at most 100)
-        self._upcoming: list[int] = []  # random: positions not yet played in this round, in play order
-        self._next_round: list[int] | None = None  # random + repeat: the next round's order, once drawn
-        self._deck: _Deck | None = None
-        self._fade: _Deck | None = None  # the new plan's deck, crossfaded in when ready
-        self._fade_pos: int | None = None
-        self._next: _Deck | None = None
+        self._ramp = VolumeRamp()
+        self._clock = Clock(self.sample_rate)
+        self._deck: Deck | None = None
+        self._fade: Deck | None = None  # the new plan's deck, crossfaded in when ready
+        self._xfade: Crossfade | None = None  # the crossfade in progress (None: not started yet)
+        self._next: Deck | None = None
         self._out_pos = 0
         self._epoch = 0
         self._deck_ids = 0
-        self._next_deadline = math.inf
-        self._stalled = False
-        self._epoch_blocks = 0  # blocks sent in epoch `_blocks_epoch` (a stall after the first is an underrun)
-        self._blocks_epoch = -1
         self._subs: list[PcmSubscription] = []
         self._dirty = False
         self._queue_dirty = False
@@ -291,9 +222,41 @@ class Player:
         self._unacked: list[tuple[trio.MemorySendChannel, tuple[bool, Any]]] = []
         self._save_wake_send, self._save_wake_receive = trio.open_memory_channel[None](1)
         self._counts = dict(
-            blocks_sent=0, underruns=0, dropped_subscribers=0, crossfades=0, chunk_retries=0, piece_failures=0,
+            blocks_sent=0, dropped_subscribers=0, crossfades=0, chunk_retries=0, piece_failures=0,
             gapless_ready=0, gapless_late=0,
         )
+
+    # the queue's state under the names persistence uses
+    @property
+    def _queue(self) -> list[Track]:
+        return self._q.entries
+
+    @property
+    def _pos(self) -> int | None:
+        return self._q.pos
+
+    @_pos.setter
+    def _pos(self, value: int | None) -> None:
+        self._q.pos = value
+
+    @property
+    def _flags(self) -> dict[str, bool]:
+        return self._q.flags
+
+    @property
+    def _gain(self) -> float:
+        return self._ramp.gain
+
+    @_gain.setter
+    def _gain(self, value: float) -> None:
+        self._ramp.gain = value
+
+    @property
+    def _stalled(self) -> bool:
+        return self._clock.stalled
+
+    def _reset_order(self) -> None:
+        self._q.reset_order()
 
     # ================================================================= facade
     async def _call(self, method: str, /, **kwargs: Any) -> Any:
@@ -304,7 +267,6 @@ class Player:
         if ok:
             return value
         raise value
-
     async def status(self) -> dict[str, Any]:
         return await self._call("status")
 
@@ -371,7 +333,7 @@ class Player:
 
     def statistics(self) -> PlayerStatistics:
         return PlayerStatistics(
-            **self._counts, subscribers=len(self._subs), epoch=self._epoch
+            **self._counts, underruns=self._clock.underruns, subscribers=len(self._subs), epoch=self._epoch
         )
 
     # ================================================================= actor
@@ -409,11 +371,10 @@ class Player:
     async def _loop(self) -> None:
         while True:
             now = trio.current_time()
-            if self._state == "play" and now >= self._next_deadline:
+            if self._state == "play" and self._clock.due(now):
                 self._tick(now)
                 continue
-            deadline = self._next_deadline if self._state == "play" else math.inf
-            with trio.move_on_at(deadline):
+            with trio.move_on_at(self._clock.deadline):
                 message = await self._receive.receive()
                 self._dispatch(message)
 
@@ -434,45 +395,33 @@ class Player:
                 _reply(message.reply, answer)
         elif isinstance(message, _PlanReady):
             self._on_plan_ready(message)
-        elif isinstance(message, _ChunkReady):
-            self._on_chunk_ready(message)
-        elif isinstance(message, _PieceReady):
-            self._on_piece_ready(message)
-        elif isinstance(message, _ChunkFailed):
-            self._on_chunk_failed(message)
-        elif isinstance(message, _PieceFailed):
-            self._on_piece_failed(message)
+        elif isinstance(message, _Rendered):
+            self._on_rendered(message)
+        elif isinstance(message, _RenderFailed):
+            self._on_render_failed(message)
 
     # ================================================================= decks
-    def _new_deck(self, track: Track, preset: str | None = None, intensity: float | None = None) -> _Deck:
+    def _new_deck(self, track: Track, preset: str | None = None, intensity: float | None = None) -> Deck:
         self._deck_ids += 1
-        resampler = BlockResampler(track.sample_rate, self.sample_rate)
-        frames_per_chunk = chunk_frames(track.sample_rate)
-        return _Deck(
-            deck_id=self._deck_ids,
-            track=track,
-            preset=preset or self._preset,
-            intensity=self._intensity if intensity is None else intensity,
-            resampler=resampler,
-            out_frames=resampler.output_frames(track.num_frames),
-            chunk_frames=frames_per_chunk,
-            n_chunks=chunk_count(track.num_frames, track.sample_rate),
-            piece_frames=max(1, frames_per_chunk // PIECES_PER_CHUNK),
+        return Deck.open(
+            self._deck_ids, track, preset or self._preset, self._intensity if intensity is None else intensity,
+            in_rate=track.sample_rate, out_rate=self.sample_rate, num_frames=track.num_frames,
+            chunk_frames=chunk_frames(track.sample_rate),
         )
 
-    def _decks(self) -> list[_Deck]:
+    def _decks(self) -> list[Deck]:
         return [d for d in (self._deck, self._fade, self._next) if d is not None]
 
-    def _find_deck(self, deck_id: int) -> _Deck | None:
+    def _find_deck(self, deck_id: int) -> Deck | None:
         for deck in self._decks():
             if deck.deck_id == deck_id:
                 return deck
         return None
 
-    def _start_prepare(self, deck: _Deck) -> None:
+    def _start_prepare(self, deck: Deck) -> None:
         assert self._nursery is not None
         scope = trio.CancelScope()
-        deck.prepare_scope = scope
+        deck.prepare = scope
         log.debug("preparing deck %d: %s", deck.deck_id, deck.track.path)
         if deck is self._deck:
             self._publish(StreamStatus("preparing", deck.track.track_id))
@@ -500,7 +449,7 @@ class Player:
         deck.plan = message.plan
         deck.plan_source = message.source
         log.debug("deck %d: plan ready (%s)", deck.deck_id, message.source)
-        deck.prepare_scope = None
+        deck.prepare = None
         if deck is self._deck or deck is self._fade:
             log.info("%s: %s", deck.track.path, deck.decision or "planned")
             self._hub.publish(
@@ -508,181 +457,116 @@ class Player:
                 {"track_id": deck.track.track_id, "decision": deck.decision, "plan": deck.plan.to_dict()},
             )
         if deck is self._fade:
-            self._fade_pos = None
+            self._xfade = None
         self._request_chunks()
 
-    def _window(self, deck: _Deck, out_pos: int) -> tuple[int, int]:
-        """Chunk indices ``[k_lo, k_hi]`` wanted for a deck whose playhead is ``out_pos``."""
-        lo, _ = deck.resampler.input_span(out_pos, out_pos + 1)
-        k_lo = min(max(lo, 0) // deck.chunk_frames, max(deck.n_chunks - 1, 0))
-        return k_lo, min(k_lo + self._render_ahead, deck.n_chunks - 1)
+    def _cached(self, deck: Deck) -> Callable[[str, int], np.ndarray | None]:
+        def cached(kind: str, index: int) -> np.ndarray | None:
+            piece = deck.pieces_grid.chunk_frames if kind == "piece" else 0
+            return self._mastering.cached_chunk(deck.track, deck.plan, index, piece, self.sample_rate)
+
+        return cached
 
     def _request_chunks(self) -> None:
         """Keep every deck's render window fetched; prepare the next track near the end."""
-        for deck, head, extra in ((self._deck, self._out_pos, 0), (self._fade, self._out_pos, 0), (self._next, 0, -2)):
-            if deck is None or deck.plan is None:
+        for deck, playhead in ((self._deck, True), (self._fade, True), (self._next, False)):
+            if deck is None:
                 continue
-            k_lo, k_hi = self._window(deck, head)
-            k_hi = max(k_lo, k_hi + extra) if extra else k_hi
-            for k in list(deck.chunks):
-                if k < k_lo or k > k_hi:
-                    del deck.chunks[k]
-            for k, scope in list(deck.fetching.items()):
-                if k < k_lo or k > k_hi:
-                    scope.cancel()
-                    del deck.fetching[k]
-            if deck.broken_from is not None:
-                k_hi = min(k_hi, deck.broken_from - 1)
-            if k_lo not in deck.chunks and k_lo not in deck.fetching:
-                cached = self._mastering.cached_chunk(deck.track, deck.plan, k_lo)
-                if cached is not None:
-                    deck.chunks[k_lo] = cached
-            if k_lo not in deck.chunks:
-                k_hi = min(k_hi, k_lo)  # the playhead's chunk first: nothing competes with it for a core
-            if extra == 0:  # fast-start pieces are queued before the chunk: the first block needs them
-                self._request_pieces(deck, head, need=k_lo not in deck.chunks)
-            for k in range(k_lo, k_hi + 1):
-                if k not in deck.chunks and k not in deck.fetching:
-                    urgent = k == k_lo and extra == 0  # the playhead of the playing or fading-in deck
-                    self._fetch(deck, k, priority=PRIORITY_PLAYHEAD_CHUNK if urgent else PRIORITY_NORMAL)
+            head = self._out_pos if playhead else 0
+            for fetch in deck.schedule(head, self._render_ahead, playhead=playhead, cached=self._cached(deck)):
+                self._start_fetch(deck, fetch)
         deck = self._deck
         if deck is not None and deck.plan is not None and self._state != "stop":
-            _, k_hi = self._window(deck, self._out_pos)
-            if k_hi >= deck.n_chunks - 1:
+            _, k_hi = deck.window(self._out_pos, self._render_ahead)
+            if k_hi >= deck.grid.count - 1:
                 self._prepare_next()
 
-    def _request_pieces(self, deck: _Deck, head: int, *, need: bool) -> None:
-        """Fast start: while the playhead's chunk is missing, render the next short pieces too."""
-        lo, _ = deck.resampler.input_span(head, head + 1)
-        j0 = max(lo, 0) // deck.piece_frames
-        wanted = set()
-        if need:
-            last = (deck.track.num_frames - 1) // deck.piece_frames
-            wanted = set(range(j0, min(j0 + FAST_START_PIECES, last + 1)))
-        for j in list(deck.pieces):
-            if j < j0 or not need:
-                del deck.pieces[j]
-        for j, scope in list(deck.piece_fetching.items()):
-            if j not in wanted:
-                scope.cancel()
-                del deck.piece_fetching[j]
+    def _start_fetch(self, deck: Deck, fetch: Fetch) -> None:
         assert self._nursery is not None
-        for j in sorted(wanted):
-            if j in deck.pieces or j in deck.piece_fetching:
-                continue
-            cached = self._mastering.cached_chunk(deck.track, deck.plan, j, deck.piece_frames)
-            if cached is not None:
-                deck.pieces[j] = cached
-                continue
-            scope = trio.CancelScope()
-            log.debug("deck %d: fast-start piece %d requested", deck.deck_id, j)
-            deck.piece_fetching[j] = scope
-            self._nursery.start_soon(
-                self._piece_task, deck.deck_id, deck.track, deck.plan, j, deck.piece_frames, PRIORITY_PIECE + j - j0, scope
-            )
-
-    async def _piece_task(
-        self, deck_id: int, track: Track, plan: Any, j: int, piece_frames: int, priority: int, scope: trio.CancelScope
-    ) -> None:
-        with scope:
-            try:
-                samples = await self._mastering.render_piece(track, plan, j, piece_frames, priority=priority)
-            except PoolJobAbandoned:
-                return
-            except Exception as exc:  # a piece is only a head start: report it, never crash playback
-                reason = (str(exc).splitlines() or [""])[0] or type(exc).__name__
-                await self._send.send(_PieceFailed(deck_id, j, track.path, reason))
-                return
-            await self._send.send(_PieceReady(deck_id, j, samples))
-
-    def _on_piece_failed(self, message: _PieceFailed) -> None:
-        """A fast-start piece failed: count and log it; the playhead's chunk still covers playback.
-
-        The piece stays marked as fetched, so it is not requested (nor logged) again for this deck.
-        """
-        self._counts["piece_failures"] += 1
-        log.warning(
-            "fast-start piece %d of %s failed (%s); playback waits for its chunk",
-            message.j, message.path, message.reason,
-        )  # fmt: skip
-
-    def _on_piece_ready(self, message: _PieceReady) -> None:
-        deck = self._find_deck(message.deck_id)
-        if deck is None or message.j not in deck.piece_fetching:
-            return
-        del deck.piece_fetching[message.j]
-        deck.pieces[message.j] = message.samples
-        if deck is self._deck and self._stalled and self._state == "play":
-            self._next_deadline = trio.current_time()
-
-    def _fetch(self, deck: _Deck, k: int, *, priority: int = PRIORITY_NORMAL) -> None:
-        assert self._nursery is not None
-        cached = self._mastering.cached_chunk(deck.track, deck.plan, k)
-        if cached is not None:
-            deck.chunks[k] = cached
-            return
         scope = trio.CancelScope()
-        deck.fetching[k] = scope
-        self._nursery.start_soon(self._fetch_task, deck.deck_id, deck.track, deck.plan, k, priority, scope)
+        deck.started(fetch, scope)
+        if fetch.kind == "piece":
+            log.debug("deck %d: fast-start piece %d requested", deck.deck_id, fetch.index)
+        self._nursery.start_soon(self._fetch_task, deck, fetch, scope)
 
-    async def _fetch_task(
-        self, deck_id: int, track: Track, plan: Any, k: int, priority: int, scope: trio.CancelScope
-    ) -> None:
+    async def _fetch_task(self, deck: Deck, fetch: Fetch, scope: trio.CancelScope) -> None:
+        track, plan = deck.track, deck.plan
         with scope:
             try:
-                samples = await self._mastering.render_chunk(track, plan, k, priority=priority)
+                if fetch.kind == "piece":
+                    samples = await self._mastering.render_piece(
+                        track, plan, fetch.index, deck.pieces_grid.chunk_frames, out_rate=self.sample_rate,
+                        priority=fetch.priority,
+                    )  # fmt: skip
+                else:
+                    samples = await self._mastering.render_chunk(
+                        track, plan, fetch.index, out_rate=self.sample_rate, priority=fetch.priority
+                    )
             except PoolJobAbandoned:
                 return
             except jobs.JobFailed as exc:
-                await self._send.send(_ChunkFailed(deck_id, k, exc.code, exc.message.splitlines()[0], True))
-                return
+                report = _RenderFailed(deck.deck_id, fetch, track.path, exc.code, exc.message.splitlines()[0], True)
             except (PoolTimeout, trio_parallel.BrokenWorkerError) as exc:
-                await self._send.send(_ChunkFailed(deck_id, k, "internal", str(exc) or type(exc).__name__, False))
-                return
+                report = _RenderFailed(deck.deck_id, fetch, track.path, "internal", str(exc) or type(exc).__name__, False)
             except Exception as exc:  # a bug somewhere below: report it, retry, never crash playback
-                log.exception("rendering chunk %d of %s failed unexpectedly", k, track.path)
-                await self._send.send(_ChunkFailed(deck_id, k, "internal", type(exc).__name__, False))
+                if fetch.kind == "chunk":
+                    log.exception("rendering chunk %d of %s failed unexpectedly", fetch.index, track.path)
+                reason = (str(exc).splitlines() or [""])[0] or type(exc).__name__
+                report = _RenderFailed(deck.deck_id, fetch, track.path, "internal", reason, False)
+            else:
+                await self._send.send(_Rendered(deck.deck_id, fetch, samples))
                 return
-            await self._send.send(_ChunkReady(deck_id, k, samples))
+            await self._send.send(report)
 
-    def _on_chunk_ready(self, message: _ChunkReady) -> None:
+    def _on_rendered(self, message: _Rendered) -> None:
         deck = self._find_deck(message.deck_id)
         if deck is None:
             return
-        deck.fetching.pop(message.k, None)
-        deck.chunks[message.k] = message.samples
-        log.debug("deck %d: chunk %d ready", deck.deck_id, message.k)
-        self._request_chunks()  # the playhead's chunk is here: the look-ahead may start
-        if deck is self._deck and self._stalled and self._state == "play":
-            self._next_deadline = trio.current_time()
+        if message.fetch.kind == "piece":
+            if not deck.accept_piece(message.fetch.index, message.samples):
+                return
+        else:
+            if not deck.accept_chunk(message.fetch.index, message.samples):
+                return
+            log.debug("deck %d: chunk %d ready", deck.deck_id, message.fetch.index)
+            self._request_chunks()  # the playhead's chunk is here: the look-ahead may start
+        if deck is self._deck and self._state == "play":
+            self._clock.kick(trio.current_time())
 
-    def _on_chunk_failed(self, message: _ChunkFailed) -> None:
+    def _on_render_failed(self, message: _RenderFailed) -> None:
+        if message.fetch.kind == "piece":
+            # a piece is only a head start: count and log it; the playhead's chunk still covers playback.
+            # It stays marked as fetched, so it is not requested (nor logged) again for this deck.
+            self._counts["piece_failures"] += 1
+            log.warning(
+                "fast-start piece %d of %s failed (%s); playback waits for its chunk",
+                message.fetch.index, message.path, message.message,
+            )  # fmt: skip
+            return
         deck = self._find_deck(message.deck_id)
         if deck is None:
             return
-        deck.fetching.pop(message.k, None)
-        attempts = deck.failures.get(message.k, 0) + 1
-        deck.failures[message.k] = attempts
-        if not message.fatal and attempts <= CHUNK_RETRIES:
+        k = message.fetch.index
+        if deck.chunk_failed(k, fatal=message.fatal):
             self._counts["chunk_retries"] += 1
-            log.warning("chunk %d of %s failed (%s); retrying", message.k, deck.track.path, message.message)
-            self._fetch(deck, message.k)
+            log.warning("chunk %d of %s failed (%s); retrying", k, deck.track.path, message.message)
+            self._start_fetch(deck, deck.retry(k))
             return
-        log.error("cannot render chunk %d of %s: %s", message.k, deck.track.path, message.message)
+        log.error("cannot render chunk %d of %s: %s", k, deck.track.path, message.message)
         self._hub.publish("error", {"code": "bad_audio", "message": f"{deck.track.path}: {message.message}"})
-        if deck is self._deck:
-            # play what can be played; the track ends where the damage starts
-            deck.broken_from = message.k if deck.broken_from is None else min(deck.broken_from, message.k)
+        if deck is self._deck:  # play what can be played; the track ends where the damage starts
             if self._state == "play":
-                self._next_deadline = trio.current_time()
+                self._clock.kick(trio.current_time())
         elif deck is self._fade:
             self._fade.close()
             self._fade = None
+            self._xfade = None
         elif deck is self._next:
+            self._next.close()
             self._next = None
 
     def _prepare_next(self) -> None:
-        index = self._next_index(auto=True)
+        index = self._q.next_index(auto=True)
         if index is None:
             return
         track = self._queue[index]
@@ -699,99 +583,46 @@ class Player:
         if deck is None:
             self._set_state("stop")
             return
-        block = max(1, int(round(BLOCK_S * self.sample_rate)))
         n0 = self._out_pos
-        n1 = min(n0 + block, deck.out_frames)
-        if n1 <= n0:
-            self._advance(auto=True)
+        n1 = min(n0 + block_frames(self.sample_rate), deck.end_frame)
+        if n1 <= n0:  # the end of the track, or where a chunk that cannot be rendered starts
+            self._advance(auto=True, skip=deck.end_frame < deck.out_frames)
             return
-        if deck.broken_from is not None:
-            _, hi = deck.resampler.input_span(n0, n1)
-            if min(hi, deck.track.num_frames) > deck.broken_from * deck.chunk_frames:
-                self._advance(auto=True, skip=True)
-                return
-        samples = self._frames(deck, n0, n1) if deck.plan is not None else None
+        samples = deck.frames(n0, n1) if deck.plan is not None else None
         if samples is None:
-            if not self._stalled and self._blocks_epoch == self._epoch:
-                self._counts["underruns"] += 1
-            self._stalled = True
-            self._next_deadline = now + STALL_POLL_S
+            self._clock.stall(now)
             return
-        if self._stalled:
-            self._stalled = False
-            self._next_deadline = now
+        if self._clock.recover(now):
             self._publish(StreamStatus("ready", deck.track.track_id))
         samples = self._crossfade(samples, n0, n1)
         deck = self._deck  # the crossfade may have swapped decks
-        target = volume_gain(self._volume)
-        if target != 1.0 or self._gain != 1.0:
-            ramp = np.linspace(self._gain, target, n1 - n0, endpoint=False, dtype=np.float32)[:, None]
-            samples = samples * ramp if target != self._gain else samples * np.float32(target)
-            self._gain = target
-        samples = np.ascontiguousarray(samples, dtype=np.float32)
+        assert deck is not None
+        samples = self._ramp.apply(samples, volume_gain(self._volume))
+        samples = np.array(samples, dtype=np.float32)  # its own copy: subscribers never share a chunk
         self._announce(deck, n0)
         self._publish(PcmBlock(self._epoch, n0, samples, deck.track.track_id))
         self._counts["blocks_sent"] += 1
-        self._epoch_blocks = self._epoch_blocks + 1 if self._blocks_epoch == self._epoch else 1
-        self._blocks_epoch = self._epoch
+        self._clock.sent(now, n1 - n0)
         self._out_pos = n1
-        self._next_deadline += (n1 - n0) / self.sample_rate
-        if self._next_deadline < now - 0.25:  # fell far behind (a long GC pause): do not burst
-            self._next_deadline = now
         self._request_chunks()
-
-    def _frames(self, deck: _Deck, n0: int, n1: int) -> np.ndarray | None:
-        lo, hi = deck.resampler.input_span(n0, n1)
-        total = deck.track.num_frames
-        span = np.zeros((hi - lo, 2), dtype=np.float32)
-        a, b = max(lo, 0), min(hi, total)
-        if a < b:
-            cf = deck.chunk_frames
-            for k in range(a // cf, (b - 1) // cf + 1):
-                c0 = k * cf
-                chunk = deck.chunks.get(k)
-                if chunk is None:
-                    s, e = max(a, c0), min(b, c0 + cf)
-                    if not self._fill_from_pieces(deck, span, lo, s, e):
-                        return None
-                    continue
-                s, e = max(a, c0), min(b, c0 + chunk.shape[0])
-                span[s - lo : e - lo] = chunk[s - c0 : e - c0]
-        return deck.resampler.process(span, n0, n1)
-
-    @staticmethod
-    def _fill_from_pieces(deck: _Deck, span: np.ndarray, lo: int, a: int, b: int) -> bool:
-        pf = deck.piece_frames
-        for j in range(a // pf, (b - 1) // pf + 1):
-            piece = deck.pieces.get(j)
-            if piece is None:
-                return False
-            p0 = j * pf
-            s, e = max(a, p0), min(b, p0 + piece.shape[0])
-            span[s - lo : e - lo] = piece[s - p0 : e - p0]
-        return True
 
     def _crossfade(self, samples: np.ndarray, n0: int, n1: int) -> np.ndarray:
         fade = self._fade
         if fade is None or fade.plan is None:
             return samples
-        new = self._frames(fade, n0, n1)
+        new = fade.frames(n0, n1)
         if new is None:
             return samples
-        fade_frames = max(1, int(round(CROSSFADE_S * self.sample_rate)))
-        if self._fade_pos is None:
-            self._fade_pos = 0
+        if self._xfade is None:
+            self._xfade = Crossfade(crossfade_frames(self.sample_rate))
             self._counts["crossfades"] += 1
             self._epoch += 1
-        pos = self._fade_pos + np.arange(n1 - n0)
-        weight = np.clip(pos / fade_frames, 0.0, 1.0).astype(np.float32)[:, None]
-        out = samples * (1.0 - weight) + new * weight
-        self._fade_pos += n1 - n0
-        if self._fade_pos >= fade_frames:
+        out = self._xfade.mix(samples, new)
+        if self._xfade.done:
             old = self._deck
             self._deck = fade
             self._fade = None
-            self._fade_pos = None
+            self._xfade = None
             if old is not None:
                 old.close()
             self._hub.publish(
@@ -799,7 +630,7 @@ class Player:
             )
         return out
 
-    def _announce(self, deck: _Deck, offset: int) -> None:
+    def _announce(self, deck: Deck, offset: int) -> None:
         start = None
         for sub in list(self._subs):
             if sub.announced_epoch != self._epoch:
@@ -835,16 +666,20 @@ class Player:
             self._subs.remove(sub)
 
     # ================================================================= transitions
+    def _new_epoch(self) -> None:
+        self._epoch += 1
+        self._clock.new_epoch()
+
     def _set_state(self, state: str, *, reason: str | None = None) -> None:
         if state == self._state:
             return
         previous = self._state
         self._state = state
         if state == "play":
-            self._next_deadline = trio.current_time()
-            self._epoch += 1
+            self._clock.start(trio.current_time())
+            self._new_epoch()
         else:
-            self._next_deadline = math.inf
+            self._clock.stop()
             if previous == "play":
                 self._publish(StreamEnd(reason or ("paused" if state == "pause" else "stopped")))
         self._dirty = True
@@ -869,21 +704,14 @@ class Player:
             if deck is not None and deck is not self._next:
                 deck.close()
         self._fade = None
-        self._fade_pos = None
+        self._xfade = None
         self._deck = None
-        self._pos = index
+        self._q.set_current(index)
         self._out_pos = out_pos
-        self._epoch += 1
-        self._stalled = False
+        self._new_epoch()
         self._dirty = True
-        if self._flags["random"]:
-            if index is None:  # stopped: the next `play` starts a new round
-                self._upcoming = self._shuffled(range(len(self._queue)))
-                self._next_round = None
-            else:
-                self._begin_round(index)
-                if index in self._upcoming:
-                    self._upcoming.remove(index)
+        if self._state == "play":
+            self._clock.start(trio.current_time())
         if index is None:
             return
         track = self._queue[index]
@@ -895,7 +723,7 @@ class Player:
         ):
             self._deck = nxt
             if auto:
-                ready = nxt.plan is not None and 0 in nxt.chunks
+                ready = nxt.plan is not None and nxt.has_chunk0()
                 self._counts["gapless_ready" if ready else "gapless_late"] += 1
             if nxt.plan is None:
                 self._publish(StreamStatus("preparing", track.track_id))
@@ -906,96 +734,20 @@ class Player:
                 self._counts["gapless_late"] += 1
             self._deck = self._new_deck(track)
             self._start_prepare(self._deck)
-        if self._state == "play":
-            self._next_deadline = trio.current_time()
         self._request_chunks()
-
-    def _next_index(self, *, auto: bool) -> int | None:
-        """The queue position that plays next; the same answer until the queue or the flags change."""
-        if self._pos is None:
-            if not self._queue:
-                return None
-            return self._upcoming[0] if self._flags["random"] and self._upcoming else 0
-        n = len(self._queue)
-        if auto and self._flags["single"]:
-            return self._pos if self._flags["repeat"] else None
-        if self._flags["random"]:
-            return self._random_next()
-        if self._pos + 1 < n:
-            return self._pos + 1
-        return 0 if self._flags["repeat"] and n else None
-
-    # ----------------------------------------------------------------- random order
-    def _shuffled(self, positions: Sequence[int] | range) -> list[int]:
-        order = list(positions)
-        self._rng.shuffle(order)
-        return order
-
-    def _random_next(self) -> int | None:
-        """Head of this round's order; with ``repeat`` after the last one, the next round's head."""
-        if self._upcoming:
-            return self._upcoming[0]
-        n = len(self._queue)
-        if not self._flags["repeat"] or n == 0:
-            return None
-        if self._next_round is None:  # drawn once, so the prepared next track is the one that plays
-            order = self._shuffled(range(n))
-            if n > 1 and order[0] == self._pos:  # a new round does not start with the track just played
-                j = self._rng.randrange(1, n)
-                order[0], order[j] = order[j], order[0]
-            self._next_round = order
-        return self._next_round[0]
-
-    def _begin_round(self, index: int) -> None:
-        """``index`` starts the drawn next round (this round is over): make that round current."""
-        if self._flags["random"] and not self._upcoming and self._next_round and self._next_round[0] == index:
-            self._upcoming, self._next_round = self._next_round, None
-
-    def _reset_order(self) -> None:
-        """A fresh round from the current entry (random switched on, or state restored)."""
-        self._next_round = None
-        if self._flags["random"]:
-            self._upcoming = self._shuffled([i for i in range(len(self._queue)) if i != self._pos])
-        else:
-            self._upcoming = []
-
-    def _remap_order(self, new_pos: Callable[[int], int | None]) -> None:
-        """Queue positions moved (``new_pos`` maps old to new, None when removed): keep the order valid."""
-
-        def remap(positions: list[int]) -> list[int]:
-            return [q for q in map(new_pos, positions) if q is not None]
-
-        self._upcoming = remap(self._upcoming)
-        self._history = remap(self._history)
-        self._next_round = None  # drawn again from the new queue when needed
 
     def _advance(self, *, auto: bool, skip: bool = False) -> None:
         """Move to the next track (end of track, ``next``, or a track that cannot play)."""
-        index = self._next_index(auto=auto and not skip)
-        if skip and index == self._pos:
-            index = None
-        if index is not None:
-            self._begin_round(index)
-        current = self._pos
-        if self._flags["consume"] and current is not None and current < len(self._queue):
-            del self._queue[current]
-            consumed, current = current, None  # gone: not in the history either
-            self._remap_order(lambda p: None if p == consumed else p - (p > consumed))
+        step = self._q.advance(auto=auto, skip=skip)
+        if step.consumed:
             self._queue_dirty = True
-            if index is not None and index > consumed:
-                index -= 1
-            elif index == consumed:
-                index = consumed if consumed < len(self._queue) else None
             self._publish_queue()
-        if current is not None and index is not None:
-            self._history.append(current)
-            del self._history[:-100]
-        if index is None:
+        if step.index is None:
             self._load(None)
             self._set_state("stop", reason="end_of_queue")
             self._publish_player()
             return
-        self._load(index, auto=auto and not skip)
+        self._load(step.index, auto=auto and not skip)
         self._publish_player()
 
     def _publish_queue(self) -> None:
@@ -1020,7 +772,7 @@ class Player:
             "plan_source": None if deck is None else (deck.plan_source or None),
             "decision": None if deck is None else deck.decision,
             "mastering_status": None if deck is None else ("ready" if deck.plan is not None and not self._stalled else "preparing"),
-            "next_ready": None if self._next is None else (self._next.plan is not None and 0 in self._next.chunks),
+            "next_ready": None if self._next is None else (self._next.plan is not None and self._next.has_chunk0()),
             "epoch": self._epoch,
             "sample_rate": self.sample_rate,
             "channels": 2,
@@ -1031,15 +783,14 @@ class Player:
         if pos is not None:
             self._check_pos(pos)
             if pos != self._pos or self._deck is None:
-                if self._pos is not None:
-                    self._history.append(self._pos)
+                self._q.remember_current()
                 self._load(pos)
             else:
                 self._seek_to(0)
         elif self._deck is None:
             if not self._queue:
                 raise RpcError(NOT_FOUND, "the queue is empty")
-            self._load(self._pos if self._pos is not None else self._next_index(auto=False))
+            self._load(self._pos if self._pos is not None else self._q.next_index(auto=False))
         self._set_state("play")
         self._request_chunks()
         return self._cmd_status()
@@ -1071,19 +822,7 @@ class Player:
         if self._out_pos / self.sample_rate > PREVIOUS_RESTARTS_AFTER_S:
             self._seek_to(0)
             return self._cmd_status()
-        if self._flags["random"]:  # back along the order played; the current entry is next again
-            if self._history:
-                index = self._history.pop()
-                self._upcoming.insert(0, self._pos)
-            else:
-                index = self._pos
-        elif self._pos > 0:
-            index = self._pos - 1
-        elif self._flags["repeat"]:
-            index = len(self._queue) - 1
-        else:
-            index = 0
-        self._load(index)
+        self._load(self._q.previous_index())
         self._publish_player()
         return self._cmd_status()
 
@@ -1101,33 +840,26 @@ class Player:
         deck = self._deck
         assert deck is not None
         self._out_pos = min(int(round(position_s * self.sample_rate)), max(deck.out_frames - 1, 0))
-        self._epoch += 1
-        self._stalled = False
-        if self._fade is not None:
-            self._fade_pos = None
+        self._new_epoch()
+        self._clock.stalled = False
+        self._xfade = None
         if self._state == "play":
-            self._next_deadline = trio.current_time()
+            self._clock.start(trio.current_time())
         self._dirty = True
         self._request_chunks()
         self._publish_player()
 
     def _check_pos(self, pos: int) -> None:
-        if not 0 <= pos < len(self._queue):
-            raise RpcError(NOT_FOUND, f"no queue position {pos} (queue length {len(self._queue)})")
+        try:
+            self._q.check(pos)
+        except QueueError as exc:
+            raise RpcError(NOT_FOUND, str(exc)) from None
 
     def _cmd_add(self, tracks: list[Track], pos: int | None) -> list[dict[str, int]]:
-        if pos is None:
-            pos = len(self._queue)
-        if not 0 <= pos <= len(self._queue):
-            raise RpcError(NOT_FOUND, f"no queue position {pos} (queue length {len(self._queue)})")
-        self._queue[pos:pos] = tracks
-        if self._pos is not None and self._pos >= pos:
-            self._pos += len(tracks)
-        count = len(tracks)
-        self._remap_order(lambda p: p + count if p >= pos else p)
-        if self._flags["random"]:  # new entries join the not-yet-played part at random places
-            for p in range(pos, pos + count):
-                self._upcoming.insert(self._rng.randint(0, len(self._upcoming)), p)
+        try:
+            pos = self._q.add(tracks, pos)
+        except QueueError as exc:
+            raise RpcError(NOT_FOUND, str(exc)) from None
         self._queue_dirty = self._dirty = True
         self._invalidate_next()
         self._publish_queue()
@@ -1135,7 +867,7 @@ class Player:
 
     def _invalidate_next(self) -> None:
         if self._next is not None:
-            index = self._next_index(auto=True)
+            index = self._q.next_index(auto=True)
             if index is None or self._queue[index].track_id != self._next.track.track_id:
                 self._next.close()
                 self._next = None
@@ -1144,27 +876,15 @@ class Player:
     def _cmd_delete(self, positions: list[int]) -> dict[str, Any]:
         for p in positions:
             self._check_pos(p)
-        removing_current = self._pos is not None and self._pos in positions
-        removed = sorted(set(positions))
-        for p in reversed(removed):
-            del self._queue[p]
-            if self._pos is not None and p < self._pos:
-                self._pos -= 1
-        gone = set(removed)
-        self._remap_order(lambda p: None if p in gone else p - bisect_left(removed, p))
+        removing_current = self._q.delete(positions)
         self._queue_dirty = self._dirty = True
         if removing_current:
-            assert self._pos is not None
-            if self._flags["random"]:
-                index = self._random_next()
-            else:
-                index = self._pos if self._pos < len(self._queue) else None
             was = self._state
-            self._load(index)
-            if index is None:
+            self._load(self._pos)
+            if self._pos is None:
                 self._set_state("stop")
             elif was == "play":
-                self._next_deadline = trio.current_time()
+                self._clock.start(trio.current_time())
             self._publish_player()
         self._invalidate_next()
         self._publish_queue()
@@ -1173,29 +893,14 @@ class Player:
     def _cmd_move(self, from_pos: int, to_pos: int) -> dict[str, Any]:
         self._check_pos(from_pos)
         self._check_pos(to_pos)
-        track = self._queue.pop(from_pos)
-        self._queue.insert(to_pos, track)
-        order = list(range(len(self._queue)))
-        order.insert(to_pos, order.pop(from_pos))
-        new_of_old = {old: new for new, old in enumerate(order)}
-        self._remap_order(new_of_old.__getitem__)
-        if self._pos is not None:
-            if self._pos == from_pos:
-                self._pos = to_pos
-            elif from_pos < self._pos <= to_pos:
-                self._pos -= 1
-            elif to_pos <= self._pos < from_pos:
-                self._pos += 1
+        self._q.move(from_pos, to_pos)
         self._queue_dirty = self._dirty = True
         self._invalidate_next()
         self._publish_queue()
         return {"queue_length": len(self._queue)}
 
     def _cmd_clear(self) -> dict[str, Any]:
-        self._queue.clear()
-        self._history.clear()
-        self._upcoming.clear()
-        self._next_round = None
+        self._q.clear()
         if self._next is not None:
             self._next.close()
             self._next = None
@@ -1244,12 +949,11 @@ class Player:
             return
         if self._fade is not None:
             self._fade.close()
+        self._xfade = None
         if (deck.preset, deck.intensity) == (self._preset, self._intensity):
             self._fade = None
-            self._fade_pos = None
             return
         self._fade = self._new_deck(deck.track)
-        self._fade_pos = None
         self._start_prepare(self._fade)
 
     def _cmd_set_volume(self, percent: int) -> dict[str, Any]:
@@ -1259,14 +963,10 @@ class Player:
         return self._cmd_status()
 
     def _cmd_set_options(self, flags: dict[str, bool]) -> dict[str, Any]:
-        for key in flags:
-            if key not in self._flags:
-                raise RpcError(INVALID_PARAMS, f"unknown option {key!r}")
-        was_random = self._flags["random"]
-        for key, value in flags.items():
-            self._flags[key] = bool(value)
-        if self._flags["random"] != was_random:
-            self._reset_order()
+        try:
+            self._q.set_flags(flags)
+        except QueueError as exc:
+            raise RpcError(INVALID_PARAMS, str(exc)) from None
         self._dirty = True
         self._invalidate_next()
         self._hub.publish("options", self._options_event())

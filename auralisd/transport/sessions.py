@@ -18,7 +18,7 @@ code :data:`CLOSE_TOO_SLOW` and never slows the player or anyone else.
 Epochs: a new ``stream_epoch`` starts at every seek, track change and preset/intensity change, and
 ``audio_stream_start`` precedes its first audio. A preset/intensity change starts its epoch exactly at
 the next unsent frame (no gap, no repeat) and crossfades from the old plan to the new one over
-:data:`PLAN_CROSSFADE_S`, so it never clicks.
+:data:`~auralisd.playback.mixer.CROSSFADE_S` (the shared player's crossfade), so it never clicks.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ import numpy as np
 import trio
 import trio_websocket
 
+from ..playback import Crossfade, Deck, Fetch
+from ..playback.mixer import crossfade_frames, db_gain, scale
 from ..protocol.audio_frames import (
     FORMATS,
     VARIANTS,
@@ -43,7 +45,6 @@ from ..protocol.audio_frames import (
     frames_per_message,
     parse_session_command,
 )
-from ..resample import BlockResampler
 from .http import WebSocketRequestInfo
 
 log = logging.getLogger("auralisd.sessions")
@@ -51,8 +52,8 @@ log = logging.getLogger("auralisd.sessions")
 SESSION_FRAME_S: Final = 0.1  # /session frames (issue 5 allows 20-100 ms; fewer messages per second)
 REALTIME_LEAD_S: Final = 0.5  # realtime pace: audio leaves up to this far ahead of its play time
 RENDER_AHEAD_CHUNKS: Final = 2  # chunks rendered ahead of the one being sent, per private session
-PLAN_CROSSFADE_S: Final = 0.02  # preset/intensity change crossfade inside a private session
-MAX_PRIVATE_SESSIONS: Final = 64  # each holds up to 3 chunks (~5 MB at 44.1 kHz); more are refused (1013)
+MAX_PRIVATE_SESSIONS: Final = 64  # each holds up to 3 chunks + 2 pieces per source (~5 MB at 44.1 kHz); more: 1013
+SEND_TIMEOUT_S: Final = 10.0  # a /session peer that takes a message longer than this is closed (frozen peer)
 COMMAND_BUFFER: Final = 16  # pending /session commands (each ~100 B); a flood beyond closes the socket
 CLOSE_TOO_SLOW: Final = 4008  # application close code: the listener fell behind its buffer limit
 CLOSE_POLICY: Final = 1008  # RFC 6455 policy violation: garbage or a flood of commands
@@ -161,14 +162,13 @@ def _wire_error(exc: BaseException) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class PreparedTrack:
-    """Everything a private session needs to stream one track: output-rate geometry and its resampler."""
+    """Everything a private session needs to stream one track: its output-rate geometry."""
 
     track: Any  # auralisd.actors.database.Track
     inputs: Any  # PlanInputs / Fingerprint, or None (neutral plan)
     num_frames: int  # at the output rate
     sample_rate: int  # output rate
     chunk_frames: int  # render chunk length, at the track's own rate
-    resampler: BlockResampler
 
     @property
     def wire(self) -> dict[str, Any]:
@@ -179,7 +179,7 @@ class SessionBackend:
     """What private sessions use of the daemon: tracks, fingerprints, plans, chunk renders.
 
     Renders go through the daemon's :class:`~auralisd.actors.mastering.Mastering` facade, so sessions
-    share the worker pool and the chunk cache with the shared player.
+    share the worker pool and the chunk cache with the shared player; chunks arrive at the output rate.
     """
 
     def __init__(self, db: Any, resolver: Any, mastering: Any, *, sample_rate: int) -> None:
@@ -214,25 +214,35 @@ class SessionBackend:
         return plan_mastering(inputs, preset, intensity)
 
     def prepare(self, track: Any, inputs: Any) -> PreparedTrack:
+        from auralis.resample import ChunkGrid
+
         from ..actors.mastering import chunk_frames
 
-        resampler = BlockResampler(int(track.sample_rate), self.sample_rate)
-        return PreparedTrack(track, inputs, resampler.output_frames(int(track.num_frames)), self.sample_rate,
-                             chunk_frames(int(track.sample_rate)), resampler)
+        n = chunk_frames(int(track.sample_rate))
+        grid = ChunkGrid(int(track.sample_rate), self.sample_rate, int(track.num_frames), n)
+        return PreparedTrack(track, inputs, grid.out_frames, self.sample_rate, n)
 
-    async def render(self, prepared: PreparedTrack, plan: Any, k: int) -> np.ndarray:
-        return await self.mastering.render_chunk(prepared.track, plan, k)
+    def cached(self, prepared: PreparedTrack, plan: Any, kind: str, index: int, piece_frames: int) -> Any:
+        return self.mastering.cached_chunk(prepared.track, plan, index, piece_frames if kind == "piece" else 0,
+                                           self.sample_rate)
 
-    async def render_original(self, prepared: PreparedTrack, k: int, gain_db: float) -> np.ndarray:
-        start = k * prepared.chunk_frames
-        stop = min(start + prepared.chunk_frames, int(prepared.track.num_frames))
-        return await self.mastering.render_original(prepared.track, start, stop, gain_db)
+    async def render(self, prepared: PreparedTrack, plan: Any, fetch: Fetch, piece_frames: int) -> np.ndarray:
+        """One output-rate chunk or fast-start piece; ``plan`` None is the unprocessed original."""
+        if fetch.kind == "piece":
+            return await self.mastering.render_piece(prepared.track, plan, fetch.index, piece_frames,
+                                                     out_rate=self.sample_rate, priority=fetch.priority)
+        return await self.mastering.render_chunk(prepared.track, plan, fetch.index, out_rate=self.sample_rate,
+                                                 priority=fetch.priority)
 
 
 class _ChunkSource:
-    """One (track, plan, variant) read at the output rate; chunks render ahead in the session's nursery.
+    """One (track, plan, variant) at the output rate: a playback :class:`~auralisd.playback.Deck` whose
+    fetches run in the session's nursery.
 
-    :meth:`read` is cancel-safe: renders run in the session's nursery (and the mastering actor's).
+    The deck decides what is wanted (the playhead's chunk, fast-start pieces while it is missing,
+    ``RENDER_AHEAD_CHUNKS`` of look-ahead) and drops what the playhead left behind, so a session holds
+    a bounded number of chunks whatever the seeks. The original (A/B) variant renders on the same cached
+    path with no plan; its level match is applied here as a gain. :meth:`read` is cancel-safe.
     """
 
     def __init__(self, backend: SessionBackend, prepared: PreparedTrack, plan: Any, variant: str,
@@ -240,87 +250,93 @@ class _ChunkSource:
         self._backend = backend
         self.prepared = prepared
         self.plan = plan
-        self._variant = variant
+        self._original = variant == "original"
         self._nursery = nursery
-        self._slots: dict[int, tuple[trio.Event, list[Any]]] = {}
-        self._scopes: set[trio.CancelScope] = set()
+        track = prepared.track
+        self.deck = Deck.open(0, track, plan.preset, plan.intensity, in_rate=int(track.sample_rate),
+                              out_rate=prepared.sample_rate, num_frames=int(track.num_frames),
+                              chunk_frames=prepared.chunk_frames, original=self._original)
+        self.deck.plan = plan
+        self._gain = db_gain(original_gain_db(plan)) if self._original else 1.0
+        self._arrived = trio.Event()
+        self._error: BaseException | None = None
         self._closed = False
-        self._in_frames = int(prepared.track.num_frames)
-        self.count = max(1, -(-self._in_frames // prepared.chunk_frames))
-        self._gain_db = original_gain_db(plan)
+
+    @property
+    def _render_plan(self) -> Any:
+        return None if self._original else self.plan
 
     def close(self) -> None:
-        """Cancel the renders this source is waiting for (the mastering actor may still finish them)."""
+        """Cancel the renders this source waits for (the mastering actor may still finish them)."""
         self._closed = True
-        for scope in self._scopes:
-            scope.cancel()
+        self.deck.close()
 
-    def _start(self, k: int) -> None:
-        if k in self._slots or not 0 <= k < self.count:
+    def _schedule(self, head: int) -> None:
+        if self._closed:
             return
-        event, box = trio.Event(), []
-        self._slots[k] = (event, box)
+        piece = self.deck.pieces_grid.chunk_frames
 
-        async def job() -> None:
+        def cached(kind: str, index: int) -> Any:
+            return self._backend.cached(self.prepared, self._render_plan, kind, index, piece)
+
+        for fetch in self.deck.schedule(head, RENDER_AHEAD_CHUNKS, playhead=True, cached=cached):
             scope = trio.CancelScope()
-            if self._closed:
-                scope.cancel()
-            self._scopes.add(scope)
-            with scope:
-                try:
-                    if self._variant == "original":
-                        box.append(await self._backend.render_original(self.prepared, k, self._gain_db))
-                    else:
-                        box.append(await self._backend.render(self.prepared, self.plan, k))
-                except Exception as exc:  # handed to whoever asks for the chunk
-                    box.append(exc)
-            self._scopes.discard(scope)
-            if not box:
-                box.append(RuntimeError("render cancelled"))
-            event.set()
+            self.deck.started(fetch, scope)
+            self._nursery.start_soon(self._fetch, fetch, scope)
 
-        self._nursery.start_soon(job)
+    async def _fetch(self, fetch: Fetch, scope: trio.CancelScope) -> None:
+        from ..actors.pool import PoolJobAbandoned
 
-    async def _chunk(self, k: int) -> np.ndarray:
-        self._start(k)
-        event, box = self._slots[k]
-        await event.wait()
-        result = box[0]
-        if isinstance(result, BaseException):
-            self._slots.pop(k, None)
-            raise result
-        return result
+        with scope:
+            try:
+                samples = await self._backend.render(self.prepared, self._render_plan, fetch,
+                                                     self.deck.pieces_grid.chunk_frames)
+            except PoolJobAbandoned:
+                return
+            except Exception as exc:
+                self._failed(fetch, exc)
+            else:
+                if fetch.kind == "piece":
+                    self.deck.accept_piece(fetch.index, samples)
+                else:
+                    self.deck.accept_chunk(fetch.index, samples)
+            self._wake()
 
-    def _span_chunks(self, out_start: int, out_stop: int) -> tuple[int, int, int, int]:
-        lo, hi = self.prepared.resampler.input_span(out_start, out_stop)
-        n = self.prepared.chunk_frames
-        return lo, hi, max(0, lo) // n, max(0, min(hi, self._in_frames) - 1) // n
+    def _failed(self, fetch: Fetch, exc: Exception) -> None:
+        from ..jobs import JobFailed
+
+        if fetch.kind == "piece":  # only a head start: the chunk still covers it
+            log.warning("fast-start piece %d of %s failed: %s", fetch.index, self.prepared.track.path, exc)
+            return
+        if self.deck.chunk_failed(fetch.index, fatal=isinstance(exc, JobFailed)):
+            log.warning("chunk %d of %s failed (%s); retrying", fetch.index, self.prepared.track.path, exc)
+            retry = self.deck.retry(fetch.index)
+            scope = trio.CancelScope()
+            self.deck.started(retry, scope)
+            self._nursery.start_soon(self._fetch, retry, scope)
+            return
+        self._error = exc
+
+    def _wake(self) -> None:
+        self._arrived.set()
+        self._arrived = trio.Event()
 
     def ready(self, out_start: int, out_stop: int) -> bool:
-        """Whether :meth:`read` would return at once (every chunk it needs is rendered)."""
-        _, _, first, last = self._span_chunks(out_start, out_stop)
-        for k in range(first, last + 1):
-            slot = self._slots.get(k)
-            if slot is None or not slot[0].is_set() or isinstance(slot[1][0], BaseException):
-                return False
-        return True
+        """Whether :meth:`read` would return at once (every frame it needs is rendered)."""
+        return self.deck.frames(out_start, out_stop) is not None
 
     async def read(self, out_start: int, out_stop: int) -> np.ndarray:
-        """Output-rate frames ``[out_start, out_stop)`` as float32 ``(frames, 2)``."""
-        lo, hi, first, last = self._span_chunks(out_start, out_stop)
-        n = self.prepared.chunk_frames
-        for j in range(first, last + 1 + RENDER_AHEAD_CHUNKS):
-            self._start(j)
-        for old in [j for j in self._slots if j < first]:
-            del self._slots[old]
-        span = np.zeros((hi - lo, 2), dtype=np.float32)
-        for k in range(first, last + 1):
-            chunk = await self._chunk(k)
-            c0 = k * n
-            a, b = max(lo, c0), min(hi, c0 + chunk.shape[0])
-            if b > a:
-                span[a - lo:b - lo] = chunk[a - c0:b - c0]
-        return self.prepared.resampler.process(span, out_start, out_stop)
+        """Output-rate frames ``[out_start, out_stop)`` as float32 ``(frames, 2)``: slices, no DSP."""
+        self._schedule(out_start)
+        while True:
+            block = self.deck.frames(out_start, out_stop)
+            if block is not None:
+                return scale(block, self._gain)
+            if self._error is not None and self.deck.broken_from is not None \
+                    and self.deck.grid.start(self.deck.broken_from) < out_stop:
+                raise self._error
+            await self._arrived.wait()
+            self._schedule(out_start)
 
 
 @dataclass
@@ -369,6 +385,7 @@ class PrivateSession:
             await close_websocket(self._ws, CLOSE_POLICY, reason=str(exc)[:120])
             return
         self._framer = AudioFramer(self._backend.sample_rate, self._fmt, frame_duration_s=SESSION_FRAME_S)
+        _limit_send_buffer(self._ws)
         closing: list[SessionClosed] = []
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -471,11 +488,15 @@ class PrivateSession:
         if block is None:
             return
         fade_from = pb.fade_from
-        if fade_from is not None and start < pb.fade_start + self._fade_frames:
+        fade = Crossfade(crossfade_frames(prepared.sample_rate), start - pb.fade_start)
+        if fade_from is not None and fade.done:  # the new plan plays alone: let the old one go
+            fade_from.close()
+            pb.fade_from = fade_from = None
+        if fade_from is not None:
             old = await self._read(fade_from, start, stop)
             if old is None:
                 return
-            block = self._crossfade(pb, old, block)
+            block = fade.mix(old, block)
         if self._playback is not pb or pb.position != start:
             return
         if not pb.started_sent:
@@ -491,25 +512,16 @@ class PrivateSession:
                     return
         assert self._framer is not None
         for data in self._framer.frames(pb.epoch, start, block):
-            await self._ws.send_message(data)
+            await self._send(data)
         pb.position = stop
         self.frames_sent += stop - start
 
-    async def _read(self, source: "_ChunkSource", start: int, stop: int) -> np.ndarray | None:
+    async def _read(self, source: _ChunkSource, start: int, stop: int) -> np.ndarray | None:
         """Frames ``[start, stop)`` of ``source``; None when a command arrived while a render was awaited."""
         if source.ready(start, stop):
             return await source.read(start, stop)  # rendered already: no wait, no race needed
         ready, value = await self._race(lambda: source.read(start, stop))
         return value if ready else None
-
-    @property
-    def _fade_frames(self) -> int:
-        return max(1, round(PLAN_CROSSFADE_S * self._backend.sample_rate))
-
-    def _crossfade(self, pb: _Playback, old: np.ndarray, new: np.ndarray) -> np.ndarray:
-        idx = np.arange(pb.position, pb.position + new.shape[0]) - pb.fade_start
-        w = np.clip((idx + 1) / self._fade_frames, 0.0, 1.0).astype(np.float32)[:, None]
-        return (old * (1.0 - w) + new * w).astype(np.float32)
 
     async def _send_start(self, pb: _Playback) -> None:
         prepared = pb.prepared
@@ -525,7 +537,14 @@ class PrivateSession:
         pb.clock_origin = (trio.current_time(), pb.position)
 
     async def _send_text(self, text: str) -> None:
-        await self._ws.send_message(text)
+        await self._send(text)
+
+    async def _send(self, message: str | bytes) -> None:
+        """Send one message; a peer that does not take it within :data:`SEND_TIMEOUT_S` is closed."""
+        with trio.move_on_after(SEND_TIMEOUT_S):
+            await self._ws.send_message(message)
+            return
+        raise SessionClosed(CLOSE_TOO_SLOW, f"the peer took no audio for {SEND_TIMEOUT_S:.0f} s")
 
     async def _error(self, code: str, message: str) -> None:
         await self._send_text(event_message("audio_stream_error", code=code, message=message))
@@ -698,7 +717,7 @@ class _OriginalSide:
         self.volume_gain = 1.0
         self._track: dict[str, Any] | None = None
         self._reader: Any = None
-        self._resampler: BlockResampler | None = None
+        self._resampler: Any = None  # auralis.resample.BlockResampler, once the file is open
 
     def start(self, track: dict[str, Any], plan: dict[str, Any] | None) -> None:
         out, inp = (plan or {}).get("target_lufs"), (plan or {}).get("input_lufs")
@@ -717,6 +736,7 @@ class _OriginalSide:
     def _read(self, n0: int, n1: int) -> np.ndarray:
         from auralis.audio import AudioReader
         from auralis.downmix import stereo_downmix
+        from auralis.resample import BlockResampler
 
         if self._reader is None:
             assert self._track is not None
@@ -756,7 +776,7 @@ class ListenerSession:
 
     def __init__(self, ws: trio_websocket.WebSocketConnection, info: WebSocketRequestInfo, *, player: Any,
                  hub: Any, db: Any = None, resolver: Any = None, max_blocks: int = LISTENER_BUFFER_BLOCKS,
-                 chart_cache: "_ChartCache | None" = None) -> None:
+                 chart_cache: _ChartCache | None = None) -> None:
         self._ws = ws
         self._chart_cache = chart_cache or _ChartCache()
         self._info = info

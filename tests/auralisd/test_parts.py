@@ -16,7 +16,7 @@ from auralisd.actors.cache import ChunkCache
 from auralisd.actors.database import MIGRATIONS, Database
 from auralisd.actors.events import EventHub
 from auralisd.actors.library import Library
-from auralisd.resample import BlockResampler
+from auralis.resample import BlockResampler
 
 
 def test_cache_evicts_least_recently_used_by_bytes_and_counts() -> None:

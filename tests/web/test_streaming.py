@@ -23,6 +23,7 @@ import soundfile as sf
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from auralisd.playback.mixer import CROSSFADE_S
 from auralisd.protocol.audio_frames import decode_audio_frame
 from tests.web.daemon import Capture, Daemon, RpcFailure, assert_continuous, receive_into, track_ids
 
@@ -120,9 +121,9 @@ def test_seek_and_preset_change_neither_skip_nor_repeat(daemon: Daemon, tmp_path
         assert float(np.max(np.abs(got - reference[a:a + got.shape[0]]))) <= FLOAT32_TOLERANCE
     a = epochs[preset_epoch][0].offset_frames
     got = capture.audio(preset_epoch)
-    fade = round(0.02 * SAMPLE_RATE)
+    fade = round(CROSSFADE_S * SAMPLE_RATE)
     assert float(np.max(np.abs(got[fade:] - bright[a + fade:a + got.shape[0]]))) <= FLOAT32_TOLERANCE
-    # The 20 ms crossfade starts on the old plan and ends on the new one: no step at the switch.
+    # The crossfade (the one every player uses) starts on the old plan and ends on the new one: no step at the switch.
     assert float(np.max(np.abs(got[0] - warm[a]))) < 0.05 * float(np.max(np.abs(warm[a - 100:a + 100])) + 1e-3)
 
 
