@@ -58,9 +58,9 @@ class Clock:
         self.stalled = False
 
     def retime(self, now: float) -> None:
-        """The next block is due now (and the ones after it at their pace from here)."""
+        """The next block plays at ``now``: it is due now (``lead_s`` early), the rest at their pace."""
         self.stalled = False
-        self._origin_time = now + self.lead_s
+        self._origin_time = now
         self._frames_since_origin = 0
 
     def new_epoch(self) -> None:

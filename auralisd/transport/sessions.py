@@ -26,14 +26,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
 import trio
 import trio_websocket
 
-from ..playback import Crossfade, Deck, Fetch
+from ..playback import Clock, Crossfade, Deck, Fetch
 from ..playback.mixer import crossfade_frames, db_gain, scale
 from ..protocol.audio_frames import (
     FORMATS,
@@ -354,7 +354,7 @@ class _Playback:
     paused: bool = False  # by the client (a seek or preset change keeps it paused)
     fade_from: _ChunkSource | None = None  # old plan, crossfaded out at the start of this epoch
     fade_start: int = 0
-    clock_origin: tuple[float, int] = (0.0, 0)  # (trio time, frame offset) the realtime pace counts from
+    clock: Clock = field(default_factory=lambda: Clock(1))  # realtime pace (the playback core's clock policy)
     started_sent: bool = False
 
 
@@ -501,19 +501,15 @@ class PrivateSession:
             return
         if not pb.started_sent:
             await self._send_start(pb)
-        if pb.pace == "realtime":
-            origin_time, origin_frame = pb.clock_origin
-            due = origin_time + (start - origin_frame) / prepared.sample_rate - REALTIME_LEAD_S
-            if trio.current_time() - due > REALTIME_LEAD_S:  # stalled (slow render): restart the clock, no burst
-                pb.clock_origin = (trio.current_time(), start)
-            elif due > trio.current_time():
-                with trio.move_on_at(due):  # wait for the pace, but a command interrupts the wait
-                    self._pending.append(await self._commands.receive())
-                    return
+        if pb.pace == "realtime" and not pb.clock.due(trio.current_time()):
+            with trio.move_on_at(pb.clock.deadline):  # wait for the pace, but a command interrupts the wait
+                self._pending.append(await self._commands.receive())
+                return
         assert self._framer is not None
         for data in self._framer.frames(pb.epoch, start, block):
             await self._send(data)
         pb.position = stop
+        pb.clock.sent(trio.current_time(), stop - start)  # a slow render restarts the clock: no burst after it
         self.frames_sent += stop - start
 
     async def _read(self, source: _ChunkSource, start: int, stop: int) -> np.ndarray | None:
@@ -534,7 +530,8 @@ class PrivateSession:
             gain_db=original_gain_db(pb.source.plan) if self._variant == "original" else 0.0,
         ))
         pb.started_sent = True
-        pb.clock_origin = (trio.current_time(), pb.position)
+        pb.clock = Clock(prepared.sample_rate, lead_s=REALTIME_LEAD_S, max_late_s=REALTIME_LEAD_S)
+        pb.clock.start(trio.current_time())
 
     async def _send_text(self, text: str) -> None:
         await self._send(text)
@@ -581,7 +578,7 @@ class PrivateSession:
             pb.paused = False
             if not pb.playing and pb.position < pb.prepared.num_frames:
                 pb.playing = True
-                pb.clock_origin = (trio.current_time(), pb.position)
+                pb.clock.start(trio.current_time())
         elif cmd.type == "stop":
             self._close_playback()
             await self._send_text(event_message("audio_stream_end", reason="stopped", stream_epoch=pb.epoch))
