@@ -299,7 +299,8 @@ def http_routes(services: Services, settings: Settings, token: str | None) -> di
 
     backend = sessions.SessionBackend(services.db, services.resolver, services.mastering, sample_rate=settings.sample_rate)
     return {
-        "/stream": sessions.stream_listener_handler(services.player, services.hub, services.db, services.resolver),
+        "/stream": sessions.stream_listener_handler(services.player, services.hub, services.db, services.resolver,
+                                                    backend=backend),
         "/session": sessions.private_session_handler(backend),
         # A loopback bind needs no token on any WebSocket (as for the Unix socket); elsewhere the
         # handshake carries it and /control also asks for `auth` first.

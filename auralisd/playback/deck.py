@@ -24,7 +24,7 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
-from auralis.resample import ChunkGrid
+from auralis.resample import ChunkGrid, resampler
 
 PIECES_PER_CHUNK: Final = 5  # fast-start pieces: 1 s when chunks are 5 s
 FAST_START_PIECES: Final = 2  # pieces requested at the playhead while its chunk is missing
@@ -33,6 +33,11 @@ CHUNK_RETRIES: Final = 3  # extra attempts for a chunk after the pool gave up on
 PRIORITY_PIECE: Final = 0  # + the piece's distance from the playhead's piece
 PRIORITY_PLAYHEAD_CHUNK: Final = PRIORITY_PIECE + FAST_START_PIECES
 PRIORITY_LOOKAHEAD: Final = 10  # = auralisd.actors.pool.PRIORITY_NORMAL
+
+
+def output_frames(in_rate: int, out_rate: int, num_frames: int) -> int:
+    """Length at ``out_rate`` of a track of ``num_frames`` at ``in_rate`` (as ``resample_poly``)."""
+    return resampler(int(in_rate), int(out_rate)).output_frames(int(num_frames))
 
 
 class Handle(Protocol):

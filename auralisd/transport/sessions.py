@@ -34,6 +34,7 @@ import trio
 import trio_websocket
 
 from ..playback import Clock, Crossfade, Deck, Fetch
+from ..playback.deck import output_frames
 from ..playback.mixer import crossfade_frames, db_gain, scale
 from ..protocol.audio_frames import (
     FORMATS,
@@ -214,13 +215,11 @@ class SessionBackend:
         return plan_mastering(inputs, preset, intensity)
 
     def prepare(self, track: Any, inputs: Any) -> PreparedTrack:
-        from auralis.resample import ChunkGrid
-
         from ..actors.mastering import chunk_frames
 
         n = chunk_frames(int(track.sample_rate))
-        grid = ChunkGrid(int(track.sample_rate), self.sample_rate, int(track.num_frames), n)
-        return PreparedTrack(track, inputs, grid.out_frames, self.sample_rate, n)
+        out_frames = output_frames(int(track.sample_rate), self.sample_rate, int(track.num_frames))
+        return PreparedTrack(track, inputs, out_frames, self.sample_rate, n)
 
     def cached(self, prepared: PreparedTrack, plan: Any, kind: str, index: int, piece_frames: int) -> Any:
         return self.mastering.cached_chunk(prepared.track, plan, index, piece_frames if kind == "piece" else 0,
@@ -253,11 +252,12 @@ class _ChunkSource:
         self._original = variant == "original"
         self._nursery = nursery
         track = prepared.track
-        self.deck = Deck.open(0, track, plan.preset, plan.intensity, in_rate=int(track.sample_rate),
+        preset, intensity = ("original", 0.0) if plan is None else (plan.preset, plan.intensity)
+        self.deck = Deck.open(0, track, preset, intensity, in_rate=int(track.sample_rate),
                               out_rate=prepared.sample_rate, num_frames=int(track.num_frames),
                               chunk_frames=prepared.chunk_frames, original=self._original)
         self.deck.plan = plan
-        self._gain = db_gain(original_gain_db(plan)) if self._original else 1.0
+        self._gain = db_gain(original_gain_db(plan)) if self._original and plan is not None else 1.0
         self._arrived = trio.Event()
         self._error: BaseException | None = None
         self._closed = False
@@ -704,51 +704,56 @@ DECISION_BUFFER: Final = 4  # StreamStart records waiting for their lwrp_decisio
 class _OriginalSide:
     """The A/B side of ``/stream``: unprocessed frames at the player's epochs and offsets, level-matched.
 
-    Output frames ``[n0, n1)`` are read from the file (input span of the output-rate resampler), downmixed
-    to stereo, gained by ``plan output loudness - input loudness`` and by the shared volume, resampled.
+    The same original path as ``/session?variant=original``: output-rate chunks of the unprocessed file
+    rendered on the shared pool through the chunk cache (so every A/B listener shares one render),
+    sliced here and gained by ``plan output loudness - input loudness`` and by the shared volume.
     """
 
-    def __init__(self, sample_rate: int) -> None:
-        self.sample_rate = sample_rate
+    def __init__(self, backend: SessionBackend) -> None:
+        self._backend = backend
         self.gain_db = 0.0
         self.volume_gain = 1.0
-        self._track: dict[str, Any] | None = None
-        self._reader: Any = None
-        self._resampler: Any = None  # auralis.resample.BlockResampler, once the file is open
+        self.nursery: trio.Nursery | None = None
+        self._track_id: Any = None
+        self._source: _ChunkSource | None = None
+        self._failed = False
 
-    def start(self, track: dict[str, Any], plan: dict[str, Any] | None) -> None:
+    async def start(self, track: dict[str, Any], plan: dict[str, Any] | None) -> None:
         out, inp = (plan or {}).get("target_lufs"), (plan or {}).get("input_lufs")
         self.gain_db = float(out) - float(inp) if isinstance(out, (int, float)) and isinstance(inp, (int, float)) else 0.0
-        if self._track is None or self._track.get("path") != track.get("path"):
-            self.close()
-            self._track = track
+        track_id = track.get("track_id")
+        if self._source is not None and track_id == self._track_id:
+            return
+        self.close()
+        self._track_id = track_id
+        assert self.nursery is not None
+        if not isinstance(track_id, int):
+            return
+        try:
+            record = await self._backend.track(track_id)
+        except Exception as exc:  # the track vanished: silence on this side, the stream goes on
+            log.warning("/stream original side: %s", exc)
+            return
+        prepared = self._backend.prepare(record, None)
+        self._source = _ChunkSource(self._backend, prepared, None, "original", self.nursery)
 
     def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-        self._reader = None
-        self._resampler = None
-        self._track = None
-
-    def _read(self, n0: int, n1: int) -> np.ndarray:
-        from auralis.audio import AudioReader
-        from auralis.downmix import stereo_downmix
-        from auralis.resample import BlockResampler
-
-        if self._reader is None:
-            assert self._track is not None
-            self._reader = AudioReader(self._track["path"]).__enter__()
-            self._resampler = BlockResampler(self._reader.info.sample_rate, self.sample_rate)
-        assert self._resampler is not None
-        lo, hi = self._resampler.input_span(n0, n1)
-        span = stereo_downmix(self._reader.read(lo, hi)).astype(np.float32)
-        gain = np.float32(10.0 ** (self.gain_db / 20.0) * self.volume_gain)
-        return self._resampler.process(span * gain, n0, n1)
+        if self._source is not None:
+            self._source.close()
+        self._source = None
+        self._track_id = None
 
     async def read(self, n0: int, n1: int) -> np.ndarray:
-        if self._track is None:
+        if self._source is None:
             return np.zeros((n1 - n0, 2), dtype=np.float32)
-        return await trio.to_thread.run_sync(self._read, n0, n1)
+        try:
+            block = await self._source.read(n0, n1)
+        except Exception as exc:  # a file that cannot be read: silence on this side, said once
+            if not self._failed:
+                log.warning("/stream original side of track %s: %s", self._track_id, exc)
+            self._failed = True
+            return np.zeros((n1 - n0, 2), dtype=np.float32)
+        return scale(block, db_gain(self.gain_db) * self.volume_gain)
 
 
 class _ChartCache:
@@ -773,7 +778,7 @@ class ListenerSession:
 
     def __init__(self, ws: trio_websocket.WebSocketConnection, info: WebSocketRequestInfo, *, player: Any,
                  hub: Any, db: Any = None, resolver: Any = None, max_blocks: int = LISTENER_BUFFER_BLOCKS,
-                 chart_cache: _ChartCache | None = None) -> None:
+                 chart_cache: _ChartCache | None = None, backend: SessionBackend | None = None) -> None:
         self._ws = ws
         self._chart_cache = chart_cache or _ChartCache()
         self._info = info
@@ -782,6 +787,7 @@ class ListenerSession:
         self._db = db
         self._resolver = resolver
         self._max_blocks = max_blocks
+        self._backend = backend
         self._last_decision_key: tuple[Any, ...] | None = None
         # StreamStart records for the decision task (lookups there never hold up the audio pump)
         self._decision_send, self._decision_receive = trio.open_memory_channel[Any](DECISION_BUFFER)
@@ -797,7 +803,12 @@ class ListenerSession:
             return
         _limit_send_buffer(self._ws)
         framer = AudioFramer(self._player.sample_rate, fmt, frame_duration_s=STREAM_FRAME_S)
-        original = _OriginalSide(self._player.sample_rate) if variant == "original" else None
+        if variant == "original" and self._backend is None:
+            await self._ws.send_message(event_message("audio_stream_error", code="invalid_params",
+                                                      message="variant=original is not served here"))
+            await close_websocket(self._ws, CLOSE_POLICY, reason="variant=original is not served here")
+            return
+        original = _OriginalSide(self._backend) if variant == "original" and self._backend is not None else None
         if original is not None:
             status = await self._player.status()
             original.volume_gain = _volume_gain(status.get("volume", 100))
@@ -805,6 +816,9 @@ class ListenerSession:
         events = self._hub.subscribe(LISTENER_EVENTS)
         try:
             async with trio.open_nursery() as nursery:
+                if original is not None:
+                    original.nursery = nursery
+
                 async def guarded(fn: Callable[[], Awaitable[None]]) -> None:
                     try:
                         await fn()
@@ -870,7 +884,7 @@ class ListenerSession:
             await flush()
             if isinstance(message, StreamStart):
                 if original is not None:
-                    original.start(message.track, message.plan)
+                    await original.start(message.track, message.plan)
                 await self._ws.send_message(event_message(
                     "audio_stream_start", sample_rate=message.sample_rate, channels=message.channels, format=fmt,
                     variant=variant, track=message.track, preset=message.preset, intensity=message.intensity,
@@ -969,14 +983,15 @@ def _limit_send_buffer(ws: trio_websocket.WebSocketConnection) -> None:
 
 
 def stream_listener_handler(player: Any, hub: Any, db: Any = None, resolver: Any = None,
-                            counters: SessionCounters | None = None):
+                            counters: SessionCounters | None = None, backend: SessionBackend | None = None):
     """The ``/stream`` route handler."""
     counters = counters or SessionCounters()
     chart_cache = _ChartCache()
 
     async def handler(ws: trio_websocket.WebSocketConnection, info: WebSocketRequestInfo) -> None:
         counters.listeners += 1
-        session = ListenerSession(ws, info, player=player, hub=hub, db=db, resolver=resolver, chart_cache=chart_cache)
+        session = ListenerSession(ws, info, player=player, hub=hub, db=db, resolver=resolver, chart_cache=chart_cache,
+                                  backend=backend)
         try:
             await session.run()
         finally:
