@@ -12,8 +12,14 @@ with ``websockets`` clients (one asyncio loop in this process):
   after its due time (the web player's jitter buffer), and a session must start within
   :data:`STARTUP_S`; the largest N with neither is reported (goal >= 16);
 * shared-stream listeners: N ``/stream`` listeners, same rule, plus no dropped listener.
+* ``--sessions48k``: :data:`SESSIONS_48K` real-time private sessions on **48 kHz** sources (the daemon
+  plays at 44.1 kHz, so every chunk is resampled, in the render job) started at once: none may be late,
+  every session's first audio must come within :data:`FIRST_AUDIO_LIMIT_S`; and the CPU time of the
+  daemon's trio thread (its main thread, from ``/proc``) per real-time session, against the same
+  thread idle in the same run.
 
-Prints a table, writes ``bench/out/stream.json``. ``--quick`` runs shorter windows and fewer steps.
+Prints a table, writes ``bench/out/stream.json`` (``stream_48k.json`` for ``--sessions48k``).
+``--quick`` runs shorter windows and fewer steps.
 """
 
 from __future__ import annotations
@@ -48,6 +54,10 @@ LIBRARY_TRACKS = 24
 LATE_S = 0.5  # the web player's jitter buffer (PREBUFFER_S in worklet.js): a frame later than this underruns
 WINDOW_S = 20.0
 STARTUP_S = 2.0  # a session counts as real time only if its first audio came within this (all N at once)
+SESSIONS_48K = 64  # issue 11: 64 concurrent real-time private sessions on 48 kHz sources
+FIRST_AUDIO_LIMIT_S = 1.0  # issue 11: every one of them hears its first audio within this
+TRACKS_48K = 16
+RATE_48K = 48_000
 HEADER = struct.Struct("<IIQ")
 
 
@@ -260,10 +270,95 @@ def offline_master_s(source: Path) -> float:
     return elapsed
 
 
+def build_library_48k(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(TRACKS_48K):
+        path = folder / f"hr{i:02d}.flac"
+        if not path.exists():
+            x = make_music(SHORT_TRACK_S, RATE_48K, bpm=100 + 3 * i, seed=200 + i)
+            write_audio(path, loudness_war(x) if i % 3 == 0 else x, RATE_48K)
+
+
+def thread_cpu_s(pid: int, tid: int) -> float:
+    """CPU time (user + system) of one thread of a process, from ``/proc/<pid>/task/<tid>/stat``."""
+    import os
+
+    fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
+async def sessions_48k(url: str, pid: int, track_ids: list[int], n: int, seconds: float) -> dict:
+    """``n`` real-time sessions on 48 kHz tracks started at once: first audio, lateness, trio-thread CPU."""
+    await asyncio.sleep(2.0)
+    idle0 = thread_cpu_s(pid, pid)
+    await asyncio.sleep(seconds / 2)
+    idle_cpu_s = (thread_cpu_s(pid, pid) - idle0) / (seconds / 2)  # per second, nothing playing
+
+    async def one(i: int) -> tuple[float, list[float], list[int]]:
+        arrivals: list[float] = []
+        frames: list[int] = []
+        async with websockets.connect(url + "/session", proxy=None, max_size=None) as ws:
+            t0 = time.monotonic()
+            await ws.send(json.dumps({"type": "play_enhanced", "track_id": track_ids[i % len(track_ids)],
+                                      "preset": PRESET_NAMES[i % len(PRESET_NAMES)], "intensity": 0.5 + 0.5 * (i % 2)}))
+            await _receive(ws, seconds, arrivals, frames)
+        return (arrivals[0] - t0 if arrivals else float("inf")), arrivals, frames
+
+    cpu0 = thread_cpu_s(pid, pid)
+    wall0 = time.monotonic()
+    results = await asyncio.gather(*[one(i) for i in range(n)])
+    cpu_per_s = (thread_cpu_s(pid, pid) - cpu0) / (time.monotonic() - wall0)
+    firsts = sorted(r[0] for r in results)
+    worst = max(lateness_s(a, f) for _, a, f in results)
+    least = min(sum(f) for _, _, f in results) / SAMPLE_RATE
+    return {
+        "sessions": n, "source_rate": RATE_48K, "output_rate": SAMPLE_RATE, "window_s": seconds,
+        "first_audio_median_s": round(firsts[len(firsts) // 2], 3), "first_audio_max_s": round(firsts[-1], 3),
+        "worst_lateness_s": round(worst, 3), "least_audio_s": round(least, 2),
+        "late": worst > LATE_S, "first_audio_ok": firsts[-1] <= FIRST_AUDIO_LIMIT_S,
+        "trio_thread_cpu_s_per_s": round(cpu_per_s, 4), "trio_thread_idle_cpu_s_per_s": round(idle_cpu_s, 4),
+        "trio_thread_cpu_ms_per_s_per_session": round(1000 * max(0.0, cpu_per_s - idle_cpu_s) / n, 3),
+    }
+
+
+def main_48k(quick: bool) -> int:
+    work = OUT / "stream48k"
+    music = work / "music"
+    build_library_48k(music)
+    for stale in music.glob("*.25d"):
+        stale.unlink(missing_ok=True)
+    for leftover in ("state", "runtime", "config", "cache", "xstate", "xrun"):
+        shutil.rmtree(work / leftover, ignore_errors=True)
+    window = 10.0 if quick else WINDOW_S
+    with running_daemon(work, music, workers=2) as daemon:
+        from tests.web.daemon import track_ids
+
+        ids = sorted(track_ids(daemon).values())
+
+        async def run() -> dict:
+            async with websockets.connect(daemon.ws + "/control", proxy=None, max_size=None) as control:
+                rpc = Rpc(control)
+                for track_id in ids:  # fingerprints ready: this measures playback, not analysis
+                    await rpc.call("fingerprint.get", {"track_id": track_id})
+                await wait_idle(rpc)
+            return await sessions_48k(daemon.ws, daemon.process.pid, ids, SESSIONS_48K, window)
+
+        result = asyncio.run(run())
+    for key, value in result.items():
+        print(f"  {key:40s} {value}")
+    OUT.mkdir(exist_ok=True)
+    (OUT / "stream_48k.json").write_text(json.dumps(result, indent=2))
+    return 0 if not result["late"] and result["first_audio_ok"] else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter windows, fewer steps")
+    parser.add_argument("--sessions48k", action="store_true",
+                        help=f"{SESSIONS_48K} real-time sessions on 48 kHz sources, trio-thread CPU per session")
     args = parser.parse_args()
+    if args.sessions48k:
+        return main_48k(args.quick)
     work = OUT / "stream"
     music = work / "music"
     build_library(music)

@@ -54,7 +54,7 @@ SESSION_FRAME_S: Final = 0.1  # /session frames (issue 5 allows 20-100 ms; fewer
 REALTIME_LEAD_S: Final = 0.5  # realtime pace: audio leaves up to this far ahead of its play time
 RENDER_AHEAD_CHUNKS: Final = 2  # chunks rendered ahead of the one being sent, per private session
 MAX_PRIVATE_SESSIONS: Final = 64  # each holds up to 3 chunks + 2 pieces per source (~5 MB at 44.1 kHz); more: 1013
-SEND_TIMEOUT_S: Final = 10.0  # a /session peer that takes a message longer than this is closed (frozen peer)
+SEND_TIMEOUT_S: Final = 5.0  # a /session peer that takes no message for this long is closed (a frozen peer)
 COMMAND_BUFFER: Final = 16  # pending /session commands (each ~100 B); a flood beyond closes the socket
 CLOSE_TOO_SLOW: Final = 4008  # application close code: the listener fell behind its buffer limit
 CLOSE_POLICY: Final = 1008  # RFC 6455 policy violation: garbage or a flood of commands
@@ -541,7 +541,8 @@ class PrivateSession:
         with trio.move_on_after(SEND_TIMEOUT_S):
             await self._ws.send_message(message)
             return
-        raise SessionClosed(CLOSE_TOO_SLOW, f"the peer took no audio for {SEND_TIMEOUT_S:.0f} s")
+        log.info("a /session peer took no message for %.0f s; closing it", SEND_TIMEOUT_S)
+        raise SessionClosed(CLOSE_TOO_SLOW, f"the peer took no message for {SEND_TIMEOUT_S:.0f} s")
 
     async def _error(self, code: str, message: str) -> None:
         await self._send_text(event_message("audio_stream_error", code=code, message=message))

@@ -203,12 +203,12 @@ async def _listen(url: str, seconds: float) -> tuple[list[float], list[tuple[int
     return arrivals, headers, events
 
 
-def _frozen_listener(port: int) -> socket.socket:
+def _frozen_listener(port: int, path: str = "/stream") -> socket.socket:
     """A client that completes the handshake and then never reads (tiny receive buffer)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
     sock.connect(("127.0.0.1", port))
-    sock.sendall(f"GET /stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
     head = b""
     while b"\r\n\r\n" not in head:
@@ -228,6 +228,30 @@ def _drained_to_eof(sock: socket.socket, timeout_s: float) -> bool:
         return True
     except TimeoutError:
         return False
+
+
+def _masked_text_frame(text: str) -> bytes:
+    """One client-to-server WebSocket text frame (RFC 6455 5.2: clients mask)."""
+    payload = text.encode()
+    assert len(payload) < 126
+    key = b"\x01\x02\x03\x04"
+    return bytes([0x81, 0x80 | len(payload)]) + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def test_a_frozen_private_session_is_closed_and_frees_its_slot(daemon: Daemon) -> None:
+    """A /session peer that stops reading is closed after the send timeout (it held a slot forever before)."""
+    ids = track_ids(daemon)
+    sock = _frozen_listener(daemon.port, path="/session")
+    try:
+        sock.sendall(_masked_text_frame(json.dumps({"type": "play_enhanced", "track_id": ids["dynamic.wav"],
+                                                     "pace": "burst"})))
+        deadline = time.monotonic() + 30.0  # the daemon says when it gives up on the frozen peer
+        while "took no message" not in daemon.log():
+            assert time.monotonic() < deadline, "the frozen /session peer was never given up on"
+            time.sleep(0.1)
+        assert _drained_to_eof(sock, timeout_s=10.0), "the frozen /session peer was never closed"
+    finally:
+        sock.close()
 
 
 def test_fifty_listeners_in_time_and_a_frozen_one_dropped(daemon: Daemon) -> None:
