@@ -294,10 +294,11 @@ def dataclass_replace(settings: Settings, **changes: Any) -> Settings:
 
 def http_routes(services: Services, settings: Settings, token: str | None) -> dict[str, Any]:
     """The WebSocket routes of the HTTP port: ``/stream``, ``/session`` (sessions.py) and ``/control``."""
+    from .actors.session import SessionBackend
     from .transport import sessions
     from .transport.control import websocket_control_handler
 
-    backend = sessions.SessionBackend(services.db, services.resolver, services.mastering, sample_rate=settings.sample_rate)
+    backend = SessionBackend(services.db, services.resolver, services.mastering, sample_rate=settings.sample_rate)
     return {
         "/stream": sessions.stream_listener_handler(services.player, services.hub, services.db, services.resolver,
                                                     backend=backend),

@@ -19,9 +19,6 @@ KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
     {
         # transport/control.py maps auralis decode errors to log lines; moves into app/replies.
         ("auralisd.transport.control", "auralis.errors"),
-        # transport/sessions.py is being reduced to an adapter over the playback core (issue 11).
-        ("auralisd.transport.sessions", "auralis.plan"),
-        ("auralisd.transport.sessions", "auralis.presets"),
     }
 )
 
