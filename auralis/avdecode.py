@@ -15,7 +15,7 @@ What "sample-exact" takes here:
 * **Exact length.** Xing/Info/VBRI MP3, Ogg, WavPack and APE carry it in their headers; MP4
   gives it as the end of its last packet (edit lists trim the padding there, not in the
   decoder); an MP3 without such a header is counted by demuxing its packets (no decoding:
-  about 16 ms per minute of audio here); non-exact-timestamp formats are decoded once.
+  about 10 ms per minute of audio here); non-exact-timestamp formats are decoded once.
 * **Decoder pre-roll after a seek.** MDCT codecs overlap frames and MP3 borrows bits from
   earlier frames, so a decoder started at a seek point emits wrong samples at first. A seek
   lands :data:`PREROLL_FRAMES` (per codec) before the wanted frame and the surplus is decoded
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable
 from typing import Any, BinaryIO, Final
 
 import av
@@ -61,6 +62,10 @@ PREROLL_FRAMES: Final = {
 HISTORY_FRAMES: Final = 65_536  # decoded frames kept behind the read position (overlapping block reads)
 END_CHECK_FRAMES: Final = 4096  # frames decoded at the end of a file by probe (truncation check)
 FORWARD_DECODE_FRAMES: Final = 262_144  # a read this far ahead decodes forward; further, it seeks
+SCANNED_LENGTHS_KEPT: Final = 256  # lengths that took a scan, remembered per process (~100 bytes each)
+# The one piece of process state here: a bounded memo of a pure function of the file's content
+# identity (path, size, mtime_ns), so a changed file is scanned again.
+_SCANNED_LENGTHS: dict[tuple[str, int, int], int] = {}
 MP3_HEADER_SCAN_BYTES: Final = 4096  # where a Xing/Info/VBRI tag must start after the ID3v2 tag
 
 
@@ -167,11 +172,11 @@ class AvSource:
     def _exact_length(self) -> int:
         stream, name = self._stream, self._container.format.name
         if not self._exact_pts:
-            return self._count_by_decoding()
+            return self._scanned(self._count_by_decoding)
         if name == "mp3":
             if stream.duration and _mp3_has_length_tag(self.path):
                 return self._to_frames(stream.duration)
-            return self._count_packets()
+            return self._scanned(self._count_packets)
         if name.startswith("mov"):
             return self._mp4_end()
         if not stream.duration:
@@ -180,6 +185,19 @@ class AvSource:
         if self.subtype == "OPUS":
             total -= int(stream.codec_context.delay or 0)  # Ogg's duration includes the pre-skip
         return total
+
+    def _scanned(self, count: Callable[[], int]) -> int:
+        """``count()``, remembered per file identity (path, size, mtime): the daemon opens a
+        reader per chunk, and a scan per open would cost a decode of the file each time."""
+        st = os.stat(os.fsencode(self.path))
+        key = (self.path, st.st_size, st.st_mtime_ns)
+        frames = _SCANNED_LENGTHS.get(key)
+        if frames is None:
+            frames = count()
+            _SCANNED_LENGTHS[key] = frames
+            while len(_SCANNED_LENGTHS) > SCANNED_LENGTHS_KEPT:
+                _SCANNED_LENGTHS.pop(next(iter(_SCANNED_LENGTHS)))
+        return frames
 
     def _count_packets(self) -> int:
         """Length from packet durations (demux only; MP3 without a length tag)."""

@@ -349,3 +349,18 @@ def test_non_utf8_names_analyse_and_master(library: dict[str, str], tmp_path) ->
                          capture_output=True, check=False, env={**os.environ, "LANG": "en_US.UTF-8"})
     assert run.returncode == 0, run.stderr
     assert probe(os.fsdecode(out)).num_frames == N
+
+
+def test_content_decides_not_the_extension(library: dict[str, str], tmp_path) -> None:
+    """A FLAC named .mp3, an MP3 named .flac and a FLAC with an ID3v2 tag in front (taggers do that)."""
+    with open(library["x.flac"], "rb") as handle:
+        flac = handle.read()
+    with open(library["vbr.mp3"], "rb") as handle:
+        mp3 = handle.read()
+    (tmp_path / "really-flac.mp3").write_bytes(flac)
+    (tmp_path / "really-mp3.flac").write_bytes(mp3)
+    (tmp_path / "id3.flac").write_bytes(b"ID3\x04\x00\x00\x00\x00\x02\x00" + bytes(256) + flac)
+    assert probe(tmp_path / "really-flac.mp3").format == "FLAC"
+    assert probe(tmp_path / "really-mp3.flac").format == "MP3"
+    np.testing.assert_array_equal(read_audio(tmp_path / "id3.flac")[0], read_audio(library["x.flac"])[0])
+    np.testing.assert_array_equal(read_audio(tmp_path / "really-mp3.flac")[0], read_audio(library["vbr.mp3"])[0])
