@@ -28,6 +28,7 @@ What "sample-exact" takes here:
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any, BinaryIO, Final
@@ -66,6 +67,7 @@ SCANNED_LENGTHS_KEPT: Final = 256  # lengths that took a scan, remembered per pr
 # The one piece of process state here: a bounded memo of a pure function of the file's content
 # identity (path, size, mtime_ns), so a changed file is scanned again.
 _SCANNED_LENGTHS: dict[tuple[str, int, int], int] = {}
+_SCANNED_LOCK: Final = threading.Lock()
 MP3_HEADER_SCAN_BYTES: Final = 4096  # where a Xing/Info/VBRI tag must start after the ID3v2 tag
 
 
@@ -191,12 +193,14 @@ class AvSource:
         reader per chunk, and a scan per open would cost a decode of the file each time."""
         st = os.stat(os.fsencode(self.path))
         key = (self.path, st.st_size, st.st_mtime_ns)
-        frames = _SCANNED_LENGTHS.get(key)
+        with _SCANNED_LOCK:
+            frames = _SCANNED_LENGTHS.get(key)
         if frames is None:
             frames = count()
-            _SCANNED_LENGTHS[key] = frames
-            while len(_SCANNED_LENGTHS) > SCANNED_LENGTHS_KEPT:
-                _SCANNED_LENGTHS.pop(next(iter(_SCANNED_LENGTHS)))
+            with _SCANNED_LOCK:  # readers run on several threads in the daemon
+                _SCANNED_LENGTHS[key] = frames
+                while len(_SCANNED_LENGTHS) > SCANNED_LENGTHS_KEPT:
+                    _SCANNED_LENGTHS.pop(next(iter(_SCANNED_LENGTHS)))
         return frames
 
     def _count_packets(self) -> int:
@@ -308,8 +312,9 @@ class AvSource:
                 continue
             self._history.append((start, block))
             _copy(out, lo, hi, start, block)
-        while self._history and self._history[0][0] + len(self._history[0][1]) < self._next - HISTORY_FRAMES:
-            self._history.popleft()
+            # Trimmed as it goes: a whole-file read holds the output, not a second copy in history.
+            while self._history[0][0] + len(self._history[0][1]) < self._next - HISTORY_FRAMES:
+                self._history.popleft()
 
     def verify_end(self) -> None:
         """Decode the last frames (a seek near the end): a truncated file fails here, at probe time.
