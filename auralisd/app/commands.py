@@ -66,6 +66,16 @@ class Services:
 
 
 # ----------------------------------------------------------------- parameter types
+# The whole validation is declared in the table below: every parameter is a :class:`Param` (a kind
+# from _KINDS, required or not, an optional range or set of choices), and a command can name
+# groups of parameters of which exactly one / at least one must be given. Handlers receive only
+# values that passed, so nothing a client sends can reach an actor in a form it cannot hold
+# (e.g. ``seek`` with 1e308 s, which overflowed the player's frame arithmetic).
+MAX_PATH_BYTES: Final = 4095  # Linux PATH_MAX (4096) including the terminating NUL
+MAX_NAME_BYTES: Final = 255  # NAME_MAX: the longest file or folder name Linux file systems hold
+MAX_POSITION_S: Final = 1e9  # seconds (~31 years): far past any track, small enough for frame arithmetic
+
+
 def _int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -75,62 +85,148 @@ def _uint(value: Any) -> bool:
 
 
 def _path(value: Any) -> bool:
-    return isinstance(value, str) and "\x00" not in value  # the OS cannot name a file with NUL in it
+    """A string the OS can take as a path: no NUL, at most PATH_MAX bytes, no name over NAME_MAX."""
+    if not isinstance(value, str) or "\x00" in value:
+        return False
+    try:
+        encoded = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return len(encoded) <= MAX_PATH_BYTES and all(len(name) <= MAX_NAME_BYTES for name in encoded.split(b"/"))
 
 
 def _number(value: Any) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
 
 
-_CHECKS: Final[dict[str, tuple[Callable[[Any], bool], str]]] = {
+def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, list) and len(v) <= MAX_PATHS and all(check(x) for x in v)
+
+
+_PATH_RULE: Final = f"without NUL characters, at most {MAX_PATH_BYTES} bytes with components of at most {MAX_NAME_BYTES} bytes"
+# kind -> (check, what the value must be)
+_KINDS: Final[dict[str, tuple[Callable[[Any], bool], str]]] = {
     "int": (_int, "an integer"),
     "uint": (_uint, f"an integer >= 0 (at most {MAX_UINT})"),
     "number": (_number, "a finite number"),
     "str": (lambda v: isinstance(v, str), "a string"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
-    "path": (_path, "a string without NUL characters"),
-    "strs": (lambda v: isinstance(v, list) and len(v) <= MAX_PATHS and all(isinstance(x, str) for x in v),
-             f"an array of at most {MAX_PATHS} strings"),
-    "paths": (lambda v: isinstance(v, list) and len(v) <= MAX_PATHS and all(_path(x) for x in v),
-              f"an array of at most {MAX_PATHS} strings without NUL characters"),
-    "uints": (lambda v: isinstance(v, list) and len(v) <= MAX_PATHS and all(_uint(x) for x in v),
-              f"an array of at most {MAX_PATHS} integers >= 0 (at most {MAX_UINT} each)"),
+    "path": (_path, f"a string {_PATH_RULE}"),
+    "strs": (_list_of(lambda x: isinstance(x, str)), f"an array of at most {MAX_PATHS} strings"),
+    "paths": (_list_of(_path), f"an array of at most {MAX_PATHS} strings {_PATH_RULE}"),
+    "uints": (_list_of(_uint), f"an array of at most {MAX_PATHS} integers >= 0 (at most {MAX_UINT} each)"),
 }  # fmt: skip
+
+
+def _in_range(value: Any, lo: float | None, hi: float | None) -> bool:
+    return (lo is None or value >= lo) and (hi is None or value <= hi)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter: its kind (a key of ``_KINDS``), whether it is required, and an
+    optional inclusive range (numbers) or set of allowed strings (``str``/``strs``)."""
+
+    kind: str
+    required: bool = False
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"unknown parameter kind {self.kind!r}")
+
+    def problem(self, value: Any) -> str | None:
+        """None when ``value`` is acceptable, else what it must be (for the error message)."""
+        check, expected = _KINDS[self.kind]
+        if self.lo is not None or self.hi is not None:
+            base = "an integer" if self.kind in ("int", "uint") else expected
+            expected = f"{base} between {_fmt(self.lo)} and {_fmt(self.hi)}"
+        if self.choices is not None:
+            expected = f"{expected} among: {', '.join(self.choices)}"
+        if not check(value):
+            return expected
+        if self.kind in ("int", "uint", "number") and not _in_range(value, self.lo, self.hi):
+            return expected
+        if self.choices is not None:
+            items = value if isinstance(value, list) else [value]
+            if any(item not in self.choices for item in items):
+                return expected
+        return None
+
+
+def _fmt(bound: float | None) -> str:
+    if bound is None:
+        return "any"
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+def _param(spec: Param | tuple[str, bool]) -> Param:
+    return spec if isinstance(spec, Param) else Param(spec[0], spec[1])
 
 
 @dataclass(frozen=True)
 class Command:
     name: str
-    params: dict[str, tuple[str, bool]]  # name -> (type, required)
+    params: dict[str, Param]
     handler: Callable[..., Awaitable[Any]]
     needs_auth: bool = True
+    exactly_one: tuple[str, ...] = ()  # exactly one of these parameters must be given
+    at_least_one: tuple[str, ...] = ()  # at least one of these must be given (a non-empty value)
 
 
-def command(method: str, /, needs_auth: bool = True, **params: tuple[str, bool]) -> Callable[..., Command]:
-    """Decorator turning a handler into a :class:`Command` (collected in :data:`COMMANDS` below)."""
+def command(
+    method: str,
+    /,
+    needs_auth: bool = True,
+    exactly_one: tuple[str, ...] = (),
+    at_least_one: tuple[str, ...] = (),
+    **params: Param | tuple[str, bool],
+) -> Callable[..., Command]:
+    """Decorator turning a handler into a :class:`Command` (collected in :data:`COMMANDS` below).
+
+    Each keyword declares one parameter: a :class:`Param`, or the short form ``(kind, required)``.
+    """
 
     def make(fn: Callable[..., Awaitable[Any]]) -> Command:
-        return Command(method, params, fn, needs_auth)
+        declared = {name: _param(spec) for name, spec in params.items()}
+        for name in exactly_one + at_least_one:
+            if name not in declared:
+                raise ValueError(f"{method}: group names undeclared parameter {name!r}")
+        return Command(method, declared, fn, needs_auth, exactly_one, at_least_one)
 
     return make
 
 
+def _names(names: tuple[str, ...]) -> str:
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
 def validate(cmd: Command, params: dict[str, Any]) -> dict[str, Any]:
-    """Checked keyword arguments for ``cmd`` (``RpcError(invalid_params)`` on any mismatch)."""
+    """Checked keyword arguments for ``cmd`` (``RpcError(invalid_params)`` on any mismatch).
+
+    A parameter given as nil counts as not given.
+    """
     for key in params:
         if key not in cmd.params:
             allowed = ", ".join(cmd.params) or "none"
-            raise RpcError(INVALID_PARAMS, f"{cmd.name}: unexpected parameter {key!r} (allowed: {allowed})")
+            raise RpcError(INVALID_PARAMS, f"{cmd.name}: unexpected parameter {str(key)[:64]!r} (allowed: {allowed})")
     out = {}
-    for key, (kind, required) in cmd.params.items():
+    for key, param in cmd.params.items():
         if key not in params or params[key] is None:
-            if required:
+            if param.required:
                 raise RpcError(INVALID_PARAMS, f"{cmd.name}: missing parameter {key!r}")
             continue
-        check, expected = _CHECKS[kind]
-        if not check(params[key]):
-            raise RpcError(INVALID_PARAMS, f"{cmd.name}: {key!r} must be {expected}")
+        problem = param.problem(params[key])
+        if problem is not None:
+            raise RpcError(INVALID_PARAMS, f"{cmd.name}: {key!r} must be {problem}")
         out[key] = params[key]
+    if cmd.exactly_one and sum(key in out for key in cmd.exactly_one) != 1:
+        raise RpcError(INVALID_PARAMS, f"{cmd.name}: give exactly one of {_names(cmd.exactly_one)}")
+    if cmd.at_least_one and not any(out.get(key) not in (None, []) for key in cmd.at_least_one):
+        raise RpcError(INVALID_PARAMS, f"{cmd.name}: give at least one of {_names(cmd.at_least_one)}")
     return out
 
 
@@ -145,8 +241,7 @@ async def dispatch(services: Services, session: Session, method: str, params: di
 
 # ----------------------------------------------------------------- helpers
 async def _track_of(svc: Services, track_id: int | None, path: str | None) -> Track:
-    if (track_id is None) == (path is None):
-        raise RpcError(INVALID_PARAMS, "give exactly one of 'track_id' or 'path'")
+    """The track named by exactly one of ``track_id`` / ``path`` (the table declares the group)."""
     if track_id is not None:
         track = await svc.db.get_track(track_id)
         if track is None:
@@ -157,8 +252,6 @@ async def _track_of(svc: Services, track_id: int | None, path: str | None) -> Tr
 
 
 async def _tracks_of(svc: Services, paths: list[str] | None, track_ids: list[int] | None) -> list[Track]:
-    if not paths and not track_ids:
-        raise RpcError(INVALID_PARAMS, "give 'paths' or 'track_ids'")
     tracks: list[Track] = []
     if paths:
         tracks += await svc.library.resolve_paths(paths)
@@ -220,18 +313,19 @@ async def _previous(svc: Services, session: Session) -> dict[str, Any]:
     return await svc.player.previous()
 
 
-@command("seek", position_s=("number", True))
+@command("seek", position_s=Param("number", True, lo=0, hi=MAX_POSITION_S))
 async def _seek(svc: Services, session: Session, position_s: float) -> dict[str, Any]:
     return await svc.player.seek(float(position_s))
 
 
-@command("queue.add", paths=("paths", False), track_ids=("uints", False))
+@command("queue.add", at_least_one=("paths", "track_ids"), paths=("paths", False), track_ids=("uints", False))
 async def _queue_add(svc: Services, session: Session, paths=None, track_ids=None) -> dict[str, Any]:
     tracks = await _tracks_of(svc, paths, track_ids)
     return {"added": await svc.player.add(tracks)}
 
 
-@command("queue.insert", pos=("uint", True), paths=("paths", False), track_ids=("uints", False))
+@command("queue.insert", at_least_one=("paths", "track_ids"), pos=("uint", True), paths=("paths", False),
+         track_ids=("uints", False))
 async def _queue_insert(svc: Services, session: Session, pos: int, paths=None, track_ids=None) -> dict[str, Any]:
     tracks = await _tracks_of(svc, paths, track_ids)
     return {"added": await svc.player.add(tracks, pos)}
@@ -274,7 +368,7 @@ async def _library_search(svc: Services, session: Session, query: str, limit: in
     return {"tracks": [t.to_wire() for t in tracks]}
 
 
-@command("library.track", track_id=("uint", False), path=("path", False))
+@command("library.track", exactly_one=("track_id", "path"), track_id=("uint", False), path=("path", False))
 async def _library_track(svc: Services, session: Session, track_id=None, path=None) -> dict[str, Any]:
     track = await _track_of(svc, track_id, path)
     wire = track.to_wire()
@@ -282,7 +376,7 @@ async def _library_track(svc: Services, session: Session, track_id=None, path=No
     return wire
 
 
-@command("fingerprint.get", track_id=("uint", False), path=("path", False))
+@command("fingerprint.get", exactly_one=("track_id", "path"), track_id=("uint", False), path=("path", False))
 async def _fingerprint_get(svc: Services, session: Session, track_id=None, path=None) -> dict[str, Any]:
     track = await _track_of(svc, track_id, path)
     resolved = await svc.resolver.fingerprint(track)
@@ -309,33 +403,25 @@ async def _preset_set(svc: Services, session: Session, name: str) -> dict[str, A
     return await svc.player.set_preset(name)
 
 
-@command("intensity.set", value=("number", True))
+@command("intensity.set", value=Param("number", True, lo=0.0, hi=1.0))
 async def _intensity_set(svc: Services, session: Session, value: float) -> dict[str, Any]:
-    if not 0.0 <= value <= 1.0:
-        raise RpcError(INVALID_PARAMS, "intensity.set: 'value' must be between 0 and 1")
     return await svc.player.set_intensity(float(value))
 
 
-@command("volume.set", percent=("int", True))
+@command("volume.set", percent=Param("int", True, lo=0, hi=100))
 async def _volume_set(svc: Services, session: Session, percent: int) -> dict[str, Any]:
-    if not 0 <= percent <= 100:
-        raise RpcError(INVALID_PARAMS, "volume.set: 'percent' must be between 0 and 100")
     return await svc.player.set_volume(percent)
 
 
-@command("options.set", repeat=("bool", False), random=("bool", False), single=("bool", False), consume=("bool", False))
+@command("options.set", at_least_one=("repeat", "random", "single", "consume"),
+         repeat=("bool", False), random=("bool", False), single=("bool", False), consume=("bool", False))
 async def _options_set(svc: Services, session: Session, **flags: bool) -> dict[str, Any]:
-    if not flags:
-        raise RpcError(INVALID_PARAMS, "options.set: give at least one of repeat, random, single, consume")
     return await svc.player.set_options(**flags)
 
 
-@command("subscribe", events=("strs", False))
+@command("subscribe", events=Param("strs", False, choices=tuple(EVENT_NAMES)))
 async def _subscribe(svc: Services, session: Session, events: list[str] | None = None) -> bool:
     chosen = frozenset(events) if events else frozenset(EVENT_NAMES)
-    unknown = sorted(chosen - set(EVENT_NAMES))
-    if unknown:
-        raise RpcError(INVALID_PARAMS, f"subscribe: unknown events {unknown} (known: {', '.join(EVENT_NAMES)})")
     session.subscribe(chosen)
     return True
 

@@ -15,6 +15,7 @@ hostile, and the byte stream can no longer be trusted), and nobody else is affec
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -23,6 +24,10 @@ import numpy as np
 
 MAX_FRAME_BYTES: Final = 1 << 20  # 1 MiB, issue 4: "size limits (1 MiB)"
 MAX_CONTAINER_ITEMS: Final = 65_536  # per array/map in one frame
+# The unpacker's first buffer; it grows up to MAX_FRAME_BYTES only for a big frame. msgpack's default
+# is min(max_buffer_size, 1 MiB): a 1 MiB malloc per connection, which fragmented the heap (about
+# 6 KiB of resident memory never returned per short-lived connection, issue 11).
+INITIAL_BUFFER_BYTES: Final = 16 * 1024
 MAX_MSGID: Final = (1 << 32) - 1  # msgpack-RPC msgid is a 32-bit unsigned int
 REQUEST: Final = 0
 RESPONSE: Final = 1
@@ -64,6 +69,24 @@ class BadRequestShape(Exception):
         self.msgid = msgid
 
 
+class _ShapeCheck:
+    """Unpacker hooks that note (without raising) msgpack this protocol does not use."""
+
+    __slots__ = ("odd",)
+
+    def __init__(self) -> None:
+        self.odd: str | None = None  # why the value being decoded has the wrong shape
+
+    def map(self, pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+        if all(isinstance(key, str) for key, _ in pairs):
+            return dict(pairs)
+        self.odd = self.odd or "map keys must be strings"
+        return {}
+
+    def ext(self, code: int, data: bytes) -> None:
+        self.odd = self.odd or f"msgpack ext values (type {code}) are not used by this protocol"
+
+
 class Decoder:
     """Incremental decoder for one connection. ``feed(data)`` then iterate ``messages()``.
 
@@ -71,32 +94,42 @@ class Decoder:
     :class:`BadRequestShape` instance (not raised: the stream is still in sync and the
     sender gets a ``bad_request`` reply). Raises :class:`ProtocolViolation` for bytes that
     are not msgpack or exceed the limits.
+
+    Well-formed msgpack that this protocol does not use is a wrong *shape*, not a violation:
+    a map key that is not a string, or an ext value anywhere in the message, makes that one
+    message a :class:`BadRequestShape` (its msgid kept when it can be read), and the
+    connection stays. The hooks below only raise a flag while the value is decoded, so the
+    stream stays in sync and nothing is walked twice.
     """
 
     def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
         self._max_frame_bytes = max_frame_bytes
         self._fed = 0  # bytes fed so far; unpacker.tell() is how many whole messages consumed
         self._last_end = 0
+        self._shape = _ShapeCheck()  # the hooks' state: no reference back to self, so no cycle to collect
         self._unpacker = msgpack.Unpacker(
             max_buffer_size=max_frame_bytes,
+            read_size=INITIAL_BUFFER_BYTES,
             max_str_len=max_frame_bytes,
             max_bin_len=max_frame_bytes,
             max_array_len=MAX_CONTAINER_ITEMS,
             max_map_len=MAX_CONTAINER_ITEMS,
-            max_ext_len=0,
+            max_ext_len=max_frame_bytes,
             raw=False,
-            strict_map_key=True,
+            strict_map_key=False,  # checked by the pairs hook, so a non-string key is answerable
+            object_pairs_hook=self._shape.map,
+            ext_hook=self._shape.ext,
             use_list=True,
         )
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         try:
             self._unpacker.feed(data)
         except msgpack.BufferFull:
             raise ProtocolViolation(f"frame larger than {self._max_frame_bytes} bytes") from None
         self._fed += len(data)
 
-    def messages(self):
+    def messages(self) -> Iterator[Message | BadRequestShape]:
         """Every complete message fed so far, in order."""
         while True:
             try:
@@ -107,11 +140,16 @@ class Decoder:
                 return
             except Exception as exc:  # any unpacker error: the stream is garbage
                 raise ProtocolViolation(f"malformed msgpack: {type(exc).__name__}: {exc}") from None
+            finally:
+                odd, self._shape.odd = self._shape.odd, None
             end = self._unpacker.tell()
             if end - self._last_end > self._max_frame_bytes:
                 raise ProtocolViolation(f"frame larger than {self._max_frame_bytes} bytes")
             self._last_end = end
-            yield parse_message(obj)
+            message = parse_message(obj)
+            if odd is not None and not isinstance(message, BadRequestShape):
+                message = BadRequestShape(odd, message.msgid if isinstance(message, Request) else None)
+            yield message
 
 
 def parse_message(obj: Any) -> Message | BadRequestShape:

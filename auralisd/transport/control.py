@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import hmac
 import logging
+import math
 import os
 import socket
 import stat
@@ -54,6 +55,15 @@ MAX_TCP_CONNECTIONS: Final = 64  # listeners that require auth (TCP)
 MAX_UNIX_CONNECTIONS: Final = 512  # the owner's Unix socket (and socket-activated ones): generous, yet
 # with the TCP ones well under the common soft limit of 1024 open files
 AUTH_TIMEOUT_S: Final = 5.0  # a TCP client that has not authenticated by then is disconnected
+REFUSAL_LOG_INTERVAL_S: Final = 10.0  # at most one "too many connections" warning per interval
+_DISCONNECTS: Final = (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError)
+
+
+def only_disconnects(exc: BaseException) -> bool:
+    """True when ``exc`` is the peer going away, also inside (nested) exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(only_disconnects(inner) for inner in exc.exceptions)
+    return isinstance(exc, _DISCONNECTS)
 
 
 class RpcSession:
@@ -105,14 +115,29 @@ class RpcSession:
         self.closing.set()
 
     async def send(self, data: bytes) -> None:
+        """Send one message; a client that went away or stopped reading closes the session.
+
+        Error handling:
+            A broken or closed stream (the client disconnected before its reply) is the normal
+            end of a session, not an error: the session closes, a debug line says so, and
+            nothing is raised. Transport-specific errors (a WebSocket's ``ConnectionClosed``)
+            still propagate to the transport, which knows them.
+        """
+        if self.closing.is_set():
+            return
         async with self._send_lock:
-            with trio.move_on_after(SEND_TIMEOUT_S) as scope:
-                await self._send_bytes(data)
+            try:
+                with trio.move_on_after(SEND_TIMEOUT_S) as scope:
+                    await self._send_bytes(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                log.debug("control client %s went away before its reply", self.peer)
+                self.close()
+                return
             if scope.cancelled_caught:
                 log.warning("control client %s stopped reading; closing it", self.peer)
                 self.close()
 
-    async def feed(self, data: bytes) -> None:
+    async def feed(self, data: bytes | bytearray) -> None:
         """Process bytes from the client; answers every complete request in order.
 
         Raises:
@@ -189,7 +214,9 @@ class ControlServer:
     def __init__(self, services: Services, *, token: str | None = None) -> None:
         self._services = services
         self._token = token
-        self._connections = {True: 0, False: 0}  # require_auth -> open connections
+        self._connections = {True: 0, False: 0}  # require_auth -> open connections, counted at accept
+        self._refused = {True: 0, False: 0}  # refused since the last warning
+        self._last_refusal_log = -math.inf
 
     async def serve(
         self,
@@ -216,14 +243,30 @@ class ControlServer:
                     raise
                 limit = MAX_TCP_CONNECTIONS if require_auth else MAX_UNIX_CONNECTIONS
                 if self._connections[require_auth] >= limit:
-                    log.warning("too many %s control connections (%d); refusing one",
-                                "tcp" if require_auth else "unix", limit)
+                    self._log_refusal(require_auth, limit)
                     await trio.aclose_forcefully(stream)
                     continue
+                # Counted here, in the same step as the check, not when the connection task first
+                # runs: a burst accepted before any task starts can then never exceed the limit.
+                self._connections[require_auth] += 1
                 nursery.start_soon(self._connection, stream, require_auth)
 
+    def _log_refusal(self, require_auth: bool, limit: int) -> None:
+        """One warning per :data:`REFUSAL_LOG_INTERVAL_S` at most, with the count: a client that keeps
+        connecting over the limit cannot fill the log."""
+        self._refused[require_auth] += 1
+        now = trio.current_time()
+        if now - self._last_refusal_log >= REFUSAL_LOG_INTERVAL_S:
+            self._last_refusal_log = now
+            for kind, count in self._refused.items():
+                if count:
+                    log.warning("too many %s control connections (limit %d); refused %d",
+                                "tcp" if kind else "unix", limit if kind == require_auth else
+                                (MAX_TCP_CONNECTIONS if kind else MAX_UNIX_CONNECTIONS), count)
+                    self._refused[kind] = 0
+
     async def _connection(self, stream: trio.abc.Stream, require_auth: bool) -> None:
-        self._connections[require_auth] += 1
+        """Serve one accepted connection (already counted by the accept loop, uncounted here)."""
         peer = _peer_name(stream)
         session = RpcSession(self._services, stream.send_all, token=self._token, require_auth=require_auth, peer=peer)
         try:
@@ -244,10 +287,11 @@ class ControlServer:
                             await session.send(encode_notification("error", {"code": BAD_REQUEST, "message": str(exc)}))
                         break
                 nursery.cancel_scope.cancel()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
-            pass  # the client went away
-        except Exception:
-            log.exception("control connection %s failed", peer)
+        except Exception as exc:  # ExceptionGroup too: the nursery wraps whatever its tasks raised
+            if only_disconnects(exc):  # the client went away mid-request: normal, and cheap
+                log.debug("control client %s disconnected", peer)
+            else:
+                log.exception("control connection %s failed", peer)
         finally:
             session.close()
             self._connections[require_auth] -= 1
@@ -263,7 +307,7 @@ async def _auth_deadline(session: RpcSession) -> None:
 
 async def _close_when(session: RpcSession, scope: trio.CancelScope) -> None:
     await session.closing.wait()
-    await trio.sleep(0)  # let the last reply go out first
+    await trio.lowlevel.checkpoint()  # let the last reply go out first
     scope.cancel()
 
 
@@ -293,7 +337,7 @@ async def open_unix_listener(path: str) -> trio.SocketListener:
         raise OSError(errno.EPERM, f"{folder} belongs to another user")
     if stat.S_IMODE(st.st_mode) & 0o077:
         os.chmod(folder, 0o700)
-    if os.path.exists(path):
+    if await trio.Path(path).exists():
         if await _socket_answers(path):
             raise OSError(errno.EADDRINUSE, f"another auralisd is listening on {path}")
         os.unlink(path)

@@ -92,10 +92,36 @@ def test_garbage_bytes_violate_the_protocol() -> None:
         list(decoder.messages())
 
 
-def test_map_keys_must_be_strings() -> None:
+@pytest.mark.parametrize(
+    "obj",
+    [
+        [0, 9, "ping", {1: 2}],  # an integer key in params
+        [0, 9, "ping", {"x": {1.5: 2}}],  # a float key deeper down
+        [0, 9, "ping", {"x": {(1, 2): 3}}],  # an array as a key
+        [0, 9, "ping", {"x": msgpack.ExtType(5, b"abc")}],  # an ext value
+        [0, 9, msgpack.ExtType(1, b"")],  # an ext value where the method should be
+    ],
+)
+def test_well_formed_values_of_the_wrong_shape_are_answerable_and_keep_the_stream(obj) -> None:
+    """docs/protocol.md: a well-formed value of the wrong shape is answered (msgid kept) and the
+    connection stays; before, integer keys and ext values raised ProtocolViolation (connection closed)."""
+    messages = decode_all(msgpack.packb(obj, use_bin_type=True) + encode_request(10, "ping"))
+    assert len(messages) == 2
+    bad, after = messages
+    assert isinstance(bad, BadRequestShape) and bad.msgid == 9
+    assert isinstance(after, Request) and after.msgid == 10 and after.method == "ping"
+
+
+def test_keys_and_ext_values_are_refused_inside_responses_and_notifications_too() -> None:
+    for obj in ([2, "x", {7: 1}], [1, 3, None, msgpack.ExtType(2, b"z")]):
+        (message,) = decode_all(msgpack.packb(obj))
+        assert isinstance(message, BadRequestShape)
+
+
+def test_oversized_ext_values_still_violate_the_limits() -> None:
     decoder = Decoder()
-    decoder.feed(msgpack.packb([0, 1, "ping", {1: 2}]))
     with pytest.raises(ProtocolViolation):
+        decoder.feed(msgpack.packb([0, 1, "ping", {"x": msgpack.ExtType(5, b"a" * (MAX_FRAME_BYTES + 10))}]))
         list(decoder.messages())
 
 
@@ -156,6 +182,40 @@ def test_validation_rejects_wrong_params_naming_them(method: str, params: dict, 
     assert needle in info.value.message
 
 
+@pytest.mark.parametrize(
+    ("method", "params", "needle"),
+    [
+        ("seek", {"position_s": 1e308}, "'position_s' must be a finite number between 0 and"),  # OverflowError before
+        ("seek", {"position_s": -0.5}, "'position_s' must be a finite number between 0 and"),
+        ("intensity.set", {"value": 1.0000001}, "'value' must be a finite number between 0 and 1"),
+        ("volume.set", {"percent": 101}, "'percent' must be an integer between 0 and 100"),
+        ("volume.set", {"percent": 2**70}, "'percent' must be an integer between 0 and 100"),
+        ("subscribe", {"events": ["player", "nope"]}, "'events' must be an array of"),
+        ("queue.add", {"paths": ["a" * 5000]}, "at most 4095 bytes"),
+        ("library.list", {"path": "/" + "x" * 256}, "components of at most 255 bytes"),
+        ("library.track", {"track_id": 1, "path": "a.flac"}, "give exactly one of 'track_id' or 'path'"),
+        ("library.track", {}, "give exactly one of 'track_id' or 'path'"),
+        ("fingerprint.get", {}, "give exactly one of 'track_id' or 'path'"),
+        ("queue.add", {}, "give at least one of 'paths' or 'track_ids'"),
+        ("queue.insert", {"pos": 0, "paths": []}, "give at least one of 'paths' or 'track_ids'"),
+        ("options.set", {}, "give at least one of 'repeat', 'random', 'single' or 'consume'"),
+    ],
+)
+def test_ranges_and_parameter_groups_are_declared_in_the_table(method: str, params: dict, needle: str) -> None:
+    with pytest.raises(RpcError) as info:
+        validate(COMMANDS[method], params)
+    assert info.value.code == "invalid_params"
+    assert needle in info.value.message, info.value.message
+
+
+def test_every_parameter_of_every_command_is_declared_with_a_known_kind() -> None:
+    from auralisd.protocol.commands import Param
+
+    for cmd in COMMANDS.values():
+        for name, param in cmd.params.items():
+            assert isinstance(param, Param), (cmd.name, name)
+
+
 def test_validation_passes_good_params_through() -> None:
     assert validate(COMMANDS["queue.insert"], {"pos": 0, "track_ids": [1, 2]}) == {"pos": 0, "track_ids": [1, 2]}
     assert validate(COMMANDS["play"], {"pos": None}) == {}
@@ -199,7 +259,7 @@ def test_session_commands_refuse_huge_ids_and_deep_nesting() -> None:
     from auralisd.protocol.audio_frames import FrameError, parse_session_command
 
     with pytest.raises(FrameError) as info:
-        parse_session_command('{"type": "play_enhanced", "track_id": %d}' % 2**70)
+        parse_session_command(f'{{"type": "play_enhanced", "track_id": {2**70}}}')
     assert info.value.code == "invalid_params"
     with pytest.raises(FrameError) as info:
         parse_session_command("[" * 4096)  # RecursionError inside json, before the fix
