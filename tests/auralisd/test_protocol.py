@@ -209,7 +209,7 @@ def test_ranges_and_parameter_groups_are_declared_in_the_table(method: str, para
 
 
 def test_every_parameter_of_every_command_is_declared_with_a_known_kind() -> None:
-    from auralisd.protocol.commands import Param
+    from auralisd.app.commands import Param
 
     for cmd in COMMANDS.values():
         for name, param in cmd.params.items():
