@@ -22,6 +22,12 @@ from typing import Any, Final
 
 DEFAULT_HTTP_HOST: Final = "127.0.0.1"
 DEFAULT_HTTP_PORT: Final = 8765
+# Open connections on the HTTP port (pages, /stream, /session, /control together), counted at accept;
+# with the control limits (64 TCP + 512 Unix) it stays under the common soft limit of 1024 open files.
+DEFAULT_HTTP_MAX_CONNECTIONS: Final = 384
+# /stream listeners of the shared player: 200 were measured none late (docs/benchmarks.md); each
+# holds at most 80 blocks (about 1.4 MB at 44.1 kHz), so 256 bound them to about 360 MB.
+DEFAULT_STREAM_MAX_LISTENERS: Final = 256
 DEFAULT_CONTROL_TCP_HOST: Final = "127.0.0.1"
 DEFAULT_CACHE_MIB: Final = 256  # issue 4: chunk cache default budget
 DEFAULT_SAMPLE_RATE: Final = 44_100  # Hz, issue 4: output format for listeners
@@ -66,6 +72,8 @@ class Settings:
     log_level: str = "info"
     http_host: str = DEFAULT_HTTP_HOST
     http_port: int = DEFAULT_HTTP_PORT
+    http_max_connections: int = DEFAULT_HTTP_MAX_CONNECTIONS
+    stream_max_listeners: int = DEFAULT_STREAM_MAX_LISTENERS
     control_tcp: str | None = None  # "[HOST:]PORT", off by default
     token_file: str | None = None
     allowed_origin: tuple[str, ...] = ()
@@ -116,6 +124,8 @@ _KEYS: Final[dict[str, tuple[str, str]]] = {
     "log_level": ("level", "debug, info, warning or error"),
     "http_host": ("str", "address of the HTTP/WebSocket server"),
     "http_port": ("int", "port of the HTTP/WebSocket server"),
+    "http_max_connections": ("int", f"open connections on the HTTP port; more get 503 (default {DEFAULT_HTTP_MAX_CONNECTIONS})"),
+    "stream_max_listeners": ("int", f"/stream listeners; more are closed with 1013 (default {DEFAULT_STREAM_MAX_LISTENERS})"),
     "control_tcp": ("hostport", "also serve the control protocol on TCP [HOST:]PORT (host 127.0.0.1)"),
     "token_file": ("path", "file holding the token TCP/remote clients must send"),
     "allowed_origin": ("strs", "extra allowed browser Origin (repeatable)"),
@@ -127,6 +137,8 @@ _KEYS: Final[dict[str, tuple[str, str]]] = {
 }
 _INT_RANGES: Final = {
     "http_port": (0, 65535),  # 0: any free port (tests)
+    "http_max_connections": (1, 65_536),
+    "stream_max_listeners": (1, 65_536),
     "workers": (1, 64),
     "cache_mib": (1, 1 << 20),
     "sample_rate": (8_000, 192_000),
@@ -295,13 +307,20 @@ def load_settings(args: argparse.Namespace | Mapping[str, Any]) -> tuple[Setting
 
 
 def format_settings(settings: Settings, origin: Mapping[str, str]) -> str:
-    """TOML-like listing of every effective value with its source, for ``--print-config``."""
+    """Every effective value with its source, for ``--print-config``: valid TOML that, saved as a
+    file, reads back as the same settings.
+
+    Unset keys are shown as comments (TOML has no null), and so is ``config`` (a config file
+    cannot name another one). Strings are TOML basic strings with every control character escaped.
+    """
     lines = []
     for key in _KEYS:
         value = getattr(settings, key)
+        comment = _toml_comment(origin.get(key, "default"))
         if value is None:
-            shown = "# (unset)"
-        elif isinstance(value, bool):
+            lines.append(f"# {key} is unset  # {comment}")
+            continue
+        if isinstance(value, bool):
             shown = "true" if value else "false"
         elif isinstance(value, tuple):
             shown = "[" + ", ".join(_toml_str(v) for v in value) + "]"
@@ -309,12 +328,30 @@ def format_settings(settings: Settings, origin: Mapping[str, str]) -> str:
             shown = str(value)
         else:
             shown = _toml_str(value)
-        lines.append(f"{key} = {shown}  # {origin.get(key, 'default')}")
+        prefix = "# " if key == "config" else ""
+        lines.append(f"{prefix}{key} = {shown}  # {comment}")
     return "\n".join(lines)
 
 
+_TOML_ESCAPES: Final = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
 def _toml_str(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A TOML basic string: quotes and backslashes escaped, control characters as ``\\uXXXX``."""
+    out = []
+    for char in value:
+        if char in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_comment(text: str) -> str:
+    """``text`` made safe for a TOML comment (no control characters but tab)."""
+    return "".join("?" if (ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F else c for c in text)
 
 
 def python_log_level(level: str) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from typing import Final
 
 # syslog priorities (RFC 5424) that sd-daemon(3) prefixes understand.
@@ -44,3 +45,26 @@ def setup_logging(level: int, *, stream=None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class RefusalLog:
+    """Counts refused connections and logs at most one warning per ``interval_s`` with the count.
+
+    A client that keeps connecting over a limit then costs one log line per interval, not one
+    per attempt.
+    """
+
+    def __init__(self, logger: logging.Logger, what: str, interval_s: float = 10.0) -> None:
+        self._logger = logger
+        self._what = what
+        self._interval_s = interval_s
+        self._count = 0
+        self._last = -float("inf")
+
+    def refused(self) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now - self._last >= self._interval_s:
+            self._logger.warning("%s; refused %d since the last report", self._what, self._count)
+            self._last = now
+            self._count = 0

@@ -202,10 +202,12 @@ class Daemon:
         from .transport.http import WebSocketRoute, serve_http
 
         routes = http_routes(services, self.settings, token)
+        limits = {"/stream": self.settings.stream_max_listeners}  # /session limits itself (sessions.py)
         await serve_http(
-            {path: WebSocketRoute(handler) for path, handler in routes.items()},
+            {path: WebSocketRoute(handler, max_connections=limits.get(path)) for path, handler in routes.items()},
             host=self.settings.http_host,
             port=self.settings.http_port,
+            max_connections=self.settings.http_max_connections,
             allowed_origins=self.settings.allowed_origin,
             token=token,
             task_status=task_status,
@@ -253,7 +255,7 @@ class Daemon:
         if self.services is not None:
             self.services.library.set_music_dirs(new.music_dir)
             self.services.library.scan()
-        changed = [k for k in ("workers", "cache_mib", "sample_rate", "http_host", "http_port", "control_tcp",
+        changed = [k for k in ("workers", "cache_mib", "sample_rate", "http_host", "http_port", "http_max_connections", "stream_max_listeners", "control_tcp",
                                "state_dir", "runtime_dir") if getattr(new, k) != getattr(self.settings, k)]  # fmt: skip
         if changed:
             log.warning("reload: %s change only at the next restart", ", ".join(changed))

@@ -377,6 +377,10 @@ class WebSocketError(CtlError):
     """A failed handshake or a protocol violation by the server."""
 
 
+class StreamCut(WebSocketError):
+    """The connection ended in the middle of a frame (the server gave up sending, or went away)."""
+
+
 class WebSocketClient:
     """A blocking RFC 6455 client: handshake, masked frames, ping/pong, close. No extensions.
 
@@ -597,7 +601,7 @@ class WebSocketClient:
             return self._read_exact(count)
         except EOFError:
             self._abort()
-            raise WebSocketError("the server closed the connection in the middle of a frame") from None
+            raise StreamCut("the connection was cut in the middle of a frame") from None
 
     def _fail(self, code: int, reason: str) -> None:
         self._send_close(code, reason)
@@ -1302,6 +1306,21 @@ def listen_url(ctx: Context) -> str:
     return f"ws://{host_text}:{port}{path}?{urllib.parse.urlencode(query)}"
 
 
+# Close codes a listener can meet, and what they mean to its user.
+WS_CLOSE_TOO_SLOW: Final = 4008  # the daemon dropped a listener that fell behind (docs/protocol.md)
+WS_CLOSE_TRY_LATER: Final = 1013  # the endpoint is full
+DROPPED_BEHIND: Final = "the daemon dropped this listener: it fell behind the stream (not read fast enough)"
+
+
+def _stream_closed_error(ws: WebSocketClient) -> CtlError | None:
+    """The error a listen reports for how the daemon closed the stream (None: a normal end)."""
+    if ws.close_code == WS_CLOSE_TOO_SLOW:
+        return CtlError(f"{DROPPED_BEHIND} (close code {WS_CLOSE_TOO_SLOW})")
+    if ws.close_code == WS_CLOSE_TRY_LATER:
+        return CtlError(f"the daemon is serving all the listeners it allows; try again later (close code {WS_CLOSE_TRY_LATER})")
+    return None
+
+
 def cmd_listen(ctx: Context) -> int:
     args = ctx.args
     out = args.out
@@ -1345,8 +1364,15 @@ def cmd_listen(ctx: Context) -> int:
         epoch: int | None = None
         limit_frames: int | None = None
         while True:
-            message = ws.recv()
+            try:
+                message = ws.recv()
+            except StreamCut:  # the daemon gave up sending to us mid-frame: we were too slow, or it stopped
+                raise CtlError(f"{DROPPED_BEHIND}, or it stopped: the connection was cut in the middle of"
+                               " an audio frame") from None
             if message is None:
+                closed_error = _stream_closed_error(ws)
+                if closed_error is not None:
+                    raise closed_error
                 if args.session is not None and writer is None:
                     raise CtlError(f"the daemon closed the stream ({ws.close_code} {ws.close_reason})".strip())
                 break

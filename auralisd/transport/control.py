@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import hmac
 import logging
-import math
 import os
 import socket
 import stat
@@ -31,6 +30,10 @@ from typing import Any, Final
 import trio
 
 from ..actors.events import Subscription
+from ..app.commands import COMMANDS, Services, dispatch
+from ..app.replies import error_to_wire
+from ..errors import BAD_REQUEST, UNAUTHORIZED, RpcError
+from ..logs import RefusalLog
 from ..protocol.codec import (
     BadRequestShape,
     Decoder,
@@ -41,9 +44,6 @@ from ..protocol.codec import (
     encode_notification,
     encode_response,
 )
-from ..app.commands import COMMANDS, Services, dispatch
-from ..app.replies import error_to_wire
-from ..errors import BAD_REQUEST, UNAUTHORIZED, RpcError
 
 log = logging.getLogger("auralisd.control")
 
@@ -215,8 +215,12 @@ class ControlServer:
         self._services = services
         self._token = token
         self._connections = {True: 0, False: 0}  # require_auth -> open connections, counted at accept
-        self._refused = {True: 0, False: 0}  # refused since the last warning
-        self._last_refusal_log = -math.inf
+        self._refusals = {
+            kind: RefusalLog(log, f"too many {'tcp' if kind else 'unix'} control connections "
+                                  f"(limit {MAX_TCP_CONNECTIONS if kind else MAX_UNIX_CONNECTIONS})",
+                             REFUSAL_LOG_INTERVAL_S)
+            for kind in (True, False)
+        }  # fmt: skip
 
     async def serve(
         self,
@@ -243,27 +247,13 @@ class ControlServer:
                     raise
                 limit = MAX_TCP_CONNECTIONS if require_auth else MAX_UNIX_CONNECTIONS
                 if self._connections[require_auth] >= limit:
-                    self._log_refusal(require_auth, limit)
+                    self._refusals[require_auth].refused()
                     await trio.aclose_forcefully(stream)
                     continue
                 # Counted here, in the same step as the check, not when the connection task first
                 # runs: a burst accepted before any task starts can then never exceed the limit.
                 self._connections[require_auth] += 1
                 nursery.start_soon(self._connection, stream, require_auth)
-
-    def _log_refusal(self, require_auth: bool, limit: int) -> None:
-        """One warning per :data:`REFUSAL_LOG_INTERVAL_S` at most, with the count: a client that keeps
-        connecting over the limit cannot fill the log."""
-        self._refused[require_auth] += 1
-        now = trio.current_time()
-        if now - self._last_refusal_log >= REFUSAL_LOG_INTERVAL_S:
-            self._last_refusal_log = now
-            for kind, count in self._refused.items():
-                if count:
-                    log.warning("too many %s control connections (limit %d); refused %d",
-                                "tcp" if kind else "unix", limit if kind == require_auth else
-                                (MAX_TCP_CONNECTIONS if kind else MAX_UNIX_CONNECTIONS), count)
-                    self._refused[kind] = 0
 
     async def _connection(self, stream: trio.abc.Stream, require_auth: bool) -> None:
         """Serve one accepted connection (already counted by the accept loop, uncounted here)."""

@@ -20,6 +20,7 @@ Security rules (issue 5):
 
 from __future__ import annotations
 
+import errno
 import hmac
 import logging
 import posixpath
@@ -32,15 +33,28 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import h11
 import trio
 import trio_websocket
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import CloseConnection
 
-from ..config import is_loopback_host
+from ..config import DEFAULT_HTTP_MAX_CONNECTIONS, is_loopback_host
+from ..logs import RefusalLog
 
 log = logging.getLogger(__name__)
 
 WEB_DIR: Final = Path(__file__).resolve().parents[2] / "clients" / "web"
 DEFAULT_HTTP_HOST: Final = "127.0.0.1"
 DEFAULT_HTTP_PORT: Final = 8765
-MAX_HEAD_BYTES: Final = 16 * 1024  # request line + headers; larger gets 431
+MAX_HEAD_BYTES: Final = 16 * 1024  # request line + headers + the blank line; one byte more gets 431
+REFUSE_TIMEOUT_S: Final = 1.0  # time given to tell a refused connection why (503) before it is closed
+REFUSE_DRAIN_BYTES: Final = 65_536  # at most this much of a refused client's request is read (and dropped)
+MAX_REFUSING: Final = 64  # refusals being answered at once (each for at most REFUSE_TIMEOUT_S); beyond: closed at once
+TRY_AGAIN_LATER: Final = 1013  # WebSocket close code (RFC 6455 registry): the endpoint is full
+MAX_CLOSE_REASON_BYTES: Final = 123  # RFC 6455 5.5: control payload 125 bytes, 2 of them the code
+_REFUSAL_BODY: Final = b"too many connections; try again later\n"
+_REFUSAL_503: Final = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                       b"Content-Length: %d\r\nConnection: close\r\nRetry-After: 1\r\n\r\n%s"
+                       % (len(_REFUSAL_BODY), _REFUSAL_BODY))
 HEAD_TIMEOUT_S: Final = 10.0  # a client that sends no complete head in this time is dropped
 RECEIVE_BYTES: Final = 4096
 DEFAULT_MAX_MESSAGE_BYTES: Final = 1 << 20  # 1 MiB, the control protocol's frame limit (issue 4)
@@ -91,6 +105,7 @@ class WebSocketRoute:
     handler: WebSocketHandler
     max_message_bytes: int | None = None
     message_queue_size: int = 4
+    max_connections: int | None = None  # open WebSockets on this path; one more is closed with 1013
 
     @property
     def message_limit(self) -> int:
@@ -177,14 +192,35 @@ class HttpPolicy:
         return any(hmac.compare_digest(c.encode(), expected) for c in candidates) and bool(expected)
 
 
-class _ReplayStream(trio.abc.Stream):
+class _ServerWebSocket(trio_websocket.WebSocketConnection):
+    """A server WebSocket that sends the close frame a protocol violation calls for.
+
+    wsproto reports a frame it cannot accept (unmasked, reserved opcode or RSV bit, oversize or
+    fragmented control frame, invalid UTF-8, invalid close code) as a ``CloseConnection`` event
+    while the connection is still OPEN (a real close frame from the peer moves it to
+    REMOTE_CLOSING first). trio-websocket 0.12 then only drops the TCP connection. RFC 6455
+    7.1.7 ("Fail the WebSocket Connection") and docs/protocol.md want the close frame first:
+    1002 for a protocol error, 1007 for a text message that is not UTF-8 (wsproto's codes).
+    """
+
+    async def _handle_close_connection_event(self, event: CloseConnection) -> None:
+        if self._wsproto.state == ConnectionState.OPEN:  # a parse failure, not the peer's close
+            reason = (event.reason or "").encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
+            try:
+                await self._send(CloseConnection(code=event.code, reason=reason))
+            except trio_websocket.ConnectionClosed:
+                pass  # the peer is already gone
+        await super()._handle_close_connection_event(event)
+
+
+class _ReplayStream(trio.abc.HalfCloseableStream):
     """A stream that first yields bytes already read from ``inner``, then reads ``inner``."""
 
-    def __init__(self, inner: trio.abc.Stream, prefix: bytes) -> None:
+    def __init__(self, inner: trio.abc.HalfCloseableStream, prefix: bytes) -> None:
         self._inner = inner
         self._prefix = prefix
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         if self._prefix:
             n = len(self._prefix) if max_bytes is None else max_bytes
             data, self._prefix = self._prefix[:n], self._prefix[n:]
@@ -230,6 +266,19 @@ async def _send_simple(stream: trio.abc.Stream, conn: h11.Connection, status: in
     await stream.send_all(data)
 
 
+async def _finish_gently(stream: trio.abc.HalfCloseableStream) -> None:
+    """After a final answer: end our side, then read and drop what the client still sends (at most
+    :data:`REFUSE_DRAIN_BYTES`), so closing does not reset the connection before it read the answer.
+    Callers bound the time."""
+    await stream.send_eof()
+    drained = 0
+    while drained < REFUSE_DRAIN_BYTES:
+        data = await stream.receive_some(RECEIVE_BYTES)
+        if not data:
+            return
+        drained += len(data)
+
+
 def resolve_static(web_dir: Path, target: str) -> Path | None:
     """The file under ``web_dir`` that ``target`` (a request path) names, or None (404).
 
@@ -263,19 +312,81 @@ def resolve_static(web_dir: Path, target: str) -> Path | None:
 class HttpServer:
     """Serves the player's files and dispatches WebSocket routes on one listening port."""
 
-    def __init__(self, routes: Mapping[str, WebSocketRoute], policy: HttpPolicy, web_dir: Path = WEB_DIR) -> None:
+    def __init__(self, routes: Mapping[str, WebSocketRoute], policy: HttpPolicy, web_dir: Path = WEB_DIR, *,
+                 max_connections: int = DEFAULT_HTTP_MAX_CONNECTIONS) -> None:
         self._routes = dict(routes)
         self._policy = policy
         self._web_dir = web_dir
+        self._max_connections = max_connections
+        self._open = 0  # connections being served, counted at accept
+        self._refusing = 0  # refused connections still being told so (at most MAX_REFUSING)
+        self._route_open = dict.fromkeys(self._routes, 0)  # open WebSockets per path, counted before the handshake
+        self._refusals = RefusalLog(log, f"too many HTTP connections (limit {max_connections})")
+        self._route_refusals = {
+            path: RefusalLog(log, f"too many WebSockets on {path} (limit {route.max_connections})")
+            for path, route in self._routes.items()
+        }
+
+    async def serve(self, listeners: Sequence[trio.SocketListener], *,
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Accept on every listener until cancelled; each connection is its own task."""
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(self._accept_loop, listener, nursery)
+            task_status.started()
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        async with listener:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                        log.error("HTTP accept failed (%s); pausing", exc.strerror)
+                        await trio.sleep(0.1)
+                        continue
+                    raise
+                if self._open >= self._max_connections:
+                    self._refusals.refused()
+                    if self._refusing < MAX_REFUSING:
+                        self._refusing += 1
+                        nursery.start_soon(self._refuse, stream)
+                    else:  # even the refusals are saturated: close at once
+                        await trio.aclose_forcefully(stream)
+                    continue
+                # Counted here, in the step that checked the limit: a burst accepted before any
+                # connection task runs can never exceed it.
+                self._open += 1
+                nursery.start_soon(self._counted_connection, stream)
+
+    async def _counted_connection(self, stream: trio.SocketStream) -> None:
+        try:
+            await self.handle_connection(stream)
+        finally:
+            self._open -= 1
+
+    async def _refuse(self, stream: trio.SocketStream) -> None:
+        """Answer 503 and close; the client's request is read and dropped (up to a bound), so the
+        close does not reset the connection before the client has read the answer."""
+        try:
+            with trio.move_on_after(REFUSE_TIMEOUT_S):
+                await stream.send_all(_REFUSAL_503)
+                await _finish_gently(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            self._refusing -= 1
+            await trio.aclose_forcefully(stream)
 
     async def handle_connection(self, stream: trio.SocketStream) -> None:
         """Serve one TCP connection; every failure stays inside this connection."""
         try:
             await self._handle(stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio_websocket.ConnectionClosed):
-            pass
-        except Exception:  # a bug in one connection must not stop the port (NOTES.md)
-            log.exception("HTTP connection failed")
+        except Exception as exc:  # a bug in one connection must not stop the port (NOTES.md)
+            if _only_disconnects(exc):  # the peer went away (also inside a nursery's group): normal
+                log.debug("HTTP client %s disconnected", _remote(stream))
+            else:
+                log.exception("HTTP connection failed")
         finally:
             with trio.move_on_after(1.0) as cleanup:
                 cleanup.shield = True
@@ -285,9 +396,14 @@ class HttpServer:
         """Read until the end of the request head. Returns (request, bytes read, error status or 0)."""
         buffer = bytearray()
         with trio.move_on_after(HEAD_TIMEOUT_S):
-            while b"\r\n\r\n" not in buffer:
-                if len(buffer) > MAX_HEAD_BYTES:
-                    return None, bytes(buffer), 431
+            while True:
+                end = buffer.find(b"\r\n\r\n")
+                if end >= 0 and end + 4 > MAX_HEAD_BYTES:
+                    return None, bytes(buffer), 431  # the head, blank line included, is over the limit
+                if end >= 0:
+                    break
+                if len(buffer) >= MAX_HEAD_BYTES:
+                    return None, bytes(buffer), 431  # no end within the limit: any end would be past it
                 data = await stream.receive_some(RECEIVE_BYTES)
                 if not data:
                     return None, bytes(buffer), 0
@@ -307,7 +423,10 @@ class HttpServer:
         request, raw, error = await self._read_head(stream, conn)
         if request is None:
             if error:
-                await _send_simple(stream, conn, error, b"bad request\n")
+                body = b"request head too large\n" if error == 431 else b"bad request\n"
+                await _send_simple(stream, conn, error, body)
+                with trio.move_on_after(REFUSE_TIMEOUT_S):
+                    await _finish_gently(stream)  # else the unread rest of the request resets the answer away
             return
         headers = _headers(request)
         target = request.target.decode("latin-1")
@@ -352,14 +471,34 @@ class HttpServer:
             await _send_simple(stream, conn, 404, b"no such WebSocket endpoint\n")
             return
         info = WebSocketRequestInfo(parts.path, query, _remote(stream), dict(headers))
+        full = route.max_connections is not None and self._route_open[parts.path] >= route.max_connections
+        if not full:
+            self._route_open[parts.path] += 1  # counted before the handshake's first await
+        try:
+            await self._serve_websocket(stream, route, info, raw, full)
+        finally:
+            if not full:
+                self._route_open[parts.path] -= 1
+
+    async def _serve_websocket(self, stream: trio.SocketStream, route: WebSocketRoute, info: WebSocketRequestInfo,
+                               raw: bytes, full: bool) -> None:
         async with trio.open_nursery() as nursery:
             ws = None
             with trio.move_on_after(HEAD_TIMEOUT_S):  # a handshake wsproto refused (400) never completes
-                ws_request = await trio_websocket.wrap_server_stream(
-                    nursery, _ReplayStream(stream, raw), message_queue_size=route.message_queue_size,
-                    max_message_size=route.message_limit)
+                connection = _ServerWebSocket(
+                    _ReplayStream(stream, raw), WSConnection(ConnectionType.SERVER),
+                    message_queue_size=route.message_queue_size, max_message_size=route.message_limit)
+                nursery.start_soon(connection._reader_task)  # what trio_websocket.wrap_server_stream does
+                ws_request = await connection._get_request()
                 ws = await ws_request.accept()
             if ws is None:
+                nursery.cancel_scope.cancel()
+                return
+            if full:  # the endpoint is full: say so with the WebSocket's own "try again later"
+                self._route_refusals[info.path].refused()
+                with trio.move_on_after(REFUSE_TIMEOUT_S) as cleanup:
+                    cleanup.shield = True
+                    await ws.aclose(code=TRY_AGAIN_LATER, reason=f"too many connections on {info.path}")
                 nursery.cancel_scope.cancel()
                 return
             try:
@@ -368,7 +507,7 @@ class HttpServer:
                 pass
             except Exception as exc:
                 if not _only_disconnects(exc):
-                    log.exception("WebSocket %s handler failed", parts.path)
+                    log.exception("WebSocket %s handler failed", info.path)
                 with trio.move_on_after(1.0) as cleanup:
                     cleanup.shield = True
                     await ws.aclose(code=1011, reason="internal error")
@@ -412,6 +551,7 @@ async def serve_http(
     allowed_origins: Sequence[str] = (),
     token: str | None = None,
     web_dir: Path = WEB_DIR,
+    max_connections: int = DEFAULT_HTTP_MAX_CONNECTIONS,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the web player and the WebSocket ``routes`` on ``host:port``; never returns.
@@ -423,6 +563,9 @@ async def serve_http(
         allowed_origins: extra browser origins allowed to open WebSockets (``--allowed-origin``).
         token: bearer token; required (and enforced on every handshake) on non-loopback binds.
         web_dir: the player's folder, the only place files are served from.
+        max_connections: open connections on the port (pages and WebSockets), counted at accept;
+            one more is answered ``503`` and closed. A route's own ``max_connections`` limits its
+            WebSockets (one more is closed with code 1013).
         task_status: ``started(port)`` with the bound port once listening.
 
     Error handling:
@@ -435,8 +578,8 @@ async def serve_http(
         raise OSError(exc.errno, f"HTTP port {shown}:{port}: {exc.strerror or exc}") from None
     bound_port = listeners[0].socket.getsockname()[1]
     policy = HttpPolicy(bind_host=host, port=bound_port, allowed_origins=allowed_origins, token=token)
-    server = HttpServer(routes, policy, web_dir)
+    server = HttpServer(routes, policy, web_dir, max_connections=max_connections)
     log.info("HTTP/WebSocket on http://%s:%d/", host if ":" not in host else f"[{host}]", bound_port)
     async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, server.handle_connection, listeners)
+        await nursery.start(lambda task_status: server.serve(listeners, task_status=task_status))
         task_status.started(bound_port)

@@ -174,3 +174,26 @@ def test_demo_names_the_real_player_address(tmp_path: Path) -> None:
     config = write_config(tmp_path, "http_port = 9125\n")
     assert player_url(["--config", str(config)]) == "http://127.0.0.1:9125/"
     assert "8765" not in player_url(["--http-port", "0"])
+
+
+def test_print_config_is_valid_toml_that_reads_back_as_the_same_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 11: ``config = # (unset)`` was not TOML. Unset keys are comments; strings are escaped
+    (quotes, backslashes, control characters); the output works as a config file."""
+    import dataclasses
+    import tomllib
+
+    odd = tmp_path / 'mu"sic\\ with\ttab\nnewline é'
+    argv = ["--music-dir", str(odd), "--music-dir", str(tmp_path / "plain"), "--workers", "3",
+            "--allowed-origin", "http://x.example:1"]  # fmt: skip
+    assert main(["--print-config", *argv]) == 0
+    out = capsys.readouterr().out
+    data = tomllib.loads(out)  # raised TOMLDecodeError before the fix
+    assert data["music_dir"] == [str(odd), str(tmp_path / "plain")]
+    assert data["workers"] == 3 and "token_file" not in data and "control_tcp" not in data
+    assert "config" not in data  # a config file cannot name a config file: shown as a comment
+    (tmp_path / "printed.toml").write_text(out)
+    again, _ = settings_from_argv(["--config", str(tmp_path / "printed.toml")])
+    first, _ = settings_from_argv(argv)
+    assert dataclasses.replace(again, config=None) == first

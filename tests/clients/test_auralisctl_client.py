@@ -11,10 +11,12 @@ import io
 import json
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import wave
 from pathlib import Path
 
@@ -367,3 +369,69 @@ def test_control_client_matches_replies_keeps_events_and_reassembles_frames(tmp_
         thread.join(timeout=10)
         listener.close()
     assert requests == [[0, 0, "status", {}], [0, 1, "fingerprint.get", {"track_id": 9}]]
+
+
+# ---------------------------------------------------------------- listen: a dropped listener (issue 11)
+def _raw_ws_server(script) -> tuple[socket.socket, threading.Thread]:
+    """A one-connection WebSocket server on raw sockets: handshake, then ``script(conn)``."""
+    import base64
+    import hashlib
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def run() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"sec-websocket-key"))
+            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            script(conn)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+def _server_frame(opcode: int, payload: bytes) -> bytes:
+    n = len(payload)
+    length = bytes([n]) if n < 126 else bytes([126]) + n.to_bytes(2, "big")
+    return bytes([0x80 | opcode]) + length + payload
+
+
+START_S16 = json.dumps({"type": "audio_stream_start", "sample_rate": 44100, "channels": 2, "format": "s16",
+                        "stream_epoch": 1}).encode()
+
+
+def _listen_to(port: int, out: Path, capsys) -> tuple[int, str]:
+    code = auralisctl.main(["listen", "--format", "s16", "--out", str(out), "--http", f"127.0.0.1:{port}", "-q"])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("how", ["cut mid-frame", "closed with 4008"])
+def test_a_dropped_listener_says_what_happened_and_keeps_the_audio_it_got(tmp_path, capsys, how):
+    block = struct.pack("<IIQ", 1, 0, 0) + b"\x01\x00" * 2 * 441
+
+    def script(conn: socket.socket) -> None:
+        conn.sendall(_server_frame(0x1, START_S16) + _server_frame(0x2, block))
+        if how == "cut mid-frame":  # what a daemon does when a listener stopped reading: it gives up mid-send
+            conn.sendall(_server_frame(0x2, block * 4)[:700])
+        else:
+            conn.sendall(_server_frame(0x8, (4008).to_bytes(2, "big") + b"listener fell behind the stream"))
+        conn.shutdown(socket.SHUT_WR)
+        while conn.recv(4096):
+            pass
+
+    listener, thread = _raw_ws_server(script)
+    with listener:
+        code, err = _listen_to(listener.getsockname()[1], tmp_path / "x.wav", capsys)
+    thread.join(10)
+    assert code == auralisctl.EXIT_DAEMON_ERROR
+    assert "middle of a frame" not in err
+    assert "the daemon dropped this listener" in err and "fell behind" in err, err
+    audio, rate = sf.read(tmp_path / "x.wav", dtype="int16", always_2d=True)  # the file is complete and valid
+    assert rate == 44100 and audio.shape == (441, 2)

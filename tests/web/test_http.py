@@ -300,3 +300,137 @@ def test_address_in_use_names_the_address(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert f"127.0.0.1:{port}: Address already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------------------- issue 11: protocol violations and limits
+def _masked(first_byte: int, payload: bytes, mask: bytes = b"\x01\x02\x03\x04") -> bytes:
+    """One client frame: ``first_byte`` (FIN/RSV/opcode) then a masked payload."""
+    n = len(payload)
+    length = bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    return bytes([first_byte]) + length + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def _handshake(port: int, path: str = "/echo") -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)
+        assert chunk, head
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def _close_code_after(port: int, frame: bytes) -> int | None:
+    """Send ``frame`` after a handshake; the close code of the server's first frame (None: no close frame)."""
+    with _handshake(port) as sock:
+        sock.sendall(frame)
+        data = b""
+        try:
+            while chunk := sock.recv(4096):  # read to EOF: the server must also close the TCP connection
+                data += chunk
+        except ConnectionResetError:
+            pass
+    if len(data) < 4 or data[0] != 0x88:
+        return None
+    return int.from_bytes(data[2:4], "big")
+
+
+VIOLATIONS = {
+    "unmasked frame": (b"\x81\x02hi", 1002),
+    "reserved opcode 3": (_masked(0x83, b"x"), 1002),
+    "RSV1 without an extension": (_masked(0xC1, b"hi"), 1002),
+    "200-byte ping": (_masked(0x89, b"p" * 200), 1002),
+    "close code 999": (_masked(0x88, (999).to_bytes(2, "big")), 1002),
+    "fragmented ping": (_masked(0x09, b"p"), 1002),
+    "invalid UTF-8 text": (_masked(0x81, b"\xff\xfe"), 1007),  # RFC 6455 7.4.1: 1007, data not of the message's type
+}
+
+
+async def test_websocket_protocol_violations_get_a_close_frame_before_the_tcp_close(web_dir: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        port = await _start(nursery, web_dir)
+        for name, (frame, code) in VIOLATIONS.items():
+            assert await trio.to_thread.run_sync(_close_code_after, port, frame) == code, name
+        assert await trio.to_thread.run_sync(_ws_roundtrip, f"ws://127.0.0.1:{port}/echo") == "hello"
+        nursery.cancel_scope.cancel()
+
+
+def _head_of(port: int, size: int) -> bytes:
+    """A GET / request head of exactly ``size`` bytes (padded with one header)."""
+    start = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Pad: "
+    pad = size - len(start) - 4
+    assert pad >= 0
+    return (start + "a" * pad + "\r\n\r\n").encode()
+
+
+async def test_request_head_limit_is_exact(web_dir: Path) -> None:
+    from auralisd.transport.http import MAX_HEAD_BYTES
+
+    async with trio.open_nursery() as nursery:
+        port = await _start(nursery, web_dir)
+        for size, status in ((MAX_HEAD_BYTES, 200), (MAX_HEAD_BYTES + 1, 431), (20_000, 431), (64_000, 431)):
+            assert len(_head_of(port, size)) == size
+            assert (await trio.to_thread.run_sync(_http, port, _head_of(port, size)))[0] == status, size
+        nursery.cancel_scope.cancel()
+
+
+def _status_or_eof(sock: socket.socket) -> int | None:
+    """The HTTP status the server sent on ``sock`` before closing it, or None while it stays silent."""
+    sock.settimeout(0.5)
+    try:
+        data = sock.recv(4096)
+    except TimeoutError:
+        return None
+    return int(data.split()[1]) if data.startswith(b"HTTP/1.1") else -1
+
+
+async def test_http_connections_are_limited_at_accept_and_refused_with_503(web_dir: Path) -> None:
+    limit = 8
+    async with trio.open_nursery() as nursery:
+        port = await _start(nursery, web_dir, max_connections=limit)
+
+        def burst() -> list[int | None]:
+            socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(limit + 12)]
+            try:
+                return [_status_or_eof(s) for s in socks]
+            finally:
+                for s in socks:
+                    s.close()
+
+        statuses = await trio.to_thread.run_sync(burst)
+        assert statuses.count(503) == 12 and statuses.count(None) == limit, statuses  # idle ones wait for a head
+
+        def served_again() -> int:  # the slots come back once the idle ones have gone
+            for _ in range(100):
+                status = _get(port, "/")[0]
+                if status != 503:
+                    return status
+            return 503
+
+        assert await trio.to_thread.run_sync(served_again) == 200
+        nursery.cancel_scope.cancel()
+
+
+async def test_route_listener_limit_closes_the_extra_one_with_1013(web_dir: Path) -> None:
+    routes = {"/echo": WebSocketRoute(_echo, max_message_bytes=1024, max_connections=2)}
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(lambda task_status: serve_http(routes, port=0, web_dir=web_dir, task_status=task_status))
+        url = f"ws://127.0.0.1:{port}/echo"
+
+        def scenario() -> tuple[int | None, str]:
+            with _ws(url) as first, _ws(url) as second:
+                first.send("a")
+                second.send("b")
+                assert (first.recv(timeout=10), second.recv(timeout=10)) == ("a", "b")
+                with _ws(url) as third:
+                    with pytest.raises(ConnectionClosed):
+                        third.recv(timeout=10)
+                    code = third.close_code
+            return code, _ws_roundtrip(url, "again")  # the slots are given back
+
+        code, again = await trio.to_thread.run_sync(scenario)
+        assert (code, again) == (1013, "again")
+        nursery.cancel_scope.cancel()
