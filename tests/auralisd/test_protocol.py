@@ -9,6 +9,9 @@ import msgpack
 import numpy as np
 import pytest
 
+from auralisd.app.commands import COMMANDS, validate
+from auralisd.app.replies import error_to_wire
+from auralisd.errors import RpcError
 from auralisd.protocol.codec import (
     MAX_FRAME_BYTES,
     BadRequestShape,
@@ -22,9 +25,6 @@ from auralisd.protocol.codec import (
     encode_response,
     wire_safe,
 )
-from auralisd.app.commands import COMMANDS, validate
-from auralisd.app.replies import error_to_wire
-from auralisd.errors import RpcError
 
 
 def decode_all(data: bytes, step: int = 7) -> list:
