@@ -4,8 +4,9 @@ Output frame ``n`` is computed directly from the input frames around ``n * in_ra
 with the same Kaiser-windowed FIR that ``resample_poly`` designs (built here with numpy, so a
 worker process does not pay for ``import scipy.signal``), so any span of output frames can be
 computed on its own (a chunk rendered in a worker, a seek, a crossfade need no history) and
-consecutive spans equal one pass of ``resample_poly`` over the whole signal (to float rounding).
-Cost: ``T = ceil(len(h) / up)`` taps per output frame (21 for 44.1 <-> 48 kHz), one gather.
+consecutive spans equal one pass of ``resample_poly`` over the whole signal (to float32 rounding,
+about 1e-6). Cost: ``T = ceil(len(h) / up)`` taps per output frame (21 for 44.1 <-> 48 kHz), one
+gather and one multiply-add per tap over the span.
 
 The daemon resamples inside the render job (:func:`resample_span`), at the output rate, so its
 event loop only slices chunks; :class:`ChunkGrid` maps the renderer's chunk grid onto the output.
@@ -56,6 +57,7 @@ class BlockResampler:
         padded[: h.size] = h
         # bank[r, t] = h[r + t * up]
         self._bank = padded.reshape(self.taps, self.up).T.astype(np.float64)
+        self._bank32 = self._bank.astype(np.float32)  # accumulated in float32: ~1e-6 from float64, 2x faster
 
     def output_frames(self, input_frames: int) -> int:
         """Length of the resampled signal (as ``resample_poly``: ceil(n * up / down))."""
@@ -77,10 +79,15 @@ class BlockResampler:
         n = np.arange(out_start, out_stop, dtype=np.int64) * self.down + self._half_len
         base = n // self.up - lo
         phase = n % self.up
-        idx = base[:, None] - np.arange(self.taps)[None, :]
-        coeffs = self._bank[phase]  # (frames, taps)
-        gathered = span[idx]  # (frames, taps, channels)
-        return np.einsum("ft,ftc->fc", coeffs, gathered).astype(np.float32)
+        coeffs = self._bank32[phase]  # (frames, taps)
+        span = np.asarray(span, dtype=np.float32)
+        out = np.zeros((out_stop - out_start, span.shape[1]), dtype=np.float32)
+        tap = np.empty_like(out)
+        for t in range(self.taps):  # one gather and one multiply-add per tap: ~6x a (frames, taps, ch) einsum
+            np.take(span, base - t, axis=0, out=tap)
+            tap *= coeffs[:, t, None]
+            out += tap
+        return out
 
 
 @lru_cache(maxsize=16)

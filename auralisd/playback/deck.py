@@ -86,6 +86,7 @@ class Deck:
     failures: dict[int, int] = field(default_factory=dict)
     prepare: Handle | None = None
     broken_from: int | None = None  # first chunk that cannot be rendered: the track ends there
+    piece_anchor: int | None = None  # first fast-start piece of the current head start
 
     @classmethod
     def open(cls, deck_id: int, track: Any, preset: str, intensity: float, *, in_rate: int, out_rate: int,
@@ -187,8 +188,17 @@ class Deck:
     ) -> list[Fetch]:
         j0 = self.pieces_grid.chunk_of(head)
         wanted: set[int] = set()
-        if need:
-            wanted = set(range(j0, min(j0 + FAST_START_PIECES, self.pieces_grid.count)))
+        if not need:
+            self.piece_anchor = None
+        else:
+            # A head start, not a second way to play: the pieces after the place where the playhead found
+            # its chunk missing (a start, a seek, a late chunk), never a rolling window. A playhead that
+            # used them up waits for the chunk (asked for at the next priority) instead of asking for more
+            # pieces, which would cost twice the work per second of audio and starve every chunk.
+            anchor = self.piece_anchor
+            if anchor is None or not anchor <= j0 <= anchor + FAST_START_PIECES:
+                anchor = self.piece_anchor = j0
+            wanted = set(range(j0, min(anchor + FAST_START_PIECES, self.pieces_grid.count)))
         for j in [j for j in self.pieces if j < j0 or not need]:
             del self.pieces[j]
         for j in [j for j in self.piece_fetching if j not in wanted]:

@@ -118,3 +118,18 @@ def test_slices_across_chunk_borders_at_another_output_rate_tile_the_track() -> 
     got = [deck.frames(n, n + block) for n in range(0, deck.out_frames, block)]
     assert all(g is not None for g in got)
     assert np.array_equal(np.concatenate(got)[:, 0], np.arange(deck.out_frames))  # no gap, no repeat
+
+
+def test_fast_start_pieces_are_a_head_start_not_a_rolling_window() -> None:
+    deck = new_deck()
+    first = run(deck, 0, deliver=False)
+    assert {f.index for f in first if f.kind == "piece"} == {0, 1}
+    for f in first:
+        if f.kind == "piece":
+            deck.accept_piece(f.index, fake_chunk(deck, "piece", f.index))
+    piece = deck.pieces_grid.chunk_frames
+    for head in range(0, 2 * piece + 1, piece // 4):  # the playhead plays the pieces; chunk 0 is late
+        assert [f for f in run(deck, head, deliver=False) if f.kind == "piece"] == []
+    assert deck.frames(2 * piece, 2 * piece + 10) is None  # it waits for the chunk, no third piece
+    seek = run(deck, 7 * N + 10, deliver=False)  # a seek is a new start: a new head start
+    assert {f.index for f in seek if f.kind == "piece"} == {35, 36}
