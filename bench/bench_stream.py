@@ -18,7 +18,7 @@ with ``websockets`` clients (one asyncio loop in this process):
   daemon's trio thread (its main thread, from ``/proc``) per real-time session, against the same
   thread idle in the same run.
 
-Prints a table, writes ``bench/out/stream.json`` (``stream_48k.json`` for ``--sessions48k``).
+Prints a table, writes ``bench/out/stream.json`` (``stream_48k_<count>.json`` for ``--sessions48k``).
 ``--quick`` runs shorter windows and fewer steps.
 """
 
@@ -279,6 +279,27 @@ def build_library_48k(folder: Path) -> None:
             write_audio(path, loudness_war(x) if i % 3 == 0 else x, RATE_48K)
 
 
+def event_loop_resample_ms_per_s() -> float:
+    """The peer: what the trio thread spent per second of a 48 kHz session before resampling moved into
+    the render job (the removed ``auralisd/resample.py``: one ``(frames, taps, channels)`` gather and an
+    einsum per 100 ms frame, on the event loop), measured here in the same run."""
+    from auralis.resample import BlockResampler
+
+    r = BlockResampler(RATE_48K, SAMPLE_RATE)
+    block = SAMPLE_RATE // 10
+    span = np.random.default_rng(0).standard_normal((RATE_48K, 2)).astype(np.float32)
+    n_blocks = 50
+    t0 = time.process_time()
+    for i in range(n_blocks):
+        n0 = i * block
+        lo, _ = r.input_span(n0, n0 + block)
+        n = np.arange(n0, n0 + block, dtype=np.int64) * r.down + r._half_len
+        idx = (n // r.up - lo)[:, None] - np.arange(r.taps)[None, :]
+        x = span[(idx + lo - (idx + lo).min()) % span.shape[0]]
+        np.einsum("ft,ftc->fc", r._bank[n % r.up], x).astype(np.float32)
+    return 1000 * (time.process_time() - t0) / (n_blocks / 10)
+
+
 def thread_cpu_s(pid: int, tid: int) -> float:
     """CPU time (user + system) of one thread of a process, from ``/proc/<pid>/task/<tid>/stat``."""
     import os
@@ -318,10 +339,11 @@ async def sessions_48k(url: str, pid: int, track_ids: list[int], n: int, seconds
         "late": worst > LATE_S, "first_audio_ok": firsts[-1] <= FIRST_AUDIO_LIMIT_S,
         "trio_thread_cpu_s_per_s": round(cpu_per_s, 4), "trio_thread_idle_cpu_s_per_s": round(idle_cpu_s, 4),
         "trio_thread_cpu_ms_per_s_per_session": round(1000 * max(0.0, cpu_per_s - idle_cpu_s) / n, 3),
+        "peer_event_loop_resampling_ms_per_s_per_session": round(event_loop_resample_ms_per_s(), 3),
     }
 
 
-def main_48k(quick: bool) -> int:
+def main_48k(quick: bool, count: int = SESSIONS_48K) -> int:
     work = OUT / "stream48k"
     music = work / "music"
     build_library_48k(music)
@@ -341,13 +363,13 @@ def main_48k(quick: bool) -> int:
                 for track_id in ids:  # fingerprints ready: this measures playback, not analysis
                     await rpc.call("fingerprint.get", {"track_id": track_id})
                 await wait_idle(rpc)
-            return await sessions_48k(daemon.ws, daemon.process.pid, ids, SESSIONS_48K, window)
+            return await sessions_48k(daemon.ws, daemon.process.pid, ids, count, window)
 
         result = asyncio.run(run())
     for key, value in result.items():
         print(f"  {key:40s} {value}")
     OUT.mkdir(exist_ok=True)
-    (OUT / "stream_48k.json").write_text(json.dumps(result, indent=2))
+    (OUT / f"stream_48k_{count}.json").write_text(json.dumps(result, indent=2))
     return 0 if not result["late"] and result["first_audio_ok"] else 1
 
 
@@ -356,9 +378,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="shorter windows, fewer steps")
     parser.add_argument("--sessions48k", action="store_true",
                         help=f"{SESSIONS_48K} real-time sessions on 48 kHz sources, trio-thread CPU per session")
+    parser.add_argument("--count", type=int, default=SESSIONS_48K, help="sessions for --sessions48k")
     args = parser.parse_args()
     if args.sessions48k:
-        return main_48k(args.quick)
+        return main_48k(args.quick, args.count)
     work = OUT / "stream"
     music = work / "music"
     build_library(music)
