@@ -385,6 +385,8 @@ class Player:
                 answer = (True, result)
             except RpcError as exc:
                 answer = (False, exc)
+            except Exception as exc:  # a bug in one command: its caller gets the exception (the control
+                answer = (False, exc)  # edge logs it once and answers `internal`); playback carries on
             if self._dirty or self._queue_dirty:  # acknowledge a change only once it is committed
                 self._unacked.append((message.reply, answer))
                 try:

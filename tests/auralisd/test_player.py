@@ -210,3 +210,23 @@ async def test_a_slow_subscriber_is_dropped_and_never_blocks_the_player(tmp_path
     blocks = [m for _, m in messages if isinstance(m, PcmBlock)]
     assert sum(b.samples.shape[0] for b in blocks) == 2 * OUT_RATE
     assert r.player.statistics().dropped_subscribers == 1
+
+
+async def test_a_command_that_fails_unexpectedly_answers_its_caller_and_the_player_serves_on(tmp_path: Path) -> None:
+    """issue 9: one bad request must not stop the music for everyone. ``seek(1e308)`` through the facade
+    (the command table refuses it before) overflowed the frame arithmetic and ended the player actor,
+    and with it the daemon. The error now goes to the caller (whose edge logs it and answers
+    ``internal``) and the player keeps serving."""
+    import pytest
+
+    music = tmp_path / "music"
+    write_tracks(music, [("1.flac", 1.0, 44_100, 1, False)])
+    async with rig(tmp_path, music) as r:
+        await r.player.add(await r.library.resolve_paths([str(music)]))
+        await r.player.play()
+        await r.player.pause()  # the track stays loaded, paused at its start
+        with trio.fail_after(30):
+            with pytest.raises(OverflowError):
+                await r.player.seek(1e308)
+            status = await r.player.seek(0.5)
+        assert abs(status["elapsed_s"] - 0.5) < 0.01
