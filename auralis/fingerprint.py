@@ -2,7 +2,8 @@
 
 A track is read in fixed segments of :data:`SEGMENT_S` seconds (each with the pre-roll
 the K-weighting filters need and the post-roll its last frames span). Per segment we keep
-only additive quantities: the loudness meter's segment (:mod:`auralis.loudness`), the
+only additive quantities: the loudness meter's segment (:mod:`auralis.loudness`) of the stereo
+downmix (:mod:`auralis.downmix`: what a listener hears, so mono as dual mono), the
 energy of the seven bands, the downmix energy and frame count over the loudness meter's
 gated ~2 ms granules, and the downmix peak. Merging
 them gives exactly the values a single pass would (see ``docs/fingerprint.md``), so the
@@ -32,7 +33,7 @@ from .downmix import stereo_downmix
 from .features import dynamics, rhythm, spectral, stereo, tonal
 from .features.grid import owned_frames, valid_counts
 
-ALGORITHM_VERSION: Final[str] = "2026.11.2"  # bump whenever any number changes
+ALGORITHM_VERSION: Final[str] = "2026.12.1"  # bump whenever any number changes
 DIMENSIONS: Final[tuple[str, ...]] = (
     "sub_bass_pct", "bass_pct", "low_mid_pct", "mid_pct", "upper_mid_pct", "presence_pct", "air_pct",
     "lufs", "crest_db", "bass_mid_ratio", "tempo_bpm", "rhythm_stability", "transient_density",
@@ -254,9 +255,8 @@ class _Block:
 
     start: int  # the segment's own frames are [start, stop)
     stop: int
-    read_start: int  # absolute frame of samples[0]
-    samples: np.ndarray  # float32 (frames, channels) as read
-    down: np.ndarray  # float32 (frames, 2) stereo downmix
+    read_start: int  # absolute frame of down[0]
+    down: np.ndarray  # float32 (frames, 2) stereo downmix of the frames read: what the listener hears
     mono: np.ndarray  # float32 (frames,) m = (L' + R') / 2
     squares: np.ndarray  # m^2
     frames: dict[str, tuple[int, int]]  # owned frame indices per grid
@@ -284,8 +284,7 @@ def _read_block(source: Any, geo: _Geometry, index: int, *, plan: bool) -> _Bloc
         k0, k1 = frames[name]
         if k1 > k0:
             read_stop = max(read_stop, k1 * step)
-    samples = source.read(read_start, read_stop)
-    down = stereo_downmix(samples)
+    down = stereo_downmix(source.read(read_start, read_stop))
     mono = down[:, 0] + down[:, 1]
     mono *= np.float32(0.5)
     k0, k1 = frames["spectral"]
@@ -294,7 +293,6 @@ def _read_block(source: Any, geo: _Geometry, index: int, *, plan: bool) -> _Bloc
         start=start,
         stop=stop,
         read_start=read_start,
-        samples=samples,
         down=down,
         mono=mono,
         squares=mono * mono,
@@ -310,9 +308,13 @@ def _peak(x: np.ndarray) -> float:
 
 
 def _plan_part(b: _Block, geo: _Geometry, index: int) -> SegmentResult:
-    """The additive plan quantities of one block."""
+    """The additive plan quantities of one block.
+
+    Loudness and true peak are measured on the stereo downmix, not on the source channels: the
+    plan sets the gain for what is heard (a mono file as dual mono, 5.1 as its BS.775 downmix).
+    """
     lo = b.start - b.read_start - geo.preroll_frames
-    context = b.samples[lo : b.stop - b.read_start + geo.postroll_frames]
+    context = b.down[lo : b.stop - b.read_start + geo.postroll_frames]
     loud = loudness.analyze_loudness_segment(
         context, geo.sample_rate, preroll_frames=geo.preroll_frames, segment_frames=b.stop - b.start
     )

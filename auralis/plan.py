@@ -37,7 +37,7 @@ from .stages.eq import eq_response_db
 
 log = logging.getLogger("auralis.plan")
 
-ENGINE_VERSION: Final = "1.0"  # bump whenever the rendered audio of a plan changes
+ENGINE_VERSION: Final = "1.1"  # bump whenever the rendered audio of a plan changes (1.1: stereo downmix first)
 
 LWRP_LOUD_LUFS: Final = -12.0  # 2D LWRP loudness threshold (issue 3)
 LWRP_CREST_DB: Final = 13.0  # 2D LWRP crest threshold (issue 3)
@@ -49,6 +49,9 @@ TRUE_PEAK_CEILING_DBTP: Final = -1.0  # every streaming platform's ceiling
 DYNAMIC_LOUD_PEAK_DBTP: Final = -1.5  # dynamic_loud keeps its true peak at or below this
 QUIET_MARGIN_LU: Final = 1.0  # "quiet" means more than this below the target
 DYNAMIC_LOUD_EQ_SCALE: Final = 0.5  # dynamic_loud applies half the preset's character (respect the master)
+# The input true peak is a BS.1770 4x reading, which under-reads an 8x one by up to ~0.3 dB (EBU
+# Tech 3341 case 17): the A/B original keeps this much more headroom below the ceiling.
+ORIGINAL_PEAK_MARGIN_DB: Final = 0.3
 
 BAND_KEYS: Final = ("sub_bass_pct", "bass_pct", "low_mid_pct", "mid_pct", "upper_mid_pct", "presence_pct", "air_pct")
 BAND_EDGES_HZ: Final = (20.0, 60.0, 250.0, 500.0, 2000.0, 4000.0, 8000.0, 20000.0)  # fingerprint bands (issue 2)
@@ -110,6 +113,24 @@ class MasteringPlan:
         """The 2D LWRP line (first decision)."""
         return self.decisions[0] if self.decisions else ""
 
+    @property
+    def original_gain_db(self) -> float:
+        """Gain for the unprocessed A/B original: level-matched to the master, never above the ceiling.
+
+        ``target_lufs - input_lufs`` (the original plays as loud as the master), lowered where that
+        would lift the input's true peak above ``true_peak_ceiling_dbtp - ORIGINAL_PEAK_MARGIN_DB``:
+        the original has no limiter, so a quiet track with high peaks plays quieter than its master
+        rather than above -1 dBTP. 0 dB for a neutral plan or a silent track.
+        """
+        out, inp = float(self.target_lufs), float(self.input_lufs)
+        if not (math.isfinite(out) and math.isfinite(inp)):
+            return 0.0
+        gain = out - inp
+        peak = float(self.input_true_peak_dbtp)
+        if math.isfinite(peak):
+            gain = min(gain, self.true_peak_ceiling_dbtp - ORIGINAL_PEAK_MARGIN_DB - peak)
+        return _round(gain, 4)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary: every field, non-finite numbers as ``None``, tuples as lists."""
         out: dict[str, Any] = {}
@@ -121,6 +142,7 @@ class MasteringPlan:
                 value = _json_number(value)
             out[f.name] = value
         out["decision"] = self.decision
+        out["original_gain_db"] = self.original_gain_db
         out["engine_version"] = ENGINE_VERSION
         return out
 

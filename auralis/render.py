@@ -14,8 +14,11 @@ Chunk geometry (documented in docs/mastering.md):
 * Every stage has finite memory (or settles within P), so equal windows give equal output:
   concatenated chunks equal a one-pass render, whatever N, order or process.
 
-The chain, in order: DC blocker, EQ and static gain (one ``sosfilt`` cascade), compressor,
-transient expander, true-peak limiter (always on: the -1 dBTP guarantee holds even at intensity 0).
+The chain, in order: stereo downmix (:mod:`auralis.downmix`: mono as dual mono, multichannel
+with the ITU-R BS.775 coefficients), DC blocker, EQ and static gain (one ``sosfilt`` cascade),
+compressor, transient expander, true-peak limiter (always on: the -1 dBTP guarantee holds even at
+intensity 0). The downmix comes first so the limiter works on what is output, and it is memoryless,
+so it keeps every seam guarantee above. Every render is stereo ``(frames, 2)`` whatever the source.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import soundfile as sf
 
 from . import kernels
 from .audio import ArrayReader, AudioReader
+from .downmix import stereo_downmix
 from .errors import UnsupportedAudioError
 from .plan import ENGINE_VERSION, MasteringPlan
 from .stages.blocks import BLOCK_FRAMES, block_power
@@ -157,7 +161,7 @@ def _render_range(
 ) -> tuple[np.ndarray, dict[str, float]]:
     sample_rate = reader.info.sample_rate
     lo, hi = _window(start, stop, sample_rate, preroll_s)
-    y, stats = process_window(reader.read(lo, hi), sample_rate, plan)
+    y, stats = process_window(stereo_downmix(reader.read(lo, hi)), sample_rate, plan)
     return y[start - lo : stop - lo], stats
 
 
@@ -186,7 +190,7 @@ def render_chunk(
     chunk_frames: int | None = None,
     preroll_s: float = PREROLL_S,
 ) -> np.ndarray:
-    """Chunk ``k`` of ``path`` mastered by ``plan``: float32 ``(frames, channels)``, exactly its frames.
+    """Chunk ``k`` of ``path`` mastered by ``plan``: float32 stereo ``(frames, 2)``, exactly its frames.
 
     Depends on (path, plan, k, chunk_frames) only: safe to call in any process, in any order.
 
@@ -232,12 +236,15 @@ def render_samples(
 ) -> tuple[np.ndarray, dict[str, float]]:
     """One-pass render of an in-memory track (tests, previews): same chain, zero-padded like a file.
 
+    ``samples`` is ``(frames, channels)`` (or ``(frames,)`` mono), downmixed to stereo first.
+
     Returns:
-        ``(y float32 (frames, channels), stats)`` where stats are the stage maxima.
+        ``(y float32 (frames, 2), stats)`` where stats are the stage maxima.
     """
     x = np.asarray(samples, dtype=np.float32)
     if x.ndim == 1:
         x = x[:, None]
+    x = stereo_downmix(x)
     frames = x.shape[0]
     lo, hi = _window(0, frames, sample_rate, PREROLL_S)
     window = np.zeros((hi - lo, x.shape[1]), dtype=np.float32)
@@ -263,7 +270,8 @@ def render_file(
 ) -> dict[str, Any]:
     """Master a whole file through the chunk renderer and write it (atomically: temp name + rename).
 
-    Output has the input's frame count, sample rate and channels; its format follows the
+    Output is the stereo master (a mono input as dual mono, multichannel as its BS.775 downmix,
+    see :mod:`auralis.downmix`) with the input's frame count and sample rate; its format follows the
     extension (``.wav`` float32, ``.flac``/``.aiff`` 24-bit PCM). Chunks of
     ``OFFLINE_CHUNK_S`` are rendered in order and streamed to disk (bounded memory); the audio
     is identical for any chunk length.
@@ -315,7 +323,7 @@ def render_reader(
     try:
         info = reader.info
         n = int(chunk_frames) if chunk_frames else int(round(OFFLINE_CHUNK_S * info.sample_rate))
-        with sf.SoundFile(os.fsencode(tmp), "w", samplerate=info.sample_rate, channels=info.channels,
+        with sf.SoundFile(os.fsencode(tmp), "w", samplerate=info.sample_rate, channels=2,
                           format=fmt, subtype=subtype) as out:
             for start in range(0, info.num_frames, n):
                 y, stats = _render_range(reader, plan, start, min(start + n, info.num_frames), PREROLL_S)

@@ -104,6 +104,58 @@ def make_music(
     return out.astype(np.float32)
 
 
+def in_layout(stereo: np.ndarray, channels: int, sample_rate: int) -> np.ndarray:
+    """The same programme as ``stereo`` in a ``channels``-channel layout (:mod:`auralis.downmix`'s orders).
+
+    Mono is the mono version ``(L + R) / 2``. For 3-8 channels the centre carries part of the
+    mid, the surrounds delayed copies of their side (room), the LFE the low end; the front pair
+    is then solved so that :func:`~auralis.downmix.stereo_downmix` gives back ``stereo`` (to
+    float32 rounding): a listener hears the same music from every layout, and the LFE is there
+    only to show that it is dropped.
+
+    Args:
+        stereo: float ``(frames, 2)``.
+        channels: 1 to 8.
+        sample_rate: Hz (sets the delays and the LFE's crossover).
+
+    Returns:
+        float32 ``(frames, channels)``.
+    """
+    from .downmix import channel_layout
+
+    x = np.asarray(stereo, dtype=np.float64)
+    if channels == 1:
+        return x.mean(axis=1, keepdims=True).astype(np.float32)
+    if channels == 2:
+        return x.astype(np.float32)
+    left, right = x[:, 0], x[:, 1]
+    mid = 0.5 * (left + right)
+
+    def delayed(v: np.ndarray, delay_s: float) -> np.ndarray:
+        d = int(round(delay_s * sample_rate))
+        return np.concatenate([np.zeros(d), v[: v.size - d]]) if d else v
+
+    lfe = signal.sosfilt(signal.butter(4, 120.0, fs=sample_rate, output="sos"), mid)
+    content = {
+        "FC": 0.5 * mid,
+        "LFE": 0.8 * lfe,
+        "BL": 0.35 * delayed(left, 0.017), "BR": 0.35 * delayed(right, 0.019),
+        "SL": 0.3 * delayed(left, 0.011), "SR": 0.3 * delayed(right, 0.013),
+        "BC": 0.3 * delayed(mid, 0.023),
+    }  # fmt: skip
+    layout = channel_layout(channels)
+    out = np.zeros((x.shape[0], channels))
+    rest_left, rest_right = np.zeros_like(left), np.zeros_like(right)
+    for index, label in enumerate(layout.channels):
+        if label in content:
+            out[:, index] = content[label]
+            rest_left += layout.left[index] * content[label]
+            rest_right += layout.right[index] * content[label]
+    out[:, layout.channels.index("FL")] = left - rest_left
+    out[:, layout.channels.index("FR")] = right - rest_right
+    return out.astype(np.float32)
+
+
 def loudness_war(samples: np.ndarray, drive_db: float = 14.0, ceiling_dbfs: float = -0.3) -> np.ndarray:
     """A crushed, loudness-war version: heavy drive into a fast limiter plus soft clipping."""
     x = samples.astype(np.float64) * 10 ** (drive_db / 20)

@@ -5,7 +5,8 @@ now), plan (:func:`auralis.plan.plan_mastering`), then the same chunk renderer t
 uses. A track that fits in memory (:func:`auralis.audio.open_reader`) is decoded once for both
 the plan inputs and the render; the chunks, hence the output, are the same as from the file.
 OUT's format follows its extension (``.wav`` float32, ``.flac``/``.aiff`` 24-bit); it has IN's
-frame count, sample rate and channels. ``--json`` prints one object:
+frame count and sample rate and is always stereo: what a listener hears (a mono IN as dual mono,
+a multichannel IN as its ITU-R BS.775 downmix, see :mod:`auralis.downmix`). ``--json`` prints one object:
 ``{"preset", "intensity", "plan", "decisions", "input", "output"}`` where ``input`` and
 ``output`` are measurements with the same keys as ``auralis analyze`` (-inf -> null).
 """

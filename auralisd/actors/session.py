@@ -23,7 +23,6 @@ precedes its first audio. A preset/intensity change starts its epoch exactly at 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -67,9 +66,8 @@ class SessionSink(Protocol):
 
 
 def original_gain_db(plan: Any) -> float:
-    """Level match for the A/B original: the plan's output loudness minus the input's integrated loudness."""
-    out, inp = float(plan.target_lufs), float(plan.input_lufs)
-    return out - inp if math.isfinite(out) and math.isfinite(inp) else 0.0
+    """Level match for the A/B original, never above the true-peak ceiling (``MasteringPlan.original_gain_db``)."""
+    return float(plan.original_gain_db)
 
 
 @dataclass(frozen=True)

@@ -90,9 +90,10 @@ def tpdf_quantize_s16(samples: np.ndarray, rng: np.random.Generator) -> np.ndarr
 
     Returns:
         int16 array of the same shape; ``x * 32768`` rounded after adding the sum of two independent
-        uniform [-0.5, 0.5) LSB values, clipped to the int16 range.
+        uniform [-0.5, 0.5) LSB values, clipped to the int16 range (never wrapped). A NaN becomes
+        silence, not the full-scale sample a NaN-to-int cast gives.
     """
-    x = np.asarray(samples, dtype=np.float64) * S16_SCALE
+    x = np.nan_to_num(np.asarray(samples, dtype=np.float64) * S16_SCALE, nan=0.0)
     dither = rng.random(x.shape) - rng.random(x.shape)  # triangular on (-1, 1) LSB
     return np.clip(np.rint(x + dither), -32768, 32767).astype("<i2")
 

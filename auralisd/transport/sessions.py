@@ -24,6 +24,7 @@ the next unsent frame (no gap, no repeat) and crossfades from the old plan to th
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -248,7 +249,8 @@ class _OriginalSide:
 
     The same original path as ``/session?variant=original``: output-rate chunks of the unprocessed file
     rendered on the shared pool through the chunk cache (so every A/B listener shares one render),
-    sliced here and gained by ``plan output loudness - input loudness`` and by the shared volume.
+    sliced here and gained by the plan's ``original_gain_db`` (level match under the -1 dBTP ceiling) and by
+    the shared volume.
     """
 
     def __init__(self, backend: SessionBackend) -> None:
@@ -261,8 +263,8 @@ class _OriginalSide:
         self._failed = False
 
     async def start(self, track: dict[str, Any], plan: dict[str, Any] | None) -> None:
-        out, inp = (plan or {}).get("target_lufs"), (plan or {}).get("input_lufs")
-        self.gain_db = float(out) - float(inp) if isinstance(out, (int, float)) and isinstance(inp, (int, float)) else 0.0
+        gain = (plan or {}).get("original_gain_db")  # MasteringPlan.original_gain_db: level match under the ceiling
+        self.gain_db = float(gain) if isinstance(gain, (int, float)) and math.isfinite(gain) else 0.0
         track_id = track.get("track_id")
         if self._source is not None and track_id == self._track_id:
             return

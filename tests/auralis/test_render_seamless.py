@@ -152,12 +152,13 @@ def test_chunk_geometry_and_file_render(tracks: dict[str, str], tmp_path) -> Non
         info.num_frames, info.sample_rate, info.channels, "PCM_24")
 
 
-def test_mono_file_renders_mono_and_seamless(tmp_path) -> None:
+def test_mono_file_renders_dual_mono_and_seamless(tmp_path) -> None:
     x = make_music(4.0, 22_050, seed=3, channels=1) * 0.3
     path = str(tmp_path / "mono.flac")
     write_audio(path, x, 22_050)
     plan = plan_mastering(compute_plan_inputs(path), "bright", 1.0)
     one = render_chunk(path, plan, 0, chunk_frames=x.shape[0])
     parts = np.concatenate([render_chunk(path, plan, k, chunk_frames=9_999) for k in range(-(-x.shape[0] // 9_999))])
-    assert one.shape == (x.shape[0], 1)
+    assert one.shape == (x.shape[0], 2)  # mono is heard, so mastered, as dual mono
+    assert np.array_equal(one[:, 0], one[:, 1]) and np.array_equal(parts[:, 0], parts[:, 1])
     assert _peak_dbfs(parts - one) <= SEAM_LIMIT_DBFS

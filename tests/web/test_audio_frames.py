@@ -56,6 +56,8 @@ def test_s16_tpdf_dither_is_unbiased_and_within_one_lsb() -> None:
     q = tpdf_quantize_s16(np.repeat(tone, 1, axis=1), np.random.default_rng(1)).astype(np.float64) / 32768
     assert np.corrcoef(q[:, 0], tone[:, 0])[0, 1] > 0.25
     assert tpdf_quantize_s16(np.array([[1.0, -1.0]]), rng).tolist() == [[32767, -32768]]  # clipped, no wrap
+    beyond = tpdf_quantize_s16(np.array([[4.0, -4.0], [np.inf, -np.inf], [np.nan, np.nan]]), rng)
+    assert beyond[:2].tolist() == [[32767, -32768]] * 2 and np.abs(beyond[2]).max() <= 1  # NaN is silence
 
 
 def test_decode_rejects_malformed_frames() -> None:

@@ -1,0 +1,114 @@
+"""The daemon's render jobs hold the promise for every channel layout, in both wire formats.
+
+``/stream`` and ``/session`` play what ``jobs.render_chunk_stereo`` renders (mastered) and what
+``jobs.render_original_stereo`` reads (the A/B original, gained by the plan's
+``original_gain_db``), framed by ``auralisd.protocol.audio_frames``. Here the jobs run as the
+worker pool runs them (same functions, same arguments, plan inputs from the segment jobs): the
+chunks, concatenated and encoded as f32 and as dithered s16, must reach the target loudness and
+stay at or below -1 dBTP at 8x oversampling, for mono, stereo, 4.0, 5.1 and 7.1 files of the
+same music.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from auralis.audio import probe
+from auralis.audio import write_audio
+from auralis.loudness import measure_loudness
+from auralis.plan import plan_mastering
+from auralis.presets import get_preset
+from auralis.render import chunk_count
+from auralis.synth import in_layout, make_music
+from auralisd import jobs
+from auralisd.protocol.audio_frames import decode_audio_frame, encode_audio_frame
+
+SR = 44_100
+CEILING_DBTP = -1.0
+LAYOUTS = {"mono": 1, "stereo": 2, "4.0": 4, "5.1": 6, "7.1": 8}
+TARGET_LUFS = get_preset("adaptive").target_lufs
+
+
+def true_peak_8x(x: np.ndarray) -> float:
+    up = signal.resample_poly(np.asarray(x, dtype=np.float64), 8, 1, axis=0)
+    return float(20 * np.log10(max(np.max(np.abs(up)), 1e-20)))
+
+
+def on_the_wire(x: np.ndarray, fmt: str) -> np.ndarray:
+    """``x`` as a client decodes it from 50 ms binary frames in ``fmt``."""
+    rng = np.random.default_rng(0)
+    step = SR // 20
+    frames = [
+        decode_audio_frame(encode_audio_frame(0, i, i * step, x[i * step : (i + 1) * step], fmt, rng=rng), 2, fmt)
+        for i in range(-(-x.shape[0] // step))
+    ]
+    return np.concatenate([f.samples for f in frames])
+
+
+def plan_like_the_daemon(path: str):
+    results = [jobs.analyze_segment(path, i) for i in range(jobs.segment_count(path))]
+    return plan_mastering(jobs.merge_results(path, results), "adaptive", 1.0)
+
+
+@pytest.fixture(scope="module")
+def layout_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    programme = make_music(16.0, SR, seed=7, peak_dbfs=-0.5)
+    folder = tmp_path_factory.mktemp("layouts")
+    files = {}
+    for name, channels in LAYOUTS.items():
+        path = str(folder / f"{name}.flac")
+        write_audio(path, in_layout(programme, channels, SR), SR)
+        files[name] = path
+    return files
+
+
+def test_mastered_chunks_hold_the_promise_for_every_layout_in_f32_and_s16(layout_files: dict[str, str]) -> None:
+    loudness: dict[tuple[str, str], float] = {}
+    for name, path in layout_files.items():
+        plan = plan_like_the_daemon(path)
+        info = probe(path)
+        chunks = [jobs.render_chunk_stereo(path, plan, k) for k in range(chunk_count(info.num_frames, SR))]
+        assert all(c.dtype == np.float32 and c.shape[1] == 2 for c in chunks)
+        mastered = np.concatenate(chunks)
+        assert mastered.shape == (info.num_frames, 2)
+        for fmt in ("f32", "s16"):
+            heard = on_the_wire(mastered, fmt)
+            loudness[name, fmt] = measure_loudness(heard, SR).integrated_lufs
+            assert true_peak_8x(heard) <= CEILING_DBTP, (name, fmt)
+    values = list(loudness.values())
+    assert all(math.isfinite(v) for v in values)
+    assert max(values) - min(values) <= 0.5, loudness
+    assert all(abs(v - TARGET_LUFS) <= 0.5 for v in values), loudness
+
+
+def test_the_ab_original_is_level_matched_but_never_above_the_ceiling(layout_files: dict[str, str]) -> None:
+    for name, path in layout_files.items():
+        plan = plan_like_the_daemon(path)
+        info = probe(path)
+        original = jobs.render_original_stereo(path, 0, info.num_frames, plan.original_gain_db)
+        assert original.dtype == np.float32 and original.shape == (info.num_frames, 2)
+        for fmt in ("f32", "s16"):
+            assert true_peak_8x(on_the_wire(original, fmt)) <= CEILING_DBTP, (name, fmt)
+        # As loud as the master where the ceiling allows it; never louder.
+        level = measure_loudness(original, SR).integrated_lufs
+        assert level <= plan.target_lufs + 0.05
+        headroom = plan.true_peak_ceiling_dbtp - plan.input_true_peak_dbtp
+        if plan.target_lufs - plan.input_lufs <= headroom - 0.3:
+            assert level == pytest.approx(plan.target_lufs, abs=0.05)
+
+
+def test_original_gain_is_capped_by_the_input_true_peak(tmp_path: Path) -> None:
+    # A quiet track with high peaks: raising it to the target would put it far over -1 dBTP.
+    path = str(tmp_path / "peaky.flac")
+    x = make_music(8.0, SR, seed=3, peak_dbfs=-0.2) * np.float32(0.5)
+    write_audio(path, x, SR)
+    plan = plan_like_the_daemon(path)
+    assert plan.target_lufs - plan.input_lufs > plan.true_peak_ceiling_dbtp - plan.input_true_peak_dbtp
+    assert plan.original_gain_db == pytest.approx(-1.3 - plan.input_true_peak_dbtp, abs=1e-3)
+    original = jobs.render_original_stereo(path, 0, probe(path).num_frames, plan.original_gain_db)
+    assert true_peak_8x(original) <= CEILING_DBTP
