@@ -175,7 +175,8 @@ def render_range(
     file: :mod:`auralis.album`).
 
     Returns:
-        ``(y float32 (stop - start, channels), stats)`` where stats are the stage maxima.
+        ``(y float32 (stop - start, 2), stats)`` (the stereo master, see :mod:`auralis.downmix`) where stats are
+        the stage maxima.
     """
     if not 0 <= start <= stop <= reader.info.num_frames:
         raise IndexError(f"range [{start}, {stop}) is outside 0..{reader.info.num_frames}")
