@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from auralis.audio import probe
-from auralis.audio import write_audio
+from auralis.audio import probe, write_audio
 from auralis.loudness import measure_loudness
 from auralis.plan import plan_mastering
 from auralis.presets import get_preset

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -101,7 +100,7 @@ async def _listen_until_end(url: str, fmt: str, timeout_s: float) -> tuple[list[
         while time.monotonic() < deadline:
             try:
                 message = await asyncio.wait_for(ws.recv(), timeout=deadline - time.monotonic())
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if isinstance(message, str):
                 events.append(json.loads(message))
@@ -131,7 +130,7 @@ def test_stream_holds_the_promise_for_surround_in_f32_and_s16(layout_daemon: Dae
     finally:
         with layout_daemon.control() as control:
             control.call("stop")
-    for fmt, (frames, _events) in zip(("f32", "s16"), results):
+    for fmt, (frames, _events) in zip(("f32", "s16"), results, strict=True):
         heard = np.concatenate([f.samples for f in frames])
         assert heard.shape[0] >= 1.8 * TRACK_S * SAMPLE_RATE, (fmt, heard.shape)  # both tracks, nearly whole
         assert true_peak_8x(heard) <= CEILING_DBTP, fmt
