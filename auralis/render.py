@@ -219,7 +219,7 @@ def render_chunk(
 
 
 def render_frames(path: str | os.PathLike[str], plan: MasteringPlan, start: int, stop: int) -> np.ndarray:
-    """Frames ``[start, stop)`` of ``path`` mastered by ``plan`` (inside the track), float32 ``(frames, channels)``.
+    """Frames ``[start, stop)`` of ``path`` mastered by ``plan`` (inside the track), float32 stereo ``(frames, 2)``.
 
     The same absolute-grid window as :func:`render_chunk` (pre-roll, look-ahead), so any range
     equals the same frames of the standard chunks: the output-rate chunk jobs render a chunk

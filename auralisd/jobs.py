@@ -103,7 +103,9 @@ def render_chunk_stereo(
         from auralis.render import render_frames
 
         def read(a: int, b: int) -> Any:
-            return stereo_downmix(np.asarray(render_frames(path, plan, a, b), dtype=np.float32))
+            # Already stereo: the renderer downmixes before the chain, so the true-peak limiter
+            # worked on exactly these samples and nothing may change them after it.
+            return np.asarray(render_frames(path, plan, a, b), dtype=np.float32)
 
     from auralis.resample import resample_span
 

@@ -1,12 +1,12 @@
 """The daemon's render jobs hold the promise for every channel layout, in both wire formats.
 
-``/stream`` and ``/session`` play what ``jobs.render_chunk_stereo`` renders (mastered) and what
-``jobs.render_original_stereo`` reads (the A/B original, gained by the plan's
-``original_gain_db``), framed by ``auralisd.protocol.audio_frames``. Here the jobs run as the
-worker pool runs them (same functions, same arguments, plan inputs from the segment jobs): the
-chunks, concatenated and encoded as f32 and as dithered s16, must reach the target loudness and
-stay at or below -1 dBTP at 8x oversampling, for mono, stereo, 4.0, 5.1 and 7.1 files of the
-same music.
+``/stream`` and ``/session`` play what ``jobs.render_chunk_stereo`` renders at the output rate:
+with a plan, the master; without one, the A/B original, which the session then gains by the
+plan's ``original_gain_db``; both framed by ``auralisd.protocol.audio_frames``. Here the jobs run
+as the worker pool runs them (same functions, same arguments, plan inputs from the segment jobs):
+the chunks, concatenated and encoded as f32 and as dithered s16, must reach the target loudness
+and stay at or below -1 dBTP at 8x oversampling, for mono, stereo, 4.0, 5.1 and 7.1 files of the
+same music, at the files' rate and resampled to 48 kHz.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from auralis.audio import probe, write_audio
 from auralis.loudness import measure_loudness
 from auralis.plan import plan_mastering
 from auralis.presets import get_preset
-from auralis.render import chunk_count
+from auralis.render import chunk_frames
+from auralis.resample import ChunkGrid
 from auralis.synth import in_layout, make_music
 from auralisd import jobs
+from auralisd.playback.mixer import db_gain, scale
 from auralisd.protocol.audio_frames import decode_audio_frame, encode_audio_frame
 
 SR = 44_100
@@ -38,15 +40,26 @@ def true_peak_8x(x: np.ndarray) -> float:
     return float(20 * np.log10(max(np.max(np.abs(up)), 1e-20)))
 
 
-def on_the_wire(x: np.ndarray, fmt: str) -> np.ndarray:
+def on_the_wire(x: np.ndarray, fmt: str, rate: int = SR) -> np.ndarray:
     """``x`` as a client decodes it from 50 ms binary frames in ``fmt``."""
     rng = np.random.default_rng(0)
-    step = SR // 20
+    step = rate // 20
     frames = [
         decode_audio_frame(encode_audio_frame(0, i, i * step, x[i * step : (i + 1) * step], fmt, rng=rng), 2, fmt)
         for i in range(-(-x.shape[0] // step))
     ]
     return np.concatenate([f.samples for f in frames])
+
+
+def all_chunks(path: str, plan, out_rate: int) -> np.ndarray:
+    """Every output chunk of ``path`` as the player gets them (``plan`` None: the original)."""
+    info = probe(path)
+    grid = ChunkGrid(info.sample_rate, out_rate, info.num_frames, chunk_frames(info.sample_rate))
+    chunks = [jobs.render_chunk_stereo(path, plan, k, None, out_rate) for k in range(grid.count)]
+    assert all(c.dtype == np.float32 and c.shape[1] == 2 for c in chunks)
+    out = np.concatenate(chunks)
+    assert out.shape == (grid.out_frames, 2)
+    return out
 
 
 def plan_like_the_daemon(path: str):
@@ -67,18 +80,15 @@ def layout_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def test_mastered_chunks_hold_the_promise_for_every_layout_in_f32_and_s16(layout_files: dict[str, str]) -> None:
-    loudness: dict[tuple[str, str], float] = {}
+    loudness: dict[tuple[str, int, str], float] = {}
     for name, path in layout_files.items():
         plan = plan_like_the_daemon(path)
-        info = probe(path)
-        chunks = [jobs.render_chunk_stereo(path, plan, k) for k in range(chunk_count(info.num_frames, SR))]
-        assert all(c.dtype == np.float32 and c.shape[1] == 2 for c in chunks)
-        mastered = np.concatenate(chunks)
-        assert mastered.shape == (info.num_frames, 2)
-        for fmt in ("f32", "s16"):
-            heard = on_the_wire(mastered, fmt)
-            loudness[name, fmt] = measure_loudness(heard, SR).integrated_lufs
-            assert true_peak_8x(heard) <= CEILING_DBTP, (name, fmt)
+        for rate in (SR, 48_000):
+            mastered = all_chunks(path, plan, rate)
+            for fmt in ("f32", "s16"):
+                heard = on_the_wire(mastered, fmt, rate)
+                loudness[name, rate, fmt] = measure_loudness(heard, rate).integrated_lufs
+                assert true_peak_8x(heard) <= CEILING_DBTP, (name, rate, fmt)
     values = list(loudness.values())
     assert all(math.isfinite(v) for v in values)
     assert max(values) - min(values) <= 0.5, loudness
@@ -88,9 +98,7 @@ def test_mastered_chunks_hold_the_promise_for_every_layout_in_f32_and_s16(layout
 def test_the_ab_original_is_level_matched_but_never_above_the_ceiling(layout_files: dict[str, str]) -> None:
     for name, path in layout_files.items():
         plan = plan_like_the_daemon(path)
-        info = probe(path)
-        original = jobs.render_original_stereo(path, 0, info.num_frames, plan.original_gain_db)
-        assert original.dtype == np.float32 and original.shape == (info.num_frames, 2)
+        original = scale(all_chunks(path, None, SR), db_gain(plan.original_gain_db))  # as the session gains it
         for fmt in ("f32", "s16"):
             assert true_peak_8x(on_the_wire(original, fmt)) <= CEILING_DBTP, (name, fmt)
         # As loud as the master where the ceiling allows it; never louder.
@@ -109,5 +117,5 @@ def test_original_gain_is_capped_by_the_input_true_peak(tmp_path: Path) -> None:
     plan = plan_like_the_daemon(path)
     assert plan.target_lufs - plan.input_lufs > plan.true_peak_ceiling_dbtp - plan.input_true_peak_dbtp
     assert plan.original_gain_db == pytest.approx(-1.3 - plan.input_true_peak_dbtp, abs=1e-3)
-    original = jobs.render_original_stereo(path, 0, probe(path).num_frames, plan.original_gain_db)
+    original = scale(all_chunks(path, None, SR), db_gain(plan.original_gain_db))
     assert true_peak_8x(original) <= CEILING_DBTP
