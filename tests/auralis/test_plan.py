@@ -227,3 +227,18 @@ def test_warm_and_bright_differ_in_the_plan() -> None:
     assert warm.eq_gains_db[1] - bright.eq_gains_db[1] >= 3.0  # low-mid
     assert bright.eq_gains_db[3] - warm.eq_gains_db[3] >= 4.0  # air
     assert isinstance(warm, MasteringPlan)
+
+
+def test_original_gain_matches_the_master_but_keeps_the_original_under_the_ceiling() -> None:
+    # Turned down (a crushed master): the level match is exact, the ceiling does not bind.
+    loud = plan_mastering(inputs(-8.2, 8.5, -0.3), "adaptive", 1.0)
+    assert loud.original_gain_db == pytest.approx(loud.target_lufs - loud.input_lufs, abs=1e-4)
+    # Quiet with headroom: raised to the master's loudness.
+    roomy = plan_mastering(inputs(-20.0, 12.0, -9.0), "adaptive", 1.0)
+    assert roomy.original_gain_db == pytest.approx(roomy.target_lufs - roomy.input_lufs, abs=1e-4)
+    # Quiet with high peaks: raised only until its true peak reaches -1 dBTP less the 4x margin.
+    peaky = plan_mastering(inputs(-20.0, 18.0, -0.5), "adaptive", 1.0)
+    assert peaky.original_gain_db == pytest.approx(-1.0 - 0.3 + 0.5, abs=1e-4)
+    assert peaky.original_gain_db < peaky.target_lufs - peaky.input_lufs
+    assert peaky.to_dict()["original_gain_db"] == peaky.original_gain_db
+    assert plan_mastering(None, "adaptive", 1.0).original_gain_db == 0.0  # neutral: nothing to match
