@@ -288,6 +288,31 @@ def render_album_chunk(
         return render_range(reader, plan, lo, min(lo + n, stop), preroll_s=preroll_s)[0]
 
 
+def render_album_frames(
+    layout: AlbumLayout, track_index: int, plan: MasteringPlan, start: int, stop: int
+) -> np.ndarray:
+    """Track frames ``[start, stop)`` of track ``track_index`` rendered from the album as one file.
+
+    ``start`` and ``stop`` are relative to the track's first frame and may reach past either end
+    of the track: those frames are the neighbouring tracks' (zero outside the album), as a
+    resampler reading across a boundary needs. Equals the same frames of the one-file render.
+
+    Raises:
+        AudioError, AlbumMismatchError: a track cannot be read or changed.
+        IndexError: the track is outside the album, or ``stop < start``.
+    """
+    offset, _ = layout.track_range(track_index)
+    if stop < start:
+        raise IndexError(f"frames [{start}, {stop}) are an empty range")
+    lo, hi = offset + int(start), offset + int(stop)
+    out = np.zeros((hi - lo, layout.channels), dtype=np.float32)
+    a, b = max(lo, 0), min(hi, layout.total_frames)
+    if b > a:
+        with AlbumReader(layout) as reader:
+            out[a - lo : b - lo] = render_range(reader, plan, a, b)[0]
+    return out
+
+
 def _normalise(text: str | None) -> str:
     """Case-, width- and space-insensitive form of a tag value ('' when missing)."""
     if not text:
@@ -332,4 +357,5 @@ __all__ = [
     "merge_album_segments",
     "plan_album",
     "render_album_chunk",
+    "render_album_frames",
 ]

@@ -31,6 +31,7 @@ from auralis.album import (
     merge_album_segments,
     plan_album,
     render_album_chunk,
+    render_album_frames,
 )
 from auralis.audio import read_audio, write_audio
 from auralis.errors import AlbumMismatchError, AudioError
@@ -235,6 +236,20 @@ def test_no_level_step_at_the_boundary_in_album_mode_and_the_controls_show_one(s
     assert abs(album_step) < 0.2, f"album mode steps by {album_step:+.3f} dB at the boundary"
     assert _peak_dbfs(alone.astype(np.float64) - reference) > -60.0  # without the context: a seam
     assert _peak_dbfs(album.astype(np.float64) - reference) <= SEAM_LIMIT_DBFS
+
+
+def test_album_frames_reach_across_the_boundary(split_piece) -> None:
+    layout, paths = split_piece["layout"], split_piece["paths"]
+    plan = plan_album(compute_album_plan_inputs(layout), "gentle", 1.0, tracks=2)
+    total = layout.total_frames
+    reference = render_chunk(paths["whole"], plan, 0, chunk_frames=total)
+    n_a = layout.num_frames[0]
+    # Track 2's frames from 100 before its start (the end of track 1) to 50 past the album's end.
+    got = render_album_frames(layout, 1, plan, -100, layout.num_frames[1] + 50)
+    assert np.array_equal(got[:-50], reference[n_a - 100 :])
+    assert not got[-50:].any()
+    with pytest.raises(IndexError):
+        render_album_frames(layout, 2, plan, 0, 10)
 
 
 # -- a quiet and a loud song ------------------------------------------------------------------
