@@ -82,6 +82,7 @@ class Settings:
     sample_rate: int = DEFAULT_SAMPLE_RATE
     render_ahead: int = DEFAULT_RENDER_AHEAD
     restore_paused: bool = False  # like MPD's restore_paused: after a restart, what was playing comes back paused
+    album_mode: str | None = None  # off | track | album | auto; None: the saved mode, else auto
     config: str | None = None  # the file that was read, if any
 
     @property
@@ -114,7 +115,7 @@ class Settings:
         return token
 
 
-# key -> (kind, flag help). kinds: "path", "paths", "str", "strs", "int", "bool", "level", "hostport"
+# key -> (kind, flag help). kinds: "path", "paths", "str", "strs", "int", "bool", "level", "hostport", "album_mode"
 _KEYS: Final[dict[str, tuple[str, str]]] = {
     "music_dir": ("paths", "a music folder to serve (repeatable)"),
     "state_dir": ("path", "where the database lives (default $XDG_STATE_HOME/auralis)"),
@@ -134,7 +135,9 @@ _KEYS: Final[dict[str, tuple[str, str]]] = {
     "sample_rate": ("int", "output sample rate for listeners in Hz"),
     "render_ahead": ("int", "chunks kept rendered ahead of the playhead"),
     "restore_paused": ("bool", "after a restart, come back paused instead of playing on (default: play on)"),
+    "album_mode": ("album_mode", "off, track, album or auto: plan per track or per album (default: the saved mode, else auto)"),
 }
+ALBUM_MODES: Final = ("off", "track", "album", "auto")
 _INT_RANGES: Final = {
     "http_port": (0, 65535),  # 0: any free port (tests)
     "http_max_connections": (1, 65_536),
@@ -221,6 +224,10 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         if kind == "paths":
             return tuple(os.path.abspath(os.path.expanduser(v)) for v in value)
         return tuple(value)
+    if kind == "album_mode":
+        if not isinstance(value, str) or value.lower() not in ALBUM_MODES:
+            raise fail("one of " + ", ".join(ALBUM_MODES))
+        return value.lower()
     if kind == "bool":
         if not isinstance(value, bool):
             raise fail("true or false")

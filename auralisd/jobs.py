@@ -142,3 +142,64 @@ def segment_count(path: str) -> int:
         return int(run(path))
     except AuralisError as exc:
         raise JobFailed("not_found" if exc.code == "not_found" else "bad_audio", str(exc)) from None
+
+
+def album_segment_count(layout: Any) -> int:
+    """How many 30 s album segments the album has (run on a thread of the daemon)."""
+    from auralis.album import album_segment_count as run
+    from auralis.errors import AuralisError
+
+    try:
+        return int(run(layout))
+    except AuralisError as exc:
+        raise JobFailed("not_found" if exc.code == "not_found" else "bad_audio", str(exc)) from None
+
+
+@_job
+def analyze_album_segment(layout: Any, index: int) -> Any:
+    """The additive plan quantities of album segment ``index`` (the album read as one file)."""
+    from auralis.album import analyze_album_segment as run
+
+    return run(layout, index)
+
+
+def merge_album_results(layout: Any, results: Sequence[Any]) -> Any:
+    """Merge album segment results into the album's plan inputs (on a thread of the daemon)."""
+    from auralis.album import merge_album_segments
+    from auralis.errors import AuralisError
+
+    try:
+        return merge_album_segments(layout, results)
+    except AuralisError as exc:
+        raise JobFailed("bad_audio", str(exc)) from None
+
+
+@_job
+def render_album_chunk_stereo(
+    layout: Any, index: int, plan: Any, k: int, chunk_frames: int | None = None, out_rate: int | None = None
+) -> Any:
+    """Output chunk ``k`` of track ``index`` of an album, rendered from the album as one file (album mode).
+
+    As :func:`render_chunk_stereo`, but the mastering window reaches across the track's
+    boundaries (pre-roll from the previous track, look-ahead into the next, the album's 16-frame
+    grid: :func:`auralis.album.render_album_frames`), so at the album's own rate consecutive
+    tracks join exactly as the one-file render of the album. Resampling to another output rate
+    is per track, as in track mode.
+    """
+    import numpy as np
+
+    from auralis.album import render_album_frames
+    from auralis.downmix import stereo_downmix
+    from auralis.render import chunk_frames as standard
+    from auralis.resample import ChunkGrid, resample_span
+
+    rate = int(layout.sample_rate)
+    n = int(chunk_frames) if chunk_frames else standard(rate)
+    grid = ChunkGrid(rate, int(out_rate or rate), int(layout.num_frames[index]), n)
+    if not 0 <= k < grid.count:
+        raise IndexError(f"chunk {k} is outside track {index} of the album ({grid.count} chunks)")
+
+    def read(a: int, b: int) -> Any:
+        return stereo_downmix(np.asarray(render_album_frames(layout, index, plan, a, b), dtype=np.float32))
+
+    return resample_span(read, grid, k)

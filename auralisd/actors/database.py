@@ -95,6 +95,17 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         rejected_at REAL NOT NULL
     );
     """,
+    # album plan inputs (auralisd/actors/albums.py): the album analysed as one file, keyed by the album
+    # key and by the identity of its members (a changed, added or removed track makes the row stale)
+    """
+    CREATE TABLE album_plans (
+        album_key TEXT PRIMARY KEY,
+        identity TEXT NOT NULL,
+        inputs TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX tracks_by_album ON tracks(album COLLATE NOCASE);
+    """,
 )
 
 
@@ -553,6 +564,43 @@ class Database:
     async def load_player_state(self) -> dict[str, Any]:
         return await self._read(
             lambda c: {r[0]: json.loads(r[1]) for r in c.execute("SELECT key, value FROM player_state")}
+        )
+
+    # ----------------------------------------------------------------- albums
+    async def album_candidates(self, track: Track) -> list[Track]:
+        """Tracks that may share ``track``'s album: same album tag (any case) or, untagged, same folder.
+
+        The caller keeps those whose album key (auralis.album.album_key) equals the track's.
+        """
+
+        def job(c: sqlite3.Connection) -> list[Track]:
+            if track.album:
+                rows = c.execute("SELECT * FROM tracks WHERE album = ? COLLATE NOCASE", (track.album,))
+            else:
+                rows = c.execute(
+                    "SELECT * FROM tracks WHERE music_dir = ? AND rel_dir = ? AND (album IS NULL OR album = '')",
+                    (track.music_dir, track.rel_dir),
+                )
+            return [_row_to_track(r) for r in rows]
+
+        return await self._read(job)
+
+    async def get_album_plan(self, album_key: str) -> tuple[str, str] | None:
+        """``(identity, inputs JSON)`` stored for an album, or None."""
+
+        def job(c: sqlite3.Connection) -> tuple[str, str] | None:
+            row = c.execute("SELECT identity, inputs FROM album_plans WHERE album_key = ?", (album_key,)).fetchone()
+            return None if row is None else (str(row["identity"]), str(row["inputs"]))
+
+        return await self._read(job)
+
+    async def put_album_plan(self, album_key: str, identity: str, inputs_json: str) -> None:
+        """Store (replace) an album's plan inputs for the identity of its members."""
+        await self._write(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO album_plans (album_key, identity, inputs, created_at) VALUES (?, ?, ?, ?)",
+                (album_key, identity, inputs_json, time.time()),
+            )
         )
 
     async def integrity_check(self) -> str:
