@@ -1,6 +1,6 @@
 """``auralisd``: the root nursery. Start the actors in dependency order, stop them in reverse.
 
-Start order: database -> mastering pool -> library -> fingerprint resolver -> chunk
+Start order: database -> mastering pool -> library -> fingerprint resolver -> albums -> chunk
 renderer -> player -> control transport -> HTTP/WebSocket. Each is started with
 ``nursery.start`` and counts as up only when its ``run`` called ``task_status.started()``.
 The daemon is *ready* (the one place: :meth:`Daemon.run` calls ``on_ready``) when every
@@ -23,6 +23,7 @@ from typing import Any, Final
 import trio
 
 from . import config as config_mod
+from .actors.albums import AlbumPlans
 from .actors.cache import ChunkCache
 from .actors.database import Database
 from .actors.events import EventHub
@@ -141,19 +142,22 @@ class Daemon:
         await self._start(root, "library", library.run)
         resolver = FingerprintResolver(db, pool_actor.pool, hub, cache_dir=s.cache_dir)
         await self._start(root, "fingerprints", resolver.run)
+        albums = AlbumPlans(db, pool_actor.pool, hub)
+        await self._start(root, "albums", albums.run)
         mastering = Mastering(pool_actor.pool, ChunkCache(s.cache_bytes))
         await self._start(root, "mastering", mastering.run)
         player = Player(
             db=db, hub=hub, resolver=resolver, mastering=mastering, sample_rate=s.sample_rate,
-            render_ahead=s.render_ahead, restore_paused=s.restore_paused,
+            render_ahead=s.render_ahead, restore_paused=s.restore_paused, albums=albums, album_mode=s.album_mode,
         )  # fmt: skip
         await self._start(root, "player", player.run)
         services = Services(
             db=db, hub=hub, library=library, resolver=resolver, mastering=mastering, player=player,
-            started_at=time.monotonic(),
+            started_at=time.monotonic(), albums=albums,
         )  # fmt: skip
         self.services = services
         library.on_scan_complete.append(resolver.schedule_idle)
+        library.on_scan_complete.append(lambda: root.start_soon(player.refresh_albums))
         library.on_scan_complete.append(lambda: root.start_soon(self._forget_vanished, services))
 
         listeners = await self._control_listeners()

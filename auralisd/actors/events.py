@@ -25,6 +25,7 @@ EVENT_NAMES: Final = (
     "volume",
     "scan_progress",
     "fingerprint_progress",
+    "album_progress",
     "mastering",
     "error",
     "shutdown",

@@ -43,6 +43,7 @@ class ChunkKey:
     k: int
     chunk_frames: int = 0  # 0: the renderer's standard geometry; else a fast-start piece length
     out_rate: int = 0  # output sample rate (Hz) the chunk was resampled to; 0: the file's own rate
+    album: str = ""  # album mode: the album's identity and the track's place in it ("": the track alone)
 
 
 @dataclass(eq=False)
@@ -91,23 +92,27 @@ class Mastering:
             task_status.started()
             await trio.sleep_forever()
 
-    def key(self, track: Track, plan: Any, k: int, piece_frames: int = 0, out_rate: int | None = None) -> ChunkKey:
+    def key(
+        self, track: Track, plan: Any, k: int, piece_frames: int = 0, out_rate: int | None = None, album: Any = None
+    ) -> ChunkKey:
         rate = 0 if out_rate is None or int(out_rate) == int(track.sample_rate) else int(out_rate)
         plan_key = ORIGINAL_PLAN_KEY if plan is None else plan.cache_key()
+        context = "" if album is None or plan is None else album.cache_key
         return ChunkKey(
-            track.path, track.size, track.mtime_ns, self._engine_version, plan_key, int(k), int(piece_frames), rate
-        )
+            track.path, track.size, track.mtime_ns, self._engine_version, plan_key, int(k), int(piece_frames), rate,
+            context,
+        )  # fmt: skip
 
     def cached_chunk(
-        self, track: Track, plan: Any, k: int, piece_frames: int = 0, out_rate: int | None = None
+        self, track: Track, plan: Any, k: int, piece_frames: int = 0, out_rate: int | None = None, album: Any = None
     ) -> np.ndarray | None:
         """The chunk when it is cached (counted as a hit), else None (not counted). Never blocks."""
-        key = self.key(track, plan, k, piece_frames, out_rate)
+        key = self.key(track, plan, k, piece_frames, out_rate, album)
         return self.cache.get(key) if self.cache.peek(key) else None
 
     async def render_piece(
         self, track: Track, plan: Any, j: int, piece_frames: int, *, out_rate: int | None = None,
-        priority: int = PRIORITY_NORMAL,
+        priority: int = PRIORITY_NORMAL, album: Any = None,
     ) -> np.ndarray:
         """Fast-start piece ``j``: frames ``[j * piece_frames, (j + 1) * piece_frames)``, rendered alone.
 
@@ -116,15 +121,18 @@ class Mastering:
         renderer works on an absolute frame grid: a piece equals the same frames of the
         standard chunk (sample for sample as measured; -90 dBFS is the documented bound).
         """
-        key = self.key(track, plan, j, piece_frames, out_rate)
-        return await self._render_key(key, track.path, plan, priority)
+        key = self.key(track, plan, j, piece_frames, out_rate, album)
+        return await self._render_key(key, track.path, plan, priority, album)
 
     async def render_chunk(
-        self, track: Track, plan: Any, k: int, *, out_rate: int | None = None, priority: int = PRIORITY_NORMAL
+        self, track: Track, plan: Any, k: int, *, out_rate: int | None = None, priority: int = PRIORITY_NORMAL,
+        album: Any = None,
     ) -> np.ndarray:
         """Output chunk ``k`` as read-only float32 ``(frames, 2)`` at ``out_rate`` (default: the track's).
 
         ``plan`` None renders the unprocessed original (downmixed, resampled, no gain).
+        ``album`` (an :class:`~auralisd.actors.albums.AlbumContext`) renders the track from its album
+        as one file (album mode: pre-roll and look-ahead across the track's boundaries).
 
         ``priority`` orders it among playback jobs waiting for a worker (lower first); a
         render already in flight keeps the priority of whoever asked first.
@@ -135,9 +143,9 @@ class Mastering:
 
         Cancellation: safe; the render goes on for other requesters and the cache.
         """
-        return await self._render_key(self.key(track, plan, k, 0, out_rate), track.path, plan, priority)
+        return await self._render_key(self.key(track, plan, k, 0, out_rate, album), track.path, plan, priority, album)
 
-    async def _render_key(self, key: ChunkKey, path: str, plan: Any, priority: int) -> np.ndarray:
+    async def _render_key(self, key: ChunkKey, path: str, plan: Any, priority: int, album: Any = None) -> np.ndarray:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
@@ -147,7 +155,7 @@ class Mastering:
                 raise RuntimeError("mastering actor is not running")
             flight = _Flight()
             self._flights[key] = flight
-            self._nursery.start_soon(self._render, key, flight, path, plan, priority)
+            self._nursery.start_soon(self._render, key, flight, path, plan, priority, album if key.album else None)
         flight.waiters += 1
         try:
             await flight.done.wait()
@@ -159,12 +167,20 @@ class Mastering:
             raise PoolJobAbandoned()
         return flight.result
 
-    async def _render(self, key: ChunkKey, flight: _Flight, path: str, plan: Any, priority: int) -> None:
+    async def _render(
+        self, key: ChunkKey, flight: _Flight, path: str, plan: Any, priority: int, album: Any = None
+    ) -> None:
         try:
-            result = await self.pool.run(
-                jobs.render_chunk_stereo, path, plan, key.k, key.chunk_frames or None, key.out_rate or None,
-                still_wanted=lambda: flight.waiters > 0, priority=priority,
-            )  # fmt: skip
+            if album is not None:
+                result = await self.pool.run(
+                    jobs.render_album_chunk_stereo, album.layout, album.index, plan, key.k, key.chunk_frames or None,
+                    key.out_rate or None, still_wanted=lambda: flight.waiters > 0, priority=priority,
+                )  # fmt: skip
+            else:
+                result = await self.pool.run(
+                    jobs.render_chunk_stereo, path, plan, key.k, key.chunk_frames or None, key.out_rate or None,
+                    still_wanted=lambda: flight.waiters > 0, priority=priority,
+                )  # fmt: skip
             self.cache.put(key, result)
             flight.result = result
         except PoolJobAbandoned:

@@ -44,6 +44,7 @@ from ..errors import INVALID_PARAMS, NOT_FOUND, RpcError
 from ..playback import Clock, Crossfade, Deck, Fetch, PlayQueue, QueueError, VolumeRamp
 from ..playback.mixer import BLOCK_S, CROSSFADE_S, block_frames, crossfade_frames
 from ..playback.mixer import volume_gain as volume_gain
+from .albums import ALBUM_MODES, DEFAULT_ALBUM_MODE, AlbumContext, AlbumPlans, album_key_of, album_scope
 from .database import Database, Track
 from .events import EventHub
 from .fingerprints import FingerprintResolver
@@ -57,6 +58,9 @@ __all__ = [
     "StreamStart", "StreamStatus", "volume_gain",
 ]
 
+ALBUM_WAIT_PLAYHEAD_S: Final = 0.3  # s: a track about to play waits this long for its album's analysis
+ALBUM_WAIT_NEXT_S: Final = 3.0  # s: the next track, prepared ahead of a boundary, waits longer
+ALBUM_PREFETCH_ENTRIES: Final = 50  # queue entries from the playhead whose albums are analysed first
 MAILBOX_SIZE: Final = 64  # requests and task reports (each a small record; chunk reports hold one chunk ref)
 DEFAULT_SUBSCRIBER_BLOCKS: Final = 40  # 2 s of blocks: 40 x 2205 x 2 x 4 B = 706 kB at 44.1 kHz
 MAX_SUBSCRIBER_BLOCKS: Final = 400
@@ -134,6 +138,8 @@ class _PlanReady:
     deck_id: int
     plan: Any
     source: str
+    album: AlbumContext | None = None
+    scope_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -184,11 +190,16 @@ class Player:
         render_ahead: int,
         rng: random.Random | None = None,
         restore_paused: bool = False,
+        albums: AlbumPlans | None = None,
+        album_mode: str | None = None,
     ) -> None:
         """``rng`` draws the random-mode order (inject a seeded one for a reproducible order).
 
         ``restore_paused``: after a restart, a track that was playing comes back paused
         (MPD's ``restore_paused``); by default it plays on.
+
+        ``albums`` enables album mode (without it every track plays with its own plan);
+        ``album_mode`` set explicitly (flag or config file) wins over the saved mode at start.
         """
         self._db = db
         self._hub = hub
@@ -199,6 +210,9 @@ class Player:
         self._send, self._receive = trio.open_memory_channel[Any](MAILBOX_SIZE)
         self._nursery: trio.Nursery | None = None
         self._restore_paused = bool(restore_paused)
+        self._albums = albums
+        self._album_mode_explicit = album_mode is not None
+        self._album_mode = album_mode if album_mode in ALBUM_MODES else DEFAULT_ALBUM_MODE
         self._resume = False  # set by _restore: the saved state was "play" and it plays on
         # --- owned state
         self._q: PlayQueue[Track] = PlayQueue(rng)
@@ -318,6 +332,14 @@ class Player:
     async def set_options(self, **flags: bool) -> dict[str, Any]:
         return await self._call("set_options", flags=flags)
 
+    async def refresh_albums(self) -> None:
+        """Analyse the queue's albums again where a track changed (after a library scan), in the background."""
+        await self._call("refresh_albums")
+
+    async def set_album_mode(self, mode: str) -> dict[str, Any]:
+        """``off``, ``track``, ``album`` or ``auto`` (see :func:`auralisd.actors.albums.album_scope`)."""
+        return await self._call("set_album_mode", mode=mode)
+
     async def forget_tracks(self, track_ids: Sequence[int]) -> None:
         """Drop vanished tracks from the queue (after a rescan)."""
         await self._call("forget_tracks", track_ids=set(track_ids))
@@ -347,6 +369,7 @@ class Player:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._saver)
+                self._prefetch_albums()
                 if self._deck is not None:
                     self._start_prepare(self._deck)
                     if self._resume:
@@ -405,11 +428,13 @@ class Player:
     # ================================================================= decks
     def _new_deck(self, track: Track, preset: str | None = None, intensity: float | None = None) -> Deck:
         self._deck_ids += 1
-        return Deck.open(
+        deck = Deck.open(
             self._deck_ids, track, preset or self._preset, self._intensity if intensity is None else intensity,
             in_rate=track.sample_rate, out_rate=self.sample_rate, num_frames=track.num_frames,
             chunk_frames=chunk_frames(track.sample_rate),
         )
+        deck.album_mode = self._album_mode
+        return deck
 
     def _decks(self) -> list[Deck]:
         return [d for d in (self._deck, self._fade, self._next) if d is not None]
@@ -427,12 +452,67 @@ class Player:
         log.debug("preparing deck %d: %s", deck.deck_id, deck.track.path)
         if deck is self._deck:
             self._publish(StreamStatus("preparing", deck.track.track_id))
-        self._nursery.start_soon(self._prepare, deck.deck_id, deck.track, deck.preset, deck.intensity, scope)
+        previous_id, next_id = self._neighbours(deck)
+        album_args = (deck.album_mode, self._flags.get("random", False), previous_id, next_id,
+                      ALBUM_WAIT_NEXT_S if deck is self._next else ALBUM_WAIT_PLAYHEAD_S)
+        self._nursery.start_soon(self._prepare, deck.deck_id, deck.track, deck.preset, deck.intensity, scope, album_args)
 
-    async def _prepare(self, deck_id: int, track: Track, preset: str, intensity: float, scope: trio.CancelScope) -> None:
+    def _neighbours(self, deck: Deck) -> tuple[int | None, int | None]:
+        """Track ids before and after the deck's queue entry (queue order: album order needs random off)."""
+        index = self._q.next_index(auto=True) if deck is self._next else self._pos
+        if index is None or not 0 <= index < len(self._queue):
+            return None, None
+        before = self._queue[index - 1].track_id if index > 0 else None
+        after = self._queue[index + 1].track_id if index + 1 < len(self._queue) else None
+        return before, after
+
+    async def _album_plan(
+        self, track: Track, preset: str, intensity: float, album_args: tuple[Any, ...]
+    ) -> tuple[Any, AlbumContext | None, str]:
+        """``(plan or None, context, reason)``: the album plan when album mode applies and the album is analysed."""
+        from auralis.album import plan_album
+
+        mode, random_on, previous_id, next_id, wait_s = album_args
+        if mode == "off" or self._albums is None:
+            return None, None, "album mode off"
+        album = await self._albums.album_of(track)
+        scope = album_scope(mode, random=random_on, album=album, track_id=track.track_id,
+                            previous_id=previous_id, next_id=next_id)
+        if not scope.album_plan or album is None:
+            return None, None, scope.reason
+        inputs = self._albums.known(album)
+        if inputs is None:
+            with trio.move_on_after(wait_s):
+                inputs = await self._albums.plan_inputs(album)
+        if inputs is None:
+            failed = self._albums.failure(album)
+            if failed is not None:
+                return None, None, f"album {album.name!r} cannot be played as one ({failed}): track plan"
+            self._albums.prefer([album])
+            return None, None, (f"{scope.reason}, but album {album.name!r} is still being analysed: track plan "
+                                "until the next track boundary")
+        index = album.index_of(track.track_id)
+        assert index is not None  # album_scope checked it
+        plan = await trio.to_thread.run_sync(
+            lambda: plan_album(inputs, preset, intensity, tracks=len(album.tracks), name=album.name)
+        )
+        return plan, AlbumContext(album, index, album.layout()), scope.reason
+
+    async def _prepare(
+        self, deck_id: int, track: Track, preset: str, intensity: float, scope: trio.CancelScope,
+        album_args: tuple[Any, ...] = ("off", False, None, None, 0.0),
+    ) -> None:
         from auralis.plan import plan_mastering
 
         with scope:
+            try:
+                album_plan, context, reason = await self._album_plan(track, preset, intensity, album_args)
+            except Exception:
+                log.exception("album plan for %s failed; using the track's own plan", track.path)
+                album_plan, context, reason = None, None, "album plan failed: track plan"
+            if album_plan is not None:
+                await self._send.send(_PlanReady(deck_id, album_plan, "album", context, reason))
+                return
             resolved = await self._resolver.plan_inputs(track)
             value = None if resolved is None else resolved.value
             source = "neutral" if resolved is None else resolved.source
@@ -442,7 +522,7 @@ class Player:
                 log.exception("planning %s failed; using the neutral plan", track.path)
                 plan = await trio.to_thread.run_sync(plan_mastering, None, preset, intensity)
                 source = "neutral"
-            await self._send.send(_PlanReady(deck_id, plan, source))
+            await self._send.send(_PlanReady(deck_id, plan, source, None, reason))
 
     def _on_plan_ready(self, message: _PlanReady) -> None:
         deck = self._find_deck(message.deck_id)
@@ -450,21 +530,35 @@ class Player:
             return
         deck.plan = message.plan
         deck.plan_source = message.source
+        deck.album = message.album
+        deck.scope_reason = message.scope_reason
         log.debug("deck %d: plan ready (%s)", deck.deck_id, message.source)
         deck.prepare = None
         if deck is self._deck or deck is self._fade:
-            log.info("%s: %s", deck.track.path, deck.decision or "planned")
-            self._hub.publish(
-                "mastering",
-                {"track_id": deck.track.track_id, "decision": deck.decision, "plan": deck.plan.to_dict()},
-            )
+            log.info("%s: %s (%s)", deck.track.path, deck.decision or "planned", deck.scope_reason)
+            self._hub.publish("mastering", self._mastering_event(deck))
         if deck is self._fade:
             self._xfade = None
         self._request_chunks()
 
+    def _mastering_event(self, deck: Deck) -> dict[str, Any]:
+        """The decision event: the plan, and which album mode and which album plan are in effect."""
+        assert deck.plan is not None
+        return {
+            "track_id": deck.track.track_id,
+            "decision": deck.decision,
+            "plan": deck.plan.to_dict(),
+            "album_mode": deck.album_mode,
+            "plan_scope": "album" if deck.album is not None else "track",
+            "album": None if deck.album is None else deck.album.to_wire(),
+            "scope_reason": deck.scope_reason,
+        }
+
     def _cached(self, deck: Deck) -> Callable[[str, int], np.ndarray | None]:
         def cached(kind: str, index: int) -> np.ndarray | None:
             piece = deck.pieces_grid.chunk_frames if kind == "piece" else 0
+            if deck.album is not None:
+                return self._mastering.cached_chunk(deck.track, deck.plan, index, piece, self.sample_rate, deck.album)
             return self._mastering.cached_chunk(deck.track, deck.plan, index, piece, self.sample_rate)
 
         return cached
@@ -493,16 +587,17 @@ class Player:
 
     async def _fetch_task(self, deck: Deck, fetch: Fetch, scope: trio.CancelScope) -> None:
         track, plan = deck.track, deck.plan
+        album = {} if deck.album is None else {"album": deck.album}  # album mode: render from the album
         with scope:
             try:
                 if fetch.kind == "piece":
                     samples = await self._mastering.render_piece(
                         track, plan, fetch.index, deck.pieces_grid.chunk_frames, out_rate=self.sample_rate,
-                        priority=fetch.priority,
+                        priority=fetch.priority, **album,
                     )  # fmt: skip
                 else:
                     samples = await self._mastering.render_chunk(
-                        track, plan, fetch.index, out_rate=self.sample_rate, priority=fetch.priority
+                        track, plan, fetch.index, out_rate=self.sample_rate, priority=fetch.priority, **album
                     )
             except PoolJobAbandoned:
                 return
@@ -627,9 +722,7 @@ class Player:
             self._xfade = None
             if old is not None:
                 old.close()
-            self._hub.publish(
-                "mastering", {"track_id": fade.track.track_id, "decision": fade.decision, "plan": fade.plan.to_dict()}
-            )
+            self._hub.publish("mastering", self._mastering_event(fade))
         return out
 
     def _announce(self, deck: Deck, offset: int) -> None:
@@ -719,9 +812,10 @@ class Player:
         track = self._queue[index]
         nxt = self._next
         self._next = None
-        if nxt is not None and nxt.track.track_id == track.track_id and (nxt.preset, nxt.intensity) == (
+        if nxt is not None and nxt.track.track_id == track.track_id and (nxt.preset, nxt.intensity, nxt.album_mode) == (
             self._preset,
             self._intensity,
+            self._album_mode,
         ):
             self._deck = nxt
             if auto:
@@ -729,6 +823,8 @@ class Player:
                 self._counts["gapless_ready" if ready else "gapless_late"] += 1
             if nxt.plan is None:
                 self._publish(StreamStatus("preparing", track.track_id))
+            else:  # planned ahead: its decision event is published now that it plays
+                self._hub.publish("mastering", self._mastering_event(nxt))
         else:
             if nxt is not None:
                 nxt.close()
@@ -770,6 +866,10 @@ class Player:
             "intensity": self._intensity,
             "volume": self._volume,
             **self._flags,
+            "album_mode": self._album_mode,
+            "plan_scope": None if deck is None or deck.plan is None else ("album" if deck.album is not None else "track"),
+            "album": None if deck is None or deck.album is None else deck.album.to_wire(),
+            "scope_reason": None if deck is None or deck.plan is None else deck.scope_reason,
             "plan": None if deck is None or deck.plan is None else deck.plan.to_dict(),
             "plan_source": None if deck is None else (deck.plan_source or None),
             "decision": None if deck is None else deck.decision,
@@ -865,6 +965,7 @@ class Player:
         self._queue_dirty = self._dirty = True
         self._invalidate_next()
         self._publish_queue()
+        self._prefetch_albums()
         return [{"pos": pos + i, "track_id": t.track_id} for i, t in enumerate(tracks)]
 
     def _invalidate_next(self) -> None:
@@ -952,7 +1053,7 @@ class Player:
         if self._fade is not None:
             self._fade.close()
         self._xfade = None
-        if (deck.preset, deck.intensity) == (self._preset, self._intensity):
+        if (deck.preset, deck.intensity, deck.album_mode) == (self._preset, self._intensity, self._album_mode):
             self._fade = None
             return
         self._fade = self._new_deck(deck.track)
@@ -974,8 +1075,41 @@ class Player:
         self._hub.publish("options", self._options_event())
         return self._cmd_status()
 
+    def _cmd_set_album_mode(self, mode: str) -> dict[str, Any]:
+        if mode not in ALBUM_MODES:
+            raise RpcError(INVALID_PARAMS, f"album mode must be one of {', '.join(ALBUM_MODES)}")
+        self._album_mode = mode
+        self._replan()  # the playing track crossfades to its new plan; the next one is planned again
+        self._prefetch_albums()
+        return self._cmd_status()
+
+    def _cmd_refresh_albums(self) -> None:
+        self._prefetch_albums()
+
+    def _prefetch_albums(self) -> None:
+        """Analyse the albums of the queue (from the playhead on) in the background, before any other."""
+        if self._albums is None or self._album_mode == "off" or self._nursery is None or not self._queue:
+            return
+        start = self._pos or 0
+        tracks = self._queue[start : start + ALBUM_PREFETCH_ENTRIES]
+        self._nursery.start_soon(self._prefetch_task, self._albums, list(tracks))
+
+    @staticmethod
+    async def _prefetch_task(albums: AlbumPlans, tracks: list[Track]) -> None:
+        seen: set[str] = set()
+        found = []
+        for track in tracks:
+            key = album_key_of(track)
+            if key in seen:
+                continue
+            seen.add(key)
+            album = await albums.album_of(track)
+            if album is not None:
+                found.append(album)
+        albums.prefer(found)
+
     def _options_event(self) -> dict[str, Any]:
-        return {**self._flags, "preset": self._preset, "intensity": self._intensity}
+        return {**self._flags, "preset": self._preset, "intensity": self._intensity, "album_mode": self._album_mode}
 
     def _cmd_subscribe(self, max_blocks: int) -> PcmSubscription:
         size = max(2, min(int(max_blocks), MAX_SUBSCRIBER_BLOCKS))
@@ -996,6 +1130,7 @@ class Player:
             "preset": self._preset,
             "intensity": self._intensity,
             "volume": self._volume,
+            "album_mode": self._album_mode,
             **self._flags,
         }
 
@@ -1040,6 +1175,8 @@ class Player:
         self._preset = str(saved.get("preset", self._preset))
         self._intensity = float(saved.get("intensity", self._intensity))
         self._volume = int(saved.get("volume", self._volume))
+        if not self._album_mode_explicit and saved.get("album_mode") in ALBUM_MODES:
+            self._album_mode = str(saved["album_mode"])
         self._gain = volume_gain(self._volume)
         for key in self._flags:
             self._flags[key] = bool(saved.get(key, False))
@@ -1070,5 +1207,11 @@ def _reply(reply: trio.MemorySendChannel, answer: tuple[bool, Any]) -> None:
 
 
 def _track_brief(track: Track) -> dict[str, Any]:
+    from .albums import album_name_of
+
     wire = track.to_wire()
-    return {k: wire[k] for k in ("track_id", "path", "title", "artist", "album", "duration_s")}
+    brief = {k: wire[k] for k in ("track_id", "path", "title", "artist", "album", "duration_s")}
+    # the album the track belongs to by the album rule (docs/mastering.md): tag, else its folder
+    brief["album_key"] = album_key_of(track)
+    brief["album_name"] = album_name_of(track)
+    return brief

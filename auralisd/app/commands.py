@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, Protocol
 
+from ..actors.albums import ALBUM_MODES, AlbumPlans
 from ..actors.database import Database, Track
 from ..actors.events import EVENT_NAMES, EventHub
 from ..actors.fingerprints import FingerprintResolver, fingerprint_to_wire
@@ -50,6 +51,7 @@ class Services:
     mastering: Mastering
     player: Player
     started_at: float
+    albums: AlbumPlans | None = None
 
     async def status(self) -> dict[str, Any]:
         status = await self.player.status()
@@ -60,6 +62,7 @@ class Services:
             scan={"running": scan.running, "done": scan.done, "total": scan.total, "files_probed": scan.files_probed,
                   "scans": scan.scans, "tracks": scan.tracks},
             pool=self.mastering.pool.statistics().to_wire(),
+            albums=None if self.albums is None else self.albums.statistics().to_wire(),
             uptime_s=time.monotonic() - self.started_at,
         )  # fmt: skip
         return status
@@ -419,6 +422,11 @@ async def _options_set(svc: Services, session: Session, **flags: bool) -> dict[s
     return await svc.player.set_options(**flags)
 
 
+@command("album_mode.set", mode=Param("str", True, choices=ALBUM_MODES))
+async def _album_mode_set(svc: Services, session: Session, mode: str) -> dict[str, Any]:
+    return await svc.player.set_album_mode(mode)
+
+
 @command("subscribe", events=Param("strs", False, choices=tuple(EVENT_NAMES)))
 async def _subscribe(svc: Services, session: Session, events: list[str] | None = None) -> bool:
     chosen = frozenset(events) if events else frozenset(EVENT_NAMES)
@@ -455,6 +463,7 @@ COMMANDS: Final[MappingProxyType[str, Command]] = MappingProxyType(
         _intensity_set,
         _volume_set,
         _options_set,
+        _album_mode_set,
         _subscribe,
     )}
 )  # fmt: skip

@@ -87,6 +87,9 @@ class Deck:
     prepare: Handle | None = None
     broken_from: int | None = None  # first chunk that cannot be rendered: the track ends there
     piece_anchor: int | None = None  # first fast-start piece of the current head start
+    album_mode: str = ""  # the album mode the deck was planned under (off | track | album | auto)
+    album: Any = None  # album mode: the album context its chunks are rendered from (None: the track alone)
+    scope_reason: str = ""  # why the deck plays with its album's plan or its own
 
     @classmethod
     def open(cls, deck_id: int, track: Any, preset: str, intensity: float, *, in_rate: int, out_rate: int,
