@@ -768,6 +768,18 @@ def format_status(status: dict[str, Any]) -> str:
     intensity = status.get("intensity")
     intensity_text = f"{intensity:.2f}" if isinstance(intensity, (int, float)) else "-"
     lines.append(f"preset: {status.get('preset', '-')}   intensity: {intensity_text}")
+    album_mode = status.get("album_mode")
+    if album_mode is not None:
+        line = f"album mode: {album_mode}"
+        album = status.get("album")
+        if track and state in ("play", "pause") and status.get("plan_scope"):
+            if album:
+                line += f"   plan: album {album.get('name')!r} (track {album.get('index', 0) + 1}/{album.get('tracks')})"
+            else:
+                line += "   plan: this track's own"
+            if status.get("scope_reason"):
+                line += f" ({status['scope_reason']})"
+        lines.append(line)
     decision = status.get("decision")
     if decision and track and state in ("play", "pause"):
         lines.append(f"mastering: {decision}")
@@ -1075,7 +1087,8 @@ def cmd_queue(ctx: Context) -> int:
     current = result.get("current")
     for item in result.get("items", []):
         marker = ">" if item.get("pos") == current else " "
-        print(f"{marker}{item['pos'] + 1:>4}  {track_label(item)}  {format_time(item.get('duration_s'))}")
+        album = f"  [{item['album_name']}]" if item.get("album_name") else ""
+        print(f"{marker}{item['pos'] + 1:>4}  {track_label(item)}{album}  {format_time(item.get('duration_s'))}")
     return EXIT_OK
 
 
@@ -1184,6 +1197,22 @@ def cmd_preset(ctx: Context) -> int:
         target = preset.get("target_lufs")
         target_text = f"{target:6.1f} LUFS" if isinstance(target, (int, float)) else ""
         print(f"{marker} {preset.get('name', ''):<10} {target_text}  {preset.get('description', '')}".rstrip())
+    return EXIT_OK
+
+
+ALBUM_MODES = ("off", "track", "album", "auto")
+
+
+def cmd_album_mode(ctx: Context) -> int:
+    if ctx.args.mode is not None:
+        if ctx.args.mode not in ALBUM_MODES:
+            raise UsageError(f"bad album mode {ctx.args.mode!r}: one of {', '.join(ALBUM_MODES)}")
+        ctx.call("album_mode.set", {"mode": ctx.args.mode})
+    mode = ctx.call("status").get("album_mode")
+    if ctx.json:
+        print_json({"album_mode": mode})
+    elif not ctx.args.quiet or ctx.args.mode is None:
+        print(f"album mode: {mode}")
     return EXIT_OK
 
 
@@ -1520,6 +1549,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("scan", cmd_scan, "rescan the music folders").add_argument("--wait", action="store_true", help="wait and show progress")
     add("preset", cmd_preset, "list presets, or choose one").add_argument("name", nargs="?", metavar="NAME")
     add("intensity", cmd_intensity, "print or set the mastering intensity").add_argument("value", nargs="?", metavar="X")
+    add("album-mode", cmd_album_mode, "print or set the album mode: off, track, album or auto").add_argument(
+        "mode", nargs="?", metavar="MODE"
+    )
     add("fingerprint", cmd_fingerprint, "print a track's fingerprint (default: the current track)").add_argument(
         "track", nargs="?", metavar="TRACK", help="a track id or a path"
     )

@@ -106,7 +106,7 @@ control.on("player", () => refreshStatus());
 control.on("options", () => refreshStatus());
 control.on("volume", (d) => { if (d && typeof d.volume === "number") $("shared-volume").value = d.volume; });
 control.on("queue", () => refreshQueue());
-control.on("mastering", (d) => { if (d) showDecision(d); });
+control.on("mastering", (d) => { if (d) { showDecision(d); showAlbumScope(d); } });
 control.on("fingerprint_progress", (d) => showFingerprintProgress(d));
 control.on("error", (d) => d && showError(d.message || String(d.code)));
 
@@ -120,12 +120,23 @@ async function refreshStatus() {
   $("duration").textContent = fmtTime(s.duration_s || 0);
   $("seek").max = s.duration_s || 1;
   $("preset").value = s.preset;
+  if (s.album_mode) $("album-mode").value = s.album_mode;
+  showAlbumScope(s);
   $("intensity").value = s.intensity;
   $("intensity-value").textContent = Number(s.intensity).toFixed(2);
   if (document.activeElement !== $("shared-volume")) $("shared-volume").value = s.volume;
   $("toggle-icon").setAttribute("d", s.state === "play" ? "M6 5h4v14H6zM14 5h4v14h-4z" : "M7 5v14l12-7z");
   elapsedBase = { elapsed: s.elapsed_s || 0, at: performance.now(), playing: s.state === "play" };
   if (s.plan) showDecision({ plan: s.plan, decision: s.decision });
+}
+
+// Which plan the playing track uses: its album's (album mode) or its own, and why.
+function showAlbumScope(d) {
+  const el = $("album-scope");
+  if (!d || !d.plan_scope) { el.textContent = ""; return; }
+  const a = d.album;
+  el.textContent = a ? `Album plan: ${a.name} (track ${a.index + 1} of ${a.tracks}) — ${d.scope_reason || ""}`
+    : `Track plan — ${d.scope_reason || ""}`;
 }
 
 let elapsedBase = { elapsed: 0, at: 0, playing: false };
@@ -423,6 +434,7 @@ $("next").addEventListener("click", () => call("next"));
 $("prev").addEventListener("click", () => call("previous"));
 $("seek").addEventListener("change", (e) => call("seek", { position_s: Number(e.target.value) }));
 $("preset").addEventListener("change", (e) => call("preset.set", { name: e.target.value }));
+$("album-mode").addEventListener("change", (e) => call("album_mode.set", { mode: e.target.value }));
 $("intensity").addEventListener("input", (e) => { $("intensity-value").textContent = Number(e.target.value).toFixed(2); });
 $("intensity").addEventListener("change", (e) => call("intensity.set", { value: Number(e.target.value) }));
 $("local-volume").addEventListener("input", (e) => { if (gain) gain.gain.setTargetAtTime(Number(e.target.value), ctx.currentTime, 0.01); });

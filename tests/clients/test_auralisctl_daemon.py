@@ -85,6 +85,7 @@ def test_bare_status_and_json_status(daemon, ctl, queue3):
     assert out.splitlines() == [
         "volume: " + f"{daemon.call('status')['volume']:>3}%   repeat: off   random: off   single: off   consume: off",
         f"preset: {daemon.call('status')['preset']}   intensity: {daemon.call('status')['intensity']:.2f}",
+        f"album mode: {daemon.call('status')['album_mode']}",
     ]
     assert ctl("status")[1] == out
     status = ctl_json(ctl, "status")
@@ -171,7 +172,8 @@ def test_add_queue_insert_move_del_clear(daemon, ctl, queue3):
     added = ctl_json(ctl, "add", str(tracks["three"]))
     assert [item["pos"] for item in added["added"]] == [2]
     code, out, _ = ctl("queue")
-    assert out.splitlines() == ["    1  01 one  0:08", "    2  02 two  0:07", "    3  three  0:06"]
+    # each track shows its album: untagged files by folder (docs/mastering.md)
+    assert out.splitlines() == ["    1  01 one  [Album]  0:08", "    2  02 two  [Album]  0:07", "    3  three  [music]  0:06"]
     assert ctl("playlist")[1] == out
     listing = ctl_json(ctl, "queue")
     assert [i["title"] for i in listing["items"]] == ["01 one", "02 two", "three"] and listing["current"] is None
@@ -311,6 +313,22 @@ def test_preset_list_and_set(daemon, ctl):
     code, out, err = ctl("preset", "loudest")
     assert (code, out) == (1, "") and "unknown_preset" in err and "adaptive" in err
     assert daemon.call("status")["preset"] == "adaptive"
+
+
+def test_album_mode_read_set_and_each_track_shows_its_album(daemon, ctl, queue3):
+    assert ctl("album-mode") == (0, "album mode: auto\n", "")  # the default
+    assert ctl("album-mode", "album") == (0, "album mode: album\n", "")
+    assert daemon.call("status")["album_mode"] == "album"
+    assert ctl_json(ctl, "album-mode", "auto") == {"album_mode": "auto"}
+    code, out, err = ctl("album-mode", "loudest")
+    assert code == 2 and "off, track, album, auto" in err
+    code, out, _ = ctl("queue")
+    lines = out.splitlines()
+    # one and two share the folder "Album" (untagged: the folder rule); three is alone in the music folder
+    assert "[Album]" in lines[0] and "[Album]" in lines[1] and "[music]" in lines[2]
+    items = ctl_json(ctl, "queue")["items"]
+    assert items[0]["album_key"] == items[1]["album_key"] != items[2]["album_key"]
+    assert "album mode: auto" in ctl("status")[1]
 
 
 def test_intensity_read_and_set(daemon, ctl):

@@ -2,7 +2,8 @@
 
 Without the autoplay flag, so the AudioContext starts from a real click on 'Listen' (the user-gesture
 path). The page loads, audio frames arrive and play through the AudioWorklet, the A/B switch crossfades
-to the level-matched original and back, a preset change shows a new decision, and nothing is logged
+to the level-matched original and back, a preset change shows a new decision, the album mode control
+switches between the album's plan and the track's own, and nothing is logged
 as an error. Screenshots (desktop and phone width) go to ``tests/artifacts/``.
 """
 
@@ -72,6 +73,17 @@ def test_web_player_plays_switches_ab_and_preset(daemon: Daemon) -> None:
             frames = page.evaluate("window.auralis.framesReceived")
             page.wait_for_function(f"window.auralis.framesReceived > {frames + 20}", timeout=WAIT_MS)
             assert page.evaluate("window.auralis.sequenceGaps") == 0
+
+            # Album mode through the page: the setting reaches the daemon and the page says which plan plays
+            # (the two untagged tracks of the music folder are one album by the folder rule).
+            page.select_option("#album-mode", "album")
+            page.wait_for_function("window.auralis.status && window.auralis.status.album_mode === 'album'",
+                                   timeout=WAIT_MS)
+            page.wait_for_function("document.querySelector('#album-scope').textContent.startsWith('Album plan')",
+                                   timeout=WAIT_MS)
+            page.select_option("#album-mode", "track")
+            page.wait_for_function("document.querySelector('#album-scope').textContent.startsWith('Track plan')",
+                                   timeout=WAIT_MS)
             page.screenshot(path=str(ARTIFACTS / "web-player.png"), full_page=True)
 
             # Phone width: one column, nothing wider than the screen.
@@ -87,4 +99,5 @@ def test_web_player_plays_switches_ab_and_preset(daemon: Daemon) -> None:
                 control.call("stop")
                 control.call("options.set", {"repeat": False})
                 control.call("preset.set", {"name": "adaptive"})
+                control.call("album_mode.set", {"mode": "auto"})
     assert problems == []
