@@ -8,7 +8,6 @@ and the album plan. The mode set over RPC and the album's analysis survive a res
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
