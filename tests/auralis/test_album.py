@@ -238,6 +238,38 @@ def test_no_level_step_at_the_boundary_in_album_mode_and_the_controls_show_one(s
     assert _peak_dbfs(album.astype(np.float64) - reference) <= SEAM_LIMIT_DBFS
 
 
+@pytest.mark.parametrize("parts", [5, 12])
+def test_piece_split_into_many_tracks_equals_the_one_file_render(split_piece, tmp_path, parts: int) -> None:
+    """5 and 12 tracks at random frames (some far shorter than the 1 s pre-roll): every boundary is seamless."""
+    piece, paths = split_piece["piece"], split_piece["paths"]
+    rng = np.random.default_rng(parts)
+    cuts = np.sort(rng.choice(np.arange(1000, piece.shape[0] - 1000), size=parts - 1, replace=False))
+    cuts[1] = cuts[0] + int(0.13 * SAMPLE_RATE) + 3  # a 0.13 s track: its neighbours' context reaches across it
+    bounds = [0, *cuts.tolist(), piece.shape[0]]
+    files = []
+    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        files.append(str(tmp_path / f"{i:02d}.wav"))
+        write_audio(files[-1], piece[a:b], SAMPLE_RATE)
+    layout = AlbumLayout.of_paths(files)
+    plan = plan_album(compute_album_plan_inputs(layout), "adaptive", 1.0, tracks=parts)
+    assert plan == plan_mastering(compute_plan_inputs(paths["whole"]), "adaptive", 1.0)
+    reference = render_chunk(paths["whole"], plan, 0, chunk_frames=layout.total_frames)
+    order = random.Random(parts)
+    album = np.concatenate([_render_track(layout, i, plan, 2 * SAMPLE_RATE, order) for i in range(parts)])
+    assert _peak_dbfs(album.astype(np.float64) - reference) <= SEAM_LIMIT_DBFS
+    # Control: each track with its own plan steps at the boundaries, where the one-file render (and so
+    # album mode, equal to it above) moves only as the music and its dynamics do.
+    alone = [plan_mastering(compute_plan_inputs(f), "adaptive", 1.0) for f in files]
+    track_mode = np.concatenate([_render_standalone(f, p, 2 * SAMPLE_RATE) for f, p in zip(files, alone, strict=True)])
+    w = int(GAIN_WINDOW_S * SAMPLE_RATE)
+
+    def step(y: np.ndarray, c: int) -> float:
+        return _applied_gain_db(piece, y, c, c + w) - _applied_gain_db(piece, y, c - w, c)
+
+    assert max(abs(step(track_mode, c) - step(reference, c)) for c in cuts) > 1.0
+    assert _peak_dbfs(track_mode.astype(np.float64) - reference) > -40.0
+
+
 def test_album_frames_reach_across_the_boundary(split_piece) -> None:
     layout, paths = split_piece["layout"], split_piece["paths"]
     plan = plan_album(compute_album_plan_inputs(layout), "gentle", 1.0, tracks=2)
