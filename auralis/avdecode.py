@@ -341,14 +341,35 @@ def _copy(out: np.ndarray, lo: int, hi: int, start: int, block: np.ndarray) -> N
         out[a - lo : b - lo] = block[a - start : b - start]
 
 
-_INT_SCALE: Final = {np.dtype(np.int16): 1.0 / 32768.0, np.dtype(np.int32): 1.0 / 2147483648.0}
+_INT_SCALE: Final = {
+    np.dtype(np.int16): 1.0 / 32768.0, np.dtype(np.int32): 1.0 / 2147483648.0, np.dtype(np.int64): 1.0 / 2.0**63,
+}
+
+
+# FFmpeg sample formats (planar and packed) -> numpy dtype of one sample.
+_SAMPLE_DTYPES: Final = {
+    "u8": np.dtype(np.uint8), "s16": np.dtype(np.int16), "s32": np.dtype(np.int32),
+    "flt": np.dtype(np.float32), "dbl": np.dtype(np.float64), "s64": np.dtype(np.int64),
+}
 
 
 def _frame_samples(frame: Any) -> np.ndarray:
-    """A decoded frame as float32 ``(samples, channels)``."""
-    data = frame.to_ndarray()
-    if not frame.format.is_planar:
-        data = data.reshape(-1, len(frame.layout.channels)).T
+    """A decoded frame as float32 ``(samples, channels)``.
+
+    Planar frames are read plane by plane, one plane per channel and ``frame.samples`` values
+    each: PyAV 18's ``to_ndarray`` miscounts the planes of an 8-channel frame (it reports 9)
+    and reads past the buffer, which crashed the process.
+    """
+    channels = len(frame.layout.channels)
+    name = frame.format.name
+    dtype = _SAMPLE_DTYPES.get(name.rstrip("p") if frame.format.is_planar else name)
+    if dtype is None:
+        raise ValueError(f"unsupported sample format {name!r}")
+    count = frame.samples
+    if frame.format.is_planar:
+        data = np.stack([np.frombuffer(plane, dtype=dtype, count=count) for plane in frame.planes[:channels]])
+    else:
+        data = np.frombuffer(frame.planes[0], dtype=dtype, count=count * channels).reshape(count, channels).T
     if data.dtype == np.uint8:
         return ((data.T.astype(np.float32) - 128.0) / 128.0).copy()
     scale = _INT_SCALE.get(data.dtype)

@@ -125,7 +125,6 @@ print(json.dumps([float(freqs[np.argmax(np.abs(np.fft.rfft(y[:, c])))]) for c in
 _CODECS = {"flac": [], "aiff": [], "ogg": ["-c:a", "libvorbis"], "opus": ["-c:a", "libopus"],
            "m4a": ["-c:a", "aac"], "wv": ["-c:a", "wavpack"]}  # fmt: skip
 # Found here; the decoder (auralis/avdecode.py) must read the planes itself. strict: remove when fixed.
-_PYAV_8CH = "PyAV 18.1 reports 9 planes for an 8-channel planar frame; to_ndarray() then segfaults"
 
 
 @pytest.mark.parametrize(
@@ -137,11 +136,9 @@ _PYAV_8CH = "PyAV 18.1 reports 9 planes for an 8-channel planar frame; to_ndarra
     ],
 )
 def test_every_decoder_delivers_the_wave_channel_order(
-    ext: str, channels: int, tmp_path: Path, request: pytest.FixtureRequest
+    ext: str, channels: int, tmp_path: Path
 ) -> None:
     """A tone per channel (the LFE's low, lossy codecs band-limit it) survives transcoding by FFmpeg in place."""
-    if channels == 8 and ext in ("ogg", "opus", "m4a", "wv"):
-        request.applymarker(pytest.mark.xfail(reason=_PYAV_8CH, strict=True))
     ffmpeg = require_tool("ffmpeg")
     rate = 48_000
     t = np.arange(2 * rate) / rate
