@@ -347,7 +347,7 @@ _INT_SCALE: Final = {
 
 
 # FFmpeg sample formats (planar and packed) -> numpy dtype of one sample.
-_SAMPLE_DTYPES: Final = {
+_SAMPLE_DTYPES: Final[dict[str, np.dtype[Any]]] = {
     "u8": np.dtype(np.uint8), "s16": np.dtype(np.int16), "s32": np.dtype(np.int32),
     "flt": np.dtype(np.float32), "dbl": np.dtype(np.float64), "s64": np.dtype(np.int64),
 }
