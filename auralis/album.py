@@ -297,6 +297,9 @@ def render_album_frames(
     of the track: those frames are the neighbouring tracks' (zero outside the album), as a
     resampler reading across a boundary needs. Equals the same frames of the one-file render.
 
+    Returns:
+        float32 ``(stop - start, 2)``: the stereo master (:mod:`auralis.downmix`), as the renderer's.
+
     Raises:
         AudioError, AlbumMismatchError: a track cannot be read or changed.
         IndexError: the track is outside the album, or ``stop < start``.
@@ -305,7 +308,7 @@ def render_album_frames(
     if stop < start:
         raise IndexError(f"frames [{start}, {stop}) are an empty range")
     lo, hi = offset + int(start), offset + int(stop)
-    out = np.zeros((hi - lo, layout.channels), dtype=np.float32)
+    out = np.zeros((hi - lo, 2), dtype=np.float32)  # the renderer's output is the stereo master
     a, b = max(lo, 0), min(hi, layout.total_frames)
     if b > a:
         with AlbumReader(layout) as reader:

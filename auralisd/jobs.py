@@ -189,7 +189,6 @@ def render_album_chunk_stereo(
     import numpy as np
 
     from auralis.album import render_album_frames
-    from auralis.downmix import stereo_downmix
     from auralis.render import chunk_frames as standard
     from auralis.resample import ChunkGrid, resample_span
 
@@ -200,6 +199,6 @@ def render_album_chunk_stereo(
         raise IndexError(f"chunk {k} is outside track {index} of the album ({grid.count} chunks)")
 
     def read(a: int, b: int) -> Any:
-        return stereo_downmix(np.asarray(render_album_frames(layout, index, plan, a, b), dtype=np.float32))
+        return np.asarray(render_album_frames(layout, index, plan, a, b), dtype=np.float32)  # stereo already
 
     return resample_span(read, grid, k)

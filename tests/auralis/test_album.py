@@ -284,6 +284,21 @@ def test_album_frames_reach_across_the_boundary(split_piece) -> None:
         render_album_frames(layout, 2, plan, 0, 10)
 
 
+def test_a_mono_album_renders_its_stereo_master_across_the_boundary(tmp_path) -> None:
+    mono = make_music(4.0, SAMPLE_RATE, seed=3, channels=1)
+    split = int(1.7 * SAMPLE_RATE) + 5
+    files = [str(tmp_path / "1.wav"), str(tmp_path / "2.wav"), str(tmp_path / "all.wav")]
+    write_audio(files[0], mono[:split], SAMPLE_RATE)
+    write_audio(files[1], mono[split:], SAMPLE_RATE)
+    write_audio(files[2], mono, SAMPLE_RATE)
+    layout = AlbumLayout.of_paths(files[:2])
+    plan = plan_album(compute_album_plan_inputs(layout), "warm", 1.0, tracks=2)
+    reference = render_chunk(files[2], plan, 0, chunk_frames=mono.shape[0])
+    got = np.concatenate([render_album_frames(layout, i, plan, 0, n) for i, n in enumerate(layout.num_frames)])
+    assert got.shape == reference.shape == (mono.shape[0], 2)
+    assert _peak_dbfs(got.astype(np.float64) - reference) <= SEAM_LIMIT_DBFS
+
+
 # -- a quiet and a loud song ------------------------------------------------------------------
 
 
