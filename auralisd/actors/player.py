@@ -722,7 +722,6 @@ class Player:
             self._xfade = None
             if old is not None:
                 old.close()
-            self._hub.publish("mastering", self._mastering_event(fade))
         return out
 
     def _announce(self, deck: Deck, offset: int) -> None:

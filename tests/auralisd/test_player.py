@@ -89,6 +89,15 @@ async def collect(sub, until_end: bool = True, max_s: float = 60.0) -> list:
     return messages
 
 
+def _drain(receive: trio.MemoryReceiveChannel) -> list:
+    out = []
+    while True:
+        try:
+            out.append(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return out
+
+
 async def test_queue_plays_gapless_and_sample_exact(tmp_path: Path) -> None:
     music = tmp_path / "music"
     a, b = write_tracks(music, [("1.flac", 3.0, 44_100, 1, False), ("2.flac", 1.5, 48_000, 2, True)])
@@ -97,6 +106,7 @@ async def test_queue_plays_gapless_and_sample_exact(tmp_path: Path) -> None:
         tracks = await r.library.resolve_paths([str(music)])
         await r.player.add(tracks)
         sub = await r.player.subscribe(max_blocks=400)
+        mastering = r.hub.subscribe(frozenset({"mastering"}))
         await r.player.play()
         with trio.fail_after(60):
             messages = [(0.0, await sub.receive.receive())]
@@ -129,6 +139,9 @@ async def test_queue_plays_gapless_and_sample_exact(tmp_path: Path) -> None:
     # gapless: the next track was prepared (plan and first chunk) before the first one ended
     stats = r.player.statistics()
     assert (stats.gapless_ready, stats.gapless_late) == (1, 0)
+    # one `mastering` event per track, the prepared next track's too (announced when it became current)
+    events = _drain(mastering.receive)
+    assert [e.data["track_id"] for e in events] == [t.track_id for t in tracks]
 
 
 async def test_preset_change_crossfades_within_a_second_without_a_click(tmp_path: Path) -> None:
@@ -137,6 +150,7 @@ async def test_preset_change_crossfades_within_a_second_without_a_click(tmp_path
     async with rig(tmp_path, music) as r:
         await r.player.add(await r.library.resolve_paths([str(a)]))
         sub = await r.player.subscribe(max_blocks=400)
+        mastering = r.hub.subscribe(frozenset({"mastering"}))
         await r.player.play()
         got_first = False
         with trio.fail_after(30):
@@ -151,6 +165,8 @@ async def test_preset_change_crossfades_within_a_second_without_a_click(tmp_path
         await r.player.set_preset("bright")
         rest = await collect(sub)
         await r.player.set_volume(100)
+    # one `mastering` event for the track's start and one for the change (not again when the fade ends)
+    assert [e.data["plan"]["preset"] for e in _drain(mastering.receive)] == ["adaptive", "bright"]
     blocks = [m for _, m in rest if isinstance(m, PcmBlock)]
     starts = [(t, m) for t, m in rest if isinstance(m, StreamStart)]
     assert starts and starts[0][1].preset == "bright" and starts[0][0] - changed_at < 1.0

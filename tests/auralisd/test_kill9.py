@@ -1,0 +1,212 @@
+"""Acknowledged changes survive ``kill -9`` (issue 11): a real daemon process, killed again and again.
+
+Each cycle starts ``auralisd`` on the same state folder, checks that everything the previous
+daemon acknowledged is there (queue, queue position, play state, preset, intensity, volume,
+options) and that the play position came back at most 1 s early, then makes one to four
+random changes and kills the daemon's whole process group with SIGKILL at a random moment
+after the last reply: at once (the reply and the kill race each other) or after up to 1.2 s
+(the periodic position save is what is tested then). ``AURALIS_KILL9_CYCLES`` changes the
+number of cycles (default 100; about 2-3 minutes on a loaded 2-core machine).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import DaemonProcess, write_tracks
+from .rpc import Client, RpcError
+
+CYCLES = int(os.environ.get("AURALIS_KILL9_CYCLES", "100"))
+TRACK_S = 45.0  # long enough that no track ends during the test (seeks keep the playhead early)
+SEEK_BACK_AFTER_S = 25.0
+POSITION_LAG_S = 1.0  # the promise: the restored position is at most this much earlier
+BLOCK_S = 0.05  # the player's clock moves in blocks of this length
+PRESETS = ("adaptive", "gentle", "warm", "bright", "punchy")
+KEPT = ("state", "queue_pos", "queue_length", "preset", "intensity", "volume", "repeat", "random", "single", "consume")
+
+
+class KillableDaemon:
+    """``auralisd`` in its own session, so one ``killpg`` takes the daemon and its workers at once."""
+
+    def __init__(self, root: Path, music: Path) -> None:
+        self.spec = DaemonProcess(root, music, ["--workers", "1", "--log-level", "info"])
+        self.proc: subprocess.Popen[bytes] | None = None
+        root.mkdir(parents=True, exist_ok=True)
+
+    def start(self, timeout_s: float = 60.0) -> float:
+        """Start and wait until it answers; returns the monotonic time it was started."""
+        env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "NOTIFY_SOCKET", "LISTEN_FDS")}
+        env["XDG_CONFIG_HOME"] = str(self.spec.root / "config")
+        started = time.monotonic()
+        with open(self.spec.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.spec.args(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        while time.monotonic() < started + timeout_s:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"auralisd exited with {self.proc.returncode}:\n{self.spec.log()[-4000:]}")
+            try:
+                with Client.unix(self.spec.socket_path, timeout_s=5) as client:
+                    if client.call("ping") == "pong":
+                        return started
+            except (OSError, ConnectionError):
+                time.sleep(0.02)
+        raise TimeoutError(f"auralisd did not start:\n{self.spec.log()[-4000:]}")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+
+    def client(self) -> Client:
+        return Client.unix(self.spec.socket_path)
+
+
+@pytest.fixture
+def killable(tmp_path: Path):
+    music = tmp_path / "music"
+    write_tracks(music, [(f"{i:02d} track.flac", TRACK_S, 44_100, i, i == 2) for i in range(1, 5)])
+    daemon = KillableDaemon(tmp_path / "daemon", music)
+    yield daemon, music
+    if daemon.proc is not None and daemon.proc.poll() is None:
+        daemon.kill9()
+
+
+class Expected:
+    """What the killed daemon acknowledged: the queue (track ids in order), the last full status
+    reply, and a bound on the play position at the moment of the kill."""
+
+    def __init__(self) -> None:
+        self.queue: list[int] = []
+        self.status: dict[str, Any] = {}
+        self.position_at_most_s = 0.0
+        self.position_at_least_s = 0.0
+
+
+def _change(c: Client, rng: random.Random, exp: Expected, library: list[int]) -> dict[str, Any] | None:
+    """One random change; returns the status reply when the command gives one (a refusal such as
+    ``seek`` while stopped changes nothing and returns None)."""
+    try:
+        return _try_change(c, rng, exp, library)
+    except RpcError as exc:
+        assert exc.code == "not_found", exc
+        return None
+
+
+def _try_change(c: Client, rng: random.Random, exp: Expected, library: list[int]) -> dict[str, Any] | None:
+    n = len(exp.queue)
+    kind = rng.choice(["add", "insert", "delete", "move", "play", "pause", "next", "previous", "seek", "stop",
+                       "preset", "intensity", "volume", "options", "options"])  # fmt: skip
+    if kind == "add" and n < 8:
+        track_id = rng.choice(library)
+        c.call("queue.add", track_ids=[track_id])
+        exp.queue.append(track_id)
+    elif kind == "insert" and n < 8:
+        track_id, pos = rng.choice(library), rng.randrange(n + 1)
+        c.call("queue.insert", pos=pos, track_ids=[track_id])
+        exp.queue.insert(pos, track_id)
+    elif kind == "delete" and n > 2:
+        pos = rng.randrange(n)
+        c.call("queue.delete", positions=[pos])
+        del exp.queue[pos]
+    elif kind == "move" and n > 1:
+        a, b = rng.randrange(n), rng.randrange(n)
+        c.call("queue.move", from_pos=a, to_pos=b)
+        exp.queue.insert(b, exp.queue.pop(a))
+    elif kind == "play":
+        return c.call("play", pos=rng.randrange(n)) if rng.random() < 0.5 else c.call("play")
+    elif kind in ("pause", "next", "previous", "stop"):
+        return c.call(kind)
+    elif kind == "seek":
+        return c.call("seek", position_s=round(rng.uniform(0.0, 20.0), 3))
+    elif kind == "preset":
+        return c.call("preset.set", name=rng.choice(PRESETS))
+    elif kind == "intensity":
+        return c.call("intensity.set", value=round(rng.uniform(0.0, 1.0), 2))
+    elif kind == "volume":
+        return c.call("volume.set", percent=rng.randrange(101))
+    else:
+        flags = {k: rng.random() < 0.5 for k in ("repeat", "random", "single")}
+        return c.call("options.set", **flags, consume=False)
+    return None
+
+
+def _check(c: Client, exp: Expected, restarted_at: float, cycle: int) -> dict[str, Any]:
+    status = c.call("status")
+    since_start_s = time.monotonic() - restarted_at
+    queue = [item["track_id"] for item in c.call("queue.list")["items"]]
+    where = f"cycle {cycle}"
+    assert queue == exp.queue, f"{where}: queue lost an acknowledged edit"
+    want = {k: exp.status[k] for k in KEPT}
+    want["queue_length"] = len(exp.queue)
+    got = {k: status[k] for k in KEPT}
+    assert got == want, f"{where}: acknowledged state lost"
+    assert (status["track"] or {}).get("track_id") == (exp.status["track"] or {}).get("track_id"), where
+    elapsed = status["elapsed_s"]
+    if exp.status["state"] == "stop":
+        assert elapsed == 0.0, where
+    else:
+        assert elapsed >= exp.position_at_most_s - POSITION_LAG_S, f"{where}: position {elapsed} s restored too early"
+        playing_since = since_start_s if exp.status["state"] == "play" else 0.0
+        assert elapsed <= exp.position_at_most_s + playing_since + BLOCK_S, f"{where}: position {elapsed} s from nowhere"
+        assert elapsed >= exp.position_at_least_s - POSITION_LAG_S, where
+    return status
+
+
+def test_acknowledged_changes_survive_kill9_at_random_moments(killable) -> None:
+    daemon, music = killable
+    rng = random.Random(11)
+    exp = Expected()
+    started = time.monotonic()
+    restarted_at = daemon.start()
+    with daemon.client() as c:
+        c.wait_status(lambda s: not s["scan"]["running"] and s["scan"]["tracks"] >= 4, timeout_s=60)
+        library = [item["track_id"] for item in c.call("queue.add", paths=[str(music)])["added"]]
+        exp.queue = list(library)
+        exp.status = c.call("play", pos=0)
+    immediate_kills = 0
+    for cycle in range(CYCLES):
+        with daemon.client() as c:
+            if cycle > 0:
+                status = _check(c, exp, restarted_at, cycle)
+            else:
+                status = exp.status
+            changes = rng.randrange(1, 5)
+            for _ in range(changes - 1):
+                _change(c, rng, exp, library)
+            if status["elapsed_s"] > SEEK_BACK_AFTER_S:  # keep away from the end of the track
+                c.call("seek", position_s=round(rng.uniform(0.0, 10.0), 3))
+            last = None
+            while last is None:  # the last change is one whose reply is the whole status
+                sent = time.monotonic()
+                last = _change(c, rng, exp, library)
+            exp.status = last
+            if rng.random() < 0.5:  # kill as soon as the reply is in
+                reference_s, reference_sent = last["elapsed_s"], sent
+                immediate_kills += 1
+            else:  # kill at a random moment up to 1.2 s later (the position is saved twice a second)
+                time.sleep(rng.uniform(0.0, 1.2))
+                reference_sent = time.monotonic()
+                reference_s = c.call("status")["elapsed_s"]
+            killed_at = time.monotonic()
+            daemon.kill9()
+        moving = exp.status["state"] == "play"
+        exp.position_at_least_s = reference_s
+        exp.position_at_most_s = reference_s + ((killed_at - reference_sent) + BLOCK_S if moving else 0.0)
+        restarted_at = daemon.start()
+    with daemon.client() as c:
+        _check(c, exp, restarted_at, CYCLES)
+    runtime_s = time.monotonic() - started
+    print(f"kill -9 test: {CYCLES} cycles ({immediate_kills} kills right after the reply) in {runtime_s:.1f} s")
+    assert 0 < immediate_kills < CYCLES
