@@ -9,9 +9,13 @@ frames ``[ceil(k * N * r / rate), ceil((k + 1) * N * r / rate))``. ``plan=None``
 unprocessed original (the A/B side), on the same cached path: it never kills a worker.
 
 Single flight: concurrent requests for the same key share one render, which runs in this
-actor's nursery, so a requester that gives up (seek, stop) does not cancel it for the
-others. A queued render that nobody wants any more is dropped before it starts; a running
-one finishes (a chunk takes a fraction of a second) and lands in the cache.
+actor's nursery, so a requester that gives up (seek, stop, a closed A/B session) does not
+cancel it for the others and never kills a worker. A queued render that nobody wants any
+more is dropped before it starts; a running one finishes (a chunk takes a fraction of a
+second) and lands in the cache. A render's pool priority is the most urgent of its
+requesters': one that joins a render still waiting for a worker with a lower priority (the
+deck asking again for a look-ahead chunk that became the playhead's) moves it up the pool's
+queue through the flight's :class:`~.pool.JobPriority`.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import trio
 from .. import jobs
 from ..actors.database import Track
 from .cache import ChunkCache
-from .pool import PRIORITY_NORMAL, MasteringPool, PoolJobAbandoned
+from .pool import PRIORITY_NORMAL, JobPriority, MasteringPool, PoolJobAbandoned
 
 log = logging.getLogger("auralisd.mastering")
 
@@ -48,6 +52,7 @@ class ChunkKey:
 
 @dataclass(eq=False)
 class _Flight:
+    priority: JobPriority  # the most urgent of its requesters'; lowered while it waits for a worker
     done: trio.Event = field(default_factory=trio.Event)
     waiters: int = 0
     result: np.ndarray | None = None
@@ -135,7 +140,7 @@ class Mastering:
         as one file (album mode: pre-roll and look-ahead across the track's boundaries).
 
         ``priority`` orders it among playback jobs waiting for a worker (lower first); a
-        render already in flight keeps the priority of whoever asked first.
+        render already waiting for a worker takes the most urgent of its requesters' priorities.
 
         Raises:
             jobs.JobFailed: the file cannot be rendered (code ``bad_audio``/``not_found``).
@@ -153,9 +158,11 @@ class Mastering:
         if flight is None:
             if self._nursery is None:
                 raise RuntimeError("mastering actor is not running")
-            flight = _Flight()
+            flight = _Flight(JobPriority(priority))
             self._flights[key] = flight
-            self._nursery.start_soon(self._render, key, flight, path, plan, priority, album if key.album else None)
+            self._nursery.start_soon(self._render, key, flight, path, plan, album if key.album else None)
+        else:
+            flight.priority.lower(priority)  # the most urgent requester sets its place in the pool's queue
         flight.waiters += 1
         try:
             await flight.done.wait()
@@ -167,19 +174,17 @@ class Mastering:
             raise PoolJobAbandoned()
         return flight.result
 
-    async def _render(
-        self, key: ChunkKey, flight: _Flight, path: str, plan: Any, priority: int, album: Any = None
-    ) -> None:
+    async def _render(self, key: ChunkKey, flight: _Flight, path: str, plan: Any, album: Any = None) -> None:
         try:
             if album is not None:
                 result = await self.pool.run(
                     jobs.render_album_chunk_stereo, album.layout, album.index, plan, key.k, key.chunk_frames or None,
-                    key.out_rate or None, still_wanted=lambda: flight.waiters > 0, priority=priority,
+                    key.out_rate or None, still_wanted=lambda: flight.waiters > 0, priority=flight.priority,
                 )  # fmt: skip
             else:
                 result = await self.pool.run(
                     jobs.render_chunk_stereo, path, plan, key.k, key.chunk_frames or None, key.out_rate or None,
-                    still_wanted=lambda: flight.waiters > 0, priority=priority,
+                    still_wanted=lambda: flight.waiters > 0, priority=flight.priority,
                 )  # fmt: skip
             self.cache.put(key, result)
             flight.result = result

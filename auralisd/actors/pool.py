@@ -17,7 +17,15 @@ burst that follows a plan (first piece, playhead chunk, look-ahead) finds every 
 
 Playback jobs carry a ``priority`` (lower first, FIFO within a priority): jobs asked for
 in the same instant (the player's fast-start piece, the playhead's chunk, the look-ahead)
-start in priority order instead of in whatever order trio happens to schedule them.
+start in priority order instead of in whatever order trio happens to schedule them. A
+:class:`JobPriority` handle lets the job's requesters make a waiting job more urgent (the
+single-flight layer lowers it when a more urgent requester joins), and the queue re-sorts.
+
+The waiting queue is a binary heap with lazy deletion, so joining, leaving (cancellation),
+re-prioritising and starting cost O(log n) whatever its length: a free worker is handed to
+the head of the heap directly (one wake-up per job, never a broadcast to every waiter);
+entries of cancelled or re-prioritised jobs stay in the heap, marked stale, until they reach
+the head or until they outnumber the live ones (then the heap is rebuilt: amortised O(1)).
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ WORKER_IDLE_TIMEOUT_S: Final = 3600.0  # keep warm workers for an hour of silenc
 WORKER_GRACE_PERIOD_S: Final = 0.3  # s at shutdown before idle workers are killed (SIGTERM must stop within 2 s)
 BACKGROUND_HOLDOFF_S: Final = 0.3  # s of no playback work before idle work may start (covers plan -> first chunks)
 PRIORITY_NORMAL: Final = 10  # playback jobs without a stated priority (look-ahead chunks, segments, A/B side)
+_COMPACT_MIN_ENTRIES: Final = 64  # rebuild the heap only when it holds more entries than this...
 
 
 _UPGRADED: Final = object()  # a background job that moved up to playback priority while waiting
@@ -58,6 +67,57 @@ class PoolTimeout(Exception):
 
 class PoolJobAbandoned(Exception):
     """A job was dropped before it started because nobody wanted its result any more."""
+
+
+class JobPriority:
+    """A playback job's priority (lower starts first) that can be made more urgent, never less.
+
+    Pass one to :meth:`MasteringPool.run` instead of an int when the priority may change while
+    the job waits: :meth:`lower` moves the waiting job up the queue at once (O(log n)). Once the
+    job started, lowering it has no effect.
+    """
+
+    __slots__ = ("_value", "_on_change")
+
+    def __init__(self, value: int = PRIORITY_NORMAL) -> None:
+        self._value = int(value)
+        self._on_change: Callable[[], None] | None = None
+
+    @property
+    def value(self) -> int:
+        return self._value
+
+    def lower(self, value: int) -> None:
+        """Make the job at least as urgent as ``value`` (a higher ``value`` changes nothing)."""
+        if int(value) < self._value:
+            self._value = int(value)
+            if self._on_change is not None:
+                self._on_change()
+
+
+class _Waiter:
+    """One playback job in the queue; ``granted`` once a worker token was handed to it."""
+
+    __slots__ = ("priority", "seq", "granted", "gone", "event")
+
+    def __init__(self, priority: int, seq: int) -> None:
+        self.priority = priority
+        self.seq = seq
+        self.granted = False
+        self.gone = False  # left the queue (cancelled): its heap entries are stale
+        self.event = trio.Event()
+
+
+@dataclass(frozen=True)
+class GateStatistics:
+    """Work done by the playback queue, for tests and benchmarks (counts, not times)."""
+
+    waiting: int  # jobs in the queue now
+    heap_entries: int  # entries in the heap now (live + stale)
+    pushes: int  # entries pushed (one per job, one per re-prioritisation)
+    pops: int  # entries popped (each at most once: O(log n) each)
+    wakeups: int  # waiting jobs woken (one per job that was handed a worker)
+    compactions: int  # heap rebuilds (stale entries outnumbered the live ones)
 
 
 @dataclass(frozen=True)
@@ -89,9 +149,13 @@ class MasteringPool:
         self._foreground_idle = trio.Event()
         self._foreground_idle.set()
         self._foreground_idle_since = -math.inf  # trio time when playback work last went quiet
-        self._gate: list[list[int]] = []  # heap of [priority, seq] for playback jobs waiting to start
+        # heap of (priority, seq, waiter) for playback jobs waiting to start; an entry is live when
+        # its waiter is still waiting with that priority, else stale (lazy deletion)
+        self._gate: list[tuple[int, int, _Waiter]] = []
         self._gate_seq = itertools.count()
-        self._gate_changed = trio.Event()
+        self._gate_live = 0
+        self._handing_over: _Waiter | None = None  # granted a token, not yet awake: the next grant waits
+        self._gate_counts = {"pushes": 0, "pops": 0, "wakeups": 0, "compactions": 0}
         self._background_scopes: set[trio.CancelScope] = set()
         self._running = 0
         self._jobs_done = 0
@@ -111,6 +175,9 @@ class MasteringPool:
             self._timeouts,
             self._preempted,
         )
+
+    def gate_statistics(self) -> GateStatistics:
+        return GateStatistics(self._gate_live, len(self._gate), **self._gate_counts)
 
     async def warm_up(self) -> list[int]:
         """Start every worker and import the DSP modules in it; returns the worker pids."""
@@ -132,7 +199,7 @@ class MasteringPool:
         timeout_s: float = JOB_TIMEOUT_S,
         retries: int = JOB_RETRIES,
         still_wanted: Callable[[], bool] | None = None,
-        priority: int = PRIORITY_NORMAL,
+        priority: int | JobPriority = PRIORITY_NORMAL,
     ) -> T:
         """Run ``fn(*args)`` on a worker and return its result.
 
@@ -142,7 +209,7 @@ class MasteringPool:
             still_wanted: checked when a worker becomes free; if it returns False the job
                 is dropped with :class:`PoolJobAbandoned` instead of started.
             priority: playback jobs start lowest first (FIFO within one priority); idle
-                jobs ignore it.
+                jobs ignore it. A :class:`JobPriority` can be lowered while the job waits.
 
         Raises:
             PoolTimeout: the job ran longer than ``timeout_s`` (it was killed).
@@ -167,9 +234,10 @@ class MasteringPool:
                 for scope in list(self._background_scopes):
                     self._preempted += 1
                     scope.cancel()
+            handle = priority if isinstance(priority, JobPriority) else JobPriority(priority)
             self._foreground_waiting += 1
             try:
-                await self._acquire_in_order(priority)
+                token = await self._acquire_in_order(handle)
             finally:
                 self._foreground_waiting -= 1
             try:
@@ -177,48 +245,98 @@ class MasteringPool:
                     raise PoolJobAbandoned()
                 return await self._attempts(fn, args, timeout_s, retries)
             finally:
-                self._release()
+                self._limiter.release_on_behalf_of(token)
+                self._dispatch()
         finally:
             self._foreground_active -= 1
             if self._foreground_active == 0:
                 self._foreground_idle_since = trio.current_time()
                 self._foreground_idle.set()
 
-    async def _acquire_in_order(self, priority: int) -> None:
-        """Take a worker token for a playback job, lowest ``priority`` first.
+    async def _acquire_in_order(self, handle: JobPriority) -> _Waiter:
+        """Wait in the queue until a worker token is handed over; returns the token's borrower.
 
-        A job takes a token only when it is at the head of the queue and a token is free,
-        so one asked for later with a lower ``priority`` still overtakes every waiting
+        A token goes to the head of the queue (lowest priority, then earliest) whenever one is
+        free, so a job asked for later with a lower priority still overtakes every waiting
         job. One checkpoint after joining lets jobs asked for in the same instant line up
         before the first of them takes a worker.
 
-        Cancellation: the job leaves the queue; the next one moves up.
+        Cancellation: the job leaves the queue (its heap entry goes stale); a token handed
+        over in the same instant is passed on to the next job.
         """
-        entry = [int(priority), next(self._gate_seq)]
-        heapq.heappush(self._gate, entry)
+        waiter = _Waiter(handle.value, next(self._gate_seq))
+        self._push(waiter)
+        self._gate_live += 1
+
+        def reprioritise() -> None:
+            if not waiter.granted and not waiter.gone and handle.value < waiter.priority:
+                waiter.priority = handle.value  # the old entry is now stale
+                self._push(waiter)
+                self._maybe_compact()
+                self._dispatch()
+
+        handle._on_change = reprioritise
         try:
             await trio.lowlevel.checkpoint()
-            while True:
-                if self._gate[0] is entry:
-                    try:
-                        self._limiter.acquire_nowait()
-                        return
-                    except trio.WouldBlock:
-                        pass
-                await self._gate_changed.wait()
+            self._dispatch()
+            await waiter.event.wait()
+            self._handing_over = None
+            self._dispatch()  # pass any other free token on: jobs start one after the other, in order
+            return waiter
+        except BaseException:
+            if waiter.granted:  # handed a token in the instant we were cancelled: pass it on
+                if self._handing_over is waiter:
+                    self._handing_over = None
+                self._limiter.release_on_behalf_of(waiter)
+                self._dispatch()
+            else:
+                waiter.gone = True
+                self._gate_live -= 1
+                self._maybe_compact()
+            raise
         finally:
-            self._gate.remove(entry)
-            heapq.heapify(self._gate)
-            self._signal_gate()
+            handle._on_change = None
 
-    def _signal_gate(self) -> None:
-        """Wake the waiting playback jobs: the queue changed or a token came free."""
-        changed, self._gate_changed = self._gate_changed, trio.Event()
-        changed.set()
+    def _push(self, waiter: _Waiter) -> None:
+        heapq.heappush(self._gate, (waiter.priority, waiter.seq, waiter))
+        self._gate_counts["pushes"] += 1
+
+    def _dispatch(self) -> None:
+        """Hand a free worker token to the head of the queue, skipping stale entries.
+
+        One token at a time: the job it wakes calls this again before it starts, so jobs
+        granted together start in queue order (one wake-up per job either way).
+        """
+        gate = self._gate
+        while gate and self._handing_over is None:
+            priority, _, waiter = gate[0]
+            if waiter.gone or waiter.granted or priority != waiter.priority:  # stale
+                heapq.heappop(gate)
+                self._gate_counts["pops"] += 1
+                continue
+            try:
+                self._limiter.acquire_on_behalf_of_nowait(waiter)
+            except trio.WouldBlock:
+                return
+            heapq.heappop(gate)
+            self._gate_counts["pops"] += 1
+            waiter.granted = True
+            self._handing_over = waiter
+            self._gate_live -= 1
+            self._gate_counts["wakeups"] += 1
+            waiter.event.set()
+            return
+
+    def _maybe_compact(self) -> None:
+        """Drop stale entries when they outnumber the live ones (keeps the heap O(live))."""
+        if len(self._gate) > _COMPACT_MIN_ENTRIES and len(self._gate) > 2 * self._gate_live:
+            self._gate = [e for e in self._gate if not e[2].gone and not e[2].granted and e[0] == e[2].priority]
+            heapq.heapify(self._gate)
+            self._gate_counts["compactions"] += 1
 
     def _release(self) -> None:
         self._limiter.release()
-        self._signal_gate()
+        self._dispatch()
 
     async def _run_background(
         self, fn: Callable[..., T], args: tuple, timeout_s: float, retries: int, is_background: Callable[[], bool]
