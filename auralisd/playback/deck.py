@@ -90,6 +90,7 @@ class Deck:
     album_mode: str = ""  # the album mode the deck was planned under (off | track | album | auto)
     album: Any = None  # album mode: the album context its chunks are rendered from (None: the track alone)
     scope_reason: str = ""  # why the deck plays with its album's plan or its own
+    _last_head: int | None = None  # the playhead at the previous schedule (to tell play from a seek)
 
     @classmethod
     def open(cls, deck_id: int, track: Any, preset: str, intensity: float, *, in_rate: int, out_rate: int,
@@ -190,17 +191,21 @@ class Deck:
         self, head: int, *, need: bool, cached: Callable[[str, int], np.ndarray | None]
     ) -> list[Fetch]:
         j0 = self.pieces_grid.chunk_of(head)
+        last, self._last_head = self._last_head, head
+        # continuous play (not a start or a seek): the playhead moved forward by less than a piece
+        continuous = last is not None and 0 <= head - last < self.pieces_grid.span(0)[1]
         wanted: set[int] = set()
+        anchor = self.piece_anchor
         if not need:
-            self.piece_anchor = None
-        else:
-            # A head start, not a second way to play: the pieces after the place where the playhead found
-            # its chunk missing (a start, a seek, a late chunk), never a rolling window. A playhead that
-            # used them up waits for the chunk (asked for at the next priority) instead of asking for more
-            # pieces, which would cost twice the work per second of audio and starve every chunk.
-            anchor = self.piece_anchor
-            if anchor is None or not anchor <= j0 <= anchor + FAST_START_PIECES:
-                anchor = self.piece_anchor = j0
+            anchor = None
+        elif anchor is None or not anchor <= j0 <= anchor + FAST_START_PIECES:
+            # A head start, not a second way to play: the pieces after a start or a seek, never a
+            # rolling window, and none for a chunk that is merely late in continuous play. Pieces cost
+            # twice the work per second of audio; asked for at the top priority whenever a chunk is
+            # late, they would starve every other session's chunk under load.
+            anchor = None if continuous else j0
+        self.piece_anchor = anchor
+        if anchor is not None:
             wanted = set(range(j0, min(anchor + FAST_START_PIECES, self.pieces_grid.count)))
         for j in [j for j in self.pieces if j < j0 or not need]:
             del self.pieces[j]

@@ -133,3 +133,17 @@ def test_fast_start_pieces_are_a_head_start_not_a_rolling_window() -> None:
     assert deck.frames(2 * piece, 2 * piece + 10) is None  # it waits for the chunk, no third piece
     seek = run(deck, 7 * N + 10, deliver=False)  # a seek is a new start: a new head start
     assert {f.index for f in seek if f.kind == "piece"} == {35, 36}
+
+
+def test_a_chunk_that_is_late_in_continuous_play_gets_no_pieces_but_a_seek_does() -> None:
+    deck = new_deck()
+    run(deck, 0)  # chunk 0 and its pieces arrive
+    run(deck, 0, deliver=False)  # chunks 1 and 2 asked for as look-ahead ... and they are late
+    block = 50  # less than a piece (200 frames here; 2205 of 44 100 in the player)
+    late = []
+    for head in range(0, N + 3 * block, block):  # playing on into chunk 1, which is missing
+        late += run(deck, head, deliver=False)
+    assert [f for f in late if f.kind == "piece"] == []  # no rescue pieces at the top priority ...
+    assert ("chunk", 1, PRIORITY_PLAYHEAD_CHUNK) in [(f.kind, f.index, f.priority) for f in late]  # ... urgency
+    seek = run(deck, 6 * N, deliver=False)
+    assert {f.index for f in seek if f.kind == "piece"} == {30, 31}

@@ -209,13 +209,20 @@ async def test_a_seek_lands_exactly_and_its_playhead_is_asked_for_most_urgently(
         await p.add([track(1, 40.0)])
         async with trio.open_nursery() as nursery:
             result: list[Any] = []
+            playing = trio.Event()
+
+            def until(got: list[tuple[float, Any]]) -> bool:
+                if blocks(got):
+                    playing.set()
+                return len(blocks(got)) > 60
 
             async def run() -> None:
-                result.extend(await listen(p, until=lambda got: len(blocks(got)) > 40))
+                result.extend(await listen(p, until=until))
 
             nursery.start_soon(run)
             await trio.lowlevel.checkpoint()
             await p.play()
+            await playing.wait()  # planned and playing (planning runs on a thread)
             await trio.sleep(1.0)
             sought_at = trio.current_time()
             await p.seek(33.3)
