@@ -203,12 +203,14 @@ class Daemon:
         return out
 
     async def _serve_http(self, services: Services, token: str | None, task_status: trio.TaskStatus[int]) -> None:
+        from .transport.covers import cover_handler
         from .transport.http import WebSocketRoute, serve_http
 
         routes = http_routes(services, self.settings, token)
         limits = {"/stream": self.settings.stream_max_listeners}  # /session limits itself (sessions.py)
         await serve_http(
             {path: WebSocketRoute(handler, max_connections=limits.get(path)) for path, handler in routes.items()},
+            get_routes={"/cover/": cover_handler(services.db)},
             host=self.settings.http_host,
             port=self.settings.http_port,
             max_connections=self.settings.http_max_connections,

@@ -702,6 +702,32 @@ class WavWriter(RawWriter):
         )
 
 # --------------------------------------------------------------------------------------------
+# Paths. The daemon's one escaping (docs/protocol.md, "Paths"; the same as auralisd/protocol/paths.py,
+# which tests/clients checks): a byte that is not UTF-8 is written \xHH and a backslash \\.
+
+_ESCAPE: Final = re.compile(r"[\\\udc80-\udcff]")
+_SURROGATE: Final = re.compile(r"[\udc80-\udcff]")
+
+
+def path_to_wire(path: str) -> str:
+    """The wire form of a local OS path (``os.fsdecode`` form)."""
+    return _ESCAPE.sub(lambda m: "\\\\" if m.group() == "\\" else f"\\x{ord(m.group()) - 0xDC00:02X}", path)
+
+
+def arg_to_wire(text: str) -> str:
+    """A path as the user gave it, for the daemon: a printed (wire-form) path goes back unchanged; bytes
+    that are not UTF-8 (a tab-completed name) become ``\\xHH``."""
+    return _SURROGATE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02X}", text)
+
+
+def stdin_lines() -> list[str]:
+    """Non-empty lines of stdin, read as bytes (a name need not be UTF-8), line ends removed."""
+    data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+    lines = (os.fsdecode(raw.rstrip(b"\r")) for raw in data.split(b"\n"))
+    return [line for line in lines if line.strip()]
+
+
+# --------------------------------------------------------------------------------------------
 # Formatting.
 
 
@@ -915,10 +941,11 @@ class Context:
             raise
 
     def local_path(self, path: str) -> str:
-        """Absolute form of a path that exists here, when the daemon shares our files (Unix socket)."""
+        """A path for the daemon, in wire form: the absolute form of a file that exists here when the
+        daemon shares our files (Unix socket), else the path as given (a printed path is wire form)."""
         if self.target.is_local and os.path.exists(path):
-            return os.path.abspath(path)
-        return path
+            return path_to_wire(os.path.abspath(path))
+        return arg_to_wire(path)
 
     def close(self) -> None:
         if self._client is not None:
@@ -1011,7 +1038,7 @@ def _queue_params(ctx: Context) -> dict[str, Any]:
     paths: list[str] = []
     for item in ctx.args.paths:
         if item == "-":
-            paths.extend(line.strip() for line in sys.stdin if line.strip())
+            paths.extend(stdin_lines())
         else:
             paths.append(item)
     params: dict[str, Any] = {}
@@ -1100,15 +1127,41 @@ def _print_tracks(ctx: Context, tracks: Sequence[dict[str, Any]]) -> None:
             print(track.get("path"))
 
 
+SEARCH_PAGE: Final = 1000  # the daemon's largest page
+
+
 def cmd_search(ctx: Context) -> int:
-    params: dict[str, Any] = {"query": " ".join(ctx.args.query)}
-    if ctx.args.limit is not None:
-        params["limit"] = ctx.args.limit
-    result = ctx.call("library.search", params)
+    """Every match (page by page), or the first ``--limit``; a cut list says so on stderr."""
+    query = " ".join(ctx.args.query)
+    wanted = ctx.args.limit
+    tracks: list[dict[str, Any]] = []
+    total = 0
+    while wanted is None or len(tracks) < wanted:
+        page = SEARCH_PAGE if wanted is None else min(SEARCH_PAGE, wanted - len(tracks))
+        result = ctx.call("library.search", {"query": query, "limit": page, "offset": len(tracks)})
+        got = result.get("tracks", [])
+        tracks += got
+        total = int(result.get("total", len(tracks)))
+        if not got or not result.get("truncated"):
+            break
+    truncated = len(tracks) < total
     if ctx.json:
-        print_json(result)
+        print_json({"tracks": tracks, "total": total, "truncated": truncated})
     else:
-        _print_tracks(ctx, result.get("tracks", []))
+        _print_tracks(ctx, tracks)
+        if truncated:
+            print(f"auralisctl: showing {len(tracks)} of {total} matches (--limit)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_rejected(ctx: Context) -> int:
+    """The files the library could not use, with the reason."""
+    files = ctx.call("library.rejected").get("files", [])
+    if ctx.json:
+        print_json({"files": files})
+        return EXIT_OK
+    for item in files:
+        print(f"{item.get('kind', '?'):<11}  {item.get('path')}: {item.get('reason')}")
     return EXIT_OK
 
 
@@ -1146,6 +1199,7 @@ def cmd_scan(ctx: Context) -> int:
     seen_activity = False
     last_poll = 0.0
     done = total = 0
+    scan: dict[str, Any] = {}
     while True:
         event = client.next_event(timeout_s=0.25)
         if event is not None and event[0] == "scan_progress" and isinstance(event[1], dict):
@@ -1172,11 +1226,27 @@ def cmd_scan(ctx: Context) -> int:
                 break
     if tty:
         sys.stdout.write("\r\x1b[K")
+    counts, error = scan.get("counts"), scan.get("error")
     if ctx.json:
-        print_json({"done": done, "total": total, "complete": True})
+        print_json({"done": done, "total": total, "complete": error is None, "counts": counts, "error": error})
     elif not ctx.args.quiet:
-        print(f"scan complete: {done}/{total} files")
+        print(f"scan complete: {done}/{total} files" if error is None else f"scan failed after {done}/{total} files")
+        if isinstance(counts, dict):
+            print(format_scan_counts(counts))
+    if error is not None:
+        print(f"auralisctl: {error}", file=sys.stderr)
+        return EXIT_DAEMON_ERROR
     return EXIT_OK
+
+
+def format_scan_counts(counts: dict[str, Any]) -> str:
+    """``1001 files: 3 added, ... 1 damaged, 2 skipped; 0 removed``."""
+    parts = ", ".join(f"{int(counts.get(k) or 0)} {k}"
+                      for k in ("added", "updated", "unchanged", "unsupported", "damaged", "skipped"))  # fmt: skip
+    line = f"{int(counts.get('files') or 0)} files: {parts}; {int(counts.get('removed') or 0)} removed"
+    if counts.get("unsupported") or counts.get("damaged"):
+        line += " (auralisctl rejected lists why)"
+    return line
 
 
 def cmd_preset(ctx: Context) -> int:
@@ -1546,7 +1616,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls = add("ls", cmd_ls, "list a library folder")
     ls.add_argument("path", nargs="?", metavar="PATH")
     ls.add_argument("-l", "--long", action="store_true", help="id, duration, artist - title and path")
-    add("scan", cmd_scan, "rescan the music folders").add_argument("--wait", action="store_true", help="wait and show progress")
+    add("scan", cmd_scan, "rescan the music folders").add_argument(
+        "--wait", action="store_true", help="wait, show progress and what the scan found"
+    )
+    add("rejected", cmd_rejected, "list the files the library could not use, and why")
     add("preset", cmd_preset, "list presets, or choose one").add_argument("name", nargs="?", metavar="NAME")
     add("intensity", cmd_intensity, "print or set the mastering intensity").add_argument("value", nargs="?", metavar="X")
     add("album-mode", cmd_album_mode, "print or set the album mode: off, track, album or auto").add_argument(

@@ -20,6 +20,7 @@ import math
 import os
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Final, TypeVar
@@ -27,6 +28,7 @@ from typing import Any, Final, TypeVar
 import trio
 
 from ..config import ConfigError
+from ..protocol.paths import path_from_wire, path_to_wire, text_to_wire
 
 T = TypeVar("T")
 
@@ -106,7 +108,29 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX tracks_by_album ON tracks(album COLLATE NOCASE);
     """,
+    # 4: every file name (paths stored in the wire escaping of protocol/paths.py: non-UTF-8 bytes as
+    # \xHH, backslash doubled; SQLite TEXT cannot hold the lone surrogates Python uses for them);
+    # tags from every container, a folded search text, and why a file was rejected. Rows of older
+    # versions get their tags (and search text) read again at the next scan (tags_version 0), without
+    # losing their fingerprints; rejected files are tried once more to learn their kind.
+    r"""
+    ALTER TABLE tracks ADD COLUMN album_artist TEXT;
+    ALTER TABLE tracks ADD COLUMN disc_number INTEGER;
+    ALTER TABLE tracks ADD COLUMN date TEXT;
+    ALTER TABLE tracks ADD COLUMN genre TEXT;
+    ALTER TABLE tracks ADD COLUMN mb_album_id TEXT;
+    ALTER TABLE tracks ADD COLUMN search_text TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tracks ADD COLUMN tags_version INTEGER NOT NULL DEFAULT 0;
+    UPDATE tracks SET path = char(1) || replace(path, '\', '\\'), music_dir = replace(music_dir, '\', '\\'),
+        rel_dir = replace(rel_dir, '\', '\\'), real_path = replace(real_path, '\', '\\')
+        WHERE instr(path, '\') > 0 OR instr(music_dir, '\') > 0 OR instr(COALESCE(real_path, ''), '\') > 0;
+    UPDATE tracks SET path = substr(path, 2) WHERE substr(path, 1, 1) = char(1);
+    DELETE FROM rejected_files;
+    ALTER TABLE rejected_files ADD COLUMN kind TEXT NOT NULL DEFAULT 'damaged';
+    """,
 )
+TAGS_VERSION: Final = 1  # rows with an older tags_version get their tags read again at the next scan
+REJECTED_KINDS: Final = ("unsupported", "damaged")
 
 
 @dataclass(frozen=True)
@@ -131,15 +155,26 @@ class Track:
     fingerprint_status: str  # none | partial | complete | failed
     fingerprint_error: str | None
     scanned_at: float
+    album_artist: str | None = None
+    disc_number: int | None = None
+    date: str | None = None
+    genre: str | None = None
+    mb_album_id: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        """The track map of the control protocol."""
+        """The track map of the control protocol (``path`` in the wire escaping of protocol/paths.py)."""
         return {
             "track_id": self.track_id,
-            "path": self.path,
-            "title": self.title or os.path.splitext(os.path.basename(self.path))[0],
+            "path": path_to_wire(self.path),
+            "title": self.title or text_to_wire(os.path.splitext(os.path.basename(self.path))[0]),
             "artist": self.artist,
             "album": self.album,
+            "album_artist": self.album_artist,
+            "track_number": self.track_number,
+            "disc_number": self.disc_number,
+            "date": self.date,
+            "genre": self.genre,
+            "mb_album_id": self.mb_album_id,
             "duration_s": self.duration_s,
             "sample_rate": self.sample_rate,
             "channels": self.channels,
@@ -170,6 +205,11 @@ class TrackFile:
     channels: int
     format: str
     real_path: str | None = None  # symlinks resolved; None: same as ``path``
+    album_artist: str | None = None
+    disc_number: int | None = None
+    date: str | None = None
+    genre: str | None = None
+    mb_album_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +222,40 @@ class KnownTrack:
     size: int
     mtime_ns: int
     real_path: str | None
+    tags_version: int = TAGS_VERSION
+
+
+@dataclass(frozen=True)
+class TrackTags:
+    """New tags for a known, unchanged file (a tags refresh; the fingerprint stays)."""
+
+    track_id: int
+    path: str
+    title: str | None
+    artist: str | None
+    album: str | None
+    album_artist: str | None
+    track_number: int | None
+    disc_number: int | None
+    date: str | None
+    genre: str | None
+    mb_album_id: str | None
+
+
+@dataclass(frozen=True)
+class RejectedFile:
+    """A file a scan could not use, and why."""
+
+    path: str
+    kind: str  # unsupported | damaged
+    reason: str
+    size: int
+    mtime_ns: int
+    rejected_at: float
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"path": path_to_wire(self.path), "kind": self.kind, "reason": text_to_wire(self.reason),
+                "size": self.size, "rejected_at": self.rejected_at}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -198,8 +272,27 @@ class StoredFingerprint:
     measurements: dict[str, Any]
 
 
+_PATH_COLUMNS: Final = frozenset({"path", "music_dir", "rel_dir"})
+
+
 def _row_to_track(row: sqlite3.Row) -> Track:
-    return Track(**{name: row[name] for name in _TRACK_COLUMNS})
+    values: dict[str, Any] = {name: row[name] for name in _TRACK_COLUMNS}
+    for name in _PATH_COLUMNS:
+        values[name] = path_from_wire(values[name])
+    return Track(**values)
+
+
+def fold(text: str) -> str:
+    """Text for matching: Unicode case folded (``str.casefold``) and accents removed (NFKD, no marks).
+
+    ``fold("BJÖRK") == fold("björk") == "bjork"``; ``fold("Straße") == "strasse"``.
+    """
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def _search_text(path: str, *values: str | None) -> str:
+    return fold(" ".join([*(v for v in values if v), path_to_wire(path)]))
 
 
 def _json_dumps(value: Any) -> str:
@@ -304,8 +397,13 @@ class Database:
         """Every known track's identity (what a rescan compares)."""
         return await self._read(
             lambda c: [
-                KnownTrack(*r)
-                for r in c.execute("SELECT track_id, path, music_dir, size, mtime_ns, real_path FROM tracks")
+                KnownTrack(
+                    r[0], path_from_wire(r[1]), path_from_wire(r[2]), r[3], r[4],
+                    None if r[5] is None else path_from_wire(r[5]), r[6],
+                )  # fmt: skip
+                for r in c.execute(
+                    "SELECT track_id, path, music_dir, size, mtime_ns, real_path, tags_version FROM tracks"
+                )
             ]
         )
 
@@ -315,24 +413,54 @@ class Database:
         await self._write(
             lambda c: c.executemany(
                 "UPDATE tracks SET path = ?, music_dir = ?, rel_dir = ?, real_path = ? WHERE track_id = ?",
-                [(p, m, r, real, int(t)) for t, p, m, r, real in moves],
+                [
+                    (path_to_wire(p), path_to_wire(m), path_to_wire(r), path_to_wire(real), int(t))
+                    for t, p, m, r, real in moves
+                ],
             )
         )
 
     async def rejected_files(self) -> dict[str, tuple[int, int]]:
         """``{path: (size, mtime_ns)}`` of files a scan could not use."""
         return await self._read(
-            lambda c: {r[0]: (r[1], r[2]) for r in c.execute("SELECT path, size, mtime_ns FROM rejected_files")}
+            lambda c: {
+                path_from_wire(r[0]): (r[1], r[2]) for r in c.execute("SELECT path, size, mtime_ns FROM rejected_files")
+            }
         )
 
-    async def set_rejected(self, rejected: Sequence[tuple[str, int, int, str]], forget: Sequence[str] = ()) -> None:
-        """Record ``(path, size, mtime_ns, reason)`` as unusable; forget the ``forget`` paths."""
+    async def rejected_list(self) -> list[RejectedFile]:
+        """Every rejected file with its kind and reason, in path order."""
+        return await self._read(
+            lambda c: [
+                RejectedFile(path_from_wire(r[0]), r[1], r[2], r[3], r[4], r[5])
+                for r in c.execute(
+                    "SELECT path, kind, reason, size, mtime_ns, rejected_at FROM rejected_files ORDER BY path"
+                )
+            ]
+        )
+
+    async def rejected_counts(self) -> dict[str, int]:
+        """``{kind: number of rejected files}`` for every kind."""
+
+        def job(c: sqlite3.Connection) -> dict[str, int]:
+            out = dict.fromkeys(REJECTED_KINDS, 0)
+            for kind, count in c.execute("SELECT kind, COUNT(*) FROM rejected_files GROUP BY kind"):
+                out[kind] = int(count)
+            return out
+
+        return await self._read(job)
+
+    async def set_rejected(
+        self, rejected: Sequence[tuple[str, int, int, str, str]], forget: Sequence[str] = ()
+    ) -> None:
+        """Record ``(path, size, mtime_ns, kind, reason)`` as unusable; forget the ``forget`` paths."""
 
         def job(c: sqlite3.Connection) -> None:
-            c.executemany("DELETE FROM rejected_files WHERE path = ?", [(p,) for p in forget])
+            c.executemany("DELETE FROM rejected_files WHERE path = ?", [(path_to_wire(p),) for p in forget])
             c.executemany(
-                "INSERT OR REPLACE INTO rejected_files (path, size, mtime_ns, reason, rejected_at) VALUES (?,?,?,?,?)",
-                [(p, int(s), int(m), r, time.time()) for p, s, m, r in rejected],
+                "INSERT OR REPLACE INTO rejected_files (path, size, mtime_ns, kind, reason, rejected_at)"
+                " VALUES (?,?,?,?,?,?)",
+                [(path_to_wire(p), int(s), int(m), k, text_to_wire(r), time.time()) for p, s, m, k, r in rejected],
             )
 
         await self._write(job)
@@ -343,7 +471,7 @@ class Database:
         def job(c: sqlite3.Connection) -> Track | None:
             rows = c.execute(
                 "SELECT * FROM tracks WHERE real_path = ? OR (real_path IS NULL AND path = ?) ORDER BY track_id",
-                (real_path, real_path),
+                (path_to_wire(real_path), path_to_wire(real_path)),
             )
             for row in rows:
                 if row["music_dir"] in music_dirs:
@@ -359,32 +487,58 @@ class Database:
             ids = []
             now = time.time()
             for f in files:
-                row = c.execute("SELECT track_id, size, mtime_ns FROM tracks WHERE path = ?", (f.path,)).fetchone()
+                path = path_to_wire(f.path)
+                row = c.execute("SELECT track_id, size, mtime_ns FROM tracks WHERE path = ?", (path,)).fetchone()
                 values = (
-                    f.music_dir, f.rel_dir, f.size, f.mtime_ns, f.title, f.artist, f.album, f.track_number,
-                    f.duration_s, f.num_frames, f.sample_rate, f.channels, f.format, now, f.real_path or f.path,
+                    path_to_wire(f.music_dir), path_to_wire(f.rel_dir), f.size, f.mtime_ns, f.title, f.artist,
+                    f.album, f.track_number, f.duration_s, f.num_frames, f.sample_rate, f.channels, f.format, now,
+                    path_to_wire(f.real_path or f.path), f.album_artist, f.disc_number, f.date, f.genre,
+                    f.mb_album_id, _search_text(f.path, f.title, f.artist, f.album, f.album_artist, f.genre),
+                    TAGS_VERSION,
                 )  # fmt: skip
-                c.execute("DELETE FROM rejected_files WHERE path = ?", (f.path,))
+                c.execute("DELETE FROM rejected_files WHERE path = ?", (path,))
                 if row is None:
                     cur = c.execute(
                         "INSERT INTO tracks (music_dir, rel_dir, size, mtime_ns, title, artist, album, track_number,"
-                        " duration_s, num_frames, sample_rate, channels, format, scanned_at, real_path, path)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (*values, f.path),
+                        " duration_s, num_frames, sample_rate, channels, format, scanned_at, real_path, album_artist,"
+                        " disc_number, date, genre, mb_album_id, search_text, tags_version, path)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (*values, path),
                     )
-                    ids.append(int(cur.lastrowid))
+                    ids.append(int(cur.lastrowid))  # type: ignore[arg-type]
                 else:
                     c.execute(
                         "UPDATE tracks SET music_dir=?, rel_dir=?, size=?, mtime_ns=?, title=?, artist=?, album=?,"
                         " track_number=?, duration_s=?, num_frames=?, sample_rate=?, channels=?, format=?,"
-                        " scanned_at=?, real_path=?, fingerprint_status='none', fingerprint_error=NULL WHERE path=?",
-                        (*values, f.path),
+                        " scanned_at=?, real_path=?, album_artist=?, disc_number=?, date=?, genre=?, mb_album_id=?,"
+                        " search_text=?, tags_version=?, fingerprint_status='none', fingerprint_error=NULL"
+                        " WHERE path=?",
+                        (*values, path),
                     )
                     c.execute("DELETE FROM fingerprints WHERE track_id = ?", (row[0],))
                     ids.append(int(row[0]))
             return ids
 
         return await self._write(job)
+
+    async def update_tags(self, rows: Sequence[TrackTags]) -> None:
+        """New tags (and search text) for known files whose audio did not change; fingerprints stay."""
+
+        def job(c: sqlite3.Connection) -> None:
+            c.executemany(
+                "UPDATE tracks SET title=?, artist=?, album=?, album_artist=?, track_number=?, disc_number=?, date=?,"
+                " genre=?, mb_album_id=?, search_text=?, tags_version=? WHERE track_id=?",
+                [
+                    (
+                        t.title, t.artist, t.album, t.album_artist, t.track_number, t.disc_number, t.date, t.genre,
+                        t.mb_album_id, _search_text(t.path, t.title, t.artist, t.album, t.album_artist, t.genre),
+                        TAGS_VERSION, int(t.track_id),
+                    )  # fmt: skip
+                    for t in rows
+                ],
+            )
+
+        await self._write(job)
 
     async def delete_tracks(self, track_ids: Iterable[int]) -> None:
         """Forget tracks whose files are really gone (their fingerprints and queue entries go with them).
@@ -409,26 +563,29 @@ class Database:
 
     async def get_track_by_path(self, path: str) -> Track | None:
         def job(c: sqlite3.Connection) -> Track | None:
-            row = c.execute("SELECT * FROM tracks WHERE path = ?", (path,)).fetchone()
+            row = c.execute("SELECT * FROM tracks WHERE path = ?", (path_to_wire(path),)).fetchone()
             return None if row is None else _row_to_track(row)
 
         return await self._read(job)
 
     async def tracks_under(self, music_dir: str, rel_dir: str, *, recursive: bool) -> list[Track]:
-        """Tracks in ``rel_dir`` of ``music_dir`` ("" is the top), ordered by path."""
+        """Tracks in ``rel_dir`` of ``music_dir`` ("" is the top): folder by folder, each in album order
+        (disc, then track number, then name; untagged numbers after tagged ones)."""
+        music_dir, rel_dir = path_to_wire(music_dir), path_to_wire(rel_dir)
 
         def job(c: sqlite3.Connection) -> list[Track]:
             if recursive and rel_dir:
                 rows = c.execute(
                     "SELECT * FROM tracks WHERE music_dir = ? AND (rel_dir = ? OR rel_dir LIKE ? ESCAPE '\\')"
-                    " ORDER BY path",
+                    f" ORDER BY {_ALBUM_ORDER}",
                     (music_dir, rel_dir, _like_prefix(rel_dir + "/")),
                 )
             elif recursive:
-                rows = c.execute("SELECT * FROM tracks WHERE music_dir = ? ORDER BY path", (music_dir,))
+                rows = c.execute(f"SELECT * FROM tracks WHERE music_dir = ? ORDER BY {_ALBUM_ORDER}", (music_dir,))
             else:
                 rows = c.execute(
-                    "SELECT * FROM tracks WHERE music_dir = ? AND rel_dir = ? ORDER BY path", (music_dir, rel_dir)
+                    f"SELECT * FROM tracks WHERE music_dir = ? AND rel_dir = ? ORDER BY {_ALBUM_ORDER}",
+                    (music_dir, rel_dir),
                 )
             return [_row_to_track(r) for r in rows]
 
@@ -438,40 +595,36 @@ class Database:
         """Immediate child folders of ``rel_dir`` that hold tracks (relative names)."""
 
         def job(c: sqlite3.Connection) -> list[str]:
-            prefix = rel_dir + "/" if rel_dir else ""
+            prefix = path_to_wire(rel_dir) + "/" if rel_dir else ""
             rows = c.execute(
                 "SELECT DISTINCT rel_dir FROM tracks WHERE music_dir = ? AND rel_dir LIKE ? ESCAPE '\\'",
-                (music_dir, _like_prefix(prefix)),
+                (path_to_wire(music_dir), _like_prefix(prefix)),
             )
             out = set()
             for (d,) in rows:
                 rest = d[len(prefix) :]
                 if rest:
                     out.add(prefix + rest.split("/", 1)[0])
-            return sorted(out)
+            return [path_from_wire(d) for d in sorted(out)]
 
         return await self._read(job)
 
-    async def search_tracks(self, query: str, limit: int) -> list[Track]:
-        """Tracks whose title, artist, album or path contains every word of ``query``."""
-        words = [w for w in query.split() if w][:8]
+    async def search_tracks(self, query: str, limit: int, offset: int = 0) -> tuple[list[Track], int]:
+        """``(tracks, total)``: the tracks whose title, artist, album, album artist, genre or path
+        (in wire form) contains every word of ``query``, compared folded (:func:`fold`: case and
+        accents); ``limit`` of them from ``offset``, and how many match in all."""
+        words = [fold(w) for w in query.split() if w][:8]
 
-        def job(c: sqlite3.Connection) -> list[Track]:
-            sql = "SELECT * FROM tracks"
+        def job(c: sqlite3.Connection) -> tuple[list[Track], int]:
+            where = ""
             args: list[Any] = []
             if words:
-                clauses = []
-                for w in words:
-                    like = _like_contains(w)
-                    clauses.append(
-                        "(title LIKE ? ESCAPE '\\' OR artist LIKE ? ESCAPE '\\' OR album LIKE ? ESCAPE '\\'"
-                        " OR path LIKE ? ESCAPE '\\')"
-                    )
-                    args += [like] * 4
-                sql += " WHERE " + " AND ".join(clauses)
-            sql += " ORDER BY artist, album, track_number, path LIMIT ?"
-            args.append(int(limit))
-            return [_row_to_track(r) for r in c.execute(sql, args)]
+                where = " WHERE " + " AND ".join("search_text LIKE ? ESCAPE '\\'" for _ in words)
+                args = [_like_contains(w) for w in words]
+            total = int(c.execute("SELECT COUNT(*) FROM tracks" + where, args).fetchone()[0])
+            sql = f"SELECT * FROM tracks{where} ORDER BY artist, album, disc_number, track_number, path LIMIT ? OFFSET ?"
+            rows = c.execute(sql, [*args, int(limit), int(offset)])
+            return [_row_to_track(r) for r in rows], total
 
         return await self._read(job)
 
@@ -656,6 +809,12 @@ def _finite_or_none(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+# folder by folder, then album order: disc, track number (untagged after tagged), name
+_ALBUM_ORDER: Final = (
+    "rel_dir, disc_number IS NULL, disc_number, track_number IS NULL, track_number, path"
+)
 
 
 def _like_prefix(prefix: str) -> str:

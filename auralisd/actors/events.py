@@ -17,6 +17,8 @@ from typing import Any, Final
 
 import trio
 
+from ..protocol.paths import text_to_wire
+
 EVENT_BUFFER: Final = 256  # events per subscriber
 EVENT_NAMES: Final = (
     "player",
@@ -94,8 +96,12 @@ class EventHub:
 
 
 def _finite(value: Any) -> Any:
+    """Wire-safe event data: non-finite floats become None, and text holding lone surrogates (a
+    file name that is not UTF-8, in a message) gets them written ``\\xHH`` (msgpack cannot carry them)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return text_to_wire(value)
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

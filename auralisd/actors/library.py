@@ -1,11 +1,20 @@
 """The library actor: scans the music folders into the database and answers path questions.
 
 A scan walks every music folder recursively (following symlinks, each real directory
-visited once, so symlink loops end), skips hidden entries and files whose extension is not
-audio, and compares each file's size and mtime with the database: only new or changed
-files are opened (header probe plus mutagen tags), vanished ones are removed. A rescan of
-an unchanged library therefore reads no audio at all (``statistics().files_probed`` stays
-put). Progress goes out as ``scan_progress`` events.
+visited once, so symlink loops end) and decides by content, never by extension: every file
+is a candidate except hidden ones (leading ``.``) and the daemon's own ``.25d`` sidecars,
+which are counted as skipped. It compares each file's size and mtime with the database:
+only new or changed files are opened (header probe plus tags, see ``auralisd/tags.py``),
+vanished ones are removed. A file that does not decode is recorded with its kind
+(``unsupported``: not audio we decode; ``damaged``: audio that cannot be read) and reason,
+logged once, and not probed again until it changes. A rescan of an unchanged library
+therefore reads no audio at all (``statistics().files_probed`` stays put). Progress goes
+out as ``scan_progress`` events; the last one says ``running: false`` and carries the
+scan's counts (:class:`ScanCounts`), which add up to the files on disk.
+
+Paths inside the daemon are OS paths (``os.fsdecode`` form: lone surrogates for bytes
+that are not UTF-8); paths from and to clients are in the wire form of
+``protocol/paths.py``, converted at this actor's public methods.
 
 Paths from clients are checked here: a path must lie under a music folder as written
 (``..`` resolved); it is accepted when it is a track the library found (even through a
@@ -32,11 +41,14 @@ from typing import Any, Final
 
 import trio
 
-from auralis.audio import is_audio_path, probe
-from auralis.errors import AudioError
+from auralis.audio import probe
+from auralis.errors import AudioError, AudioNotFoundError, UnsupportedAudioError
+from auralis.sidecar import SIDECAR_SUFFIX
 
-from ..errors import NOT_FOUND, OUTSIDE_MUSIC_DIRS, RpcError
-from .database import Database, Track, TrackFile
+from ..errors import BAD_AUDIO, NOT_FOUND, OUTSIDE_MUSIC_DIRS, RpcError
+from ..protocol.paths import path_from_wire, path_to_wire
+from ..tags import read_tags
+from .database import TAGS_VERSION, Database, KnownTrack, Track, TrackFile, TrackTags
 from .events import EventHub
 
 log = logging.getLogger("auralisd.library")
@@ -47,6 +59,25 @@ PROGRESS_INTERVAL_S: Final = 0.1  # at most ten scan_progress events per second
 
 
 @dataclass(frozen=True)
+class ScanCounts:
+    """What one scan found. ``files`` (every file on disk under the music folders, hidden folders
+    aside; a file reached by two paths counts once) = ``added + updated + unchanged + unsupported +
+    damaged + skipped``. ``removed`` counts tracks whose files are gone."""
+
+    files: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    unsupported: int = 0  # not audio in a format we decode (a text file, a picture)
+    damaged: int = 0  # audio that cannot be read (corrupt, truncated, empty, unreadable)
+    skipped: int = 0  # hidden files and the daemon's own .25d sidecars, never opened
+
+    def to_wire(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
 class LibraryStatistics:
     running: bool
     done: int
@@ -54,6 +85,8 @@ class LibraryStatistics:
     files_probed: int  # audio files opened by scans since start (0 growth on an unchanged rescan)
     scans: int
     tracks: int
+    counts: ScanCounts | None = None  # of the last finished scan
+    error: str | None = None  # why the last scan failed (None: it did not)
 
 
 @dataclass(frozen=True)
@@ -79,17 +112,21 @@ class Walk:
 
     files: list[FoundFile]
     listed: dict[str, frozenset[str]]
+    skipped: int = 0  # hidden files and .25d sidecars (hidden folders are not walked)
 
 
 def walk_music_dir(music_dir: str) -> Walk:
-    """Every audio file under ``music_dir`` (blocking; run on a thread).
+    """Every candidate file under ``music_dir`` (blocking; run on a thread).
 
     Follows symlinks; a real directory reached twice (a loop, or two links to one folder)
     is walked once, and plain folders are walked before folders reached through a symlink,
     so a file has its symlink-free path whenever it has one. A file reached twice (a
-    symlinked file) is reported once. Hidden files and folders (leading ``.``) are skipped.
+    symlinked file) is reported once. Hidden files and folders (leading ``.``) and ``.25d``
+    sidecars are skipped (files counted in ``skipped``). Every other regular file is a candidate:
+    whether it is audio is decided by its content, not its name.
     """
     found: list[FoundFile] = []
+    skipped = 0
     listed: dict[str, frozenset[str]] = {}
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
@@ -117,6 +154,7 @@ def walk_music_dir(music_dir: str) -> Walk:
         subdirs: list[tuple[str, bool]] = []
         for entry in entries:
             if entry.name.startswith("."):
+                skipped += 0 if entry.is_dir() else 1
                 continue
             child_rel = f"{rel}/{entry.name}" if rel else entry.name
             try:
@@ -129,7 +167,9 @@ def walk_music_dir(music_dir: str) -> Walk:
                     linked.append((child_rel, True))
                 else:
                     subdirs.append((child_rel, via_link))
-            elif stat.S_ISREG(est.st_mode) and is_audio_path(entry.name) and est.st_size > 0:
+            elif stat.S_ISREG(est.st_mode) and entry.name.endswith(SIDECAR_SUFFIX):
+                skipped += 1  # our own fingerprint cache, never audio
+            elif stat.S_ISREG(est.st_mode):
                 real = os.path.realpath(entry.path) if is_link else os.path.join(real_folder, entry.name)
                 found.append(
                     FoundFile(entry.path, music_dir, rel, est.st_size, est.st_mtime_ns, real, via_link or is_link)
@@ -142,7 +182,7 @@ def walk_music_dir(music_dir: str) -> Walk:
         if f.real_path not in seen_files:
             seen_files.add(f.real_path)
             out.append(f)
-    return Walk(out, listed)
+    return Walk(out, listed, skipped)
 
 
 def has_vanished(path: str, music_dir: str, listed: dict[str, frozenset[str]]) -> bool:
@@ -164,17 +204,22 @@ def has_vanished(path: str, music_dir: str, listed: dict[str, frozenset[str]]) -
 def read_track_file(found: FoundFile) -> TrackFile:
     """Probe the header and read the tags (blocking). Raises AudioError for unusable files."""
     info = probe(found.path)
-    tags = _read_tags(found.path)
+    tags = read_tags(found.path)
     return TrackFile(
         path=found.path,
         music_dir=found.music_dir,
         rel_dir=found.rel_dir,
         size=found.size,
         mtime_ns=found.mtime_ns,
-        title=tags.get("title"),
-        artist=tags.get("artist"),
-        album=tags.get("album"),
-        track_number=_track_number(tags.get("tracknumber")),
+        title=tags.title,
+        artist=tags.artist,
+        album=tags.album,
+        track_number=tags.track_number,
+        album_artist=tags.album_artist,
+        disc_number=tags.disc_number,
+        date=tags.date,
+        genre=tags.genre,
+        mb_album_id=tags.mb_album_id,
         duration_s=info.duration_s,
         num_frames=info.num_frames,
         sample_rate=info.sample_rate,
@@ -184,31 +229,18 @@ def read_track_file(found: FoundFile) -> TrackFile:
     )
 
 
-def _read_tags(path: str) -> dict[str, str]:
-    import mutagen
-
-    try:
-        meta = mutagen.File(path, easy=True)
-    except Exception:  # mutagen raises many kinds on odd files; tags are optional
-        return {}
-    if meta is None or meta.tags is None:
-        return {}
-    out = {}
-    for key in ("title", "artist", "album", "tracknumber"):
-        try:
-            value = meta.tags.get(key)
-        except Exception:
-            value = None
-        if value:
-            out[key] = str(value[0] if isinstance(value, list) else value)
-    return out
+def read_track_tags(track_id: int, path: str) -> TrackTags:
+    """The tags of a known file (blocking): a tags refresh that keeps the fingerprint."""
+    tags = read_tags(path)
+    return TrackTags(
+        track_id, path, tags.title, tags.artist, tags.album, tags.album_artist, tags.track_number,
+        tags.disc_number, tags.date, tags.genre, tags.mb_album_id,
+    )  # fmt: skip
 
 
-def _track_number(text: str | None) -> int | None:
-    if not text:
-        return None
-    head = text.split("/", 1)[0].strip()
-    return int(head) if head.isdigit() else None
+def rejected_kind(exc: AudioError) -> str:
+    """``unsupported`` for a file that is not audio we decode, ``damaged`` for everything else."""
+    return "unsupported" if isinstance(exc, UnsupportedAudioError) else "damaged"
 
 
 class Library:
@@ -225,6 +257,8 @@ class Library:
         self._files_probed = 0
         self._scans = 0
         self._tracks = 0
+        self._counts: ScanCounts | None = None
+        self._error: str | None = None
         self._scan_finished: trio.Event = trio.Event()
         self._scan_finished.set()
         self.on_scan_complete: list = []  # callables run (sync) after each scan
@@ -246,8 +280,9 @@ class Library:
 
     def statistics(self) -> LibraryStatistics:
         return LibraryStatistics(
-            self._running, self._done, self._total, self._files_probed, self._scans, self._tracks
-        )
+            self._running, self._done, self._total, self._files_probed, self._scans, self._tracks, self._counts,
+            self._error,
+        )  # fmt: skip
 
     def scan(self) -> bool:
         """Start a scan in the background; False when one is already running."""
@@ -264,30 +299,41 @@ class Library:
 
     async def _scan(self) -> None:
         started = time.monotonic()
+        self._error = None
+        self._counts = None
         try:
-            await self._scan_inner()
-        except Exception:
+            self._counts = await self._scan_inner()
+        except Exception as exc:
             log.exception("library scan failed")
-            self._hub.publish("error", {"code": "internal", "message": "library scan failed; see the daemon log"})
+            self._error = f"library scan failed ({type(exc).__name__}); see the daemon log"
+            self._hub.publish("error", {"code": "internal", "message": self._error})
         finally:
             self._running = False
             self._scans += 1
+            self._publish_progress("")
             self._scan_finished.set()
-        log.info(
-            "scan finished: %d tracks, %d files probed, %.2f s", self._tracks, self._files_probed, time.monotonic() - started
-        )
+        counts = self._counts
+        if self._error is None and counts is not None:
+            log.info(
+                "scan finished in %.2f s: %d tracks; %d files: %d added, %d updated, %d unchanged, %d unsupported,"
+                " %d damaged, %d skipped; %d removed",
+                time.monotonic() - started, self._tracks, counts.files, counts.added, counts.updated,
+                counts.unchanged, counts.unsupported, counts.damaged, counts.skipped, counts.removed,
+            )  # fmt: skip
         for callback in self.on_scan_complete:
             callback()
 
-    async def _scan_inner(self) -> None:
+    async def _scan_inner(self) -> ScanCounts:
         found: list[FoundFile] = []
         listed: dict[str, frozenset[str]] = {}
+        skipped = 0
         for music_dir in self._music_dirs:
             walk = await trio.to_thread.run_sync(walk_music_dir, music_dir)
             if music_dir not in walk.listed:
                 log.warning("music folder %s is missing, empty or unreadable; its tracks are kept", music_dir)
             found += walk.files
             listed.update(walk.listed)
+            skipped += walk.skipped
         # one library path per real file, over all the music folders (first folder first)
         by_real: dict[str, FoundFile] = {}
         for f in sorted(found, key=lambda f: f.via_link):
@@ -296,45 +342,36 @@ class Library:
         by_path = {f.path: f for f in found}
 
         known = await self._db.known_tracks()
-        stats = {k.path: (k.size, k.mtime_ns) for k in known}
-        owner = {k.path: k.track_id for k in known if k.path in by_path}
-        moves: list[tuple[int, str, str, str, str]] = []
-        vanished: list[int] = []
-        for k in known:
-            f = by_path.get(k.path)
-            if f is not None:
-                if k.real_path != f.real_path:  # (older rows have none yet)
-                    moves.append((k.track_id, f.path, f.music_dir, f.rel_dir, f.real_path))
-                continue
-            moved = by_real.get(k.real_path or os.path.realpath(k.path))
-            if moved is not None and moved.path not in owner:
-                # the same file, now first reached by another path: keep the row (queue, fingerprint)
-                owner[moved.path] = k.track_id
-                stats[moved.path] = (k.size, k.mtime_ns)
-                moves.append((k.track_id, moved.path, moved.music_dir, moved.rel_dir, moved.real_path))
-            elif moved is not None or has_vanished(k.path, k.music_dir, listed):
-                vanished.append(k.track_id)  # gone, or a second row for one file
-            elif self._music_dir_of(k.path) is None or os.path.relpath(k.path, k.music_dir).startswith(".."):
-                if k.music_dir in self._music_dirs:  # a row stored under a path outside its folder
-                    vanished.append(k.track_id)
+        stats, owner, moves, vanished = await trio.to_thread.run_sync(
+            self._reconcile, known, by_path, by_real, listed
+        )
         if moves:
             await self._db.move_tracks(moves)
         if vanished:
             await self._db.delete_tracks(vanished)
             log.info("%d tracks vanished", len(vanished))
         rejected = await self._db.rejected_files()
+        kinds = {r.path: r.kind for r in await self._db.rejected_list()}
         changed = [
             f
             for f in found
             if stats.get(f.path) != (f.size, f.mtime_ns) and rejected.get(f.path) != (f.size, f.mtime_ns)
         ]
+        # known files whose audio is unchanged but whose tags were read by an older version
+        stale_tags = [
+            (owner[k.path], k.path)
+            for k in known
+            if k.tags_version < TAGS_VERSION and k.path in by_path and stats.get(k.path) == (by_path[k.path].size,
+                                                                                         by_path[k.path].mtime_ns)
+        ]  # fmt: skip
         forget = [p for p in rejected if p not in by_path and has_vanished(p, self._music_dir_of(p) or "/", listed)]
         self._total = len(found)
         self._done = len(found) - len(changed)
-        self._publish_progress("", force=True)
+        self._publish_progress("")
         limiter = trio.CapacityLimiter(PROBE_THREADS)
         batch: list[TrackFile] = []
-        bad: list[tuple[str, int, int, str]] = []
+        bad: list[tuple[str, int, int, str, str]] = []
+        outcome: dict[str, str] = {}  # path -> added | updated | unsupported | damaged (this scan's probes)
         last_event = 0.0
 
         async def read_one(item: FoundFile) -> None:
@@ -342,13 +379,18 @@ class Library:
             try:
                 track_file = await trio.to_thread.run_sync(read_track_file, item, limiter=limiter)
             except AudioError as exc:
-                log.warning("skipping %s (not tried again until the file changes)", exc)
-                bad.append((item.path, item.size, item.mtime_ns, str(exc)))
+                kind = rejected_kind(exc)
+                # named once: an unchanged rejected file is not probed (nor logged) again
+                log.warning("%s file %s: %s (not tried again until it changes)", kind, path_to_wire(item.path),
+                            exc.reason)  # fmt: skip
+                bad.append((item.path, item.size, item.mtime_ns, kind, exc.reason))
+                outcome[item.path] = kind
                 track_file = None
             self._files_probed += 1
             self._done += 1
             if track_file is not None:
                 batch.append(track_file)
+                outcome[item.path] = "updated" if item.path in stats else "added"
             now = time.monotonic()
             if now - last_event >= PROGRESS_INTERVAL_S:
                 last_event = now
@@ -366,11 +408,60 @@ class Library:
                 bad.clear()
         if forget:
             await self._db.set_rejected([], forget)
+        for start in range(0, len(stale_tags), UPSERT_BATCH):
+            rows = []
+            for track_id, path in stale_tags[start : start + UPSERT_BATCH]:
+                rows.append(await trio.to_thread.run_sync(read_track_tags, track_id, path, limiter=limiter))
+            await self._db.update_tags(rows)
         self._tracks = await self._db.count_tracks()
-        self._publish_progress("", force=True)
+        tally = dict.fromkeys(("added", "updated", "unchanged", "unsupported", "damaged"), 0)
+        for f in found:
+            if f.path in outcome:
+                tally[outcome[f.path]] += 1
+            elif rejected.get(f.path) == (f.size, f.mtime_ns):
+                tally[kinds.get(f.path, "damaged")] += 1
+            else:
+                tally["unchanged"] += 1
+        return ScanCounts(files=len(found) + skipped, removed=len(vanished), skipped=skipped, **tally)
 
-    def _publish_progress(self, path: str, *, force: bool = False) -> None:
-        self._hub.publish("scan_progress", {"done": self._done, "total": self._total, "path": path, "running": self._running})
+    def _reconcile(
+        self,
+        known: list[KnownTrack],
+        by_path: dict[str, FoundFile],
+        by_real: dict[str, FoundFile],
+        listed: dict[str, frozenset[str]],
+    ) -> tuple[dict[str, tuple[int, int]], dict[str, int], list[tuple[int, str, str, str, str]], list[int]]:
+        """Known rows against found files (blocking: resolves symlinks): ``(stats, owner, moves, vanished)``."""
+        stats = {k.path: (k.size, k.mtime_ns) for k in known}
+        owner = {k.path: k.track_id for k in known if k.path in by_path}
+        moves: list[tuple[int, str, str, str, str]] = []
+        vanished: list[int] = []
+        for k in known:
+            here = by_path.get(k.path)
+            if here is not None:
+                if k.real_path != here.real_path:  # (older rows have none yet)
+                    moves.append((k.track_id, here.path, here.music_dir, here.rel_dir, here.real_path))
+                continue
+            moved = by_real.get(k.real_path or os.path.realpath(k.path))
+            if moved is not None and moved.path not in owner:
+                # the same file, now first reached by another path: keep the row (queue, fingerprint)
+                owner[moved.path] = k.track_id
+                stats[moved.path] = (k.size, k.mtime_ns)
+                moves.append((k.track_id, moved.path, moved.music_dir, moved.rel_dir, moved.real_path))
+            elif moved is not None or has_vanished(k.path, k.music_dir, listed):
+                vanished.append(k.track_id)  # gone, or a second row for one file
+            elif self._music_dir_of(k.path) is None or os.path.relpath(k.path, k.music_dir).startswith(".."):
+                if k.music_dir in self._music_dirs:  # a row stored under a path outside its folder
+                    vanished.append(k.track_id)
+        return stats, owner, moves, vanished
+
+    def _publish_progress(self, path: str) -> None:
+        data: dict[str, Any] = {"done": self._done, "total": self._total, "path": path_to_wire(path),
+                                "running": self._running}  # fmt: skip
+        if not self._running:
+            data["counts"] = None if self._counts is None else self._counts.to_wire()
+            data["error"] = self._error
+        self._hub.publish("scan_progress", data)
 
     # ----------------------------------------------------------------- path questions
     def _music_dir_of(self, path: str) -> str | None:
@@ -384,64 +475,87 @@ class Library:
             return [os.path.abspath(path)]
         return [os.path.abspath(os.path.join(d, path)) for d in self._music_dirs]
 
-    async def resolve_track_path(self, path: str) -> Track:
-        """The library track for a client path.
+    async def resolve_track_path(self, wire_path: str) -> Track:
+        """The library track for a client path (in wire form, see ``protocol/paths.py``).
 
         The path (``..`` resolved textually) must lie under a music folder. A track the
         library found there (also through a symlink that leads outside) is answered as it is;
         another path to the same real file (a symlink loop, a second link) answers that same
-        track, so aliases never make second rows. A file no scan has seen yet is added when
-        its real path lies inside a music folder, under its symlink-free library path.
+        track, so aliases never make second rows. A file no scan has seen yet is probed and
+        added when its real path lies inside a music folder, under its symlink-free library
+        path; whether it is audio is decided by its content.
 
         Raises:
             RpcError: ``outside_music_dirs`` when the path escapes the music folders,
-                ``not_found`` when it is not an audio file there.
+                ``not_found`` when no such file exists there, ``bad_audio`` when the file is
+                not audio we decode (a sidecar, a text file) or is damaged; the message says which.
         """
+        path = path_from_wire(wire_path)
         candidates = [c for c in self._absolute(path) if self._music_dir_of(c) is not None]
         if not candidates:
-            raise RpcError(OUTSIDE_MUSIC_DIRS, f"{path}: outside the music folders")
+            raise RpcError(OUTSIDE_MUSIC_DIRS, f"{wire_path}: outside the music folders")
         for candidate in candidates:
             track = await self._db.get_track_by_path(candidate)
             if track is not None and track.music_dir in self._music_dirs:
                 return track
-        real_dirs = [os.path.realpath(d) for d in self._music_dirs]
+        inside_real = False  # some candidate's real path lies in a music folder
         for candidate in candidates:
-            real = os.path.realpath(candidate)
+            real, inside, found = await trio.to_thread.run_sync(self._unseen_file, candidate)
             track = await self._db.get_track_by_real_path(real, self._music_dirs)
             if track is not None:
                 return track
-            # A file inside a music folder that no scan has seen yet: add it under its
-            # symlink-free path (the path the next scan reaches it by first).
-            home = next(
-                ((d, r) for d, r in zip(self._music_dirs, real_dirs) if real.startswith(r.rstrip("/") + "/")), None
-            )
-            if home is None or not os.path.isfile(real) or not is_audio_path(real):
+            inside_real = inside_real or inside
+            if found is None:
                 continue
-            music_dir, real_dir = home
-            library_path = os.path.join(music_dir, os.path.relpath(real, real_dir))
-            rel_dir = os.path.relpath(os.path.dirname(library_path), music_dir)
-            st = os.stat(real)
-            found = FoundFile(
-                library_path, music_dir, "" if rel_dir == "." else rel_dir, st.st_size, st.st_mtime_ns, real
-            )
+            if real.endswith(SIDECAR_SUFFIX):
+                raise RpcError(BAD_AUDIO, f"{wire_path}: a fingerprint sidecar ({SIDECAR_SUFFIX}), not audio")
             try:
                 track_file = await trio.to_thread.run_sync(read_track_file, found)
+            except AudioNotFoundError:
+                continue  # vanished meanwhile
+            except UnsupportedAudioError as exc:
+                raise RpcError(BAD_AUDIO, f"{wire_path}: not audio in a format Auralis decodes ({exc.reason})") from None
             except AudioError as exc:
-                raise RpcError("bad_audio", str(exc)) from None
+                raise RpcError(BAD_AUDIO, f"{wire_path}: damaged audio ({exc.reason})") from None
             self._files_probed += 1
             await self._db.upsert_tracks([track_file])
-            track = await self._db.get_track_by_path(library_path)
+            track = await self._db.get_track_by_path(found.path)
             if track is not None:
                 return track
-        if not any(self._inside_real(c, real_dirs) for c in candidates):
-            raise RpcError(OUTSIDE_MUSIC_DIRS, f"{path}: outside the music folders")
-        raise RpcError(NOT_FOUND, f"{path}: no such audio file in the library")
+        if not inside_real:
+            raise RpcError(OUTSIDE_MUSIC_DIRS, f"{wire_path}: outside the music folders")
+        raise RpcError(NOT_FOUND, f"{wire_path}: no such file in the music folders")
 
-    async def resolve_paths(self, paths: Sequence[str]) -> list[Track]:
-        """Tracks for files and folders (a folder adds every library track under it, in path order)."""
+    def _unseen_file(self, candidate: str) -> tuple[str, bool, FoundFile | None]:
+        """``(real path, inside a music folder, the file to add)`` for a path no track has (blocking).
+
+        A file inside a music folder that no scan has seen yet is added under its symlink-free
+        path (the path the next scan reaches it by first); None when there is no such file.
+        """
+        real = os.path.realpath(candidate)
+        for music_dir in self._music_dirs:
+            real_dir = os.path.realpath(music_dir)
+            if not real.startswith(real_dir.rstrip("/") + "/"):
+                continue
+            try:
+                st = os.stat(real)
+            except OSError:
+                return real, True, None
+            if not stat.S_ISREG(st.st_mode):
+                return real, True, None
+            library_path = os.path.join(music_dir, os.path.relpath(real, real_dir))
+            rel_dir = os.path.relpath(os.path.dirname(library_path), music_dir)
+            found = FoundFile(library_path, music_dir, "" if rel_dir == "." else rel_dir, st.st_size, st.st_mtime_ns,
+                              real)  # fmt: skip
+            return real, True, found
+        return real, False, None
+
+    async def resolve_paths(self, wire_paths: Sequence[str]) -> list[Track]:
+        """Tracks for files and folders given in wire form (a folder adds every library track under
+        it: folder by folder, each in album order, see ``Database.tracks_under``)."""
         out: list[Track] = []
-        for path in paths:
-            folder = self._folder(path)
+        for wire_path in wire_paths:
+            folder = self._folder(path_from_wire(wire_path))
             if folder is not None:
                 music_dir, rel = folder
                 tracks = await self._db.tracks_under(music_dir, rel, recursive=True)
@@ -450,7 +564,7 @@ class Library:
                     tracks = await self._db.tracks_under(*alias, recursive=True)
                 out += tracks
             else:
-                out.append(await self.resolve_track_path(path))
+                out.append(await self.resolve_track_path(wire_path))
         return out
 
     def _folder(self, path: str) -> tuple[str, str] | None:
@@ -472,22 +586,28 @@ class Library:
                 return music_dir, "" if rel == "." else rel
         return None
 
-    async def list_dir(self, path: str | None) -> dict[str, Any]:
-        """``{dirs, tracks}`` of a library folder (dirs as absolute paths)."""
-        if not path:
+    async def list_dir(self, wire_path: str | None) -> dict[str, Any]:
+        """``{dirs, tracks}`` of a library folder (dirs as absolute paths; every path in wire form;
+        tracks in album order: disc, track number, name)."""
+        if not wire_path:
             if len(self._music_dirs) != 1:
-                return {"dirs": list(self._music_dirs), "tracks": []}
-            path = self._music_dirs[0]
+                return {"dirs": [path_to_wire(d) for d in self._music_dirs], "tracks": []}
+            wire_path = path_to_wire(self._music_dirs[0])
+        path = path_from_wire(wire_path)
         folder = self._folder(path)
         if folder is None:
             candidates = self._absolute(path)
             if any(self._music_dir_of(c) for c in candidates):
-                raise RpcError(NOT_FOUND, f"{path}: no such folder in the library")
-            raise RpcError(OUTSIDE_MUSIC_DIRS, f"{path}: outside the music folders")
+                raise RpcError(NOT_FOUND, f"{wire_path}: no such folder in the library")
+            raise RpcError(OUTSIDE_MUSIC_DIRS, f"{wire_path}: outside the music folders")
         music_dir, rel = folder
         dirs = await self._db.subdirs(music_dir, rel)
         tracks = await self._db.tracks_under(music_dir, rel, recursive=False)
         return {
-            "dirs": [os.path.join(music_dir, d) for d in dirs],
+            "dirs": [path_to_wire(os.path.join(music_dir, d)) for d in dirs],
             "tracks": [t.to_wire() for t in tracks],
         }
+
+    async def rejected(self) -> list[dict[str, Any]]:
+        """Every file a scan could not use, with its kind and reason (paths in wire form)."""
+        return [r.to_wire() for r in await self._db.rejected_list()]

@@ -60,7 +60,8 @@ class Services:
             cache=self.mastering.cache.statistics().to_wire(),
             fingerprints=self.resolver.statistics().to_wire(),
             scan={"running": scan.running, "done": scan.done, "total": scan.total, "files_probed": scan.files_probed,
-                  "scans": scan.scans, "tracks": scan.tracks},
+                  "scans": scan.scans, "tracks": scan.tracks,
+                  "counts": None if scan.counts is None else scan.counts.to_wire(), "error": scan.error},
             pool=self.mastering.pool.statistics().to_wire(),
             albums=None if self.albums is None else self.albums.statistics().to_wire(),
             uptime_s=time.monotonic() - self.started_at,
@@ -364,11 +365,20 @@ async def _library_list(svc: Services, session: Session, path: str | None = None
     return await svc.library.list_dir(path)
 
 
-@command("library.search", query=("str", True), limit=("uint", False))
-async def _library_search(svc: Services, session: Session, query: str, limit: int | None = None) -> dict[str, Any]:
+@command("library.search", query=("str", True), limit=("uint", False), offset=("uint", False))
+async def _library_search(
+    svc: Services, session: Session, query: str, limit: int | None = None, offset: int | None = None
+) -> dict[str, Any]:
     limit = DEFAULT_SEARCH_LIMIT if limit is None else min(limit, MAX_SEARCH_LIMIT)
-    tracks = await svc.db.search_tracks(query[:200], limit)
-    return {"tracks": [t.to_wire() for t in tracks]}
+    offset = offset or 0
+    tracks, total = await svc.db.search_tracks(query[:200], limit, offset)
+    return {"tracks": [t.to_wire() for t in tracks], "total": total, "offset": offset,
+            "truncated": offset + len(tracks) < total}  # fmt: skip
+
+
+@command("library.rejected")
+async def _library_rejected(svc: Services, session: Session) -> dict[str, Any]:
+    return {"files": await svc.library.rejected()}
 
 
 @command("library.track", exactly_one=("track_id", "path"), track_id=("uint", False), path=("path", False))
@@ -456,6 +466,7 @@ COMMANDS: Final[MappingProxyType[str, Command]] = MappingProxyType(
         _library_scan,
         _library_list,
         _library_search,
+        _library_rejected,
         _library_track,
         _fingerprint_get,
         _preset_list,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from .paths import text_to_wire
+
 BAD_REQUEST: Final = "bad_request"  # malformed frame or message shape
 UNKNOWN_METHOD: Final = "unknown_method"
 INVALID_PARAMS: Final = "invalid_params"
@@ -37,4 +39,5 @@ def error_reply(code: str, message: str) -> dict[str, str]:
     """The wire map of one error; ``code`` must be one of :data:`ERROR_CODES`."""
     if code not in ERROR_CODES:
         raise ValueError(f"unknown error code {code!r}")
-    return {"code": code, "message": message}
+    # a message may name a file whose name is not UTF-8: its bytes are written \xHH (msgpack needs UTF-8)
+    return {"code": code, "message": text_to_wire(message)}

@@ -92,6 +92,8 @@ class WebSocketRequestInfo:
 
 
 WebSocketHandler = Callable[[trio_websocket.WebSocketConnection, WebSocketRequestInfo], Awaitable[None]]
+# A dynamic GET endpoint under a path prefix: the rest of the path -> (body, content type), or None (404).
+GetHandler = Callable[[str], Awaitable["tuple[bytes, str] | None"]]
 
 
 @dataclass(frozen=True)
@@ -313,10 +315,12 @@ class HttpServer:
     """Serves the player's files and dispatches WebSocket routes on one listening port."""
 
     def __init__(self, routes: Mapping[str, WebSocketRoute], policy: HttpPolicy, web_dir: Path = WEB_DIR, *,
-                 max_connections: int = DEFAULT_HTTP_MAX_CONNECTIONS) -> None:
+                 max_connections: int = DEFAULT_HTTP_MAX_CONNECTIONS,
+                 get_routes: Mapping[str, GetHandler] | None = None) -> None:
         self._routes = dict(routes)
         self._policy = policy
         self._web_dir = web_dir
+        self._get_routes = dict(get_routes or {})  # path prefix (e.g. "/cover/") -> handler
         self._max_connections = max_connections
         self._open = 0  # connections being served, counted at accept
         self._refusing = 0  # refused connections still being told so (at most MAX_REFUSING)
@@ -444,6 +448,10 @@ class HttpServer:
         if path in self._routes:
             await _send_simple(stream, conn, 426, b"this endpoint speaks WebSocket\n")
             return
+        prefix = next((p for p in self._get_routes if path.startswith(p)), None)
+        if prefix is not None:
+            await self._handle_get_route(stream, conn, request, headers, target, prefix)
+            return
         try:
             file_path = resolve_static(self._web_dir, target)
         except UnicodeDecodeError:
@@ -454,6 +462,25 @@ class HttpServer:
         body = await trio.Path(file_path).read_bytes()
         await _send_simple(stream, conn, 200, body, content_type=CONTENT_TYPES[file_path.suffix.lower()],
                            head_only=request.method == b"HEAD")
+
+    async def _handle_get_route(self, stream: trio.SocketStream, conn: h11.Connection, request: h11.Request,
+                                headers: Mapping[str, str], target: str, prefix: str) -> None:
+        """A dynamic GET (e.g. ``/cover/7``): the WebSocket rules for Origin and token, then the handler."""
+        parts = urlsplit(target)
+        query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        head_only = request.method == b"HEAD"
+        if not self._policy.origin_ok(headers.get("origin")):
+            await _send_simple(stream, conn, 403, b"forbidden: foreign Origin\n", head_only=head_only)
+            return
+        if not self._policy.token_ok(headers.get("authorization"), query.get("token")):
+            await _send_simple(stream, conn, 403, b"forbidden: token required\n", head_only=head_only)
+            return
+        found = await self._get_routes[prefix](parts.path[len(prefix):])
+        if found is None:
+            await _send_simple(stream, conn, 404, b"not found\n", head_only=head_only)
+            return
+        body, content_type = found
+        await _send_simple(stream, conn, 200, body, content_type=content_type, head_only=head_only)
 
     async def _handle_websocket(self, stream: trio.SocketStream, conn: h11.Connection, request: h11.Request,
                                 headers: Mapping[str, str], target: str, raw: bytes) -> None:
@@ -552,6 +579,7 @@ async def serve_http(
     token: str | None = None,
     web_dir: Path = WEB_DIR,
     max_connections: int = DEFAULT_HTTP_MAX_CONNECTIONS,
+    get_routes: Mapping[str, GetHandler] | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the web player and the WebSocket ``routes`` on ``host:port``; never returns.
@@ -566,6 +594,8 @@ async def serve_http(
         max_connections: open connections on the port (pages and WebSockets), counted at accept;
             one more is answered ``503`` and closed. A route's own ``max_connections`` limits its
             WebSockets (one more is closed with code 1013).
+        get_routes: dynamic GET endpoints by path prefix (``/cover/``), under the WebSocket
+            rules for Origin and token.
         task_status: ``started(port)`` with the bound port once listening.
 
     Error handling:
@@ -578,7 +608,7 @@ async def serve_http(
         raise OSError(exc.errno, f"HTTP port {shown}:{port}: {exc.strerror or exc}") from None
     bound_port = listeners[0].socket.getsockname()[1]
     policy = HttpPolicy(bind_host=host, port=bound_port, allowed_origins=allowed_origins, token=token)
-    server = HttpServer(routes, policy, web_dir, max_connections=max_connections)
+    server = HttpServer(routes, policy, web_dir, max_connections=max_connections, get_routes=get_routes)
     log.info("HTTP/WebSocket on http://%s:%d/", host if ":" not in host else f"[{host}]", bound_port)
     async with trio.open_nursery() as nursery:
         await nursery.start(lambda task_status: server.serve(listeners, task_status=task_status))

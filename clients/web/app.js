@@ -117,6 +117,7 @@ async function refreshStatus() {
   const t = s.track;
   $("track-title").textContent = t ? (t.title || t.path.split("/").pop()) : "Nothing playing";
   $("track-meta").textContent = t ? [t.artist, t.album].filter(Boolean).join(" — ") : "";
+  showCover(t ? t.track_id : null);
   $("duration").textContent = fmtTime(s.duration_s || 0);
   $("seek").max = s.duration_s || 1;
   $("preset").value = s.preset;
@@ -137,6 +138,20 @@ function showAlbumScope(d) {
   const a = d.album;
   el.textContent = a ? `Album plan: ${a.name} (track ${a.index + 1} of ${a.tracks}) — ${d.scope_reason || ""}`
     : `Track plan — ${d.scope_reason || ""}`;
+}
+
+// Cover art: GET /cover/<track_id> (embedded picture, else cover.*/folder.* beside the file); hidden on 404.
+let coverTrack = undefined;
+function showCover(trackId) {
+  if (trackId === coverTrack) return;
+  coverTrack = trackId;
+  const img = $("cover");
+  img.hidden = true;
+  state.cover = null;
+  if (trackId === null || trackId === undefined) { img.removeAttribute("src"); return; }
+  img.onload = () => { if (coverTrack === trackId) { img.hidden = false; state.cover = trackId; } };
+  img.onerror = () => { img.hidden = true; };
+  img.src = withToken(`/cover/${trackId}`);
 }
 
 let elapsedBase = { elapsed: 0, at: 0, playing: false };
@@ -173,6 +188,8 @@ function button(text, label, onclick) {
 
 async function search(query) {
   const r = await call("library.search", { query, limit: 50 });
+  // never cut in silence: say how many matched when only the first ones are shown
+  $("results-count").textContent = r.truncated ? `first ${r.tracks.length} of ${r.total} matches` : "";
   $("results").replaceChildren(...r.tracks.map((t) => {
     const li = document.createElement("li");
     const name = document.createElement("span");

@@ -90,28 +90,38 @@ async def test_library_scan_skips_unchanged_files_and_follows_changes(tmp_path: 
             assert library.scan() and not library.scan()  # one scan at a time
             await library.wait_scan()
             stats = library.statistics()
-            assert (stats.tracks, stats.files_probed) == (3, 3)
+            # by content, not by name: the picture and the empty file are opened too, and rejected
+            assert (stats.tracks, stats.files_probed) == (3, 5)
+            assert stats.counts is not None and stats.counts.to_wire() == {
+                "files": 5, "added": 3, "updated": 0, "unchanged": 0, "removed": 0, "unsupported": 1, "damaged": 1,
+                "skipped": 0,
+            }
             last = None
             while True:
                 try:
                     last = progress.receive.receive_nowait().data
                 except trio.WouldBlock:
                     break
-            assert last is not None and last["done"] == last["total"] == 3
+            assert last is not None and last["done"] == last["total"] == 5
+            assert last["running"] is False and last["counts"]["added"] == 3 and last["error"] is None
             listing = await library.list_dir(None)
             assert listing["dirs"] == [str(music / "A")]
             assert [t["title"] for t in listing["tracks"]] == ["3"]
             # unchanged rescan: no file is opened
             library.scan()
             await library.wait_scan()
-            assert library.statistics().files_probed == 3
+            assert library.statistics().files_probed == 5
+            counts = library.statistics().counts
+            assert counts is not None and (counts.unchanged, counts.unsupported, counts.damaged) == (3, 1, 1)
             # one changed, one vanished
             os.utime(music / "3.flac", ns=(1, 1))
             os.unlink(music / "A" / "2.wav")
             library.scan()
             await library.wait_scan()
             stats = library.statistics()
-            assert (stats.tracks, stats.files_probed) == (2, 4)
-            found = await db.search_tracks("A/1.flac", 10)
+            assert (stats.tracks, stats.files_probed) == (2, 6)
+            assert stats.counts is not None and (stats.counts.updated, stats.counts.removed) == (1, 1)
+            found, total = await db.search_tracks("A/1.flac", 10)
+            assert total == 1
             assert [t.path for t in found] == [str(music / "A" / "1.flac")]
             nursery.cancel_scope.cancel()

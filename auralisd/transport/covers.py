@@ -1,0 +1,37 @@
+"""``GET /cover/<track_id>``: a track's cover art on the HTTP port.
+
+The embedded picture, else ``cover.*``/``folder.*`` beside the file (``auralisd/tags.py``),
+at most :data:`~auralisd.tags.MAX_COVER_BYTES`, with the content type its bytes say (JPEG,
+PNG, GIF or WebP; never guessed from a name). 404 for an unknown track or one without a
+picture. The HTTP server applies the same Host, Origin and token rules as to WebSockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import trio
+
+from ..actors.database import Database
+from ..tags import MAX_COVER_BYTES, read_cover
+
+MAX_TRACK_ID_DIGITS: Final = 19  # SQLite INTEGER: at most 2^63 - 1
+COVER_THREADS: Final = 2  # pictures read at once (each at most MAX_COVER_BYTES in memory)
+
+CoverHandler = Callable[[str], Awaitable[tuple[bytes, str] | None]]
+
+
+def cover_handler(db: Database) -> CoverHandler:
+    """The ``/cover/`` route: the rest of the path is a track id."""
+    limiter = trio.CapacityLimiter(COVER_THREADS)
+
+    async def handle(rest: str) -> tuple[bytes, str] | None:
+        if not rest.isascii() or not rest.isdigit() or len(rest) > MAX_TRACK_ID_DIGITS:
+            return None
+        track = await db.get_track(int(rest))
+        if track is None:
+            return None
+        return await trio.to_thread.run_sync(read_cover, track.path, MAX_COVER_BYTES, limiter=limiter)
+
+    return handle
