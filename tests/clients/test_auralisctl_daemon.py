@@ -289,10 +289,13 @@ def test_scan_and_scan_wait(daemon, ctl):
     code, out, _ = ctl("scan")
     assert code == 0 and out in ("scan started\n", "a scan is already running\n")
     code, out, _ = ctl("scan", "--wait")
-    assert code == 0 and out.splitlines()[-1] == "scan complete: 3/3 files"
+    assert code == 0 and out.splitlines()[-2] == "scan complete: 3/3 files"
+    assert out.splitlines()[-1].startswith("3 files: 0 added, 0 updated, 3 unchanged, 0 unsupported, 0 damaged, ")
     code, out, _ = ctl("scan", "--wait", "--json")
     lines = [json.loads(line) for line in out.splitlines()]
-    assert lines[-1] == {"done": 3, "total": 3, "complete": True}
+    counts = lines[-1].pop("counts")
+    assert lines[-1] == {"done": 3, "total": 3, "complete": True, "error": None}
+    assert (counts["files"] - counts["skipped"], counts["unchanged"], counts["removed"]) == (3, 3, 0)
     assert not daemon.call("status")["scan"]["running"]
 
 

@@ -1,0 +1,415 @@
+"""A messy real library through a real daemon and auralisctl (issue 9, items 2-4).
+
+Built here with ffmpeg and mutagen: every common container with tags and cover art (FLAC,
+MP3 with ID3 + APIC, M4A with covr, Ogg Vorbis and Opus with Vorbis comments, WAV with an ID3
+chunk, WAV with RIFF INFO only, AIFF with ID3, WavPack with APEv2), a damaged FLAC, a text
+file and pictures, Latin-1 file and folder names beside 1,000 plain files, and a hidden file.
+Checked end to end: the scan's counts add up to the files on disk, ``rejected`` names every
+file it could not use, tags and album order, cover art over HTTP, folded search that never
+cuts in silence, and a printed non-UTF-8 path given back to ``add`` and played.
+
+M4A and WavPack need the FFmpeg decoder (PyAV): each file is expected to be a track exactly
+when ``auralis.audio.probe`` decodes it in this process, and listed as unsupported otherwise.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from auralis.audio import probe
+from auralis.errors import AudioError
+from clients import auralisctl
+from tests.service.daemon_process import start_daemon
+
+pytestmark = pytest.mark.skipif(subprocess.run(["which", "ffmpeg"], capture_output=True).returncode != 0,
+                                reason="ffmpeg is not installed")  # fmt: skip
+
+BULK = 1000
+RATE = 44_100
+TAGS = {"artist": "Björk", "album": "Homogenic", "album_artist": "Various", "disc": "1/1", "date": "1997",
+        "genre": "Electronic"}  # fmt: skip
+# name -> track number (names sort differently from the numbers, so album order shows)
+FORMATS = {"a.flac": 9, "b.mp3": 8, "c.m4a": 7, "d.ogg": 6, "e.opus": 5, "f_id3.wav": 4, "g.aiff": 3, "h.wv": 2}
+MB_ALBUM = "2d9b0a9c-1111-4e4e-9d9d-000000000001"
+LATIN1_DIR = os.fsdecode(b"Bj\xf6rk")
+LATIN1_FILE = os.fsdecode(b"caf\xe9.flac")
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+def tag_args(title: str, track: int) -> list[str]:
+    pairs = {**TAGS, "title": title, "track": f"{track}/9"}
+    return [x for k, v in pairs.items() for x in ("-metadata", f"{k}={v}")]
+
+
+def write_wav(path: Path, seconds: float, seed: int, channels: int = 2, rate: int = RATE) -> None:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    tone = 0.2 * np.sin(2 * np.pi * (220 + 20 * seed) * t)[:, None] + 0.01 * rng.standard_normal((t.size, channels))
+    sf.write(str(path), tone.astype(np.float32), rate, subtype="PCM_16")
+
+
+def make_picture(path: Path, color: str) -> bytes:
+    ffmpeg("-f", "lavfi", "-i", f"color=c={color}:s=16x16", "-frames:v", "1", str(path))
+    return path.read_bytes()
+
+
+def vorbis_picture(jpeg: bytes) -> str:
+    from mutagen.flac import Picture
+
+    picture = Picture()
+    picture.type, picture.mime, picture.data = 3, "image/jpeg", jpeg
+    return base64.b64encode(picture.write()).decode("ascii")
+
+
+def id3_frames(title: str, track: int, jpeg: bytes) -> list:
+    from mutagen import id3
+
+    return [
+        id3.TIT2(encoding=3, text=title), id3.TPE1(encoding=3, text=TAGS["artist"]),
+        id3.TALB(encoding=3, text=TAGS["album"]), id3.TPE2(encoding=3, text=TAGS["album_artist"]),
+        id3.TRCK(encoding=3, text=f"{track}/9"), id3.TPOS(encoding=3, text="1/1"), id3.TDRC(encoding=3, text="1997"),
+        id3.TCON(encoding=3, text=TAGS["genre"]), id3.TXXX(encoding=3, desc="MusicBrainz Album Id", text=MB_ALBUM),
+        id3.APIC(encoding=3, mime="image/jpeg", type=3, desc="front", data=jpeg),
+    ]  # fmt: skip
+
+
+def build_formats(folder: Path, src: Path, art: Path, jpeg: bytes) -> None:
+    """One file per container, each with title "<name> title", the shared tags and the picture."""
+    import mutagen
+    from mutagen.apev2 import APEBinaryValue
+    from mutagen.wave import WAVE
+
+    folder.mkdir(parents=True)
+    pic = ["-i", str(art), "-map", "0:a", "-map", "1:v", "-c:v", "copy", "-disposition:v", "attached_pic"]
+    for name, track in FORMATS.items():
+        out, title = folder / name, f"{name} title"
+        tags = tag_args(title, track)
+        if name.endswith(".flac"):
+            ffmpeg("-i", str(src), *pic, *tags, "-metadata", f"MUSICBRAINZ_ALBUMID={MB_ALBUM}", str(out))
+        elif name.endswith(".mp3"):
+            ffmpeg("-i", str(src), *pic, "-c:a", "libmp3lame", "-id3v2_version", "3", *tags,
+                   "-metadata", f"MusicBrainz Album Id={MB_ALBUM}", str(out))  # fmt: skip
+        elif name.endswith(".m4a"):
+            ffmpeg("-i", str(src), *pic, "-c:a", "aac", *tags, str(out))
+        elif name.endswith((".ogg", ".opus")):
+            codec = "libvorbis" if name.endswith(".ogg") else "libopus"
+            ffmpeg("-i", str(src), "-c:a", codec, *tags, str(out))
+            meta = mutagen.File(str(out))
+            meta["METADATA_BLOCK_PICTURE"] = [vorbis_picture(jpeg)]
+            meta["MUSICBRAINZ_ALBUMID"] = [MB_ALBUM]
+            meta.save()
+        elif name.endswith(".wav"):  # an ID3 chunk in a RIFF/WAVE file
+            write_wav(out, 1.0, track)
+            wave = WAVE(str(out))
+            wave.add_tags()
+            for frame in id3_frames(title, track, jpeg):
+                wave.tags.add(frame)
+            wave.save()
+        elif name.endswith(".aiff"):
+            ffmpeg("-i", str(src), "-write_id3v2", "1", *tags, str(out))
+            meta = mutagen.File(str(out))
+            meta.tags.add(id3_frames(title, track, jpeg)[-2])  # MusicBrainz id
+            meta.tags.add(id3_frames(title, track, jpeg)[-1])  # APIC
+            meta.save()
+        elif name.endswith(".wv"):
+            ffmpeg("-i", str(src), *tags, str(out))
+            meta = mutagen.File(str(out))
+            meta["Cover Art (Front)"] = APEBinaryValue(b"cover.jpg\x00" + jpeg)
+            meta["MUSICBRAINZ_ALBUMID"] = MB_ALBUM
+            meta.save()
+
+
+def decodes(path: Path) -> bool:
+    try:
+        probe(str(path))
+    except AudioError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    root = tmp_path_factory.mktemp("messy")
+    music = root / "music"
+    src = root / "src.wav"
+    write_wav(src, 1.0, 0)
+    jpeg = make_picture(root / "art.jpg", "blue")
+    build_formats(music / "Formats", src, root / "art.jpg", jpeg)
+    formats = music / "Formats"
+    flac = (formats / "a.flac").read_bytes()
+    (formats / "damaged.flac").write_bytes(flac[:60])  # cut inside its header
+    (formats / "notes.txt").write_text("not music\n")
+    (formats / "photo.jpg").write_bytes(jpeg)
+    (formats / ".hidden.flac").write_bytes(flac)  # hidden: skipped, never opened
+    # RIFF INFO only (ffmpeg's WAV muxer writes LIST/INFO), with a folder picture beside it
+    info = music / "Info"
+    info.mkdir()
+    ffmpeg("-i", str(src), "-metadata", "title=Info title", "-metadata", "artist=Info Artist",
+           "-metadata", "album=Info Album", "-metadata", "genre=Ambient", "-metadata", "date=2001",
+           "-metadata", "track=4", str(info / "info.wav"))  # fmt: skip
+    png = make_picture(info / "folder.png", "red")
+    # album order: disc, then track, then name (untagged last)
+    discs = music / "Discs"
+    discs.mkdir()
+    for name, disc, track in (("a.flac", 2, 1), ("b.flac", 1, 2), ("c.flac", 1, 1), ("d.flac", None, None)):
+        args = ["-metadata", f"title=Disc {disc} track {track}"] if disc else []
+        if disc:
+            args += ["-metadata", f"disc={disc}", "-metadata", f"track={track}"]
+        ffmpeg("-i", str(src), *args, str(discs / name))
+    # names that are not UTF-8: a Latin-1 file, and a Latin-1 folder
+    (music / "Latin").mkdir()
+    write_wav(root / "tmp.wav", 4.0, 5)
+    sf.write(str(root / "tmp.flac"), sf.read(str(root / "tmp.wav"))[0], RATE)
+    os.rename(root / "tmp.flac", os.path.join(music, "Latin", LATIN1_FILE))
+    os.mkdir(os.path.join(music, LATIN1_DIR))
+    ffmpeg("-i", str(root / "tmp.wav"), "-metadata", "title=Jóga", "-metadata", "artist=Björk", str(root / "j.flac"))
+    os.rename(root / "j.flac", os.path.join(music, LATIN1_DIR, os.fsdecode(b"j\xf3ga.flac")))
+    # 1,000 plain files
+    bulk = music / "Bulk"
+    bulk.mkdir()
+    tiny = (0.1 * np.sin(np.arange(4000) / 8.0)).astype(np.float32)
+    for i in range(BULK):
+        sf.write(str(bulk / f"bulk {i:04d}.flac"), tiny, 8000)
+
+    daemon = start_daemon(root, music)
+    daemon.music = music  # type: ignore[attr-defined]
+    daemon.jpeg, daemon.png = jpeg, png  # type: ignore[attr-defined]
+    daemon.decodes = {name: decodes(formats / name) for name in FORMATS}  # type: ignore[attr-defined]
+    yield daemon
+    assert daemon.stop() == 0, daemon.log()
+
+
+@pytest.fixture
+def ctl(lib, capsys):
+    def run(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+        old = sys.stdin
+        if stdin is not None:
+            sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))
+        try:
+            code = auralisctl.main(["--socket", lib.socket_path, *args])
+        finally:
+            sys.stdin = old
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def wire(path: str | Path) -> str:
+    """The documented wire form (docs/protocol.md, "Paths"), written out here independently."""
+    out = []
+    for ch in os.fspath(path):
+        if "\udc80" <= ch <= "\udcff":
+            out.append(f"\\x{ord(ch) - 0xDC00:02X}")
+        else:
+            out.append("\\\\" if ch == "\\" else ch)
+    return "".join(out)
+
+
+def expected_files(lib) -> dict[str, int]:
+    decodable = sum(lib.decodes.values())
+    audio = decodable + 1 + 4 + 2 + BULK  # Formats, Info, Discs, the two Latin-1 names, Bulk
+    unsupported = (len(FORMATS) - decodable) + 3  # undecodable formats, notes.txt, photo.jpg, folder.png
+    return {"tracks": audio, "unsupported": unsupported, "damaged": 1}
+
+
+def wait_for(predicate, what: str, timeout_s: float = 60.0):
+    deadline = time.monotonic() + timeout_s
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value
+
+
+# ---------------------------------------------------------------- scan and rejected files
+def test_scan_counts_add_up_to_the_files_on_disk_and_scan_wait_prints_them(lib, ctl) -> None:
+    want = expected_files(lib)
+    first = lib.call("status")["scan"]
+    assert first["tracks"] == want["tracks"] and first["error"] is None
+    counts = first["counts"]
+    assert counts["added"] == want["tracks"], counts  # the first scan brings in every track: none stops it
+    assert (counts["unsupported"], counts["damaged"]) == (want["unsupported"], want["damaged"])
+    # the rescan: nothing new; every file is in exactly one class, and sidecars written meanwhile are skipped
+    code, out, err = ctl("scan", "--wait", "--json")
+    assert code == 0, err
+    final = json.loads(out.strip().splitlines()[-1])
+    counts = final["counts"]
+    assert counts["files"] == sum(counts[k] for k in ("added", "updated", "unchanged", "unsupported", "damaged",
+                                                       "skipped"))  # fmt: skip
+    assert (counts["unchanged"], counts["added"], counts["removed"]) == (want["tracks"], 0, 0)
+    # skipped: the hidden file and the .25d sidecars the daemon writes meanwhile (counted apart here,
+    # since background fingerprinting keeps adding them)
+    others = sum(not f.endswith(".25d") and not f.startswith(".") for _, _, files in os.walk(lib.music) for f in files)
+    assert counts["files"] - counts["skipped"] == others == want["tracks"] + want["unsupported"] + want["damaged"]
+    assert counts["skipped"] >= 1
+    code, out, err = ctl("scan", "--wait")
+    assert code == 0, err
+    assert f"{want['unsupported']} unsupported, 1 damaged" in out and "0 added" in out
+    assert "auralisctl rejected lists why" in out
+
+
+def test_the_last_scan_progress_event_says_the_scan_ended(lib) -> None:
+    from tests.auralisd.rpc import Client
+
+    with Client.unix(lib.socket_path) as client:
+        client.call("subscribe", events=["scan_progress"])
+        assert client.call("library.scan") == {"started": True}
+        last = client.wait_event("scan_progress", lambda data: data["running"] is False, timeout_s=60)
+    assert last["counts"]["damaged"] == 1 and last["error"] is None and last["done"] == last["total"]
+
+
+def test_rejected_lists_every_file_the_library_could_not_use_with_its_reason(lib, ctl) -> None:
+    formats = lib.music / "Formats"
+    rejected = {f["path"]: f for f in json.loads(ctl("rejected", "--json")[1])["files"]}
+    want = {str(formats / "damaged.flac"): "damaged", str(formats / "notes.txt"): "unsupported",
+            str(formats / "photo.jpg"): "unsupported", str(lib.music / "Info" / "folder.png"): "unsupported"}  # fmt: skip
+    want.update({str(formats / name): "unsupported" for name, ok in lib.decodes.items() if not ok})
+    assert {path: f["kind"] for path, f in rejected.items()} == want
+    assert all(f["reason"] for f in rejected.values())
+    code, out, _ = ctl("rejected")
+    assert code == 0
+    assert any(line.startswith("damaged") and "damaged.flac" in line for line in out.splitlines())
+    # named once in the log, however many rescans
+    lib.call("library.scan")
+    wait_for(lambda: not lib.call("status")["scan"]["running"], "the rescan")
+    assert lib.log().count("damaged.flac") == 1, lib.log()
+
+
+# ---------------------------------------------------------------- tags, order, cover art
+def test_tags_from_every_container_and_album_order(lib, ctl) -> None:
+    listing = lib.call("library.list", {"path": str(lib.music / "Formats")})
+    tracks = listing["tracks"]
+    shown = [Path(t["path"]).name for t in tracks]
+    assert shown == sorted((n for n, ok in lib.decodes.items() if ok), key=lambda n: FORMATS[n])  # by track number
+    for t in tracks:
+        name = Path(t["path"]).name
+        assert t["title"] == f"{name} title", t
+        assert (t["artist"], t["album"], t["album_artist"], t["genre"]) == (
+            "Björk", "Homogenic", "Various", "Electronic"), t  # fmt: skip
+        assert (t["track_number"], t["disc_number"]) == (FORMATS[name], 1), t
+        assert t["date"].startswith("1997"), t
+        assert t["mb_album_id"] == MB_ALBUM, t
+    info = lib.call("library.list", {"path": str(lib.music / "Info")})["tracks"][0]
+    assert (info["title"], info["artist"], info["album"], info["genre"], info["track_number"]) == (
+        "Info title", "Info Artist", "Info Album", "Ambient", 4)  # fmt: skip
+    # disc, then track, then name; `ls` prints that order and `add` queues it
+    code, out, _ = ctl("ls", str(lib.music / "Discs"))
+    assert [Path(line).name for line in out.splitlines()] == ["c.flac", "b.flac", "a.flac", "d.flac"]
+    lib.call("queue.clear")
+    assert ctl("add", str(lib.music / "Discs"))[0] == 0
+    queue = json.loads(ctl("queue", "--json")[1])["items"]
+    assert [Path(item["path"]).name for item in queue] == ["c.flac", "b.flac", "a.flac", "d.flac"]
+    lib.call("queue.clear")
+
+
+def get(lib, target: str, headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", lib.http_port, timeout=30)
+    try:
+        conn.request("GET", target, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.getheader("Content-Type") or "", response.read()
+    finally:
+        conn.close()
+
+
+def test_cover_art_is_served_embedded_or_from_the_folder(lib) -> None:
+    tracks = {Path(t["path"]).name: t for t in lib.call("library.list", {"path": str(lib.music / "Formats")})["tracks"]}
+    for name, track in tracks.items():
+        status, kind, body = get(lib, f"/cover/{track['track_id']}")
+        assert (status, kind, body) == (200, "image/jpeg", lib.jpeg), name
+    info = lib.call("library.list", {"path": str(lib.music / "Info")})["tracks"][0]
+    assert get(lib, f"/cover/{info['track_id']}") == (200, "image/png", lib.png)  # folder.png beside it
+    bulk = lib.call("library.search", {"query": "bulk 0007"})["tracks"][0]
+    assert get(lib, f"/cover/{bulk['track_id']}")[0] == 404  # no picture anywhere
+    assert get(lib, "/cover/99999999")[0] == 404 and get(lib, "/cover/x")[0] == 404
+    assert get(lib, f"/cover/{info['track_id']}", {"Origin": "http://evil.example"})[0] == 403
+    assert get(lib, f"/cover/{info['track_id']}", {"Host": "evil.example"})[0] == 403
+
+
+# ---------------------------------------------------------------- search
+def test_search_folds_case_and_accents(lib, ctl) -> None:
+    want = sorted(str(lib.music / "Formats" / n) for n, ok in lib.decodes.items() if ok)
+    want.append(wire(os.path.join(lib.music, LATIN1_DIR, os.fsdecode(b"j\xf3ga.flac"))))
+    for query in ("BJÖRK", "björk", "bjork"):
+        code, out, _ = ctl("search", query)
+        assert code == 0 and sorted(out.splitlines()) == sorted(want), query
+
+
+def test_search_never_cuts_in_silence_and_the_pipe_adds_every_match(lib, ctl, monkeypatch) -> None:
+    answer = lib.call("library.search", {"query": "bulk"})
+    assert (len(answer["tracks"]), answer["total"], answer["truncated"]) == (100, BULK, True)
+    code, out, err = ctl("search", "bulk", "--limit", "10")
+    assert len(out.splitlines()) == 10 and f"10 of {BULK}" in err
+    monkeypatch.setattr(auralisctl, "SEARCH_PAGE", 300)  # several pages
+    code, out, _ = ctl("search", "bulk")
+    assert code == 0 and len(set(out.splitlines())) == BULK
+    lib.call("queue.clear")
+    code, added, err = ctl("add", "-", stdin=out.encode())
+    assert code == 0, err
+    assert added.strip() == f"added {BULK} tracks at #1-#{BULK}"
+    assert lib.call("status")["queue_length"] == BULK
+    lib.call("queue.clear")
+
+
+# ---------------------------------------------------------------- names that are not UTF-8
+def test_a_printed_latin1_path_goes_back_to_add_and_plays(lib, ctl) -> None:
+    lib.call("queue.clear")
+    code, out, _ = ctl("ls")
+    folder = wire(os.path.join(lib.music, LATIN1_DIR))
+    assert folder + "/" in out.splitlines()
+    code, out, _ = ctl("ls", folder)  # the printed folder, given back
+    (printed,) = out.splitlines()
+    assert printed == folder + "/j\\xF3ga.flac"
+    code, out, err = ctl("add", printed)
+    assert (code, out.strip()) == (0, "added 1 track at #1"), err
+    latin = wire(os.path.join(lib.music, "Latin", LATIN1_FILE))
+    assert ctl("ls", str(lib.music / "Latin"))[1].splitlines() == [latin]
+    # a tab-completed name (the raw bytes, as the shell passes them) names the same file
+    assert ctl("add", os.path.join(lib.music, "Latin", LATIN1_FILE))[0] == 0
+    queue = json.loads(ctl("queue", "--json")[1])["items"]
+    assert [item["path"] for item in queue] == [printed, latin]
+    assert queue[1]["title"] == "caf\\xE9"  # untagged: the file name, shown escaped
+    assert ctl("add", queue[1]["path"])[0] == 0  # what queue --json printed is accepted as well
+    assert ctl("play", "2")[0] == 0
+    status = wait_for(lambda: (s := lib.call("status"))["state"] == "play" and s["elapsed_s"] > 0.2 and s,
+                      "the Latin-1 file to play")  # fmt: skip
+    assert status["track"]["path"] == latin
+    assert ctl("stop")[0] == 0
+    lib.call("queue.clear")
+
+
+def test_add_names_what_is_wrong_with_a_path(lib, ctl) -> None:
+    formats = lib.music / "Formats"
+    sidecar = formats / "a.flac.25d"
+    if not sidecar.exists():
+        sidecar.write_text("{}")
+    cases = {
+        str(formats / "nonexistent.flac"): ("not_found", "no such file"),
+        str(sidecar): ("bad_audio", "sidecar"),
+        str(formats / "notes.txt"): ("bad_audio", "not audio"),
+        str(formats / "damaged.flac"): ("bad_audio", "damaged"),
+        "/etc/passwd": ("outside_music_dirs", "outside the music folders"),
+        str(lib.music / ".." / "x.flac"): ("outside_music_dirs", "outside the music folders"),
+    }
+    for path, (code, words) in cases.items():
+        exit_code, _, err = ctl("add", path)
+        assert exit_code == auralisctl.EXIT_DAEMON_ERROR, (path, err)
+        assert words in err and "internal" not in err, (path, err)
+        with pytest.raises(RuntimeError, match=code):
+            lib.call("queue.add", {"paths": [path]})
+    assert lib.call("ping") == "pong"
