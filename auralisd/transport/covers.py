@@ -2,8 +2,9 @@
 
 The embedded picture, else ``cover.*``/``folder.*`` beside the file (``auralisd/tags.py``),
 at most :data:`~auralisd.tags.MAX_COVER_BYTES`, with the content type its bytes say (JPEG,
-PNG, GIF or WebP; never guessed from a name). 404 for an unknown track or one without a
-picture. The HTTP server applies the same Host, Origin and token rules as to WebSockets.
+PNG, GIF or WebP; never guessed from a name). 204 (no content) for a track without a picture,
+so a page can ask without an error; 404 for an unknown track. The HTTP server applies the same
+Host, Origin and token rules as to WebSockets.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def cover_handler(db: Database) -> CoverHandler:
         track = await db.get_track(int(rest))
         if track is None:
             return None
-        return await trio.to_thread.run_sync(read_cover, track.path, MAX_COVER_BYTES, limiter=limiter)
+        cover = await trio.to_thread.run_sync(read_cover, track.path, MAX_COVER_BYTES, limiter=limiter)
+        return (b"", "") if cover is None else cover  # empty: 204, the track has no picture
 
     return handle

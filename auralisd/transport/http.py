@@ -92,7 +92,8 @@ class WebSocketRequestInfo:
 
 
 WebSocketHandler = Callable[[trio_websocket.WebSocketConnection, WebSocketRequestInfo], Awaitable[None]]
-# A dynamic GET endpoint under a path prefix: the rest of the path -> (body, content type), or None (404).
+# A dynamic GET endpoint under a path prefix: the rest of the path -> (body, content type), None for
+# 404 (no such thing), or an empty body for 204 (it exists but has nothing to send, e.g. no picture).
 GetHandler = Callable[[str], Awaitable["tuple[bytes, str] | None"]]
 
 
@@ -480,6 +481,11 @@ class HttpServer:
             await _send_simple(stream, conn, 404, b"not found\n", head_only=head_only)
             return
         body, content_type = found
+        if not body:  # 204 carries no body and no Content-Length (RFC 9110, 8.6)
+            data = conn.send(h11.Response(status_code=204, headers=[(b"Connection", b"close"), *SECURITY_HEADERS],
+                                          reason=b"No Content"))  # fmt: skip
+            await stream.send_all(data + conn.send(h11.EndOfMessage()))
+            return
         await _send_simple(stream, conn, 200, body, content_type=content_type, head_only=head_only)
 
     async def _handle_websocket(self, stream: trio.SocketStream, conn: h11.Connection, request: h11.Request,

@@ -140,18 +140,26 @@ function showAlbumScope(d) {
     : `Track plan — ${d.scope_reason || ""}`;
 }
 
-// Cover art: GET /cover/<track_id> (embedded picture, else cover.*/folder.* beside the file); hidden on 404.
-let coverTrack = undefined;
-function showCover(trackId) {
+// Cover art: GET /cover/<track_id> answers the picture (embedded, else cover.*/folder.* beside the file)
+// or 204 when the track has none; fetched first so a track without one logs no failed image load.
+let coverTrack = undefined, coverUrl = null;
+async function showCover(trackId) {
   if (trackId === coverTrack) return;
   coverTrack = trackId;
   const img = $("cover");
   img.hidden = true;
   state.cover = null;
+  if (coverUrl) { URL.revokeObjectURL(coverUrl); coverUrl = null; }
   if (trackId === null || trackId === undefined) { img.removeAttribute("src"); return; }
-  img.onload = () => { if (coverTrack === trackId) { img.hidden = false; state.cover = trackId; } };
-  img.onerror = () => { img.hidden = true; };
-  img.src = withToken(`/cover/${trackId}`);
+  try {
+    const r = await fetch(withToken(`/cover/${trackId}`));
+    if (r.status !== 200 || coverTrack !== trackId) return;
+    const url = URL.createObjectURL(await r.blob());
+    if (coverTrack !== trackId) { URL.revokeObjectURL(url); return; }
+    coverUrl = url;
+    img.onload = () => { if (coverTrack === trackId) { img.hidden = false; state.cover = trackId; } };
+    img.src = url;
+  } catch (e) { /* no cover: the card shows the text alone */ }
 }
 
 let elapsedBase = { elapsed: 0, at: 0, playing: false };

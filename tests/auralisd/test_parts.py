@@ -125,3 +125,43 @@ async def test_library_scan_skips_unchanged_files_and_follows_changes(tmp_path: 
             assert total == 1
             assert [t.path for t in found] == [str(music / "A" / "1.flac")]
             nursery.cancel_scope.cancel()
+
+
+async def test_rows_from_an_older_schema_get_their_tags_read_again_and_keep_their_fingerprint(tmp_path: Path) -> None:
+    from mutagen.flac import FLAC
+
+    from auralisd.actors.database import StoredFingerprint
+
+    music = tmp_path / "music"
+    (path,) = write_tracks(music / "Album", [("1.flac", 0.5, 44_100, 1, False)])
+    tags = FLAC(path)
+    tags.update({"title": "Jóga", "artist": "Björk", "tracknumber": "3", "discnumber": "1"})
+    tags.save()
+    db = Database(str(tmp_path / "db.sqlite3"))
+    library = Library(db, EventHub(), [str(music)])
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(db.run)
+            await nursery.start(library.run)
+            library.scan()
+            await library.wait_scan()
+            (track,) = await db.tracks_under(str(music), "", recursive=True)
+            fp = StoredFingerprint(track.track_id, track.size, track.mtime_ns, "v", "computed", False, {"lufs": -9.0}, {})
+            await db.put_fingerprint(fp)
+            # what a version-2 row looks like after migration 3: no new tags, no search text
+            conn = sqlite3.connect(db.path)
+            conn.execute("UPDATE tracks SET title = NULL, artist = NULL, disc_number = NULL, search_text = '',"
+                         " tags_version = 0")  # fmt: skip
+            conn.commit()
+            conn.close()
+            assert (await db.search_tracks("bjork", 10))[1] == 0
+            probed = library.statistics().files_probed
+            library.scan()
+            await library.wait_scan()
+            assert library.statistics().files_probed == probed  # the audio is not opened again
+            (track,) = await db.tracks_under(str(music), "", recursive=True)
+            assert (track.title, track.artist, track.track_number, track.disc_number) == ("Jóga", "Björk", 3, 1)
+            assert (await db.search_tracks("BJÖRK", 10))[1] == 1
+            stored = await db.get_fingerprint(track.track_id)
+            assert stored is not None and stored.dimensions["lufs"] == -9.0 and track.fingerprint_status == "partial"
+            nursery.cancel_scope.cancel()

@@ -54,6 +54,10 @@ def test_web_player_plays_switches_ab_and_preset(daemon: Daemon) -> None:
             assert page.locator("#bands rect[data-band]").count() == 7  # band balance chart
             assert page.locator("#in-lufs").inner_text() != "—" and page.locator("#out-lufs").inner_text() != "—"
             assert page.locator("#track-title").inner_text() == "crushed"
+            # the cover art (cover.png beside the file, from GET /cover/<id>) is shown beside the title
+            page.wait_for_function(f"window.auralis.cover === {ids['crushed.wav']}", timeout=WAIT_MS)
+            assert page.locator("#cover").is_visible()
+            assert page.evaluate("document.querySelector('#cover').naturalWidth") == 8
 
             # A/B: the level-matched original at the same offsets, reached through a 20 ms crossfade.
             page.wait_for_function("window.auralis.originalFramesReceived > 20", timeout=WAIT_MS)

@@ -434,3 +434,28 @@ async def test_route_listener_limit_closes_the_extra_one_with_1013(web_dir: Path
         code, again = await trio.to_thread.run_sync(scenario)
         assert (code, again) == (1013, "again")
         nursery.cancel_scope.cancel()
+
+
+async def _picture(rest: str) -> tuple[bytes, str] | None:
+    return {"1": (b"\x89PNG\r\n\x1a\npicture", "image/png"), "2": (b"", "")}.get(rest)
+
+
+async def test_get_routes_follow_the_websocket_rules_for_origin_and_token(web_dir: Path) -> None:
+    """A dynamic GET route (the daemon's /cover/): 200 with its type, 204 when empty, 404 when unknown;
+    a foreign Origin and, on a non-loopback bind, a missing or wrong token get 403."""
+    async with trio.open_nursery() as nursery:
+        port = await _start(nursery, web_dir, host="0.0.0.0", token=TOKEN, get_routes={"/cover/": _picture})
+        get = lambda path, extra="": _http(  # noqa: E731
+            port, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}\r\n".encode())
+        status, headers, body = await trio.to_thread.run_sync(get, f"/cover/1?token={TOKEN}")
+        assert (status, headers["content-type"], body) == (200, "image/png", b"\x89PNG\r\n\x1a\npicture")
+        assert headers["x-content-type-options"] == "nosniff"
+        assert (await trio.to_thread.run_sync(get, "/cover/1", f"Authorization: Bearer {TOKEN}\r\n"))[0] == 200
+        status, headers, body = await trio.to_thread.run_sync(get, f"/cover/2?token={TOKEN}")
+        assert (status, body) == (204, b"") and "content-length" not in headers
+        assert (await trio.to_thread.run_sync(get, f"/cover/3?token={TOKEN}"))[0] == 404
+        assert (await trio.to_thread.run_sync(get, "/cover/1"))[0] == 403
+        assert (await trio.to_thread.run_sync(get, "/cover/1?token=wrong"))[0] == 403
+        foreign = f"Origin: http://evil.example\r\nAuthorization: Bearer {TOKEN}\r\n"
+        assert (await trio.to_thread.run_sync(get, "/cover/1", foreign))[0] == 403
+        nursery.cancel_scope.cancel()
