@@ -2,14 +2,16 @@
 
 Built here with ffmpeg and mutagen: every common container with tags and cover art (FLAC,
 MP3 with ID3 + APIC, M4A with covr, Ogg Vorbis and Opus with Vorbis comments, WAV with an ID3
-chunk, WAV with RIFF INFO only, AIFF with ID3, WavPack with APEv2), a damaged FLAC, a text
+chunk, WAV with RIFF INFO only, AIFF with ID3, WavPack with APEv2, WMA with ASF attributes and
+WM/Picture), a damaged FLAC, a text
 file and pictures, Latin-1 file and folder names beside 1,000 plain files, and a hidden file.
 Checked end to end: the scan's counts add up to the files on disk, ``rejected`` names every
 file it could not use, tags and album order, cover art over HTTP, folded search that never
 cuts in silence, and a printed non-UTF-8 path given back to ``add`` and played.
 
-M4A and WavPack need the FFmpeg decoder (PyAV): each file is expected to be a track exactly
-when ``auralis.audio.probe`` decodes it in this process, and listed as unsupported otherwise.
+Each file is expected to be a track exactly when ``auralis.audio.probe`` decodes it in this
+process, and listed as unsupported otherwise; and every container here must decode (M4A, WavPack
+and WMA through the FFmpeg decoder).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ RATE = 44_100
 TAGS = {"artist": "Björk", "album": "Homogenic", "album_artist": "Various", "disc": "1/1", "date": "1997",
         "genre": "Electronic"}  # fmt: skip
 # name -> track number (names sort differently from the numbers, so album order shows)
-FORMATS = {"a.flac": 9, "b.mp3": 8, "c.m4a": 7, "d.ogg": 6, "e.opus": 5, "f_id3.wav": 4, "g.aiff": 3, "h.wv": 2}
+FORMATS = {"a.flac": 9, "b.mp3": 8, "c.m4a": 7, "d.ogg": 6, "e.opus": 5, "f_id3.wav": 4, "g.aiff": 3, "h.wv": 2,
+           "i.wma": 1}
 MB_ALBUM = "2d9b0a9c-1111-4e4e-9d9d-000000000001"
 LATIN1_DIR = os.fsdecode(b"Bj\xf6rk")
 LATIN1_FILE = os.fsdecode(b"caf\xe9.flac")
@@ -105,7 +108,12 @@ def build_formats(folder: Path, src: Path, art: Path, jpeg: bytes) -> None:
             ffmpeg("-i", str(src), *pic, "-c:a", "libmp3lame", "-id3v2_version", "3", *tags,
                    "-metadata", f"MusicBrainz Album Id={MB_ALBUM}", str(out))  # fmt: skip
         elif name.endswith(".m4a"):
+            from mutagen.mp4 import MP4FreeForm
+
             ffmpeg("-i", str(src), *pic, "-c:a", "aac", *tags, str(out))
+            meta = mutagen.File(str(out))
+            meta["----:com.apple.iTunes:MusicBrainz Album Id"] = [MP4FreeForm(MB_ALBUM.encode())]
+            meta.save()
         elif name.endswith((".ogg", ".opus")):
             codec = "libvorbis" if name.endswith(".ogg") else "libopus"
             ffmpeg("-i", str(src), "-c:a", codec, *tags, str(out))
@@ -131,6 +139,17 @@ def build_formats(folder: Path, src: Path, art: Path, jpeg: bytes) -> None:
             meta = mutagen.File(str(out))
             meta["Cover Art (Front)"] = APEBinaryValue(b"cover.jpg\x00" + jpeg)
             meta["MUSICBRAINZ_ALBUMID"] = MB_ALBUM
+            meta.save()
+        elif name.endswith(".wma"):
+            from mutagen.asf import ASFByteArrayAttribute, ASFUnicodeAttribute
+
+            ffmpeg("-i", str(src), "-c:a", "wmav2", *tags, str(out))
+            meta = mutagen.File(str(out))
+            # WM/Picture: type, size (LE), MIME and description (UTF-16LE, NUL-terminated), data
+            blob = (bytes([3]) + len(jpeg).to_bytes(4, "little") + "image/jpeg\x00".encode("utf-16-le")
+                    + "\x00".encode("utf-16-le") + jpeg)  # fmt: skip
+            meta["WM/Picture"] = [ASFByteArrayAttribute(blob)]
+            meta["MusicBrainz/Album Id"] = [ASFUnicodeAttribute(MB_ALBUM)]
             meta.save()
 
 
@@ -237,6 +256,10 @@ def wait_for(predicate, what: str, timeout_s: float = 60.0):
 
 
 # ---------------------------------------------------------------- scan and rejected files
+def test_every_common_container_decodes(lib) -> None:
+    assert lib.decodes == dict.fromkeys(FORMATS, True)
+
+
 def test_scan_counts_add_up_to_the_files_on_disk_and_scan_wait_prints_them(lib, ctl) -> None:
     want = expected_files(lib)
     first = lib.call("status")["scan"]
