@@ -732,7 +732,7 @@ class Database:
             else:
                 rows = c.execute(
                     "SELECT * FROM tracks WHERE music_dir = ? AND rel_dir = ? AND (album IS NULL OR album = '')",
-                    (track.music_dir, track.rel_dir),
+                    (path_to_wire(track.music_dir), path_to_wire(track.rel_dir)),  # stored in wire form
                 )
             return [_row_to_track(r) for r in rows]
 
@@ -742,7 +742,9 @@ class Database:
         """``(identity, inputs JSON)`` stored for an album, or None."""
 
         def job(c: sqlite3.Connection) -> tuple[str, str] | None:
-            row = c.execute("SELECT identity, inputs FROM album_plans WHERE album_key = ?", (album_key,)).fetchone()
+            row = c.execute(
+                "SELECT identity, inputs FROM album_plans WHERE album_key = ?", (path_to_wire(album_key),)
+            ).fetchone()
             return None if row is None else (str(row["identity"]), str(row["inputs"]))
 
         return await self._read(job)
@@ -752,7 +754,7 @@ class Database:
         await self._write(
             lambda c: c.execute(
                 "INSERT OR REPLACE INTO album_plans (album_key, identity, inputs, created_at) VALUES (?, ?, ?, ?)",
-                (album_key, identity, inputs_json, time.time()),
+                (path_to_wire(album_key), identity, inputs_json, time.time()),  # "dir:<folder>" may not be UTF-8
             )
         )
 

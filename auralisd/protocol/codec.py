@@ -22,6 +22,8 @@ from typing import Any, Final
 import msgpack
 import numpy as np
 
+from .paths import text_to_wire
+
 MAX_FRAME_BYTES: Final = 1 << 20  # 1 MiB, issue 4: "size limits (1 MiB)"
 MAX_CONTAINER_ITEMS: Final = 65_536  # per array/map in one frame
 # The unpacker's first buffer; it grows up to MAX_FRAME_BYTES only for a big frame. msgpack's default
@@ -209,7 +211,21 @@ def wire_safe(value: Any) -> Any:
 
 
 def _pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, default=_default, use_bin_type=True, strict_types=False)
+    try:
+        return msgpack.packb(obj, default=_default, use_bin_type=True, strict_types=False)
+    except UnicodeEncodeError:  # free text naming a file that is not UTF-8 (an album folder, a message)
+        return msgpack.packb(_text_safe(obj), default=_default, use_bin_type=True, strict_types=False)
+
+
+def _text_safe(value: Any) -> Any:
+    """Strings with lone surrogates get them written ``\\xHH`` (paths.text_to_wire), recursively."""
+    if isinstance(value, str):
+        return text_to_wire(value)
+    if isinstance(value, dict):
+        return {_text_safe(k): _text_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_text_safe(v) for v in value]
+    return value
 
 
 def encode_request(msgid: int, method: str, params: dict[str, Any] | None = None) -> bytes:

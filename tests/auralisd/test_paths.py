@@ -82,3 +82,14 @@ async def test_non_utf8_paths_are_stored_and_found_and_older_rows_survive_migrat
             (rejected,) = await db.rejected_list()
             assert rejected.to_wire()["path"] == "/m/x\\xFF.txt" and rejected.kind == "unsupported"
             nursery.cancel_scope.cancel()
+
+
+def test_a_reply_holding_free_text_that_is_not_utf8_still_encodes() -> None:
+    """An album folder's name in status, say: never an encoding failure on the wire."""
+    import msgpack
+
+    from auralisd.protocol.codec import encode_response
+
+    album = {"key": "dir:" + os.fsdecode(b"/m/Bj\xf6rk"), "name": os.fsdecode(b"Bj\xf6rk")}
+    message = msgpack.unpackb(encode_response(1, None, {"album": album, "n": 1.5}), raw=False)
+    assert message[3] == {"album": {"key": "dir:/m/Bj\\xF6rk", "name": "Bj\\xF6rk"}, "n": 1.5}

@@ -412,6 +412,12 @@ def test_a_printed_latin1_path_goes_back_to_add_and_plays(lib, ctl) -> None:
     status = wait_for(lambda: (s := lib.call("status"))["state"] == "play" and s["elapsed_s"] > 0.2 and s,
                       "the Latin-1 file to play")  # fmt: skip
     assert status["track"]["path"] == latin
+    # the file in the Latin-1 folder: untagged album, so its album is its folder (album mode auto)
+    assert ctl("play", "1")[0] == 0
+    status = wait_for(lambda: (s := lib.call("status"))["state"] == "play" and s["track"]["path"] == printed
+                      and s["elapsed_s"] > 0.2 and s, "the file in the Latin-1 folder to play")  # fmt: skip
+    code, out, err = ctl("status")
+    assert code == 0 and "Jóga" in out, err
     assert ctl("stop")[0] == 0
     lib.call("queue.clear")
 
