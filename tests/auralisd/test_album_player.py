@@ -85,7 +85,9 @@ def _split_piece(folder: Path) -> tuple[list[Path], np.ndarray, int]:
     return paths, piece, split
 
 
-async def _play_through(r: Rig, paths: list[Path], *, warm: bool) -> tuple[dict[int, np.ndarray], list[dict]]:
+async def _play_through(
+    r: Rig, paths: list[Path], *, warm: bool, start: int = 0
+) -> tuple[dict[int, np.ndarray], list[dict]]:
     tracks = await r.library.resolve_paths([str(p) for p in paths])
     if warm:
         album = await r.albums.album_of(tracks[0])
@@ -103,7 +105,7 @@ async def _play_through(r: Rig, paths: list[Path], *, warm: bool) -> tuple[dict[
         await nursery.start(watch)
         await r.player.add(tracks)
         sub = await r.player.subscribe(max_blocks=400)
-        await r.player.play()
+        await r.player.play(start)
         blocks: dict[int, list[PcmBlock]] = {}
         with trio.fail_after(90):
             async for message in sub.receive:
@@ -113,7 +115,7 @@ async def _play_through(r: Rig, paths: list[Path], *, warm: bool) -> tuple[dict[
                     break
         nursery.cancel_scope.cancel()
     out = {tid: np.concatenate([b.samples for b in bs]) for tid, bs in blocks.items()}
-    return {i: out[t.track_id] for i, t in enumerate(tracks)}, events
+    return {i: out[t.track_id] for i, t in enumerate(tracks) if t.track_id in out}, events
 
 
 def _applied_step_db(x: np.ndarray, y: np.ndarray, split: int) -> float:
@@ -146,6 +148,22 @@ async def test_album_mode_plays_two_tracks_as_the_one_file_render(tmp_path: Path
         assert event["album"]["name"] == "Live" and event["album"]["tracks"] == 2
         assert event["plan"]["gain_db"] == plan.gain_db
     assert [e["album"]["index"] for e in events] == [0, 1]
+
+
+async def test_a_jump_into_the_middle_of_the_album_gives_what_playing_through_gives(tmp_path: Path) -> None:
+    music = tmp_path / "music"
+    paths, piece, split = _split_piece(music)
+    async with rig(tmp_path, music, "album") as r:
+        out, events = await _play_through(r, paths, warm=True, start=1)  # straight to the second track
+    whole = tmp_path / "whole.wav"
+    write_audio(str(whole), piece, RATE)
+    plan = plan_album(compute_album_plan_inputs(AlbumLayout.of_paths([str(p) for p in paths])), "adaptive", 1.0,
+                      tracks=2)
+    reference = render_chunk(str(whole), plan, 0, chunk_frames=piece.shape[0])[split:]
+    assert list(out) == [1] and out[1].shape == reference.shape
+    diff = float(np.max(np.abs(out[1].astype(np.float64) - reference)))
+    assert 20 * math.log10(max(diff, 1e-30)) <= SEAM_LIMIT_DBFS  # its pre-roll came from the first track
+    assert [(e["plan_scope"], e["album"]["index"]) for e in events] == [("album", 1)]
 
 
 async def test_track_mode_control_steps_at_the_boundary(tmp_path: Path) -> None:
