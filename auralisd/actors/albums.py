@@ -267,6 +267,23 @@ class AlbumPlans:
         failed = self._failed.get(album.key)
         return failed[1] if failed is not None and failed[0] == album.identity else None
 
+    async def stored(self, album: Album) -> Any:
+        """The album's plan inputs from memory or the database (valid for its current identity), else None.
+
+        Never starts an analysis: what a track about to play asks first.
+        """
+        value = self.known(album)
+        if value is not None:
+            self._counts["memory_hits"] += 1
+            return value
+        stored = await self._db.get_album_plan(album.key)
+        if stored is None or stored[0] != album.identity:
+            return None
+        value = inputs_from_json(stored[1])
+        self._counts["db_hits"] += 1
+        self._remember(album.key, album.identity, value)
+        return value
+
     async def plan_inputs(self, album: Album, *, background: bool = False) -> Any:
         """The album's plan inputs: memory, database, else computed (None when it cannot be analysed).
 

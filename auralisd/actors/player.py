@@ -480,10 +480,12 @@ class Player:
                             previous_id=previous_id, next_id=next_id)
         if not scope.album_plan or album is None:
             return None, None, scope.reason
-        inputs = self._albums.known(album)
-        if inputs is None:
+        inputs = await self._albums.stored(album)
+        if inputs is None and self._albums.failure(album) is None:
+            # cold: the album is analysed at idle priority (never ahead of the playhead's own analysis and
+            # chunks); a short wait, then the track plan, and album mode from the next boundary after it is done
             with trio.move_on_after(wait_s):
-                inputs = await self._albums.plan_inputs(album)
+                inputs = await self._albums.plan_inputs(album, background=True)
         if inputs is None:
             failed = self._albums.failure(album)
             if failed is not None:
