@@ -721,13 +721,16 @@ class Database:
 
     # ----------------------------------------------------------------- albums
     async def album_candidates(self, track: Track) -> list[Track]:
-        """Tracks that may share ``track``'s album: same album tag (any case) or, untagged, same folder.
+        """Tracks that may share ``track``'s album: same MusicBrainz album id, else same album tag (any case),
+        else (untagged) same folder.
 
         The caller keeps those whose album key (auralis.album.album_key) equals the track's.
         """
 
         def job(c: sqlite3.Connection) -> list[Track]:
-            if track.album:
+            if track.mb_album_id:  # the release id decides alone, whatever the album tag says
+                rows = c.execute("SELECT * FROM tracks WHERE mb_album_id = ? COLLATE NOCASE", (track.mb_album_id,))
+            elif track.album:
                 rows = c.execute("SELECT * FROM tracks WHERE album = ? COLLATE NOCASE", (track.album,))
             else:
                 rows = c.execute(

@@ -165,3 +165,46 @@ async def test_album_plan_is_exact_stored_survives_restart_and_is_rebuilt_when_a
         assert changed.measurements["integrated_lufs"] == expected.measurements["integrated_lufs"] != seen["lufs"]
 
     await _albums_rig(tmp_path, music, restarted)
+
+
+async def test_album_identity_from_tags_through_a_real_scan(tmp_path) -> None:
+    """Album tag + album artist across folders, in track-number order; same title by another artist apart;
+    a MusicBrainz album id joins tracks whose album tags differ; untagged files by folder."""
+    import subprocess
+
+    from auralis.audio import write_audio
+    from auralis.synth import make_music
+
+    music = tmp_path / "music"
+    src = tmp_path / "src.wav"
+    write_audio(str(src), make_music(1.0, 44_100, seed=1), 44_100)
+
+    def tagged(rel: str, **tags: str) -> str:
+        out = music / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        meta = [x for k, v in tags.items() for x in ("-metadata", f"{k}={v}")]
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), *meta, str(out)], check=True)
+        return str(out)
+
+    second = tagged("cd2/a.flac", album="Live at Leeds", album_artist="The Who", artist="The Who", track="2")
+    first = tagged("cd1/z.flac", album="LIVE AT LEEDS", album_artist="The Who", artist="Daltrey", track="1")
+    other = tagged("other/b.flac", album="Live at Leeds", album_artist="Someone Else", track="1")
+    deluxe = tagged("mb/1.flac", album="Foo (Deluxe)", MUSICBRAINZ_ALBUMID="ABCD-1", track="1")
+    plain = tagged("mb/2.flac", album="Foo", MUSICBRAINZ_ALBUMID="abcd-1", track="2")
+    loose = [str(music / "rips" / n) for n in ("b.wav", "a.wav")]
+    for path in loose:
+        (music / "rips").mkdir(exist_ok=True)
+        write_audio(path, make_music(1.0, 44_100, seed=2), 44_100)
+    seen: dict[str, list[str]] = {}
+
+    async def body(library, albums) -> None:
+        for path in (second, other, deluxe, loose[0]):
+            (track,) = await library.resolve_paths([path])
+            album = await albums.album_of(track)
+            seen[path] = [t.path for t in album.tracks]
+
+    await _albums_rig(tmp_path, music, body)
+    assert seen[second] == [first, second]  # across folders, in track-number order, case-insensitive
+    assert seen[other] == [other]  # same title, another album artist: another album
+    assert seen[deluxe] == [deluxe, plain]  # the release id decides, not the album tag
+    assert seen[loose[0]] == sorted(loose)  # untagged: the folder, by file name
