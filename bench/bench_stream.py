@@ -325,13 +325,20 @@ async def sessions_48k(url: str, pid: int, track_ids: list[int], n: int, seconds
             await _receive(ws, seconds, arrivals, frames)
         return (arrivals[0] - t0 if arrivals else float("inf")), arrivals, frames
 
-    cpu0 = thread_cpu_s(pid, pid)
-    wall0 = time.monotonic()
-    results = await asyncio.gather(*[one(i) for i in range(n)])
-    cpu_per_s = (thread_cpu_s(pid, pid) - cpu0) / (time.monotonic() - wall0)
+    async with websockets.connect(url + "/control", proxy=None, max_size=None) as control:
+        rpc = Rpc(control)
+        pool0 = (await rpc.call("status")).get("pool", {})
+        cpu0 = thread_cpu_s(pid, pid)
+        wall0 = time.monotonic()
+        results = await asyncio.gather(*[one(i) for i in range(n)])
+        cpu_s = thread_cpu_s(pid, pid) - cpu0
+        cpu_per_s = cpu_s / (time.monotonic() - wall0)
+        pool1 = (await rpc.call("status")).get("pool", {})
+    jobs = pool1.get("jobs_done", 0) - pool0.get("jobs_done", 0)
     firsts = sorted(r[0] for r in results)
     worst = max(lateness_s(a, f) for _, a, f in results)
     least = min(sum(f) for _, _, f in results) / SAMPLE_RATE
+    audio_s = sum(sum(f) for _, _, f in results) / SAMPLE_RATE
     return {
         "sessions": n, "source_rate": RATE_48K, "output_rate": SAMPLE_RATE, "window_s": seconds,
         "first_audio_median_s": round(firsts[len(firsts) // 2], 3), "first_audio_max_s": round(firsts[-1], 3),
@@ -340,6 +347,9 @@ async def sessions_48k(url: str, pid: int, track_ids: list[int], n: int, seconds
         "trio_thread_cpu_s_per_s": round(cpu_per_s, 4), "trio_thread_idle_cpu_s_per_s": round(idle_cpu_s, 4),
         "trio_thread_cpu_ms_per_s_per_session": round(1000 * max(0.0, cpu_per_s - idle_cpu_s) / n, 3),
         "peer_event_loop_resampling_ms_per_s_per_session": round(event_loop_resample_ms_per_s(), 3),
+        "pool_jobs": jobs, "pool_jobs_per_session": round(jobs / n, 1),
+        "audio_delivered_s": round(audio_s, 1),
+        "trio_thread_cpu_ms_per_audio_s": round(1000 * cpu_s / audio_s, 3) if audio_s else None,
     }
 
 
