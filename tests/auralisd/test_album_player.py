@@ -195,3 +195,40 @@ async def test_cold_album_starts_on_the_track_plan_and_album_mode_takes_over_at_
     assert "still being analysed" in events[0]["scope_reason"] and "next track boundary" in events[0]["scope_reason"]
     assert events[1]["plan_scope"] == "album" and "in order" in events[1]["scope_reason"]
     assert out[0].shape[0] + out[1].shape[0] == piece.shape[0]  # still gapless
+
+
+async def test_auto_with_random_on_plays_each_track_with_its_own_plan(tmp_path: Path) -> None:
+    music = tmp_path / "music"
+    paths, piece, split = _split_piece(music)
+    async with rig(tmp_path, music, "auto") as r:
+        await r.player.set_options(random=True)
+        out, events = await _play_through(r, paths, warm=True)  # the album is analysed: only random decides
+    assert len(events) == 2
+    for event in events:
+        assert (event["album_mode"], event["plan_scope"], event["album"]) == ("auto", "track", None)
+        assert event["scope_reason"] == "auto: random is on"
+
+
+async def test_the_queues_albums_are_analysed_in_the_background_and_again_when_a_track_changes(tmp_path: Path) -> None:
+    music = tmp_path / "music"
+    paths, piece, split = _split_piece(music)
+    async with rig(tmp_path, music, "auto") as r:
+        progress = r.hub.subscribe(frozenset({"album_progress"}))
+
+        async def completed() -> dict:
+            with trio.fail_after(60):
+                async for event in progress.receive:
+                    if event.data["status"] == "complete":
+                        return event.data
+            raise AssertionError("no album_progress")
+
+        tracks = await r.library.resolve_paths([str(p) for p in paths])
+        await r.player.add(tracks)  # nothing plays: queuing is enough
+        assert (await completed())["album"]["name"] == "Live"
+        assert r.albums.statistics().computed == 1
+        write_audio(str(paths[1]), piece[split:] * np.float32(0.5), RATE)  # a member changes
+        r.library.scan()
+        await r.library.wait_scan()
+        await r.player.refresh_albums()  # what the daemon does after every scan
+        assert (await completed())["album"]["name"] == "Live"
+        assert r.albums.statistics().computed == 2
