@@ -37,23 +37,6 @@ PROPERTY_SETTINGS = settings(
 )
 
 
-def _library_lacks_inside_real() -> bool:
-    """issue 9's known bug: ``Library.resolve_*`` call ``self._inside_real``, which no longer exists, so
-    any path outside the library answers ``internal``. It is fixed on the library branch; until that
-    lands, the methods that take paths are expected to fail this property (strict: the marker goes
-    away by itself once the fix is on main, and a pass before then is reported)."""
-    import inspect
-
-    from auralisd.actors.library import Library
-
-    return "self._inside_real(" in inspect.getsource(Library) and not hasattr(Library, "_inside_real")
-
-
-KNOWN_PATH_BUG = pytest.mark.xfail(_library_lacks_inside_real(), strict=True,
-                                   reason="issue 9: Library._inside_real does not exist (fixed on the library branch)")  # fmt: skip
-PATH_METHODS = {"fingerprint.get", "library.track", "queue.add", "queue.insert"}
-
-
 def documented_methods() -> list[str]:
     """Every method docs/protocol.md documents (headings and list items like ``name {params}``)."""
     text = (REPO / "docs" / "protocol.md").read_text()
@@ -181,9 +164,7 @@ def answer(daemon, method: str, params: dict[str, Any]) -> None:
         assert other.call("ping") == "pong"
 
 
-@pytest.mark.parametrize(
-    "method", [pytest.param(m, marks=KNOWN_PATH_BUG) if m in PATH_METHODS else m for m in documented_methods()]
-)
+@pytest.mark.parametrize("method", documented_methods())
 def test_every_well_formed_request_is_answered_and_never_internal(live, method: str) -> None:
     daemon, music = live
 
@@ -207,7 +188,6 @@ def test_every_ill_typed_request_is_answered_and_the_daemon_serves_on(live, meth
     run()
 
 
-@KNOWN_PATH_BUG
 def test_the_daemon_log_has_no_traceback_after_the_run(live) -> None:
     daemon, _ = live
     assert "Traceback" not in daemon.log()
