@@ -93,7 +93,7 @@ class Fingerprint:
         }
 
     @classmethod
-    def from_json_dict(cls, d: dict[str, Any]) -> "Fingerprint":
+    def from_json_dict(cls, d: dict[str, Any]) -> Fingerprint:
         """Inverse of :meth:`to_json_dict`. Raises ValueError (or KeyError/TypeError) on anything malformed."""
         if not isinstance(d, dict):
             raise ValueError("not an object")
@@ -203,7 +203,7 @@ class _Geometry:
     window_frames: int
 
     @classmethod
-    def of(cls, num_frames: int, sample_rate: int, channels: int) -> "_Geometry":
+    def of(cls, num_frames: int, sample_rate: int, channels: int) -> _Geometry:
         granule, preroll, postroll = loudness.loudness_segment_geometry(sample_rate)
         gating_hop = loudness.gating_hop_frames(sample_rate)
         if gating_hop % granule:

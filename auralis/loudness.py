@@ -251,11 +251,11 @@ def _granule_energies(x: np.ndarray, sample_rate: int, lo: int, hi: int, granule
     # cascade to ~1e-11 relative (the pyloudnorm cross-check agrees to 1e-10 LU).
     b, a = kernels.sos2tf(k_weighting_sos(sample_rate))
     weights = channel_weights(x.shape[1])
-    active = np.flatnonzero(weights)  # LFE never needs filtering
-    w = weights[active]
-    zi = np.zeros((active.size, max(len(a), len(b)) - 1))
-    if active.size == x.shape[1]:
-        active = slice(None)  # a plain slice avoids a fancy-indexing copy per chunk
+    nonzero = np.flatnonzero(weights)  # LFE never needs filtering
+    w = weights[nonzero]
+    zi = np.zeros((nonzero.size, max(len(a), len(b)) - 1))
+    # A plain slice avoids a fancy-indexing copy per chunk when every channel counts.
+    active: np.ndarray | slice = slice(None) if nonzero.size == x.shape[1] else nonzero
     num_granules = (hi - lo) // granule
     out = np.empty(num_granules)
     chunk = max(granule, (_CHUNK_FRAMES // granule) * granule)

@@ -22,6 +22,7 @@ Regions (T = preset target loudness, TP = true peak after EQ):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -55,7 +56,7 @@ ORIGINAL_PEAK_MARGIN_DB: Final = 0.3
 
 BAND_KEYS: Final = ("sub_bass_pct", "bass_pct", "low_mid_pct", "mid_pct", "upper_mid_pct", "presence_pct", "air_pct")
 BAND_EDGES_HZ: Final = (20.0, 60.0, 250.0, 500.0, 2000.0, 4000.0, 8000.0, 20000.0)  # fingerprint bands (issue 2)
-BAND_CENTRES_HZ: Final = tuple(math.sqrt(lo * hi) for lo, hi in zip(BAND_EDGES_HZ[:-1], BAND_EDGES_HZ[1:]))
+BAND_CENTRES_HZ: Final = tuple(math.sqrt(lo * hi) for lo, hi in itertools.pairwise(BAND_EDGES_HZ))
 # Reference tonal balance: approximate long-term energy fractions of balanced pop/rock masters
 # (about -4.5 dB/octave above 250 Hz). The adaptive EQ moves a track part of the way towards it.
 REFERENCE_BAND_BALANCE: Final = (0.08, 0.32, 0.15, 0.25, 0.09, 0.07, 0.04)
@@ -164,7 +165,17 @@ def _json_number(value: Any) -> Any:
     return value
 
 
-def _inputs(fingerprint: Any) -> dict[str, float]:
+@dataclass(frozen=True)
+class _PlanNumbers:
+    """The numbers a plan is made from."""
+
+    lufs: float
+    crest_db: float
+    true_peak_dbtp: float  # NaN when unknown
+    bands: np.ndarray  # band energy shares, summing to 1
+
+
+def _inputs(fingerprint: Any) -> _PlanNumbers:
     """Normalise a Fingerprint, PlanInputs or mapping to the plan-input numbers."""
     if hasattr(fingerprint, "dimensions"):
         dims: Mapping[str, Any] = fingerprint.dimensions
@@ -175,19 +186,18 @@ def _inputs(fingerprint: Any) -> dict[str, float]:
     else:
         raise TypeError(f"plan_mastering needs a Fingerprint, PlanInputs, mapping or None, not {type(fingerprint).__name__}")
     try:
-        out = {"lufs": float(dims["lufs"]), "crest_db": float(dims["crest_db"])}
+        lufs, crest_db = float(dims["lufs"]), float(dims["crest_db"])
         bands = np.array([max(float(dims[k]), 0.0) for k in BAND_KEYS])
     except KeyError as exc:
         raise ValueError(f"fingerprint lacks plan input {exc.args[0]!r}") from None
     tp = meas.get("true_peak_dbtp")
-    out["true_peak_dbtp"] = float(tp) if tp is not None else math.nan
-    if not math.isfinite(out["lufs"]):
-        out["lufs"] = -70.0
-    if not math.isfinite(out["crest_db"]):
-        out["crest_db"] = 0.0
     total = bands.sum()
-    out["bands"] = bands / total if total > 0 else np.full(len(BAND_KEYS), 1.0 / len(BAND_KEYS))
-    return out
+    return _PlanNumbers(
+        lufs=lufs if math.isfinite(lufs) else -70.0,
+        crest_db=crest_db if math.isfinite(crest_db) else 0.0,
+        true_peak_dbtp=float(tp) if tp is not None else math.nan,
+        bands=bands / total if total > 0 else np.full(len(BAND_KEYS), 1.0 / len(BAND_KEYS)),
+    )
 
 
 def _k_weight_power(freqs_hz: np.ndarray) -> np.ndarray:
@@ -250,7 +260,7 @@ def plan_mastering(fingerprint: Any, preset: str, intensity: float) -> Mastering
         raise ValueError(f"intensity must be within [0, 1], got {intensity}")
     intensity = _round(intensity, 6)
     comp_threshold = p.target_lufs + p.comp_threshold_lu
-    common = dict(
+    common: dict[str, Any] = dict(
         preset=p.name,
         intensity=intensity,
         preset_target_lufs=p.target_lufs,
@@ -276,20 +286,20 @@ def plan_mastering(fingerprint: Any, preset: str, intensity: float) -> Mastering
         return plan
 
     inputs = _inputs(fingerprint)
-    lufs, crest, bands = inputs["lufs"], inputs["crest_db"], inputs["bands"]
-    tp_in = inputs["true_peak_dbtp"]
+    lufs, crest, bands = inputs.lufs, inputs.crest_db, inputs.bands
+    tp_in = inputs.true_peak_dbtp
     tp_known = math.isfinite(tp_in) or tp_in == -math.inf
     # Without a measured true peak, estimate it from loudness and crest (sample peak + 0.5 dB).
     tp = tp_in if tp_known else lufs + crest + 0.5
     target = p.target_lufs
 
     dynamic_loud = lufs > LWRP_LOUD_LUFS and crest >= LWRP_CREST_DB
-    character = (p.low_shelf_db, p.low_mid_db, p.presence_db, p.high_shelf_db)
+    character: tuple[float, ...] = (p.low_shelf_db, p.low_mid_db, p.presence_db, p.high_shelf_db)
     if dynamic_loud:
         character = tuple(DYNAMIC_LOUD_EQ_SCALE * g for g in character)
     # dynamic_loud respects the original master: the preset's character only, no adaptive correction.
     adaptive = (0.0, 0.0, 0.0, 0.0) if dynamic_loud else adaptive_correction_db(bands)
-    eq_full = tuple(_round(p.adaptive_eq_weight * a + c, 3) for a, c in zip(adaptive, character))
+    eq_full = tuple(_round(p.adaptive_eq_weight * a + c, 3) for a, c in zip(adaptive, character, strict=True))
     eq_applied = tuple(_round(g * intensity, 4) for g in eq_full)
     d_eq_full = eq_loudness_change_db(bands, eq_full)
     d_eq = eq_loudness_change_db(bands, eq_applied)
@@ -346,7 +356,7 @@ def plan_mastering(fingerprint: Any, preset: str, intensity: float) -> Mastering
     if region in ("quiet", "normal"):
         predicted_out -= loss_full * intensity
     names = {"compressed_loud": "compressed loud", "dynamic_loud": "dynamic loud", "quiet": "quiet", "normal": "normal"}
-    decisions = [
+    lines = [
         f"[2D LWRP] {names[region]} (LUFS {lufs:.1f}, crest {crest:.1f} dB) -> {line}, "
         f"target {predicted_out:.1f} LUFS",
         f"[EQ] adaptive correction {_fmt_bands(adaptive)} x {p.adaptive_eq_weight:.1f} + {p.name} character "
@@ -368,7 +378,7 @@ def plan_mastering(fingerprint: Any, preset: str, intensity: float) -> Mastering
         eq_gains_db=eq_applied,  # type: ignore[arg-type]
         comp_ratio=_round(1.0 + (comp_ratio_full - 1.0) * intensity, 4),
         expander_factor=expander,
-        decisions=tuple(decisions),
+        decisions=tuple(lines),
         **common,
     )
     _log(plan)

@@ -23,7 +23,7 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import numpy as np
@@ -153,7 +153,7 @@ def _sidecar_document(path: str, fp: Fingerprint, identity: FileIdentity | None)
         "identity": {"size": identity.size, "mtime_ns": identity.mtime_ns, "content_hash": identity.content_hash},
         "fingerprint": body["fingerprint"],
         "measurements": body["measurements"],
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return (json.dumps(document, allow_nan=False, indent=1) + "\n").encode("utf-8")
 

@@ -24,8 +24,8 @@ class Hooks:
     """
 
     control_listeners: list[trio.SocketListener] | None = None
-    on_ready: Callable[[], None] | None = None
+    on_ready: Callable[[], object] | None = None
     on_status: Callable[[dict[str, Any]], None] | None = None
-    on_stopping: Callable[[], None] | None = None
-    on_reloading: Callable[[], None] | None = None
+    on_stopping: Callable[[], object] | None = None
+    on_reloading: Callable[[], object] | None = None
     extra_tasks: list[Callable[..., Awaitable[None]]] = field(default_factory=list)

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
-from auralis.plan import LWRP_CREST_DB, LWRP_LOUD_LUFS, REFERENCE_BAND_BALANCE, BAND_KEYS, plan_mastering  # noqa: E402
+from auralis.plan import BAND_KEYS, LWRP_CREST_DB, LWRP_LOUD_LUFS, REFERENCE_BAND_BALANCE, plan_mastering  # noqa: E402
 from auralis.presets import get_preset  # noqa: E402
 
 REGIONS = ("quiet", "normal", "dynamic_loud", "compressed_loud")
@@ -26,7 +26,7 @@ OUT = Path(__file__).resolve().parent / "lwrp_plane.png"
 
 
 def region_grid(preset: str, lufs: np.ndarray, crest: np.ndarray) -> np.ndarray:
-    bands = dict(zip(BAND_KEYS, REFERENCE_BAND_BALANCE))
+    bands = dict(zip(BAND_KEYS, REFERENCE_BAND_BALANCE, strict=True))
     grid = np.zeros((crest.size, lufs.size))
     for i, c in enumerate(crest):
         for j, lv in enumerate(lufs):

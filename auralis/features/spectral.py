@@ -66,7 +66,7 @@ def band_fractions(energies: np.ndarray) -> dict[str, float]:
     total = float(np.sum(energies))
     if not total > 0.0:
         return {name: 1.0 / len(BAND_NAMES) for name in BAND_NAMES}
-    return {name: float(e / total) for name, e in zip(BAND_NAMES, energies)}
+    return {name: float(e / total) for name, e in zip(BAND_NAMES, energies, strict=True)}
 
 
 def frame_mean_square(power: np.ndarray, frame_length: int) -> np.ndarray:

@@ -10,8 +10,8 @@ one synchronous step (no checkpoint inside), so concurrent tasks cannot interlea
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Hashable
 
 import numpy as np
 

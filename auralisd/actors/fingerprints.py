@@ -65,7 +65,7 @@ class _Request:
 class _Flight:
     replies: list = field(default_factory=list)
     partial_replies: list = field(default_factory=list)  # plan-input requesters riding on a full flight
-    partial: "Resolved | None" = None
+    partial: Resolved | None = None
     followups: list = field(default_factory=list)  # full requests waiting for a plan-input flight
     background: bool = True  # idle priority until someone waits for it
     foreground_full: bool = False  # someone waits for the complete fingerprint (not just plan inputs)
@@ -94,15 +94,20 @@ def _measurements_from_json(measurements: dict[str, Any]) -> dict[str, Any]:
     return {k: (-math.inf if v is None else v) for k, v in measurements.items()}
 
 
+def _stored_float(value: float | None) -> float:
+    """A stored dimension (NaN travels as None on the wire and in JSON)."""
+    return math.nan if value is None else float(value)
+
+
 def to_auralis(stored: StoredFingerprint) -> Any:
     """A stored row as ``auralis.fingerprint.Fingerprint`` (complete) or ``PlanInputs``."""
     from auralis import fingerprint as fpm
 
     measurements = _measurements_from_json(stored.measurements)
     if stored.complete:
-        dims = {name: float(stored.dimensions[name]) for name in fpm.DIMENSIONS}
+        dims = {name: _stored_float(stored.dimensions[name]) for name in fpm.DIMENSIONS}
         return fpm.Fingerprint(dimensions=dims, measurements=measurements, algorithm_version=stored.algorithm_version)
-    dims = {name: float(stored.dimensions[name]) for name in fpm.PLAN_INPUT_KEYS if name in stored.dimensions}
+    dims = {name: _stored_float(stored.dimensions[name]) for name in fpm.PLAN_INPUT_KEYS if name in stored.dimensions}
     return fpm.PlanInputs(dimensions=dims, measurements=measurements)
 
 

@@ -32,7 +32,7 @@ def _expected_rows() -> list:
     return [pytest.param(row, id=f"{row['file']}:{row['measure']}") for row in rows]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _measure_file(name: str) -> loudness.LoudnessMeasurements:
     samples, sample_rate = read_audio(EBU_DIR / name)
     return loudness.measure_loudness(samples, sample_rate)

@@ -24,7 +24,7 @@ from auralis.plan import (
 )
 from auralis.presets import PRESET_NAMES, PRESETS, get_preset
 
-BALANCED = dict(zip(BAND_KEYS, REFERENCE_BAND_BALANCE))
+BALANCED = dict(zip(BAND_KEYS, REFERENCE_BAND_BALANCE, strict=True))
 
 
 def inputs(lufs: float, crest_db: float, true_peak_dbtp: float | None = None, **bands: float) -> dict:

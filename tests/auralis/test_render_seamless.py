@@ -81,7 +81,7 @@ def seam_results(tracks: dict[str, str]) -> dict[tuple[str, str, float, str], fl
             for case, k, n, pre in jobs
         ]
         chunks: dict[tuple, dict[int, np.ndarray]] = {}
-        for (case, k, n, _), fut in zip(jobs, futures, strict=True):
+        for (case, k, _n, _), fut in zip(jobs, futures, strict=True):
             chunks.setdefault(case, {})[k] = fut.result()
 
     results = {}

@@ -10,14 +10,14 @@ from auralis.render import PREROLL_S
 from auralis.stages import (
     EQ_BANDS,
     apply_eq,
+    chain_sos,
     compress,
+    dc_blocker_sos,
     eq_response_db,
     eq_settling_frames,
     eq_sos,
     expand_transients,
     limit_true_peak,
-    chain_sos,
-    dc_blocker_sos,
 )
 from auralis.stages.blocks import BLOCK_FRAMES, moving_average, sliding_max, sliding_min, upsample_blocks
 from auralis.stages.limiter import block_true_peaks

@@ -82,7 +82,7 @@ class DaemonProcess:
             args += ["--music-dir", str(self.music)]
         return args + self.extra
 
-    def start(self, timeout_s: float = 60.0) -> "DaemonProcess":
+    def start(self, timeout_s: float = 60.0) -> DaemonProcess:
         env = dict(os.environ)
         for key in ("JOURNAL_STREAM", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID"):
             env.pop(key, None)

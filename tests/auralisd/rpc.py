@@ -25,7 +25,7 @@ class Client:
         self.events: list[tuple[str, Any]] = []
 
     @classmethod
-    def unix(cls, path: str, timeout_s: float = 30.0) -> "Client":
+    def unix(cls, path: str, timeout_s: float = 30.0) -> Client:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout_s)
         try:
@@ -36,13 +36,13 @@ class Client:
         return cls(sock, timeout_s)
 
     @classmethod
-    def tcp(cls, host: str, port: int, timeout_s: float = 30.0) -> "Client":
+    def tcp(cls, host: str, port: int, timeout_s: float = 30.0) -> Client:
         return cls(socket.create_connection((host, port), timeout=timeout_s), timeout_s)
 
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -88,7 +88,7 @@ class Client:
             self.sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 message = self.read_message()
-            except socket.timeout:
+            except TimeoutError:
                 break
             if message[0] == 2 and message[1] == name and predicate(message[2]):
                 return message[2]

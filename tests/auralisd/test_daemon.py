@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import time
 from pathlib import Path
 
 import msgpack
 import pytest
-from .conftest import TRACK_S, free_port, write_tracks
-from .rpc import Client, RpcError
 
 from auralis.fingerprint import compute_fingerprint
 from auralis.sidecar import SIDECAR_SUFFIX, write_sidecar
+
+from .conftest import TRACK_S, free_port, write_tracks
+from .rpc import Client, RpcError
 
 
 def _play_until(client: Client, elapsed_s: float, timeout_s: float = 20.0) -> dict:

@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trio
-from .conftest import write_tracks
 from scipy import signal
 
+from auralis.resample import BlockResampler
 from auralisd.actors.cache import ChunkCache
 from auralisd.actors.database import MIGRATIONS, Database
 from auralisd.actors.events import EventHub
 from auralisd.actors.library import Library
-from auralis.resample import BlockResampler
+
+from .conftest import write_tracks
 
 
 def test_cache_evicts_least_recently_used_by_bytes_and_counts() -> None:

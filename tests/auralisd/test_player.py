@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import trio
-from .conftest import children_of, write_tracks
 from scipy import signal as sps
 
 from auralis.fingerprint import compute_fingerprint, compute_plan_inputs
@@ -30,6 +29,8 @@ from auralisd.actors.library import Library
 from auralisd.actors.mastering import Mastering
 from auralisd.actors.player import CROSSFADE_S, PcmBlock, Player, StreamEnd, StreamStart
 from auralisd.actors.pool import open_mastering_pool
+
+from .conftest import children_of, write_tracks
 
 OUT_RATE = 44_100
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -94,7 +95,7 @@ async def test_random_next_previous_edits_and_repeat_follow_one_order(tmp_path: 
         ids = {order[0], order[1], order[2], tracks[4].track_id}
         for k in range(3):
             assert set(rounds[4 * k : 4 * k + 4]) == ids
-        assert all(a != b for a, b in zip(rounds, rounds[1:]))
+        assert all(a != b for a, b in itertools.pairwise(rounds))
 
 
 async def test_a_failed_fast_start_piece_is_logged_and_counted(tmp_path: Path, caplog) -> None:

@@ -118,7 +118,7 @@ def test_daemon_queue_survives_a_rescan_with_the_music_folder_away(tmp_path: Pat
             music.rename(tmp_path / "music.off") if music.exists() else (tmp_path / "music.off").rename(music)
             scans = client.call("status")["scan"]["scans"]
             client.call("library.scan")
-            client.wait_status(lambda s: s["scan"]["scans"] > scans and not s["scan"]["running"])
+            client.wait_status(lambda s, scans=scans: s["scan"]["scans"] > scans and not s["scan"]["running"])
             time.sleep(0.3)  # the queue clean-up after a scan runs in its own task
             assert [item["track_id"] for item in client.call("queue.list")["items"]] == queued
             assert client.call("status")["scan"]["tracks"] == 3

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import require_tool
 
 from auralis.sidecar import SIDECAR_SUFFIX, cache_sidecar_path, read_sidecar
-from helpers import require_tool
 from tests.service.daemon_process import rpc, start_daemon, wait_scanned, write_library
 
 WATCHDOG_USEC = 1_000_000  # WATCHDOG=1 expected every 0.5 s

@@ -11,9 +11,9 @@ import textwrap
 import time
 
 import pytest
+from helpers import require_tool
 
 from auralisd.systemd import SocketActivationError, listen_fds, take_control_socket
-from helpers import require_tool
 
 # A child that takes its activated sockets, reports them on the first connection to "control",
 # and shows which LISTEN_* variables are left for its own children (none should be).

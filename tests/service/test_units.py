@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from helpers import require_tool
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,10 +14,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -53,7 +54,7 @@ class Daemon:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def control(self) -> "Control":
+    def control(self) -> Control:
         return Control(self.ws + "/control")
 
 
@@ -69,7 +70,7 @@ class Control:
     def close(self) -> None:
         self._ws.close()
 
-    def __enter__(self) -> "Control":
+    def __enter__(self) -> Control:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -206,7 +207,7 @@ def receive_into(ws: ClientConnection, capture: Capture, *, channels: int = 2, f
 def assert_continuous(frames: list[AudioFrame]) -> None:
     """Within an epoch: sequence 0, 1, 2, ... and each frame starts where the previous one ended."""
     assert frames, "no frames"
-    for i, (a, b) in enumerate(zip(frames, frames[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(frames)):
         assert b.sequence == a.sequence + 1, f"sequence gap after frame {i}: {a.sequence} -> {b.sequence}"
         assert b.offset_frames == a.offset_frames + a.num_frames, (
             f"offset gap after frame {i}: {a.offset_frames}+{a.num_frames} -> {b.offset_frames}")

@@ -125,8 +125,8 @@ async def test_host_header_must_name_this_server(web_dir: Path) -> None:
         assert status == 403  # no Host at all
         # A WebSocket handshake carrying a rebinding Host is refused too.
         status, _, _ = await trio.to_thread.run_sync(_http, port, (
-            "GET /echo HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+            b"GET /echo HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
         assert status == 403
         nursery.cancel_scope.cancel()
 
@@ -139,10 +139,10 @@ async def test_origin_rules(web_dir: Path) -> None:
         assert await trio.to_thread.run_sync(_ws_roundtrip, url) == "hello"
         for origin in (f"http://localhost:{port}", f"http://127.0.0.1:{port}", f"http://[::1]:{port}",
                        "https://player.example.org"):
-            assert await trio.to_thread.run_sync(lambda: _ws_roundtrip(url, origin=origin)) == "hello", origin
+            assert await trio.to_thread.run_sync(lambda origin=origin: _ws_roundtrip(url, origin=origin)) == "hello", origin
         for origin in ("http://evil.example", f"http://localhost:{port + 1}", f"https://localhost:{port}",
                        "null", f"http://localhost.evil.example:{port}"):
-            assert await trio.to_thread.run_sync(lambda: _ws_status(url, origin=origin)) == 403, origin
+            assert await trio.to_thread.run_sync(lambda origin=origin: _ws_status(url, origin=origin)) == 403, origin
         assert await trio.to_thread.run_sync(lambda: _ws_status(f"ws://127.0.0.1:{port}/nope")) == 404
         nursery.cancel_scope.cancel()
 
@@ -273,7 +273,7 @@ def _session_close(url: str, message: str) -> tuple[list[dict], int | None]:
 
 def test_session_refuses_huge_ids_and_closes_deep_nesting_with_1008(daemon) -> None:
     url = f"{daemon.ws}/session"
-    events, code = _session_close(url, '{"type": "play_enhanced", "track_id": %d}' % 2**70)
+    events, code = _session_close(url, f'{{"type": "play_enhanced", "track_id": {2**70}}}')
     assert [e["code"] for e in events if e["type"] == "audio_stream_error"] == ["invalid_params"]
     assert code == 1008
     events, code = _session_close(url, "[" * 4096)
