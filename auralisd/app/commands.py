@@ -23,6 +23,7 @@ from ..actors.library import Library
 from ..actors.mastering import Mastering
 from ..actors.player import Player
 from ..errors import INVALID_PARAMS, NOT_FOUND, UNKNOWN_METHOD, UNKNOWN_PRESET, RpcError
+from ..protocol.audio_frames import MAX_POSITION_S  # the same seek range on /session and the control protocol
 
 MAX_SEARCH_LIMIT: Final = 1000
 DEFAULT_SEARCH_LIMIT: Final = 100
@@ -77,7 +78,6 @@ class Services:
 # (e.g. ``seek`` with 1e308 s, which overflowed the player's frame arithmetic).
 MAX_PATH_BYTES: Final = 4095  # Linux PATH_MAX (4096) including the terminating NUL
 MAX_NAME_BYTES: Final = 255  # NAME_MAX: the longest file or folder name Linux file systems hold
-MAX_POSITION_S: Final = 1e9  # seconds (~31 years): far past any track, small enough for frame arithmetic
 
 
 def _int(value: Any) -> bool:

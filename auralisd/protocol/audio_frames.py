@@ -40,6 +40,7 @@ S16_SCALE: Final = 32768.0  # int16 full scale; the browser decodes with x / 327
 MAX_EPOCH: Final = 2**32 - 1
 MAX_CLIENT_TEXT_BYTES: Final = 4096  # a /session command is a few dozen bytes; larger closes the socket
 MAX_TRACK_ID: Final = 2**63 - 1  # SQLite's INTEGER is signed 64-bit; a larger id cannot exist
+MAX_POSITION_S: Final = 1e9  # seconds (~31 years): past any track, small enough for frame arithmetic
 
 # Server -> client event types (JSON text frames).
 EVENT_TYPES: Final = (
@@ -239,6 +240,14 @@ def _number(msg: Mapping[str, Any], key: str, *, required: bool) -> float | None
     return float(value)
 
 
+def _position(msg: Mapping[str, Any], *, required: bool) -> float | None:
+    """``position_s`` from 0 to :data:`MAX_POSITION_S` (past the end, the session clamps to the end)."""
+    position_s = _number(msg, "position_s", required=required)
+    if position_s is not None and not 0 <= position_s <= MAX_POSITION_S:
+        raise FrameError(f"{msg.get('type')}: 'position_s' must be between 0 and {MAX_POSITION_S:.0f}", "invalid_params")
+    return position_s
+
+
 def parse_session_command(text: str | bytes) -> SessionCommand:
     """Validate one ``/session`` text frame.
 
@@ -269,13 +278,10 @@ def parse_session_command(text: str | bytes) -> SessionCommand:
         if preset is not None and not isinstance(preset, str):
             raise FrameError("play_enhanced: 'preset' must be a string", "invalid_params")
         intensity = _number(msg, "intensity", required=False)
-        position_s = _number(msg, "position_s", required=False)
+        position_s = _position(msg, required=False)
         return SessionCommand(kind, track_id=track_id, preset=preset, intensity=intensity, pace=pace, position_s=position_s)
     if kind == "seek":
-        position_s = _number(msg, "position_s", required=True)
-        if position_s is not None and position_s < 0:
-            raise FrameError("seek: 'position_s' must be >= 0", "invalid_params")
-        return SessionCommand(kind, position_s=position_s)
+        return SessionCommand(kind, position_s=_position(msg, required=True))
     if kind == "set_preset":
         preset = msg.get("preset")
         if not isinstance(preset, str):

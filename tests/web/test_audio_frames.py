@@ -109,6 +109,9 @@ def test_session_commands_are_validated() -> None:
         '{"type": "play_enhanced", "track_id": 1, "pace": "ludicrous"}': "invalid_params",
         '{"type": "seek"}': "invalid_params",
         '{"type": "seek", "position_s": -1}': "invalid_params",
+        '{"type": "seek", "position_s": 1e308}': "invalid_params",  # overflowed the session's frame arithmetic
+        '{"type": "play_enhanced", "track_id": 1, "position_s": 1e308}': "invalid_params",
+        '{"type": "play_enhanced", "track_id": 1, "position_s": -2}': "invalid_params",
         '{"type": "set_intensity", "intensity": NaN}': "invalid_params",
         '{"type": "set_preset", "preset": 3}': "invalid_params",
         '{"type": "pause", "pad": "' + "x" * 5000 + '"}': "bad_request",
