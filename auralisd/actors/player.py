@@ -120,6 +120,11 @@ class PcmSubscription:
     _send: trio.MemorySendChannel = field(repr=False)
     dropped: bool = False
     announced_epoch: int | None = None
+    _dropped_event: trio.Event = field(default_factory=trio.Event, repr=False)
+
+    async def wait_dropped(self) -> None:
+        """Return once the player dropped this subscriber (a pump stuck on a frozen peer learns it here)."""
+        await self._dropped_event.wait()
 
     def close(self) -> None:
         self.receive.close()
@@ -755,6 +760,7 @@ class Player:
         except trio.WouldBlock:
             log.warning("a PCM subscriber fell behind; dropping it")
             sub.dropped = True
+            sub._dropped_event.set()
             sub._send.close()
             self._subs.remove(sub)
             self._counts["dropped_subscribers"] += 1

@@ -373,7 +373,7 @@ class ListenerSession:
                 nursery.start_soon(guarded, self._drain_incoming)
                 nursery.start_soon(guarded, lambda: self._forward_events(events, original))
                 nursery.start_soon(guarded, lambda: self._pump(sub, framer, fmt, variant, original))
-                nursery.start_soon(guarded, lambda: _wait_dropped(sub))
+                nursery.start_soon(guarded, sub.wait_dropped)
                 nursery.start_soon(guarded, self._decisions)
         finally:
             sub.close()
@@ -492,15 +492,6 @@ class ListenerSession:
         except Exception:  # the chart is optional; the stream is not
             log.exception("fingerprint for the /stream chart failed")
         return None
-
-
-DROP_POLL_S: Final = 0.5  # how often a listener checks whether the player dropped it (cheap at 200 listeners)
-
-
-async def _wait_dropped(sub: Any) -> None:
-    """Return once the player dropped ``sub``: the pump may be stuck sending to a frozen peer."""
-    while not sub.dropped:
-        await trio.sleep(DROP_POLL_S)
 
 
 def _volume_gain(percent: Any) -> float:
