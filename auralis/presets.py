@@ -11,7 +11,7 @@ all with a -1 dBTP ceiling.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Final
+from typing import Any, Final
 
 from .errors import UnknownPresetError
 
@@ -51,7 +51,7 @@ class Preset:
     comp_attack_ms: float
     comp_release_ms: float
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict of every field."""
         return asdict(self)
 

@@ -142,7 +142,7 @@ class AudioFrame:
 
     @property
     def num_frames(self) -> int:
-        return self.samples.shape[0]
+        return int(self.samples.shape[0])
 
 
 def decode_audio_frame(data: bytes, channels: int, fmt: str = "f32") -> AudioFrame:

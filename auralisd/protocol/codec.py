@@ -212,9 +212,10 @@ def wire_safe(value: Any) -> Any:
 
 def _pack(obj: Any) -> bytes:
     try:
-        return msgpack.packb(obj, default=_default, use_bin_type=True, strict_types=False)
+        packed: bytes = msgpack.packb(obj, default=_default, use_bin_type=True, strict_types=False)
     except UnicodeEncodeError:  # free text naming a file that is not UTF-8 (an album folder, a message)
-        return msgpack.packb(_text_safe(obj), default=_default, use_bin_type=True, strict_types=False)
+        packed = msgpack.packb(_text_safe(obj), default=_default, use_bin_type=True, strict_types=False)
+    return packed
 
 
 def _text_safe(value: Any) -> Any:
