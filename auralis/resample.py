@@ -14,6 +14,7 @@ event loop only slices chunks; :class:`ChunkGrid` maps the renderer's chunk grid
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from math import gcd
 from typing import Final
@@ -131,7 +132,7 @@ class ChunkGrid:
         return min(k, self.count - 1)
 
 
-def resample_span(read, grid: ChunkGrid, k: int) -> np.ndarray:
+def resample_span(read: Callable[[int, int], np.ndarray], grid: ChunkGrid, k: int) -> np.ndarray:
     """Output chunk ``k`` of ``grid`` from ``read(lo, hi)`` (input frames, float32 ``(frames, 2)``).
 
     ``read`` is asked only for frames inside the track; frames outside it are zeros (as

@@ -138,7 +138,7 @@ async def _receive(ws, seconds: float, arrivals: list[float], frames: list[int],
     while (left := end - time.monotonic()) > 0:
         try:
             message = await asyncio.wait_for(ws.recv(), timeout=left)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return
         if isinstance(message, bytes):
             arrivals.append(time.monotonic())

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import socket
 import subprocess
@@ -192,7 +193,7 @@ async def _listen(url: str, seconds: float) -> tuple[list[float], list[tuple[int
         while (left := end - time.monotonic()) > 0:
             try:
                 message = await asyncio.wait_for(ws.recv(), timeout=left)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if isinstance(message, str):
                 events.append(json.loads(message)["type"])
@@ -288,7 +289,7 @@ def test_fifty_listeners_in_time_and_a_frozen_one_dropped(daemon: Daemon) -> Non
         for h in headers:
             by_epoch.setdefault(h[0], []).append(h)
         for frames in by_epoch.values():
-            for a, b in zip(frames, frames[1:]):
+            for a, b in itertools.pairwise(frames):
                 assert (b[1], b[2]) == (a[1] + 1, a[2] + a[3]), "gap or repeat inside an epoch"
         media_s = np.concatenate([[0.0], np.cumsum([h[3] for h in headers])[:-1]]) / sample_rate
         # The client starts playing at its first frame plus its jitter buffer: frame i is due then plus media_i.
