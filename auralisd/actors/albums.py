@@ -35,7 +35,6 @@ from auralis.errors import AuralisError
 
 from .. import jobs
 from ..config import ALBUM_MODES
-from ..errgroups import first_leaf
 from .database import Database, Track
 from .events import EventHub
 from .pool import MasteringPool, PoolTimeout
@@ -356,20 +355,9 @@ class AlbumPlans:
         layout = album.layout()  # AlbumMismatchError (an AuralisError) for mixed formats
         self._hub.publish("album_progress", {"album": album.to_wire(), "status": "analyzing"})
         count = await trio.to_thread.run_sync(jobs.album_segment_count, layout)
-        results: list[Any] = [None] * count
-
-        async def one(index: int) -> None:
-            results[index] = await self._pool.run(jobs.analyze_album_segment, layout, index, background=background)
-
-        try:
-            async with trio.open_nursery() as nursery:
-                for index in range(count):
-                    nursery.start_soon(one, index)
-        except BaseExceptionGroup as group:
-            cause = first_leaf(group, Exception)
-            if cause is None:
-                raise
-            raise cause from None
+        results = await self._pool.run_each(
+            jobs.analyze_album_segment, [(layout, index) for index in range(count)], background=background
+        )
         value = await trio.to_thread.run_sync(jobs.merge_album_results, layout, results)
         self._counts["computed"] += 1
         await self._db.put_album_plan(album.key, identity, inputs_to_json(value))

@@ -31,7 +31,6 @@ import trio
 import trio_parallel
 
 from .. import jobs
-from ..errgroups import first_leaf
 from ..errors import BAD_AUDIO, RpcError
 from .database import Database, StoredFingerprint, Track
 from .events import EventHub
@@ -331,22 +330,9 @@ class FingerprintResolver:
     async def _compute_plan_inputs(self, track: Track, *, background: Callable[[], bool]) -> Any:
         """Segments spread over every worker, then merged exactly (on a thread)."""
         count = await trio.to_thread.run_sync(jobs.segment_count, track.path)
-        results: list[Any] = [None] * count
-
-        async def one(index: int) -> None:
-            results[index] = await self._pool.run(jobs.analyze_segment, track.path, index, background=background)
-
-        try:
-            async with trio.open_nursery() as nursery:
-                for index in range(count):
-                    nursery.start_soon(one, index)
-        except BaseExceptionGroup as group:
-            # One failed segment fails the track: report its cause (e.g. "decode failed near
-            # frame N"), not "ExceptionGroup". A group of cancellations only propagates.
-            cause = first_leaf(group, Exception)
-            if cause is None:
-                raise
-            raise cause from None
+        results = await self._pool.run_each(
+            jobs.analyze_segment, [(track.path, index) for index in range(count)], background=background
+        )
         return await trio.to_thread.run_sync(jobs.merge_results, track.path, results)
 
     async def _fail(self, track: Track, reason: str) -> None:

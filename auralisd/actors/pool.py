@@ -35,7 +35,7 @@ import itertools
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -44,6 +44,7 @@ import trio
 import trio_parallel
 
 from .. import jobs
+from ..errgroups import first_leaf
 
 log = logging.getLogger("auralisd.pool")
 T = TypeVar("T")
@@ -190,6 +191,31 @@ class MasteringPool:
             for _ in range(self.workers):
                 nursery.start_soon(one)
         return pids
+
+    async def run_each(
+        self, fn: Callable[..., T], args_list: Sequence[tuple[Any, ...]], *, background: bool | Callable[[], bool] = False
+    ) -> list[T]:
+        """``fn(*args)`` for every ``args`` of ``args_list`` at once, spread over the workers; results in order.
+
+        Used for the segments of one analysis (a track's or an album's): one failed job fails
+        the whole and is raised as itself — its cause (e.g. "decode failed near frame N"), not
+        an ``ExceptionGroup``. A group of cancellations only propagates.
+        """
+        results: list[Any] = [None] * len(args_list)
+
+        async def one(index: int) -> None:
+            results[index] = await self.run(fn, *args_list[index], background=background)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for index in range(len(args_list)):
+                    nursery.start_soon(one, index)
+        except BaseExceptionGroup as group:
+            cause = first_leaf(group, Exception)
+            if cause is None:
+                raise
+            raise cause from None
+        return results
 
     async def run(
         self,

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import signal
 
 from auralis.audio import probe, read_audio, write_audio
 from auralis.cli import main
@@ -30,18 +29,13 @@ from auralis.fingerprint import fingerprint_from_samples
 from auralis.loudness import measure_loudness
 from auralis.presets import get_preset
 from auralis.synth import in_layout, make_music
-from tests.helpers import require_tool
+from tests.helpers import require_tool, true_peak_8x
 
 SR = 44_100
 CEILING_DBTP = -1.0
 LAYOUTS = {"mono": 1, "stereo": 2, "4.0": 4, "5.1": 6, "7.1": 8}
 TARGET_LUFS = get_preset("adaptive").target_lufs
 
-
-def true_peak_8x(x: np.ndarray) -> float:
-    """dBTP at 8x oversampling (independent of the limiter's detector)."""
-    up = signal.resample_poly(np.asarray(x, dtype=np.float64), 8, 1, axis=0)
-    return float(20 * np.log10(max(np.max(np.abs(up)), 1e-20)))
 
 
 @pytest.fixture(scope="module")

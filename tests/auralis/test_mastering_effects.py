@@ -18,15 +18,11 @@ from auralis.plan import plan_mastering
 from auralis.presets import PRESET_NAMES, PRESETS
 from auralis.render import render_samples
 from auralis.synth import loudness_war, make_music
+from tests.helpers import true_peak_8x
 
 SR = 44_100
 CEILING_DBTP = -1.0
 
-
-def true_peak_8x(x: np.ndarray) -> float:
-    """dBTP at 8x oversampling (independent of the limiter's detector)."""
-    up = signal.resample_poly(np.asarray(x, dtype=np.float64), 8, 1, axis=0)
-    return float(20 * np.log10(max(np.max(np.abs(up)), 1e-20)))
 
 
 def plr(x: np.ndarray) -> float:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import signal
 
 from auralis.audio import probe, write_audio
 from auralis.loudness import measure_loudness
@@ -28,16 +27,13 @@ from auralis.synth import in_layout, loudness_war, make_music
 from auralisd import jobs
 from auralisd.playback.mixer import db_gain, scale
 from auralisd.protocol.audio_frames import decode_audio_frame, encode_audio_frame
+from tests.helpers import true_peak_8x
 
 SR = 44_100
 CEILING_DBTP = -1.0
 LAYOUTS = {"mono": 1, "stereo": 2, "4.0": 4, "5.1": 6, "7.1": 8}
 TARGET_LUFS = get_preset("adaptive").target_lufs
 
-
-def true_peak_8x(x: np.ndarray) -> float:
-    up = signal.resample_poly(np.asarray(x, dtype=np.float64), 8, 1, axis=0)
-    return float(20 * np.log10(max(np.max(np.abs(up)), 1e-20)))
 
 
 def on_the_wire(x: np.ndarray, fmt: str, rate: int = SR) -> np.ndarray:

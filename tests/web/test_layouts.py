@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from scipy import signal
 from websockets.sync.client import connect
 
 from auralis.audio import write_audio
@@ -23,6 +22,7 @@ from auralis.loudness import measure_loudness
 from auralis.presets import get_preset
 from auralis.synth import in_layout, make_music
 from auralisd.protocol.audio_frames import decode_audio_frame
+from tests.helpers import true_peak_8x
 from tests.web.daemon import Capture, Daemon, assert_continuous, receive_into, running_daemon, track_ids
 
 SAMPLE_RATE = 44_100
@@ -31,10 +31,6 @@ CEILING_DBTP = -1.0
 LAYOUTS = {"mono": 1, "stereo": 2, "4.0": 4, "5.1": 6, "7.1": 8}
 TARGET_LUFS = get_preset("adaptive").target_lufs
 
-
-def true_peak_8x(x: np.ndarray) -> float:
-    up = signal.resample_poly(np.asarray(x, dtype=np.float64), 8, 1, axis=0)
-    return float(20 * np.log10(max(np.max(np.abs(up)), 1e-20)))
 
 
 @pytest.fixture(scope="module")
