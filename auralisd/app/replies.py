@@ -5,6 +5,7 @@ from __future__ import annotations
 from auralis.errors import AudioError, AuralisError, UnknownPresetError
 
 from ..errors import RpcError
+from ..jobs import JobFailed
 from ..protocol.errors import BAD_AUDIO, INTERNAL, INTERNAL_MESSAGE, NOT_FOUND, UNKNOWN_PRESET, error_reply
 
 
@@ -19,3 +20,8 @@ def error_to_wire(exc: BaseException) -> dict[str, str]:
     if isinstance(exc, AuralisError) and exc.code == "bad_audio":
         return error_reply(BAD_AUDIO, str(exc))
     return error_reply(INTERNAL, INTERNAL_MESSAGE)
+
+
+def is_expected_failure(exc: BaseException) -> bool:
+    """A failure of the request's subject (bad audio, a failed job), not a bug: no traceback in the log."""
+    return isinstance(exc, (RpcError, AuralisError, JobFailed))

@@ -31,7 +31,7 @@ import trio
 
 from ..actors.events import Subscription
 from ..app.commands import COMMANDS, Services, dispatch
-from ..app.replies import error_to_wire
+from ..app.replies import error_to_wire, is_expected_failure
 from ..errors import BAD_REQUEST, UNAUTHORIZED, RpcError
 from ..logs import RefusalLog
 from ..protocol.codec import (
@@ -176,7 +176,7 @@ class RpcSession:
                 self.close()
             return
         except Exception as exc:
-            if not _is_expected(exc):  # a bug: the details go to the log, the reply says only "internal"
+            if not is_expected_failure(exc):  # a bug: the details go to the log, the reply says only "internal"
                 log.exception("control request %s from %s failed", message.method, self.peer)
             await self.send(encode_response(message.msgid, error_to_wire(exc), None))
             return
@@ -198,14 +198,6 @@ class RpcSession:
                 log.warning("control client %s fell behind on events; closing it", self.peer)
                 self.close()
                 return
-
-
-def _is_expected(exc: BaseException) -> bool:
-    from auralis.errors import AuralisError
-
-    from ..jobs import JobFailed
-
-    return isinstance(exc, (AuralisError, JobFailed))
 
 
 class ControlServer:
