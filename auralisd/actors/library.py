@@ -555,11 +555,16 @@ class Library:
         it: folder by folder, each in album order, see ``Database.tracks_under``)."""
         out: list[Track] = []
         for wire_path in wire_paths:
-            folder = self._folder(path_from_wire(wire_path))
+            # File-system calls run on a thread: a stalled network mount must not freeze the
+            # event loop (the audio clock of every listener).
+            folder = await trio.to_thread.run_sync(self._folder, path_from_wire(wire_path))
             if folder is not None:
                 music_dir, rel = folder
                 tracks = await self._db.tracks_under(music_dir, rel, recursive=True)
-                alias = None if tracks else self._canonical_folder(os.path.join(music_dir, rel))
+                alias = (
+                    None if tracks
+                    else await trio.to_thread.run_sync(self._canonical_folder, os.path.join(music_dir, rel))
+                )
                 if alias is not None:  # a folder reached through a symlink loop or a second link
                     tracks = await self._db.tracks_under(*alias, recursive=True)
                 out += tracks
@@ -594,7 +599,7 @@ class Library:
                 return {"dirs": [path_to_wire(d) for d in self._music_dirs], "tracks": []}
             wire_path = path_to_wire(self._music_dirs[0])
         path = path_from_wire(wire_path)
-        folder = self._folder(path)
+        folder = await trio.to_thread.run_sync(self._folder, path)
         if folder is None:
             candidates = self._absolute(path)
             if any(self._music_dir_of(c) for c in candidates):
