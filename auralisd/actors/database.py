@@ -3,7 +3,8 @@
 aiosqlite cannot run under trio (it awaits asyncio futures), so each transaction is one
 plain function run by ``trio.to_thread.run_sync`` under a ``CapacityLimiter(1)``: calls
 are serialised, the trio loop never blocks on disk, and only the thread that holds the
-limiter touches the connection. WAL journal, ``synchronous=NORMAL`` (durable across
+limiter touches the connection (a test on trio's MockClock may inject a runner that runs each
+transaction inline instead, see :class:`Database`). WAL journal, ``synchronous=NORMAL`` (durable across
 process crashes; a power cut may lose the last transactions, never corrupt the file),
 ``busy_timeout`` 5 s, and ``BEGIN IMMEDIATE`` for every transaction that writes (a read
 transaction upgraded to a write can fail with "database is locked" despite the timeout).
@@ -21,7 +22,7 @@ import os
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Final, TypeVar
 
@@ -312,21 +313,26 @@ class Database:
     Every public method is one transaction on the database thread.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, run_sync: Callable[..., Awaitable[Any]] | None = None) -> None:
+        """``run_sync(job, limiter=...)`` runs each transaction: on a thread by default
+        (``trio.to_thread.run_sync``). Timing tests on trio's MockClock pass one that runs it inline
+        on the trio thread (the same real SQLite file), so virtual time never jumps ahead while a
+        real thread works."""
         self.path = path
+        self._run_sync: Callable[..., Awaitable[Any]] = trio.to_thread.run_sync if run_sync is None else run_sync
         self._limiter = trio.CapacityLimiter(1)
         self._conn: sqlite3.Connection | None = None
 
     # ----------------------------------------------------------------- lifecycle
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Open and migrate the database, then serve until cancelled; closes the connection on exit."""
-        await trio.to_thread.run_sync(self._open, limiter=self._limiter)
+        await self._run_sync(self._open, limiter=self._limiter)
         try:
             task_status.started()
             await trio.sleep_forever()
         finally:
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self._close, limiter=self._limiter)
+                await self._run_sync(self._close, limiter=self._limiter)
 
     def _open(self) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
@@ -371,7 +377,7 @@ class Database:
             finally:
                 conn.execute("COMMIT")
 
-        return await trio.to_thread.run_sync(job, limiter=self._limiter)
+        return await self._run_sync(job, limiter=self._limiter)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def job() -> T:
@@ -385,7 +391,7 @@ class Database:
             conn.execute("COMMIT")
             return result
 
-        return await trio.to_thread.run_sync(job, limiter=self._limiter)
+        return await self._run_sync(job, limiter=self._limiter)
 
     def _require(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -197,8 +197,13 @@ class Player:
         restore_paused: bool = False,
         albums: AlbumPlans | None = None,
         album_mode: str | None = None,
+        run_sync: Callable[..., Awaitable[Any]] | None = None,
     ) -> None:
         """``rng`` draws the random-mode order (inject a seeded one for a reproducible order).
+
+        ``run_sync(fn, *args)`` runs CPU work (planning) off the event loop: on a thread by default
+        (``trio.to_thread.run_sync``). Timing tests on trio's MockClock pass one that runs it inline,
+        so virtual time never jumps ahead while a real thread works.
 
         ``restore_paused``: after a restart, a track that was playing comes back paused
         (MPD's ``restore_paused``); by default it plays on.
@@ -208,6 +213,7 @@ class Player:
         """
         self._db = db
         self._hub = hub
+        self._run_sync: Callable[..., Awaitable[Any]] = trio.to_thread.run_sync if run_sync is None else run_sync
         self._resolver = resolver
         self._mastering = mastering
         self.sample_rate = int(sample_rate)
@@ -500,7 +506,7 @@ class Player:
                                 "until the next track boundary")
         index = album.index_of(track.track_id)
         assert index is not None  # album_scope checked it
-        plan = await trio.to_thread.run_sync(
+        plan = await self._run_sync(
             lambda: plan_album(inputs, preset, intensity, tracks=len(album.tracks), name=album.name)
         )
         return plan, AlbumContext(album, index, album.layout()), scope.reason
@@ -524,10 +530,10 @@ class Player:
             value = None if resolved is None else resolved.value
             source = "neutral" if resolved is None else resolved.source
             try:
-                plan = await trio.to_thread.run_sync(plan_mastering, value, preset, intensity)
+                plan = await self._run_sync(plan_mastering, value, preset, intensity)
             except Exception:
                 log.exception("planning %s failed; using the neutral plan", track.path)
-                plan = await trio.to_thread.run_sync(plan_mastering, None, preset, intensity)
+                plan = await self._run_sync(plan_mastering, None, preset, intensity)
                 source = "neutral"
             await self._send.send(_PlanReady(deck_id, plan, source, None, reason))
 

@@ -1,6 +1,10 @@
 """The shared player's timing on trio's MockClock, with fake chunks: stalls, underruns, gapless
 track change, crossfade, seek. No test sleeps: virtual time jumps whenever every task waits.
 
+Nothing runs on a thread: the database (a real SQLite file) and planning are given a runner that
+runs their jobs inline on the trio thread, so virtual time cannot jump ahead while a thread works
+and every run is the same whatever the machine's load.
+
 The fake renderer (the only fake: the database is a real SQLite file, the queue, deck, clock and
 mixer are the real core) returns output-rate chunks whose left channel is the output frame index
 and whose right channel names the track and the preset, so every block says where it came from.
@@ -67,6 +71,12 @@ class FakeRenderer:
         return await self._render("piece", track, plan, j, piece_frames, out_rate, priority)
 
 
+async def inline(fn: Any, *args: Any, limiter: Any = None) -> Any:
+    """``trio.to_thread.run_sync`` without the thread: the job runs on the trio thread, in no virtual time."""
+    await trio.lowlevel.checkpoint()
+    return fn(*args)
+
+
 class NeutralResolver:
     async def plan_inputs(self, track: Track) -> None:
         return None  # the neutral plan: analysis is not what is timed here
@@ -74,11 +84,11 @@ class NeutralResolver:
 
 @asynccontextmanager
 async def player(tmp_path: Path, renderer: FakeRenderer) -> AsyncIterator[Player]:
-    db = Database(str(tmp_path / "state.sqlite3"))
+    db = Database(str(tmp_path / "state.sqlite3"), run_sync=inline)
     async with trio.open_nursery() as nursery:
         await nursery.start(db.run)
         p = Player(db=db, hub=EventHub(), resolver=NeutralResolver(), mastering=renderer,  # type: ignore[arg-type]
-                   sample_rate=RATE, render_ahead=2, rng=random.Random(1))
+                   sample_rate=RATE, render_ahead=2, rng=random.Random(1), run_sync=inline)
         await nursery.start(p.run)
         yield p
         nursery.cancel_scope.cancel()
@@ -193,10 +203,11 @@ async def test_a_preset_change_crossfades_at_the_playhead_over_the_one_crossfade
     assert np.all(side[: mixing[0]] == old) and np.all(side[mixing[-1] + 1 :] == new)
     assert np.all(np.diff(side[mixing[0] - 1 : mixing[-1] + 2]) > 0)  # a monotonic ramp: no click
     fade_time = next(t for t, b in bs if np.any(b.samples[:, 1] != old))
-    # planning runs on a thread (virtual time jumps meanwhile); from the new plan's first render on,
-    # the fade starts with the next block after that render
+    # the new plan's first chunk is asked for at the change (planning takes no virtual time here), and
+    # the fade starts with the first block once that render (0.2 s) is in
     asked_at = next(r[4] for r, preset in zip(renderer.requests, renderer.presets, strict=True) if preset == "bright")
-    assert changed_at <= asked_at and fade_time - asked_at <= 0.2 + BLOCK_S + 1e-9
+    assert asked_at == changed_at
+    assert changed_at + 0.2 <= fade_time <= changed_at + 0.2 + BLOCK_S + 1e-9
     starts = [m for _, m in result if isinstance(m, StreamStart)]
     assert starts[-1].preset == "bright"
 
@@ -222,7 +233,7 @@ async def test_a_seek_lands_exactly_and_its_playhead_is_asked_for_most_urgently(
             nursery.start_soon(run)
             await trio.lowlevel.checkpoint()
             await p.play()
-            await playing.wait()  # planned and playing (planning runs on a thread)
+            await playing.wait()  # planned and playing
             await trio.sleep(1.0)
             sought_at = trio.current_time()
             await p.seek(33.3)
