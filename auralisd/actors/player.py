@@ -241,6 +241,7 @@ class Player:
         self._epoch = 0
         self._deck_ids = 0
         self._subs: list[PcmSubscription] = []
+        self._next_ready_waiters: list[trio.Event] = []  # set once the next track is ready (wait_next_ready)
         self._dirty = False
         self._queue_dirty = False
         # replies held until the change they acknowledge is committed (at most MAILBOX_SIZE x callers)
@@ -364,6 +365,14 @@ class Player:
         """
         return await self._call("subscribe", max_blocks=max_blocks)
 
+    async def wait_next_ready(self) -> None:
+        """Return once the next track's deck is ready for a gapless change (its plan and its first
+        chunk), what ``status()["next_ready"]`` reports; at once if it is. Waits as long as that
+        takes (there may be no next track yet): bound it with a timeout."""
+        ready = trio.Event()
+        await self._call("watch_next_ready", ready=ready)
+        await ready.wait()
+
     def statistics(self) -> PlayerStatistics:
         return PlayerStatistics(
             **self._counts, underruns=self._clock.underruns, subscribers=len(self._subs), epoch=self._epoch
@@ -407,10 +416,12 @@ class Player:
             now = trio.current_time()
             if self._state == "play" and self._clock.due(now):
                 self._tick(now)
+                self._wake_next_ready()
                 continue
             with trio.move_on_at(self._clock.deadline):
                 message = await self._receive.receive()
                 self._dispatch(message)
+                self._wake_next_ready()
 
     def _dispatch(self, message: Any) -> None:
         if isinstance(message, _Call):
@@ -864,7 +875,19 @@ class Player:
     def _publish_queue(self) -> None:
         self._hub.publish("queue", {"length": len(self._queue), "current": self._pos})
 
+    def _next_is_ready(self) -> bool:
+        return self._next is not None and self._next.plan is not None and self._next.has_chunk0()
+
+    def _wake_next_ready(self) -> None:
+        if self._next_ready_waiters and self._next_is_ready():
+            for ready in self._next_ready_waiters:
+                ready.set()
+            self._next_ready_waiters.clear()
+
     # ================================================================= commands (run inside the actor)
+    def _cmd_watch_next_ready(self, ready: trio.Event) -> None:
+        self._next_ready_waiters.append(ready)  # _loop sets it (at once if the next track is ready now)
+
     def _cmd_status(self) -> dict[str, Any]:
         deck = self._deck
         track = None if deck is None else deck.track
@@ -887,7 +910,7 @@ class Player:
             "plan_source": None if deck is None else (deck.plan_source or None),
             "decision": None if deck is None else deck.decision,
             "mastering_status": None if deck is None else ("ready" if deck.plan is not None and not self._stalled else "preparing"),
-            "next_ready": None if self._next is None else (self._next.plan is not None and self._next.has_chunk0()),
+            "next_ready": None if self._next is None else self._next_is_ready(),
             "epoch": self._epoch,
             "sample_rate": self.sample_rate,
             "channels": 2,

@@ -159,6 +159,7 @@ class MasteringPool:
         self._gate_counts = {"pushes": 0, "pops": 0, "wakeups": 0, "compactions": 0}
         self._background_scopes: set[trio.CancelScope] = set()
         self._running = 0
+        self._job_started = trio.Event()  # set (and replaced) whenever a job starts on a worker
         self._jobs_done = 0
         self._worker_deaths = 0
         self._retries = 0
@@ -176,6 +177,11 @@ class MasteringPool:
             self._timeouts,
             self._preempted,
         )
+
+    async def wait_running(self) -> None:
+        """Return once a job is running on a worker (at once if one is)."""
+        while self._running == 0:
+            await self._job_started.wait()
 
     def gate_statistics(self) -> GateStatistics:
         return GateStatistics(self._gate_live, len(self._gate), **self._gate_counts)
@@ -406,6 +412,8 @@ class MasteringPool:
         attempt = 0
         while True:
             self._running += 1
+            self._job_started.set()
+            self._job_started = trio.Event()
             try:
                 with trio.move_on_after(timeout_s) as timeout_scope:
                     result = await self._ctx.run_sync(fn, *args, kill_on_cancel=True, limiter=self._no_limit)

@@ -115,8 +115,7 @@ async def test_queue_plays_gapless_and_sample_exact(tmp_path: Path) -> None:
                 messages.append((0.0, await sub.receive.receive()))
             # on a busy machine, give the next track's preparation the time it needs (load is not tested here)
             await r.player.pause()
-            while not (await r.player.status())["next_ready"]:
-                await trio.sleep(0.05)
+            await r.player.wait_next_ready()
             await r.player.play()
         messages += await collect(sub)
     starts = [m for _, m in messages if isinstance(m, StreamStart)]
@@ -205,8 +204,7 @@ async def test_worker_killed_mid_render_rerenders_the_same_chunk(tmp_path: Path)
             await r.mastering.render_chunk(track, plan, 0)  # workers are up
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(render)
-                while r.mastering.pool.statistics().running == 0:
-                    await trio.sleep(0.001)
+                await r.mastering.pool.wait_running()
                 for pid in children_of(os.getpid()):
                     os.kill(pid, signal.SIGKILL)
         stats = r.mastering.pool.statistics()

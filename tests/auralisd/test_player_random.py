@@ -41,8 +41,7 @@ async def test_random_without_repeat_plays_each_entry_once_then_stops(tmp_path: 
                     if len(played) < len(tracks):
                         # on a busy machine, give the next track's preparation the time it needs
                         await r.player.pause()
-                        while not (await r.player.status())["next_ready"]:
-                            await trio.sleep(0.05)
+                        await r.player.wait_next_ready()
                         await r.player.play()
                 if isinstance(message, StreamEnd) and message.reason != "paused":
                     break
