@@ -178,6 +178,12 @@ class FingerprintResolver:
             raise RpcError(BAD_AUDIO, f"{track.path}: fingerprint failed: {reason}")
         return resolved
 
+    def remembers(self, track: Track) -> bool:
+        """Whether :meth:`plan_inputs` for ``track`` is answered from memory, with no analysis and no
+        database read (the track's file is the one the remembered result was computed from)."""
+        entry = self._memory.get(track.track_id)
+        return entry is not None and entry[0] == _identity(track)
+
     def schedule_idle(self) -> None:
         """Wake the idle-time loop (after a scan) to fingerprint the rest of the library."""
         self._idle_wakeup.set()

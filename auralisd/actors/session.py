@@ -115,10 +115,7 @@ class SessionBackend:
 
     def is_known(self, track: Any) -> bool:
         """Whether the fingerprint is already in the resolver's memory (no analysis expected)."""
-        memory = getattr(self.resolver, "_memory", None)  # the resolver has no public query for this yet
-        if not memory:
-            return False
-        return track.track_id in memory
+        return bool(self.resolver.remembers(track))
 
     def plan(self, inputs: Any, preset: str, intensity: float) -> Any:
         from auralis.plan import plan_mastering
