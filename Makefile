@@ -17,10 +17,11 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m auralisd.demo $(ARGS)
 
-test: $(STAMP)
+# The checkers first (seconds): a bug class they find never reaches a user; then the suite.
+test: lint
 	$(PY) -m pytest -q
 
-# Checkers (ruff: bug classes; mypy: types). Joins `make test` once the tree is clean.
+# Checkers: ruff (pyflakes, bugbear, flake8-async, ...) and mypy (strict on auralis/ and protocol/).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
