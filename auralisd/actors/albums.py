@@ -37,7 +37,7 @@ from .. import jobs
 from ..config import ALBUM_MODES
 from .database import Database, Track
 from .events import EventHub
-from .pool import MasteringPool, PoolTimeout
+from .pool import MasteringPool, PoolTimeout, failure_reason
 
 log = logging.getLogger("auralisd.albums")
 
@@ -337,7 +337,7 @@ class AlbumPlans:
         try:
             flight.result = await self._resolve(album, identity, lambda: flight.waiters == 0)
         except (jobs.JobFailed, PoolTimeout, trio_parallel.BrokenWorkerError, OSError, AuralisError) as exc:
-            self._fail(album, identity, _reason(exc))
+            self._fail(album, identity, failure_reason(exc))
         except Exception as exc:
             log.exception("analysis of album %s failed unexpectedly", album.name)
             self._fail(album, identity, f"internal error: {type(exc).__name__}")
@@ -379,12 +379,3 @@ class AlbumPlans:
         log.warning("album %r cannot be analysed as one: %s", album.name, reason)
         self._hub.publish("album_progress", {"album": album.to_wire(), "status": "failed", "reason": reason})
 
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, jobs.JobFailed):
-        return exc.message.splitlines()[0]
-    if isinstance(exc, PoolTimeout):
-        return str(exc)
-    if isinstance(exc, trio_parallel.BrokenWorkerError):
-        return "the worker process died repeatedly"
-    return f"{type(exc).__name__}: {exc}"

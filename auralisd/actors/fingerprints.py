@@ -34,7 +34,7 @@ from .. import jobs
 from ..errors import BAD_AUDIO, RpcError
 from .database import Database, StoredFingerprint, Track
 from .events import EventHub
-from .pool import MasteringPool, PoolTimeout
+from .pool import MasteringPool, PoolTimeout, failure_reason
 
 log = logging.getLogger("auralisd.fingerprints")
 
@@ -258,7 +258,7 @@ class FingerprintResolver:
                 track, full=request.full, background=lambda: flight.background, on_partial=on_partial
             )
         except (jobs.JobFailed, PoolTimeout, trio_parallel.BrokenWorkerError, OSError) as exc:
-            await self._fail(track, _reason(exc))
+            await self._fail(track, failure_reason(exc))
         except Exception as exc:
             log.exception("fingerprint of %s failed unexpectedly", track.path)
             await self._fail(track, f"internal error: {type(exc).__name__}")
@@ -401,13 +401,4 @@ def _reply(channel: trio.MemorySendChannel | None, value: Resolved | None) -> No
     finally:
         channel.close()
 
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, jobs.JobFailed):
-        return exc.message.splitlines()[0]
-    if isinstance(exc, PoolTimeout):
-        return str(exc)
-    if isinstance(exc, trio_parallel.BrokenWorkerError):
-        return "the worker process died repeatedly"
-    return f"{type(exc).__name__}: {exc}"
 

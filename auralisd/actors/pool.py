@@ -461,3 +461,14 @@ async def open_mastering_pool(workers: int) -> AsyncIterator[MasteringPool]:
                 # idle workers that miss the short grace period are killed; workers that got the
                 # signal with us (systemd, `timeout`) are already gone: neither is an error
                 log.info("worker processes stopped: %s", exc.args[0] if exc.args else exc)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line saying why a pool job failed, for the user (a job's own reason, a timeout, dead workers)."""
+    if isinstance(exc, jobs.JobFailed):
+        return exc.message.splitlines()[0]
+    if isinstance(exc, PoolTimeout):
+        return str(exc)
+    if isinstance(exc, trio_parallel.BrokenWorkerError):
+        return "the worker process died repeatedly"
+    return f"{type(exc).__name__}: {exc}"
