@@ -99,9 +99,11 @@ def _mp3_has_length_tag(path: str) -> bool:
             skip = 10 + ((head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F))
         handle.seek(skip)
         data = handle.read(MP3_HEADER_SCAN_BYTES)
-    sync = next((i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] & 0xE0 == 0xE0), -1)
-    if sync < 0:
+    raw = np.frombuffer(data, dtype=np.uint8)
+    syncs = np.flatnonzero((raw[:-1] == 0xFF) & ((raw[1:] & 0xE0) == 0xE0))  # the first frame sync
+    if syncs.size == 0:
         return False
+    sync = int(syncs[0])
     first = data[sync : sync + 200]
     return b"Xing" in first or b"Info" in first or first[36:40] == b"VBRI"
 
