@@ -44,6 +44,7 @@ from ..protocol.codec import (
     encode_notification,
     encode_response,
 )
+from .accept import accept_or_pause
 
 log = logging.getLogger("auralisd.control")
 
@@ -229,14 +230,7 @@ class ControlServer:
     async def _accept_loop(self, listener: trio.abc.Listener[trio.abc.Stream], require_auth: bool) -> None:
         async with listener, trio.open_nursery() as nursery:
             while True:
-                try:
-                    stream = await listener.accept()
-                except OSError as exc:
-                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                        log.error("accept failed (%s); pausing", exc.strerror)
-                        await trio.sleep(0.1)
-                        continue
-                    raise
+                stream = await accept_or_pause(listener, "control")
                 limit = MAX_TCP_CONNECTIONS if require_auth else MAX_UNIX_CONNECTIONS
                 if self._connections[require_auth] >= limit:
                     self._refusals[require_auth].refused()

@@ -20,7 +20,6 @@ Security rules (issue 5):
 
 from __future__ import annotations
 
-import errno
 import hmac
 import logging
 import posixpath
@@ -39,6 +38,7 @@ from wsproto.events import CloseConnection
 
 from ..config import DEFAULT_HTTP_MAX_CONNECTIONS, is_loopback_host
 from ..logs import RefusalLog
+from .accept import accept_or_pause
 
 log = logging.getLogger(__name__)
 
@@ -343,14 +343,7 @@ class HttpServer:
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         async with listener:
             while True:
-                try:
-                    stream = await listener.accept()
-                except OSError as exc:
-                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                        log.error("HTTP accept failed (%s); pausing", exc.strerror)
-                        await trio.sleep(0.1)
-                        continue
-                    raise
+                stream = await accept_or_pause(listener, "HTTP")
                 if self._open >= self._max_connections:
                     self._refusals.refused()
                     if self._refusing < MAX_REFUSING:
