@@ -12,7 +12,11 @@ Anything else is a miss (``None``), never an exception: a missing or damaged fil
 format or algorithm versions, a different identity, a missing or non-finite dimension.
 Writes are atomic (temporary file + rename). Where the audio's folder is not writable,
 the sidecar goes to a cache folder, named by a hash of the audio's absolute path, and
-:func:`read_sidecar` looks in both places. The format is documented in ``docs/fingerprint.md``.
+:func:`read_sidecar` looks in both places. Where sidecars go is the user's choice
+(:data:`SIDECAR_PLACEMENTS`): ``beside`` the audio (the default, above), a ``mirror`` tree under
+a folder of their choice (``MIRROR/<absolute audio path>.25d``: read-only or shared music
+folders stay untouched), or ``none`` (nothing written; the daemon keeps its database). The
+format is documented in ``docs/fingerprint.md``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ SIDECAR_FORMAT_VERSION: Final[int] = 1
 HASH_BLOCKS: Final = 16  # PCM blocks sampled for the content hash, evenly spread over the track
 HASH_BLOCK_FRAMES: Final = 1024  # frames per sampled block
 MAX_SIDECAR_BYTES: Final = 1 << 20  # a real sidecar is ~2 kB; anything larger is damage, not read
+SIDECAR_PLACEMENTS: Final = ("beside", "mirror", "none")  # where sidecars are written (see the module doc)
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,12 @@ def cache_sidecar_path(path: str | os.PathLike[str], cache_dir: str | None = Non
     return os.path.join(cache_dir or default_cache_dir(), key.hexdigest() + SIDECAR_SUFFIX)
 
 
+def mirror_sidecar_path(path: str | os.PathLike[str], mirror_dir: str) -> str:
+    """The sidecar in a mirror tree: ``/music/a/song.flac`` -> ``MIRROR/music/a/song.flac.25d``."""
+    absolute = os.path.abspath(os.fspath(path))
+    return os.path.join(mirror_dir, absolute.lstrip(os.sep)) + SIDECAR_SUFFIX
+
+
 def _load(candidate: str) -> dict[str, Any] | None:
     try:
         with open(candidate, "rb") as handle:
@@ -129,13 +140,19 @@ def _parse(data: dict[str, Any], audio_path: str) -> Fingerprint | None:
         return None
 
 
-def read_sidecar(path: str | os.PathLike[str], *, cache_dir: str | None = None) -> Fingerprint | None:
-    """The cached fingerprint of ``path`` if a valid sidecar exists (beside it, then in the cache folder).
+def read_sidecar(
+    path: str | os.PathLike[str], *, cache_dir: str | None = None, mirror_dir: str | None = None
+) -> Fingerprint | None:
+    """The cached fingerprint of ``path`` if a valid sidecar exists (in the mirror tree when
+    ``mirror_dir`` is given, then beside it, then in the cache folder).
 
     Never raises for damaged, stale or missing sidecars, nor for a missing audio file: those are misses.
     """
     path = os.fspath(path)
-    for candidate in (sidecar_path(path), cache_sidecar_path(path, cache_dir)):
+    candidates = [sidecar_path(path), cache_sidecar_path(path, cache_dir)]
+    if mirror_dir is not None:
+        candidates.insert(0, mirror_sidecar_path(path, mirror_dir))
+    for candidate in candidates:
         data = _load(candidate)
         if data is not None:
             fp = _parse(data, path)
@@ -197,11 +214,13 @@ def write_sidecar(
     *,
     cache_dir: str | None = None,
     identity: FileIdentity | None = None,
+    mirror_dir: str | None = None,
 ) -> str:
     """Write ``fp`` as the sidecar of ``path``, atomically; returns the sidecar's path.
 
-    Beside the audio if its folder is writable, else in the cache folder (``cache_dir`` or
-    :func:`default_cache_dir`). Pass the ``identity`` taken *before* analysing the file to be
+    With ``mirror_dir``: in the mirror tree (:func:`mirror_sidecar_path`, folders created), never
+    beside the audio. Otherwise beside the audio if its folder is writable, else in the cache
+    folder (``cache_dir`` or :func:`default_cache_dir`). Pass the ``identity`` taken *before* analysing the file to be
     sure a file replaced during the analysis never gets a sidecar it would pass; by default
     the identity is taken now.
 
@@ -212,6 +231,11 @@ def write_sidecar(
     """
     path = os.fspath(path)
     payload = _sidecar_document(path, fp, identity)
+    if mirror_dir is not None:
+        mirrored = mirror_sidecar_path(path, mirror_dir)
+        os.makedirs(os.path.dirname(mirrored), exist_ok=True)
+        _atomic_write(mirrored, payload)
+        return mirrored
     beside = sidecar_path(path)
     try:
         _atomic_write(beside, payload)

@@ -18,11 +18,13 @@ from auralis.fingerprint import (
     DIMENSIONS,
     PLAN_INPUT_KEYS,
     Fingerprint,
+    analyze_fingerprint_segment,
     analyze_segment,
     compute_detail_dimensions,
     compute_fingerprint,
     compute_plan_inputs,
     fingerprint_from_samples,
+    merge_fingerprint_segments,
     merge_segments,
     segment_count,
 )
@@ -394,6 +396,23 @@ def test_segments_merge_exactly_in_worker_processes_and_any_order(track: str, tr
         merge_segments(track, [*results[:2], dataclasses.replace(results[2], num_frames=results[2].num_frames + 1)])
     with pytest.raises(IndexError):
         analyze_segment(track, count)
+
+
+def test_full_fingerprint_segments_merge_bit_for_bit_in_other_processes(track: str, track_fp: Fingerprint) -> None:
+    """The cluster's split: every segment of both halves computed elsewhere, merged in any order."""
+    count = segment_count(track)
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        parts = list(pool.map(analyze_fingerprint_segment, [track] * count, range(count)))
+    assert all(len(pickle.dumps(p)) < 512_000 for p in parts)  # what moves between machines per 30 s
+    merged = merge_fingerprint_segments(track, [parts[2], parts[0], parts[1]])
+    assert merged == track_fp  # every dimension and measurement to the last bit
+    assert json.dumps(merged.to_json_dict()) == json.dumps(track_fp.to_json_dict())
+    with pytest.raises(ValueError, match="cover"):
+        merge_fingerprint_segments(track, parts[:2])
+    with pytest.raises(ValueError, match="cover"):  # one segment twice, one missing
+        merge_fingerprint_segments(track, [parts[0], parts[0], parts[2]])
+    with pytest.raises(IndexError):
+        analyze_fingerprint_segment(track, count)
 
 
 @pytest.mark.parametrize("segment_s", [0.7, 4.0, 100.0])

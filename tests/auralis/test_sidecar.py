@@ -20,6 +20,7 @@ from auralis.sidecar import (
     SIDECAR_SUFFIX,
     cache_sidecar_path,
     file_identity,
+    mirror_sidecar_path,
     read_sidecar,
     write_sidecar,
 )
@@ -218,3 +219,15 @@ def test_sidecars_are_readable_by_others_as_the_umask_allows(song: str, fingerpr
     assert stat.S_IMODE(os.stat(beside).st_mode) == mode
     if cached != beside:  # root ignores the read-only folder
         assert stat.S_IMODE(os.stat(cached).st_mode) == mode
+
+
+def test_a_mirror_tree_leaves_the_music_folder_untouched(song: str, fingerprint: Fingerprint, tmp_path) -> None:
+    mirror = str(tmp_path / "mirror")
+    before = sorted(os.listdir(os.path.dirname(song)))
+    where = write_sidecar(song, fingerprint, mirror_dir=mirror)
+    assert where == mirror_sidecar_path(song, mirror) == mirror + os.path.abspath(song) + SIDECAR_SUFFIX
+    assert sorted(os.listdir(os.path.dirname(song))) == sorted([*before, "mirror"])  # only the mirror folder asked for
+    assert not os.path.exists(song + SIDECAR_SUFFIX)
+    assert read_sidecar(song, mirror_dir=mirror) == fingerprint
+    assert read_sidecar(song, cache_dir=str(tmp_path / "cache")) is None  # not found without the mirror
+    assert [n for n in os.listdir(os.path.dirname(where)) if n.startswith(".25d-")] == []
