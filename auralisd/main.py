@@ -31,6 +31,7 @@ from .actors.fingerprints import FingerprintResolver
 from .actors.library import Library
 from .actors.mastering import Mastering
 from .actors.player import Player
+from .actors.playlists import PLAYLISTS_FOLDER, PlaylistStore
 from .actors.pool import MasteringPool, open_mastering_pool
 from .app.commands import Services
 from .config import ConfigError, Settings
@@ -142,6 +143,8 @@ class Daemon:
         await self._start(root, "library", library.run)
         resolver = FingerprintResolver(db, pool_actor.pool, hub, cache_dir=s.cache_dir)
         await self._start(root, "fingerprints", resolver.run)
+        playlists = PlaylistStore(os.path.join(s.state_dir, PLAYLISTS_FOLDER), hub)
+        await self._start(root, "playlists", playlists.run)
         albums = AlbumPlans(db, pool_actor.pool, hub)
         await self._start(root, "albums", albums.run)
         mastering = Mastering(pool_actor.pool, ChunkCache(s.cache_bytes))
@@ -153,7 +156,7 @@ class Daemon:
         await self._start(root, "player", player.run)
         services = Services(
             db=db, hub=hub, library=library, resolver=resolver, mastering=mastering, player=player,
-            started_at=time.monotonic(), albums=albums,
+            started_at=time.monotonic(), albums=albums, playlists=playlists,
         )  # fmt: skip
         self.services = services
         library.on_scan_complete.append(resolver.schedule_idle)

@@ -31,6 +31,7 @@ COVER_EXTENSIONS: Final = (".jpg", ".jpeg", ".png", ".webp", ".gif")
 
 FIELDS: Final = (
     "title", "artist", "album", "album_artist", "track_number", "disc_number", "date", "genre", "mb_album_id",
+    "composer", "performer", "comment",
 )  # fmt: skip
 
 # lower-cased container key -> field. ID3 frame ids, MP4 atoms, Vorbis/APE/ASF names.
@@ -53,6 +54,10 @@ _ALIASES: Final[dict[str, str]] = {
     "tdrc": "date", "tyer": "date", "\xa9day": "date", "date": "date", "year": "date", "wm/year": "date",
     # genre
     "tcon": "genre", "\xa9gen": "genre", "genre": "genre", "wm/genre": "genre",
+    # composer, performer, comment (ID3 COMM frames are keyed "COMM:description:language"; only the one without a description counts)
+    "tcom": "composer", "\xa9wrt": "composer", "composer": "composer", "wm/composer": "composer",
+    "performer": "performer", "\xa9prf": "performer",
+    "comm": "comment", "\xa9cmt": "comment", "comment": "comment", "description": "comment",
     # MusicBrainz release id
     "txxx:musicbrainz album id": "mb_album_id", "----:com.apple.itunes:musicbrainz album id": "mb_album_id",
     "musicbrainz_albumid": "mb_album_id", "musicbrainz/album id": "mb_album_id",
@@ -61,7 +66,7 @@ _ALIASES: Final[dict[str, str]] = {
 # RIFF INFO chunk ids -> field (WAV files written by many rippers and editors)
 _RIFF_INFO: Final[dict[bytes, str]] = {
     b"INAM": "title", b"IART": "artist", b"IPRD": "album", b"ICRD": "date", b"IGNR": "genre",
-    b"ITRK": "track_number", b"IPRT": "track_number",
+    b"ITRK": "track_number", b"IPRT": "track_number", b"ICMT": "comment",
 }  # fmt: skip
 
 
@@ -78,6 +83,9 @@ class Tags:
     date: str | None = None
     genre: str | None = None
     mb_album_id: str | None = None
+    composer: str | None = None
+    performer: str | None = None
+    comment: str | None = None
 
 
 def read_tags(path: str) -> Tags:
@@ -108,6 +116,9 @@ def read_tags(path: str) -> Tags:
         date=found.get("date"),
         genre=found.get("genre"),
         mb_album_id=found.get("mb_album_id"),
+        composer=found.get("composer"),
+        performer=found.get("performer"),
+        comment=found.get("comment"),
     )
 
 
@@ -150,6 +161,8 @@ def _field_of(key: str) -> str | None:
     field = _ALIASES.get(lowered)
     if field is None and lowered.startswith("txxx:"):
         field = _ALIASES.get("txxx:" + lowered[5:].strip())
+    if field is None and lowered.startswith("comm::"):  # the plain comment, not iTunNORM and friends
+        field = "comment"
     return field
 
 

@@ -59,7 +59,8 @@ REQUEST: Final = 0  # msgpack-RPC message types (docs/protocol.md)
 RESPONSE: Final = 1
 NOTIFICATION: Final = 2
 
-EVENTS: Final = ("player", "queue", "options", "volume", "scan_progress", "fingerprint_progress", "mastering", "error")
+EVENTS: Final = ("player", "queue", "options", "volume", "scan_progress", "fingerprint_progress", "mastering",
+                  "stored_playlist", "error")  # fmt: skip
 OPTION_FLAGS: Final = ("repeat", "random", "single", "consume")
 STATE_LABELS: Final = {"play": "playing", "pause": "paused", "stop": "stopped"}
 
@@ -1131,14 +1132,22 @@ SEARCH_PAGE: Final = 1000  # the daemon's largest page
 
 
 def cmd_search(ctx: Context) -> int:
-    """Every match (page by page), or the first ``--limit``; a cut list says so on stderr."""
-    query = " ".join(ctx.args.query)
+    """Every match (page by page), or the first ``--limit``; a cut list says so on stderr.
+
+    ``search TAG VALUE [TAG VALUE...]`` (a known tag first, in pairs) or ``search '(EXPR)'`` searches
+    by tag, case-insensitively by substring (mpc search); any other words search everything.
+    """
+    words = list(ctx.args.query)
+    by_tag = (len(words) % 2 == 0 and words[0].lower() in SEARCH_TAGS) or (
+        len(words) == 1 and words[0].lstrip().startswith("(")
+    )
+    base: dict[str, Any] = tag_filter(words, command="search") if by_tag else {"query": " ".join(words)}
     wanted = ctx.args.limit
     tracks: list[dict[str, Any]] = []
     total = 0
     while wanted is None or len(tracks) < wanted:
         page = SEARCH_PAGE if wanted is None else min(SEARCH_PAGE, wanted - len(tracks))
-        result = ctx.call("library.search", {"query": query, "limit": page, "offset": len(tracks)})
+        result = ctx.call("library.search", {**base, "limit": page, "offset": len(tracks)})
         got = result.get("tracks", [])
         tracks += got
         total = int(result.get("total", len(tracks)))
@@ -1151,6 +1160,304 @@ def cmd_search(ctx: Context) -> int:
         _print_tracks(ctx, tracks)
         if truncated:
             print(f"auralisctl: showing {len(tracks)} of {total} matches (--limit)", file=sys.stderr)
+    return EXIT_OK
+
+
+SEARCH_TAGS: Final = (
+    "artist", "albumartist", "album", "title", "track", "disc", "genre", "date", "composer", "performer", "comment",
+    "musicbrainz_albumid", "file", "any",
+)  # fmt: skip
+"""Tags ``find``, ``search`` and ``list`` take (docs/protocol.md, library.find)."""
+
+
+def tag_filter(words: Sequence[str], *, command: str) -> dict[str, Any]:
+    """``TAG VALUE [TAG VALUE...]`` (mpc's form) or one filter expression ``(TAG == 'V')`` -> request params."""
+    if len(words) == 1 and words[0].lstrip().startswith("("):
+        return {"filter": words[0]}
+    if not words or len(words) % 2:
+        raise UsageError(f"{command}: give TAG VALUE pairs (tags: {', '.join(SEARCH_TAGS)}) or one '(TAG == \"V\")'")
+    tags: dict[str, str] = {}
+    for tag, value in zip(words[0::2], words[1::2], strict=True):
+        if tag.lower() not in SEARCH_TAGS:
+            raise UsageError(f"{command}: unknown tag {tag!r} (tags: {', '.join(SEARCH_TAGS)})")
+        if tag.lower() in tags:
+            raise UsageError(f"{command}: tag {tag!r} given twice; use a filter expression for that")
+        tags[tag.lower()] = value
+    return {"tags": tags}
+
+
+def _all_pages(ctx: Context, method: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    tracks: list[dict[str, Any]] = []
+    total = 0
+    while True:
+        result = ctx.call(method, {**params, "limit": SEARCH_PAGE, "offset": len(tracks)})
+        got = result.get("tracks", [])
+        tracks += got
+        total = int(result.get("total", len(tracks)))
+        if not got or not result.get("truncated"):
+            return tracks, total
+
+
+def cmd_find(ctx: Context) -> int:
+    """Tracks whose tags equal the values exactly (mpc find)."""
+    tracks, total = _all_pages(ctx, "library.find", tag_filter(ctx.args.query, command="find"))
+    if ctx.json:
+        print_json({"tracks": tracks, "total": total})
+    else:
+        _print_tracks(ctx, tracks)
+    return EXIT_OK
+
+
+def cmd_list(ctx: Context) -> int:
+    """The distinct values of a tag (mpc list TAG [filter] [--group TAG])."""
+    params: dict[str, Any] = {"tag": ctx.args.tag.lower()}
+    if ctx.args.query:
+        params.update(tag_filter(ctx.args.query, command="list"))
+    if ctx.args.group:
+        params["group"] = [g.lower() for g in ctx.args.group]
+    result = ctx.call("library.values", params)
+    if ctx.json:
+        print_json(result)
+        return EXIT_OK
+    names = [*result.get("group", []), result.get("tag")]
+    for row in result.get("rows", []):
+        values = [row.get(n) for n in names]
+        if values[-1] is None:
+            continue
+        print("\t".join("" if v is None else str(v) for v in values))
+    return EXIT_OK
+
+
+def cmd_stats(ctx: Context) -> int:
+    stats = ctx.call("library.stats")
+    if ctx.json:
+        print_json(stats)
+        return EXIT_OK
+    updated = stats.get("db_update_s")
+    print(f"Artists: {stats.get('artists', 0):>6}")
+    print(f"Albums:  {stats.get('albums', 0):>6}")
+    print(f"Songs:   {stats.get('songs', 0):>6}")
+    print()
+    print(f"Play Time:    {format_days(stats.get('playtime_s'))}")
+    print(f"Uptime:       {format_days(stats.get('uptime_s'))}")
+    print(f"DB Updated:   {time.strftime('%c', time.localtime(updated)) if updated else 'never'}")
+    print(f"DB Play Time: {format_days(stats.get('db_playtime_s'))}")
+    return EXIT_OK
+
+
+def format_days(seconds: Any) -> str:
+    """``D days, H:MM:SS`` as mpc prints durations in stats."""
+    total = int(seconds or 0)
+    days, rest = divmod(total, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{days} days, {hours}:{minutes:02d}:{secs:02d}"
+
+
+def cmd_update(ctx: Context) -> int:
+    """Rescan the library, or one folder of it (mpc update [PATH])."""
+    params = {} if ctx.args.path is None else {"path": ctx.local_path(ctx.args.path)}
+    if ctx.args.wait:
+        ctx.args.quiet = getattr(ctx.args, "quiet", False)
+        return cmd_scan(ctx, params)
+    result = ctx.call("library.scan", params)
+    if ctx.json:
+        print_json(result)
+    elif not ctx.args.quiet:
+        print(f"updating: job {result.get('job')}" if result.get("started") else "a scan is already running")
+    return EXIT_OK
+
+
+# --- mpc-like format strings: %tag% fields, [optional groups], | alternatives, & both
+
+
+def _format_fields(status: dict[str, Any]) -> dict[str, str]:
+    track = status.get("track") or {}
+    fields = {
+        "artist": track.get("artist"), "albumartist": track.get("album_artist"), "album": track.get("album"),
+        "title": track.get("title"), "track": track.get("track_number"), "disc": track.get("disc_number"),
+        "date": track.get("date"), "genre": track.get("genre"), "composer": track.get("composer"),
+        "performer": track.get("performer"), "comment": track.get("comment"), "file": track.get("path"),
+        "time": format_time(track.get("duration_s")) if track else None,
+        "position": None if status.get("queue_pos") is None else int(status["queue_pos"]) + 1,
+        "id": track.get("track_id"), "preset": status.get("preset"),
+    }  # fmt: skip
+    return {k: str(v) for k, v in fields.items() if v not in (None, "")}
+
+
+def format_track(fmt: str, fields: dict[str, str]) -> str:
+    """Expand an mpc format string: ``%artist%`` is a field; ``[...]`` is dropped when a field inside is
+    missing; ``|`` inside a group picks the first alternative that is complete; ``&`` joins parts that
+    must all be complete; ``\\`` escapes the next character. Unknown fields are missing."""
+    text, _, _ = _format_seq(fmt, 0, fields, top=True)
+    return text
+
+
+def _format_seq(fmt: str, i: int, fields: dict[str, str], *, top: bool = False) -> tuple[str, bool, int]:
+    """``(text, complete, next index)`` of alternatives up to the closing ``]`` (or the end)."""
+    out: list[str] = []
+    complete = True
+    alternatives: list[tuple[str, bool]] = []
+    while i < len(fmt):
+        char = fmt[i]
+        if char == "\\" and i + 1 < len(fmt):
+            out.append(fmt[i + 1])
+            i += 2
+        elif char == "[":
+            text, ok, i = _format_seq(fmt, i + 1, fields)
+            if ok:
+                out.append(text)
+        elif char == "]" and not top:
+            i += 1
+            break
+        elif char == "|":
+            alternatives.append(("".join(out), complete))
+            out, complete = [], True
+            i += 1
+        elif char == "&":
+            i += 1
+        elif char == "%":
+            end = fmt.find("%", i + 1)
+            if end < 0:
+                out.append(fmt[i:])
+                i = len(fmt)
+            else:
+                name = fmt[i + 1 : end]
+                if name in fields:
+                    out.append(fields[name])
+                else:
+                    complete = False
+                i = end + 1
+        else:
+            out.append(char)
+            i += 1
+    alternatives.append(("".join(out), complete))
+    for text, ok in alternatives:
+        if ok:
+            return text, True, i
+    return alternatives[-1][0] if top else "", top, i
+
+
+DEFAULT_CURRENT_FORMAT: Final = "[%artist% - ]%title%"
+
+
+def cmd_current(ctx: Context) -> int:
+    """The current track, as ``Artist - Title`` or a ``--format`` string (mpc current)."""
+    status = ctx.call("status")
+    if ctx.json:
+        print_json({"track": status.get("track"), "queue_pos": status.get("queue_pos"), "state": status.get("state")})
+        return EXIT_OK
+    if not status.get("track") or status.get("state") == "stop":  # mpc prints nothing when stopped
+        return EXIT_OK
+    if ctx.args.format and status["track"].get("track_id") is not None:  # every tag, not only the status brief
+        status = {**status, "track": ctx.call("library.track", {"track_id": status["track"]["track_id"]})}
+    line = format_track(ctx.args.format or DEFAULT_CURRENT_FORMAT, _format_fields(status))
+    if line:
+        print(line)
+    return EXIT_OK
+
+
+# --- stored playlists
+
+
+def cmd_save(ctx: Context) -> int:
+    result = ctx.call("playlist.save", {"name": ctx.args.name, "mode": ctx.args.mode})
+    if ctx.json:
+        print_json(result)
+    elif not ctx.args.quiet:
+        print(f"saved {result.get('length')} tracks as {ctx.args.name!r}")
+    return EXIT_OK
+
+
+def cmd_load(ctx: Context) -> int:
+    params: dict[str, Any] = {"name": ctx.args.name}
+    if ctx.args.range:
+        start, sep, end = ctx.args.range.partition(":")
+        if not start.isdigit() or (sep and end and not end.isdigit()) or (not sep and not start):
+            raise UsageError(f"bad range {ctx.args.range!r}: use START:END (1-based, inclusive) or N")
+        params["start"] = max(0, int(start) - 1)
+        if not sep:
+            params["end"] = int(start)
+        elif end:
+            params["end"] = int(end)
+    if ctx.args.pos is not None:
+        params["pos"] = parse_position(ctx.args.pos)
+    result = ctx.call("playlist.load", params)
+    if ctx.json:
+        print_json(result)
+        return EXIT_OK
+    if not ctx.args.quiet:
+        print(f"loading: {ctx.args.name}")
+        _report_added(ctx, result)
+    if result.get("missing"):
+        print(f"auralisctl: {result['missing']} entries of {ctx.args.name!r} are not in the library (skipped)",
+              file=sys.stderr)  # fmt: skip
+    return EXIT_OK
+
+
+def cmd_lsplaylists(ctx: Context) -> int:
+    playlists = ctx.call("playlist.list").get("playlists", [])
+    if ctx.json:
+        print_json({"playlists": playlists})
+        return EXIT_OK
+    for item in playlists:
+        print(item.get("name"))
+    return EXIT_OK
+
+
+PLAYLIST_ACTIONS: Final = ("show", "add", "clear", "del", "move", "rename", "rm")
+
+
+def cmd_playlist(ctx: Context) -> int:
+    """``playlist``: the queue (as mpc); ``playlist NAME`` or ``playlist show|add|clear|del|move|rename|rm NAME ...``."""
+    action, rest = ctx.args.action, list(ctx.args.rest)
+    if action is None:
+        return cmd_queue(ctx)
+    if action not in PLAYLIST_ACTIONS:
+        rest, action = [action, *rest], "show"  # `playlist NAME` lists it, as mpc does
+    if not rest:
+        raise UsageError(f"playlist {action}: name a playlist")
+    name, args = rest[0], rest[1:]
+    result: Any
+    if action == "show":
+        result = ctx.call("playlist.show", {"name": name})
+        if ctx.json:
+            print_json(result)
+            return EXIT_OK
+        for entry in result.get("entries", []):
+            track = entry.get("track")
+            if ctx.args.long:
+                label = track_label(track) if track else "(not in the library)"
+                print(f"{entry['pos'] + 1:>5}  {format_time((track or {}).get('duration_s')):>8}  {label}  {entry['path']}")
+            else:
+                print(entry.get("path"))
+        return EXIT_OK
+    if action == "add":
+        paths = [p for a in args for p in (stdin_lines() if a == "-" else [a])]
+        if not paths:
+            raise UsageError("playlist add NAME PATH...: name at least one file or folder (- reads stdin)")
+        result = ctx.call("playlist.add", {"name": name, "paths": [ctx.local_path(p) for p in paths]})
+    elif action == "clear":
+        result = ctx.call("playlist.clear", {"name": name})
+    elif action == "del":
+        if not args:
+            raise UsageError("playlist del NAME POS...: give positions (N or N-M, from 1)")
+        result = ctx.call("playlist.delete", {"name": name, "positions": parse_positions(args, None)})
+    elif action == "move":
+        if len(args) != 2:
+            raise UsageError("playlist move NAME FROM TO")
+        result = ctx.call("playlist.move", {"name": name, "from_pos": parse_position(args[0]),
+                                            "to_pos": parse_position(args[1])})  # fmt: skip
+    elif action == "rename":
+        if len(args) != 1:
+            raise UsageError("playlist rename NAME NEW_NAME")
+        result = ctx.call("playlist.rename", {"name": name, "new_name": args[0]})
+    else:
+        if args:
+            raise UsageError("playlist rm NAME")
+        result = ctx.call("playlist.remove", {"name": name})
+    if ctx.json:
+        print_json(result)
     return EXIT_OK
 
 
@@ -1183,11 +1490,11 @@ def _progress_bar(done: int, total: int, width: int = 30) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} ({int(100 * fraction)}%)"
 
 
-def cmd_scan(ctx: Context) -> int:
+def cmd_scan(ctx: Context, params: dict[str, Any] | None = None) -> int:
     client = ctx.client
     if ctx.args.wait:
         client.call("subscribe", {"events": ["scan_progress"]})
-    result = client.call("library.scan")
+    result = client.call("library.scan", params or {})
     if not ctx.args.wait:
         if ctx.json:
             print_json(result)
@@ -1608,8 +1915,35 @@ def build_parser() -> argparse.ArgumentParser:
     move.add_argument("source", metavar="FROM")
     move.add_argument("dest", metavar="TO")
     add("clear", cmd_clear, "empty the queue")
-    add("queue", cmd_queue, "list the queue", aliases=["playlist"])
-    search = add("search", cmd_search, "search the library (prints paths; -l for details)")
+    add("queue", cmd_queue, "list the queue")
+    playlist = add("playlist", cmd_playlist, "the queue; or a stored playlist: playlist [show|add|clear|del|move|rename|rm] NAME ...")
+    playlist.add_argument("action", nargs="?", metavar="ACTION|NAME")
+    playlist.add_argument("rest", nargs="*", metavar="ARG")
+    playlist.add_argument("-l", "--long", action="store_true", help="show: position, duration, artist - title and path")
+    save = add("save", cmd_save, "save the queue as a stored playlist")
+    save.add_argument("name", metavar="NAME")
+    save.add_argument("--mode", choices=("create", "append", "replace"), default="create",
+                      help="create (default: refuse an existing name), append or replace")  # fmt: skip
+    load = add("load", cmd_load, "append a stored playlist to the queue")
+    load.add_argument("name", metavar="NAME")
+    load.add_argument("--range", metavar="START:END", help="only these entries (from 1, END included)")
+    load.add_argument("--pos", metavar="POS", help="insert at this queue position instead of the end")
+    add("lsplaylists", cmd_lsplaylists, "list the stored playlists")
+    find = add("find", cmd_find, "find tracks by exact tags: TAG VALUE [TAG VALUE...] or '(TAG == \"V\")'")
+    find.add_argument("query", nargs="+", metavar="TAG VALUE")
+    find.add_argument("-l", "--long", action="store_true", help="id, duration, artist - title and path")
+    lister = add("list", cmd_list, "list the values of a tag: TAG [TAG VALUE...] [--group TAG]")
+    lister.add_argument("tag", metavar="TAG")
+    lister.add_argument("query", nargs="*", metavar="TAG VALUE")
+    lister.add_argument("--group", action="append", metavar="TAG", help="group by this tag (repeatable)")
+    add("stats", cmd_stats, "library and daemon statistics")
+    update = add("update", cmd_update, "rescan the library, or one folder of it")
+    update.add_argument("path", nargs="?", metavar="PATH")
+    update.add_argument("--wait", action="store_true", help="wait, show progress and what the scan found")
+    add("current", cmd_current, "print the current track").add_argument(
+        "-f", "--format", metavar="FMT", help="an mpc format string, e.g. '[%%artist%% - ]%%title%%'"
+    )
+    search = add("search", cmd_search, "search the library: words, or TAG VALUE pairs (prints paths; -l for details)")
     search.add_argument("query", nargs="+", metavar="QUERY")
     search.add_argument("--limit", type=int, metavar="N")
     search.add_argument("-l", "--long", action="store_true", help="id, duration, artist - title and path")

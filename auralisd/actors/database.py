@@ -30,6 +30,8 @@ import trio
 
 from ..config import ConfigError
 from ..protocol.paths import path_from_wire, path_to_wire, text_to_wire
+from ..protocol.query import Query
+from . import tagquery
 
 T = TypeVar("T")
 
@@ -129,8 +131,26 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     DELETE FROM rejected_files;
     ALTER TABLE rejected_files ADD COLUMN kind TEXT NOT NULL DEFAULT 'damaged';
     """,
+    # 5: composer, performer and comment (read at the next scan: TAGS_VERSION 2), and indexes for the
+    # tag queries of find/list/count (protocol/query.py, actors/tagquery.py): the tags a client lists
+    # or finds by (artist, album artist, genre, date, title, composer) and MusicBrainz album ids
+    # (album_candidates looked them up by a full scan)
+    """
+    ALTER TABLE tracks ADD COLUMN composer TEXT;
+    ALTER TABLE tracks ADD COLUMN performer TEXT;
+    ALTER TABLE tracks ADD COLUMN comment TEXT;
+    CREATE INDEX tracks_by_artist ON tracks(artist);
+    CREATE INDEX tracks_by_album_artist ON tracks(album_artist);
+    CREATE INDEX tracks_by_album_exact ON tracks(album);
+    CREATE INDEX tracks_by_title ON tracks(title);
+    CREATE INDEX tracks_by_genre ON tracks(genre);
+    CREATE INDEX tracks_by_date ON tracks(date);
+    CREATE INDEX tracks_by_composer ON tracks(composer);
+    CREATE INDEX tracks_by_mb_album_id ON tracks(mb_album_id COLLATE NOCASE);
+    CREATE INDEX tracks_by_mtime ON tracks(mtime_ns);
+    """,
 )
-TAGS_VERSION: Final = 1  # rows with an older tags_version get their tags read again at the next scan
+TAGS_VERSION: Final = 2  # rows with an older tags_version get their tags read again at the next scan
 REJECTED_KINDS: Final = ("unsupported", "damaged")
 
 
@@ -161,6 +181,9 @@ class Track:
     date: str | None = None
     genre: str | None = None
     mb_album_id: str | None = None
+    composer: str | None = None
+    performer: str | None = None
+    comment: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The track map of the control protocol (``path`` in the wire escaping of protocol/paths.py)."""
@@ -176,6 +199,9 @@ class Track:
             "date": self.date,
             "genre": self.genre,
             "mb_album_id": self.mb_album_id,
+            "composer": self.composer,
+            "performer": self.performer,
+            "comment": self.comment,
             "duration_s": self.duration_s,
             "sample_rate": self.sample_rate,
             "channels": self.channels,
@@ -211,6 +237,9 @@ class TrackFile:
     date: str | None = None
     genre: str | None = None
     mb_album_id: str | None = None
+    composer: str | None = None
+    performer: str | None = None
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -241,6 +270,9 @@ class TrackTags:
     date: str | None
     genre: str | None
     mb_album_id: str | None
+    composer: str | None = None
+    performer: str | None = None
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -257,6 +289,17 @@ class RejectedFile:
     def to_wire(self) -> dict[str, Any]:
         return {"path": path_to_wire(self.path), "kind": self.kind, "reason": text_to_wire(self.reason),
                 "size": self.size, "rejected_at": self.rejected_at}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LibraryTotals:
+    """What ``stats`` reports of the library (MPD's artists, albums, songs, db_playtime)."""
+
+    artists: int
+    albums: int
+    songs: int
+    playtime_s: float  # every track's duration added up
+    last_scanned_at: float | None  # Unix time a track was last (re)read; None for an empty library
 
 
 @dataclass(frozen=True)
@@ -343,6 +386,7 @@ class Database:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys=ON")
+            tagquery.install(conn, fold)
             migrate(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -500,15 +544,15 @@ class Database:
                     f.album, f.track_number, f.duration_s, f.num_frames, f.sample_rate, f.channels, f.format, now,
                     path_to_wire(f.real_path or f.path), f.album_artist, f.disc_number, f.date, f.genre,
                     f.mb_album_id, _search_text(f.path, f.title, f.artist, f.album, f.album_artist, f.genre),
-                    TAGS_VERSION,
+                    TAGS_VERSION, f.composer, f.performer, f.comment,
                 )  # fmt: skip
                 c.execute("DELETE FROM rejected_files WHERE path = ?", (path,))
                 if row is None:
                     cur = c.execute(
                         "INSERT INTO tracks (music_dir, rel_dir, size, mtime_ns, title, artist, album, track_number,"
                         " duration_s, num_frames, sample_rate, channels, format, scanned_at, real_path, album_artist,"
-                        " disc_number, date, genre, mb_album_id, search_text, tags_version, path)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        " disc_number, date, genre, mb_album_id, search_text, tags_version, composer, performer, comment, path)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         (*values, path),
                     )
                     ids.append(int(cur.lastrowid))  # type: ignore[arg-type]
@@ -517,7 +561,8 @@ class Database:
                         "UPDATE tracks SET music_dir=?, rel_dir=?, size=?, mtime_ns=?, title=?, artist=?, album=?,"
                         " track_number=?, duration_s=?, num_frames=?, sample_rate=?, channels=?, format=?,"
                         " scanned_at=?, real_path=?, album_artist=?, disc_number=?, date=?, genre=?, mb_album_id=?,"
-                        " search_text=?, tags_version=?, fingerprint_status='none', fingerprint_error=NULL"
+                        " search_text=?, tags_version=?, composer=?, performer=?, comment=?, fingerprint_status='none',"
+                        " fingerprint_error=NULL"
                         " WHERE path=?",
                         (*values, path),
                     )
@@ -533,12 +578,13 @@ class Database:
         def job(c: sqlite3.Connection) -> None:
             c.executemany(
                 "UPDATE tracks SET title=?, artist=?, album=?, album_artist=?, track_number=?, disc_number=?, date=?,"
-                " genre=?, mb_album_id=?, search_text=?, tags_version=? WHERE track_id=?",
+                " genre=?, mb_album_id=?, search_text=?, tags_version=?, composer=?, performer=?, comment=?"
+                " WHERE track_id=?",
                 [
                     (
                         t.title, t.artist, t.album, t.album_artist, t.track_number, t.disc_number, t.date, t.genre,
                         t.mb_album_id, _search_text(t.path, t.title, t.artist, t.album, t.album_artist, t.genre),
-                        TAGS_VERSION, int(t.track_id),
+                        TAGS_VERSION, t.composer, t.performer, t.comment, int(t.track_id),
                     )  # fmt: skip
                     for t in rows
                 ],
@@ -564,6 +610,22 @@ class Database:
         def job(c: sqlite3.Connection) -> Track | None:
             row = c.execute("SELECT * FROM tracks WHERE track_id = ?", (int(track_id),)).fetchone()
             return None if row is None else _row_to_track(row)
+
+        return await self._read(job)
+
+    async def tracks_by_paths(self, paths: Sequence[str]) -> dict[str, Track]:
+        """``{path: track}`` for the paths (OS form) the library holds, in one transaction."""
+        wire = [path_to_wire(p) for p in paths]
+
+        def job(c: sqlite3.Connection) -> dict[str, Track]:
+            out = {}
+            for start in range(0, len(wire), 500):  # SQLite's bound-parameter limit
+                chunk = wire[start : start + 500]
+                marks = ",".join("?" for _ in chunk)
+                for row in c.execute(f"SELECT * FROM tracks WHERE path IN ({marks})", chunk):
+                    track = _row_to_track(row)
+                    out[track.path] = track
+            return out
 
         return await self._read(job)
 
@@ -631,6 +693,74 @@ class Database:
             sql = f"SELECT * FROM tracks{where} ORDER BY artist, album, disc_number, track_number, path LIMIT ? OFFSET ?"
             rows = c.execute(sql, [*args, int(limit), int(offset)])
             return [_row_to_track(r) for r in rows], total
+
+        return await self._read(job)
+
+    # ----------------------------------------------------------------- tag queries (protocol/query.py)
+    async def find_tracks(
+        self, query: Query | None, *, limit: int | None = None, offset: int = 0
+    ) -> tuple[list[Track], int]:
+        """``(tracks, total)``: the tracks ``query`` matches (all when None), folder by folder in path
+        order; ``limit`` of them (all when None) from ``offset``, and how many match in all.
+
+        Raises:
+            QueryError: a regular expression that does not compile, or a query over the limits.
+        """
+        where, args = tagquery.compile_where(query, fold)
+
+        def job(c: sqlite3.Connection) -> tuple[list[Track], int]:
+            total = int(c.execute(f"SELECT COUNT(*) FROM tracks WHERE {where}", args).fetchone()[0])
+            sql = f"SELECT * FROM tracks WHERE {where} ORDER BY {_LIST_ORDER} LIMIT ? OFFSET ?"
+            rows = c.execute(sql, [*args, -1 if limit is None else int(limit), int(offset)])
+            return [_row_to_track(r) for r in rows], total
+
+        return await self._read(job)
+
+    async def tag_values(
+        self, tag: str, group: Sequence[str] = (), query: Query | None = None
+    ) -> list[tuple[str | None, ...]]:
+        """The distinct ``(group values..., tag value)`` rows of the tracks ``query`` matches, sorted
+        (MPD's ``list TAG group G...``); None where a track has no such tag. ``tag`` may be ``file``."""
+        columns = [tagquery.COLUMNS[name] for name in (*group, tag)]
+        where, args = tagquery.compile_where(query, fold)
+        select = ", ".join(columns)
+        order = ", ".join(f"{c} IS NOT NULL, {c}" for c in columns)
+
+        def job(c: sqlite3.Connection) -> list[tuple[str | None, ...]]:
+            rows = c.execute(f"SELECT DISTINCT {select} FROM tracks WHERE {where} ORDER BY {order}", args)
+            return [tuple(None if v is None else str(v) for v in r) for r in rows]
+
+        return await self._read(job)
+
+    async def count_matches(self, query: Query | None, group: str | None = None) -> list[tuple[str | None, int, float]]:
+        """``[(group value, songs, playtime_s)]`` of the tracks ``query`` matches: one row (value None)
+        without ``group``, else one per value of the tag ``group`` (None: tracks without it)."""
+        where, args = tagquery.compile_where(query, fold)
+
+        def job(c: sqlite3.Connection) -> list[tuple[str | None, int, float]]:
+            if group is None:
+                row = c.execute(f"SELECT COUNT(*), COALESCE(SUM(duration_s), 0) FROM tracks WHERE {where}", args)
+                songs, playtime = row.fetchone()
+                return [(None, int(songs), float(playtime))]
+            column = tagquery.COLUMNS[group]
+            rows = c.execute(
+                f"SELECT {column} AS g, COUNT(*), COALESCE(SUM(duration_s), 0) FROM tracks WHERE {where}"
+                " GROUP BY g ORDER BY g IS NOT NULL, g",
+                args,
+            )
+            return [(None if g is None else str(g), int(n), float(t)) for g, n, t in rows]
+
+        return await self._read(job)
+
+    async def library_totals(self) -> LibraryTotals:
+        """Distinct artists and albums, tracks, their total duration and the last time a track was scanned."""
+
+        def job(c: sqlite3.Connection) -> LibraryTotals:
+            row = c.execute(
+                "SELECT COUNT(DISTINCT artist), COUNT(DISTINCT album), COUNT(*), COALESCE(SUM(duration_s), 0),"
+                " MAX(scanned_at) FROM tracks"
+            ).fetchone()
+            return LibraryTotals(int(row[0]), int(row[1]), int(row[2]), float(row[3]), row[4])
 
         return await self._read(job)
 
@@ -822,6 +952,8 @@ def _finite_or_none(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+# listings and query results: music folder, then folder by folder, each in name order
+_LIST_ORDER: Final = "music_dir, rel_dir, path"
 # folder by folder, then album order: disc, track number (untagged after tagged), name
 _ALBUM_ORDER: Final = (
     "rel_dir, disc_number IS NULL, disc_number, track_number IS NULL, track_number, path"

@@ -29,6 +29,7 @@ EVENT_NAMES: Final = (
     "fingerprint_progress",
     "album_progress",
     "mastering",
+    "stored_playlist",
     "error",
     "shutdown",
 )

@@ -115,7 +115,7 @@ class Walk:
     skipped: int = 0  # hidden files and .25d sidecars (hidden folders are not walked)
 
 
-def walk_music_dir(music_dir: str) -> Walk:
+def walk_music_dir(music_dir: str, start: str = "") -> Walk:
     """Every candidate file under ``music_dir`` (blocking; run on a thread).
 
     Follows symlinks; a real directory reached twice (a loop, or two links to one folder)
@@ -123,14 +123,15 @@ def walk_music_dir(music_dir: str) -> Walk:
     so a file has its symlink-free path whenever it has one. A file reached twice (a
     symlinked file) is reported once. Hidden files and folders (leading ``.``) and ``.25d``
     sidecars are skipped (files counted in ``skipped``). Every other regular file is a candidate:
-    whether it is audio is decided by its content, not its name.
+    whether it is audio is decided by its content, not its name. ``start`` (relative to
+    ``music_dir``) walks only that folder and what lies below it.
     """
     found: list[FoundFile] = []
     skipped = 0
     listed: dict[str, frozenset[str]] = {}
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
-    stack: list[tuple[str, bool]] = [("", False)]
+    stack: list[tuple[str, bool]] = [(start, False)]
     linked: list[tuple[str, bool]] = []  # folders reached through a symlink: after the plain ones
     while stack or linked:
         rel, via_link = stack.pop() if stack else linked.pop(0)
@@ -191,14 +192,25 @@ def has_vanished(path: str, music_dir: str, listed: dict[str, frozenset[str]]) -
     if rel.startswith("..") or rel == ".":
         return False
     folder = music_dir
+    seen_listing = False
     for name in rel.split("/"):
         names = listed.get(folder)
+        if names is None and not seen_listing and folder != os.path.dirname(path):
+            folder = os.path.join(folder, name)  # above the folder a folder scan started at
+            continue
         if names is None:
             return False  # missing, unreadable, empty, or not walked: unknown, so kept
+        seen_listing = True
         if name not in names:
             return True
         folder = os.path.join(folder, name)
     return False  # still there (a dangling link, an empty file being written): kept
+
+
+def _under(path: str, folder: tuple[str, str]) -> bool:
+    """Whether ``path`` lies in ``folder`` = ``(music_dir, rel_dir)`` or below it."""
+    top = os.path.join(folder[0], folder[1]) if folder[1] else folder[0]
+    return path.startswith(top.rstrip("/") + "/")
 
 
 def read_track_file(found: FoundFile) -> TrackFile:
@@ -220,6 +232,9 @@ def read_track_file(found: FoundFile) -> TrackFile:
         date=tags.date,
         genre=tags.genre,
         mb_album_id=tags.mb_album_id,
+        composer=tags.composer,
+        performer=tags.performer,
+        comment=tags.comment,
         duration_s=info.duration_s,
         num_frames=info.num_frames,
         sample_rate=info.sample_rate,
@@ -234,7 +249,7 @@ def read_track_tags(track_id: int, path: str) -> TrackTags:
     tags = read_tags(path)
     return TrackTags(
         track_id, path, tags.title, tags.artist, tags.album, tags.album_artist, tags.track_number,
-        tags.disc_number, tags.date, tags.genre, tags.mb_album_id,
+        tags.disc_number, tags.date, tags.genre, tags.mb_album_id, tags.composer, tags.performer, tags.comment,
     )  # fmt: skip
 
 
@@ -261,6 +276,9 @@ class Library:
         self._error: str | None = None
         self._scan_finished: trio.Event = trio.Event()
         self._scan_finished.set()
+        self._scan_id = 0  # the number of the last scan started (MPD's update job id)
+        self._scan_only: tuple[str, str] | None = None  # (music_dir, rel_dir): this scan's one folder
+        self.finished_at_s: float | None = None  # Unix time the last scan ended (MPD's db_update)
         self.on_scan_complete: list = []  # callables run (sync) after each scan
 
     @property
@@ -288,6 +306,37 @@ class Library:
         """Start a scan in the background; False when one is already running."""
         if self._running or self._nursery is None:
             return False
+        self._scan_id += 1
+        self._scan_only = None
+        self._running = True
+        self._scan_finished = trio.Event()
+        self._nursery.start_soon(self._scan)
+        return True
+
+    @property
+    def scan_id(self) -> int:
+        """The number of the last scan started (1, 2, ...; 0 before the first)."""
+        return self._scan_id
+
+    async def scan_folder(self, wire_path: str | None) -> bool:
+        """Start a scan of one library folder (wire form; absolute or relative to a music folder;
+        None or "" scans everything), or of the folder holding one track; False when a scan is
+        running. Only what lies under the folder is read, added or forgotten.
+
+        Raises:
+            RpcError: ``outside_music_dirs`` or ``not_found`` for a path that is no library folder or track.
+        """
+        if not wire_path:
+            return self.scan()
+        path = path_from_wire(wire_path)
+        folder = await trio.to_thread.run_sync(self._folder, path)
+        if folder is None:
+            track = await self.resolve_track_path(wire_path)  # a file: its folder
+            folder = (track.music_dir, track.rel_dir)
+        if self._running or self._nursery is None:
+            return False
+        self._scan_id += 1
+        self._scan_only = folder
         self._running = True
         self._scan_finished = trio.Event()
         self._nursery.start_soon(self._scan)
@@ -310,6 +359,7 @@ class Library:
         finally:
             self._running = False
             self._scans += 1
+            self.finished_at_s = time.time()
             self._publish_progress("")
             self._scan_finished.set()
         counts = self._counts
@@ -327,9 +377,12 @@ class Library:
         found: list[FoundFile] = []
         listed: dict[str, frozenset[str]] = {}
         skipped = 0
+        only = self._scan_only
         for music_dir in self._music_dirs:
-            walk = await trio.to_thread.run_sync(walk_music_dir, music_dir)
-            if music_dir not in walk.listed:
+            if only is not None and only[0] != music_dir:
+                continue
+            walk = await trio.to_thread.run_sync(walk_music_dir, music_dir, "" if only is None else only[1])
+            if only is None and music_dir not in walk.listed:
                 log.warning("music folder %s is missing, empty or unreadable; its tracks are kept", music_dir)
             found += walk.files
             listed.update(walk.listed)
@@ -342,6 +395,8 @@ class Library:
         by_path = {f.path: f for f in found}
 
         known = await self._db.known_tracks()
+        if only is not None:  # a folder scan: what lies elsewhere is neither compared nor forgotten
+            known = [k for k in known if _under(k.path, only)]
         stats, owner, moves, vanished = await trio.to_thread.run_sync(
             self._reconcile, known, by_path, by_real, listed
         )
@@ -351,6 +406,8 @@ class Library:
             await self._db.delete_tracks(vanished)
             log.info("%d tracks vanished", len(vanished))
         rejected = await self._db.rejected_files()
+        if only is not None:
+            rejected = {p: v for p, v in rejected.items() if _under(p, only)}
         kinds = {r.path: r.kind for r in await self._db.rejected_list()}
         changed = [
             f

@@ -22,8 +22,12 @@ from ..actors.fingerprints import FingerprintResolver, fingerprint_to_wire
 from ..actors.library import Library
 from ..actors.mastering import Mastering
 from ..actors.player import Player
+from ..actors.playlists import SAVE_MODES, PlaylistEntry, PlaylistStore
 from ..errors import INVALID_PARAMS, NOT_FOUND, UNKNOWN_METHOD, UNKNOWN_PRESET, RpcError
 from ..protocol.audio_frames import MAX_POSITION_S  # the same seek range on /session and the control protocol
+from ..protocol.mpd.filters import parse_expression
+from ..protocol.paths import path_from_wire, path_to_wire
+from ..protocol.query import MATCH_TAGS, TAGS, Query, QueryError, TagMatch, conjunction
 
 MAX_SEARCH_LIMIT: Final = 1000
 DEFAULT_SEARCH_LIMIT: Final = 100
@@ -53,6 +57,24 @@ class Services:
     player: Player
     started_at: float
     albums: AlbumPlans | None = None
+    playlists: PlaylistStore | None = None
+
+    @property
+    def stored_playlists(self) -> PlaylistStore:
+        if self.playlists is None:
+            raise RpcError(NOT_FOUND, "stored playlists are not available")
+        return self.playlists
+
+    async def stats(self) -> dict[str, Any]:
+        """MPD's ``stats``: the library's totals, uptime, when the library was last updated, time played."""
+        from ..playback.mixer import BLOCK_S
+
+        totals = await self.db.library_totals()
+        player = (await self.player.status()).get("player") or {}
+        updated = self.library.finished_at_s or totals.last_scanned_at
+        return {"artists": totals.artists, "albums": totals.albums, "songs": totals.songs,
+                "uptime_s": time.monotonic() - self.started_at, "db_playtime_s": totals.playtime_s,
+                "db_update_s": updated, "playtime_s": int(player.get("blocks_sent") or 0) * BLOCK_S}  # fmt: skip
 
     async def status(self) -> dict[str, Any]:
         status = await self.player.status()
@@ -107,6 +129,14 @@ def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda v: isinstance(v, list) and len(v) <= MAX_PATHS and all(check(x) for x in v)
 
 
+MAX_TAG_TERMS: Final = 32
+
+
+def _tag_map(value: Any) -> bool:
+    return (isinstance(value, dict) and 0 < len(value) <= MAX_TAG_TERMS
+            and all(k in MATCH_TAGS and isinstance(v, str) and len(v) <= 1024 for k, v in value.items()))  # fmt: skip
+
+
 _PATH_RULE: Final = f"without NUL characters, at most {MAX_PATH_BYTES} bytes with components of at most {MAX_NAME_BYTES} bytes"
 # kind -> (check, what the value must be)
 _KINDS: Final[dict[str, tuple[Callable[[Any], bool], str]]] = {
@@ -119,6 +149,8 @@ _KINDS: Final[dict[str, tuple[Callable[[Any], bool], str]]] = {
     "strs": (_list_of(lambda x: isinstance(x, str)), f"an array of at most {MAX_PATHS} strings"),
     "paths": (_list_of(_path), f"an array of at most {MAX_PATHS} strings {_PATH_RULE}"),
     "uints": (_list_of(_uint), f"an array of at most {MAX_PATHS} integers >= 0 (at most {MAX_UINT} each)"),
+    "tags": (_tag_map, f"a map of 1 to {MAX_TAG_TERMS} tags ({', '.join(MATCH_TAGS)}) to strings of at most"
+                       " 1024 characters"),
 }  # fmt: skip
 
 
@@ -267,6 +299,46 @@ async def _tracks_of(svc: Services, paths: list[str] | None, track_ids: list[int
     return tracks
 
 
+def _query_of(tags: dict[str, str] | None, filter_text: str | None, *, fold_case: bool) -> Query | None:
+    """One query from a ``tags`` map (exact, or with ``fold_case`` substrings) and an MPD filter expression."""
+    parts: list[Query] = []
+    try:
+        for tag, value in (tags or {}).items():
+            parts.append(TagMatch(tag, "contains" if fold_case else "==", value, fold_case))
+        if filter_text is not None:
+            parts.append(parse_expression(filter_text, fold_case=fold_case))
+    except QueryError as exc:
+        raise RpcError(INVALID_PARAMS, f"bad filter: {exc}") from None
+    return conjunction(parts)
+
+
+async def _run_query(call: Callable[[], Awaitable[Any]]) -> Any:
+    try:
+        return await call()
+    except QueryError as exc:  # a regular expression that does not compile
+        raise RpcError(INVALID_PARAMS, f"bad filter: {exc}") from None
+
+
+async def _entries_of(svc: Services, paths: list[str] | None, track_ids: list[int] | None) -> list[PlaylistEntry]:
+    return [PlaylistEntry.of_track(t) for t in await _tracks_of(svc, paths, track_ids)]
+
+
+def _entry_wire(pos: int, entry: PlaylistEntry, track: Track | None) -> dict[str, Any]:
+    return {"pos": pos, "path": path_to_wire(entry.path), "track": None if track is None else track.to_wire()}
+
+
+async def _tracks_of_entries(svc: Services, entries: list[PlaylistEntry]) -> list[Track | None]:
+    """The library track of each entry (None for a file the library does not hold); one transaction."""
+    candidates: list[list[str]] = []
+    for entry in entries:
+        if entry.path.startswith("/"):
+            candidates.append([entry.path])
+        else:  # a relative entry (a playlist written by another program): inside a music folder
+            candidates.append([d.rstrip("/") + "/" + entry.path for d in svc.library.music_dirs])
+    found = await svc.db.tracks_by_paths([c for group in candidates for c in group])
+    return [next((found[c] for c in group if c in found), None) for group in candidates]
+
+
 # ----------------------------------------------------------------- methods
 @command("ping", needs_auth=False)
 async def _ping(svc: Services, session: Session) -> str:
@@ -355,9 +427,49 @@ async def _queue_list(svc: Services, session: Session) -> dict[str, Any]:
     return await svc.player.queue_list()
 
 
-@command("library.scan")
-async def _library_scan(svc: Services, session: Session) -> dict[str, Any]:
-    return {"started": svc.library.scan()}
+@command("library.scan", path=("path", False))
+async def _library_scan(svc: Services, session: Session, path: str | None = None) -> dict[str, Any]:
+    started = await svc.library.scan_folder(path)
+    return {"started": started, "job": svc.library.scan_id}
+
+
+@command("library.find", limit=("uint", False), offset=("uint", False), tags=Param("tags"), filter=Param("str"))
+async def _library_find(svc: Services, session: Session, tags=None, filter=None, limit=None, offset=None) -> dict[str, Any]:
+    query = _query_of(tags, filter, fold_case=False)
+    return await _found(svc, query, limit, offset)
+
+
+async def _found(svc: Services, query: Query | None, limit: int | None, offset: int | None) -> dict[str, Any]:
+    limit = DEFAULT_SEARCH_LIMIT if limit is None else min(limit, MAX_SEARCH_LIMIT)
+    offset = offset or 0
+    tracks, total = await _run_query(lambda: svc.db.find_tracks(query, limit=limit, offset=offset))
+    return {"tracks": [t.to_wire() for t in tracks], "total": total, "offset": offset,
+            "truncated": offset + len(tracks) < total}  # fmt: skip
+
+
+@command("library.values", tag=Param("str", True, choices=(*TAGS, "file")),
+         group=Param("strs", False, choices=TAGS), tags=Param("tags"), filter=Param("str"))
+async def _library_values(svc: Services, session: Session, tag: str, group=None, tags=None, filter=None) -> dict[str, Any]:
+    if group is not None and len(group) > 8:
+        raise RpcError(INVALID_PARAMS, "library.values: at most 8 'group' tags")
+    query = _query_of(tags, filter, fold_case=False)
+    names = [*(group or []), tag]
+    rows = await _run_query(lambda: svc.db.tag_values(tag, group or (), query))
+    return {"tag": tag, "group": group or [], "rows": [dict(zip(names, row, strict=True)) for row in rows]}
+
+
+@command("library.count", group=Param("str", False, choices=TAGS), tags=Param("tags"), filter=Param("str"))
+async def _library_count(svc: Services, session: Session, group=None, tags=None, filter=None) -> dict[str, Any]:
+    query = _query_of(tags, filter, fold_case=False)
+    rows = await _run_query(lambda: svc.db.count_matches(query, group))
+    if group is None:
+        return {"songs": rows[0][1], "playtime_s": rows[0][2]}
+    return {"group": group, "groups": [{"value": v, "songs": n, "playtime_s": t} for v, n, t in rows]}
+
+
+@command("library.stats")
+async def _library_stats(svc: Services, session: Session) -> dict[str, Any]:
+    return await svc.stats()
 
 
 @command("library.list", path=("path", False))
@@ -365,15 +477,97 @@ async def _library_list(svc: Services, session: Session, path: str | None = None
     return await svc.library.list_dir(path)
 
 
-@command("library.search", query=("str", True), limit=("uint", False), offset=("uint", False))
+@command("library.search", at_least_one=("query", "tags", "filter"), query=("str", False), limit=("uint", False),
+         offset=("uint", False), tags=Param("tags"), filter=Param("str"))
 async def _library_search(
-    svc: Services, session: Session, query: str, limit: int | None = None, offset: int | None = None
+    svc: Services, session: Session, query: str | None = None, limit: int | None = None, offset: int | None = None,
+    tags: dict[str, str] | None = None, filter: str | None = None,
 ) -> dict[str, Any]:
+    if tags is not None or filter is not None:  # by tag: case-insensitive substrings (MPD's search)
+        if query:
+            raise RpcError(INVALID_PARAMS, "library.search: give 'query', or 'tags'/'filter', not both")
+        return await _found(svc, _query_of(tags, filter, fold_case=True), limit, offset)
     limit = DEFAULT_SEARCH_LIMIT if limit is None else min(limit, MAX_SEARCH_LIMIT)
     offset = offset or 0
-    tracks, total = await svc.db.search_tracks(query[:200], limit, offset)
+    tracks, total = await svc.db.search_tracks((query or "")[:200], limit, offset)
     return {"tracks": [t.to_wire() for t in tracks], "total": total, "offset": offset,
             "truncated": offset + len(tracks) < total}  # fmt: skip
+
+
+# ----------------------------------------------------------------- stored playlists
+_NAME: Final = Param("str", True)
+
+
+@command("playlist.list")
+async def _playlist_list(svc: Services, session: Session) -> dict[str, Any]:
+    return {"playlists": [p.to_wire() for p in await svc.stored_playlists.list_all()]}
+
+
+@command("playlist.show", name=_NAME)
+async def _playlist_show(svc: Services, session: Session, name: str) -> dict[str, Any]:
+    entries = await svc.stored_playlists.entries(name)
+    tracks = await _tracks_of_entries(svc, entries)
+    return {"name": name, "entries": [_entry_wire(i, e, t) for i, (e, t) in enumerate(zip(entries, tracks, strict=True))]}
+
+
+@command("playlist.save", name=_NAME, mode=Param("str", False, choices=SAVE_MODES))
+async def _playlist_save(svc: Services, session: Session, name: str, mode: str = "create") -> dict[str, Any]:
+    queue = await svc.player.queue_list()
+    entries = []
+    for item in queue["items"]:
+        label = " - ".join(str(v) for v in (item.get("artist"), item.get("title")) if v)
+        entries.append(PlaylistEntry(path_from_wire(item["path"]), f"{round(item.get('duration_s') or 0)},{label}"))
+    return {"name": name, "length": await svc.stored_playlists.save(name, entries, mode)}
+
+
+@command("playlist.load", name=_NAME, start=("uint", False), end=("uint", False), pos=("uint", False))
+async def _playlist_load(svc: Services, session: Session, name: str, start=None, end=None, pos=None) -> dict[str, Any]:
+    """Add a playlist (or ``[start, end)`` of it) to the queue, at ``pos`` or the end; entries whose
+    files the library does not hold are skipped and counted."""
+    entries = await svc.stored_playlists.entries(name)
+    lo, hi = start or 0, len(entries) if end is None else end
+    if lo > hi or hi > len(entries):
+        raise RpcError(NOT_FOUND, f"playlist {name!r} has no range {lo}:{hi} (length {len(entries)})")
+    tracks = await _tracks_of_entries(svc, entries[lo:hi])
+    present = [t for t in tracks if t is not None]
+    added = await svc.player.add(present, pos) if present else []
+    return {"added": added, "missing": len(tracks) - len(present)}
+
+
+@command("playlist.add", at_least_one=("paths", "track_ids"), name=_NAME, paths=("paths", False),
+         track_ids=("uints", False), pos=("uint", False))
+async def _playlist_add(svc: Services, session: Session, name: str, paths=None, track_ids=None, pos=None) -> dict[str, Any]:
+    entries = await _entries_of(svc, paths, track_ids)
+    return {"name": name, "length": await svc.stored_playlists.add(name, entries, pos)}
+
+
+@command("playlist.clear", name=_NAME)
+async def _playlist_clear(svc: Services, session: Session, name: str) -> dict[str, Any]:
+    await svc.stored_playlists.clear(name)
+    return {"name": name, "length": 0}
+
+
+@command("playlist.delete", name=_NAME, positions=("uints", True))
+async def _playlist_delete(svc: Services, session: Session, name: str, positions: list[int]) -> dict[str, Any]:
+    return {"name": name, "length": await svc.stored_playlists.delete(name, positions)}
+
+
+@command("playlist.move", name=_NAME, from_pos=("uint", True), to_pos=("uint", True))
+async def _playlist_move(svc: Services, session: Session, name: str, from_pos: int, to_pos: int) -> dict[str, Any]:
+    await svc.stored_playlists.move(name, from_pos, to_pos)
+    return {"name": name}
+
+
+@command("playlist.rename", name=_NAME, new_name=("str", True))
+async def _playlist_rename(svc: Services, session: Session, name: str, new_name: str) -> dict[str, Any]:
+    await svc.stored_playlists.rename(name, new_name)
+    return {"name": new_name}
+
+
+@command("playlist.remove", name=_NAME)
+async def _playlist_remove(svc: Services, session: Session, name: str) -> bool:
+    await svc.stored_playlists.remove(name)
+    return True
 
 
 @command("library.rejected")
@@ -466,6 +660,10 @@ COMMANDS: Final[MappingProxyType[str, Command]] = MappingProxyType(
         _library_scan,
         _library_list,
         _library_search,
+        _library_find,
+        _library_values,
+        _library_count,
+        _library_stats,
         _library_rejected,
         _library_track,
         _fingerprint_get,
@@ -476,5 +674,15 @@ COMMANDS: Final[MappingProxyType[str, Command]] = MappingProxyType(
         _options_set,
         _album_mode_set,
         _subscribe,
+        _playlist_list,
+        _playlist_show,
+        _playlist_save,
+        _playlist_load,
+        _playlist_add,
+        _playlist_clear,
+        _playlist_delete,
+        _playlist_move,
+        _playlist_rename,
+        _playlist_remove,
     )}
 )  # fmt: skip

@@ -20,6 +20,7 @@ NOT_FOUND: Final = "not_found"
 OUTSIDE_MUSIC_DIRS: Final = "outside_music_dirs"
 BAD_AUDIO: Final = "bad_audio"
 UNKNOWN_PRESET: Final = "unknown_preset"
+EXISTS: Final = "exists"  # a name already taken (a stored playlist)
 INTERNAL: Final = "internal"
 ERROR_CODES: Final = (
     BAD_REQUEST,
@@ -30,6 +31,7 @@ ERROR_CODES: Final = (
     OUTSIDE_MUSIC_DIRS,
     BAD_AUDIO,
     UNKNOWN_PRESET,
+    EXISTS,
     INTERNAL,
 )
 INTERNAL_MESSAGE: Final = "internal error; see the daemon log"  # details only in the log

@@ -156,6 +156,9 @@ def test_every_contract_method_is_in_the_table() -> None:
         "queue.add", "queue.insert", "queue.delete", "queue.move", "queue.clear", "queue.list",
         "library.scan", "library.list", "library.search", "library.rejected", "library.track", "fingerprint.get",
         "preset.list", "preset.set", "intensity.set", "volume.set", "options.set", "album_mode.set", "subscribe",
+        "library.find", "library.values", "library.count", "library.stats",
+        "playlist.list", "playlist.show", "playlist.save", "playlist.load", "playlist.add", "playlist.clear",
+        "playlist.delete", "playlist.move", "playlist.rename", "playlist.remove",
     }  # fmt: skip
     assert set(COMMANDS) == expected
 
@@ -173,6 +176,13 @@ def test_every_contract_method_is_in_the_table() -> None:
         ("queue.delete", {"positions": [0, "1"]}, "'positions' must be an array"),
         ("options.set", {"repeat": 1}, "'repeat' must be true or false"),
         ("status", {"verbose": True}, "unexpected parameter 'verbose'"),
+        ("library.find", {"tags": {"nosuchtag": "x"}}, "'tags' must be a map of 1 to 32 tags"),
+        ("library.find", {"tags": {"artist": 1}}, "'tags' must be a map"),
+        ("library.values", {"tag": "any"}, "'tag' must be a string among"),
+        ("library.values", {"tag": "album", "group": ["file"]}, "'group' must be an array"),
+        ("library.search", {}, "give at least one of 'query', 'tags' or 'filter'"),
+        ("playlist.save", {"name": "x", "mode": "overwrite"}, "among: create, append, replace"),
+        ("playlist.load", {}, "missing parameter 'name'"),
     ],
 )
 def test_validation_rejects_wrong_params_naming_them(method: str, params: dict, needle: str) -> None:

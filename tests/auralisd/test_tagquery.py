@@ -1,0 +1,152 @@
+"""Library tag queries (protocol/query.py compiled by actors/tagquery.py) on a real SQLite file."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from auralisd.actors.database import Database, TrackFile
+from auralisd.protocol.query import And, Base, ModifiedSince, Not, QueryError, TagMatch
+
+MUSIC = "/music"
+
+
+def _file(rel: str, **tags: object) -> TrackFile:
+    rel_dir = rel.rsplit("/", 1)[0] if "/" in rel else ""
+    values: dict[str, object] = dict(
+        path=f"{MUSIC}/{rel}", music_dir=MUSIC, rel_dir=rel_dir, size=100, mtime_ns=int(tags.pop("mtime_s", 1) * 1e9),
+        title=None, artist=None, album=None, track_number=None, duration_s=60.0, num_frames=2_646_000,
+        sample_rate=44_100, channels=2, format="FLAC",
+    )  # fmt: skip
+    values.update(tags)
+    return TrackFile(**values)  # type: ignore[arg-type]
+
+
+LIBRARY = [
+    _file("Björk/Homogenic/01.flac", title="Hunter", artist="Björk", album="Homogenic", track_number=1,
+          genre="Electronic", date="1997", composer="Björk", mtime_s=100),
+    _file("Björk/Homogenic/02.flac", title="Jóga", artist="Björk", album="Homogenic", track_number=2,
+          genre="Electronic", date="1997", duration_s=300.0, mtime_s=200),
+    _file("Various/Mix/01.flac", title="Song A", artist="Alpha", album_artist="Various", album="Mix",
+          track_number=1, genre="Pop", comment="remastered"),
+    _file("Various/Mix/02.flac", title="Song B", artist="Beta", album_artist="Various", album="Mix", track_number=2,
+          genre="Pop"),
+    _file("loose/untagged.flac"),
+    _file("loose/100%_sure.flac", title="100%_sure", artist="Beta"),
+]  # fmt: skip
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(str(tmp_path / "auralis.sqlite3"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(database.run)
+        await database.upsert_tracks(LIBRARY)
+        yield database
+        nursery.cancel_scope.cancel()
+
+
+async def _titles(db: Database, query: object) -> set[str | None]:
+    tracks, total = await db.find_tracks(query)  # type: ignore[arg-type]
+    assert total == len(tracks)
+    return {t.title for t in tracks}
+
+
+async def test_exact_match_is_case_sensitive_and_search_folds_case_and_accents(db: Database) -> None:
+    assert await _titles(db, TagMatch("artist", "==", "Björk")) == {"Hunter", "Jóga"}
+    assert await _titles(db, TagMatch("artist", "==", "björk")) == set()
+    assert await _titles(db, TagMatch("artist", "==", "BJORK", fold_case=True)) == {"Hunter", "Jóga"}
+    assert await _titles(db, TagMatch("title", "contains", "OGA", fold_case=True)) == {"Jóga"}
+    assert await _titles(db, TagMatch("title", "contains", "og")) == set()  # "óg" is not "og" case-sensitively
+    assert await _titles(db, TagMatch("title", "starts_with", "Song")) == {"Song A", "Song B"}
+    # LIKE wildcards in a value are literal characters
+    assert await _titles(db, TagMatch("title", "contains", "%_s", fold_case=True)) == {"100%_sure"}
+
+
+async def test_negations_match_tracks_without_the_tag(db: Database) -> None:
+    assert await _titles(db, TagMatch("genre", "!=", "Pop")) == {"Hunter", "Jóga", None, "100%_sure"}
+    assert await _titles(db, Not(TagMatch("genre", "==", "Pop"))) == {"Hunter", "Jóga", None, "100%_sure"}
+    assert await _titles(db, TagMatch("title", "!~", "^Song")) == {"Hunter", "Jóga", None, "100%_sure"}
+
+
+async def test_albumartist_falls_back_to_artist_and_numbers_compare_as_text(db: Database) -> None:
+    assert await _titles(db, TagMatch("albumartist", "==", "Various")) == {"Song A", "Song B"}
+    assert await _titles(db, TagMatch("albumartist", "==", "Björk")) == {"Hunter", "Jóga"}
+    assert await _titles(db, And((TagMatch("album", "==", "Mix"), TagMatch("track", "==", "2")))) == {"Song B"}
+
+
+async def test_regex_file_base_any_and_modified_since(db: Database) -> None:
+    assert await _titles(db, TagMatch("title", "=~", "^S.ng [AB]$")) == {"Song A", "Song B"}
+    assert await _titles(db, TagMatch("title", "=~", "^song a$", fold_case=True)) == {"Song A"}
+    assert await _titles(db, TagMatch("file", "==", "Various/Mix/02.flac")) == {"Song B"}
+    assert await _titles(db, Base("Björk")) == {"Hunter", "Jóga"}
+    assert await _titles(db, Base("Björk/Homogenic/")) == {"Hunter", "Jóga"}
+    assert await _titles(db, Base("Bjö")) == set()  # a folder, not a name prefix
+    assert await _titles(db, TagMatch("any", "contains", "remaster")) == {"Song A"}  # the comment
+    assert await _titles(db, TagMatch("any", "contains", "untagged")) == {None}  # the file name
+    assert await _titles(db, ModifiedSince(150.0)) == {"Jóga"}
+    with pytest.raises(QueryError, match="regular expression"):
+        await db.find_tracks(TagMatch("title", "=~", "(unclosed"))
+
+
+async def test_find_pages_and_totals(db: Database) -> None:
+    everything, total = await db.find_tracks(None)
+    assert total == len(LIBRARY) and [t.path for t in everything] == sorted(t.path for t in everything)
+    page, total = await db.find_tracks(None, limit=2, offset=1)
+    assert total == len(LIBRARY) and page == everything[1:3]
+
+
+async def test_list_with_groups_and_count(db: Database) -> None:
+    assert await db.tag_values("album") == [(None,), ("Homogenic",), ("Mix",)]
+    assert await db.tag_values("album", ("albumartist",), TagMatch("genre", "==", "Pop")) == [("Various", "Mix")]
+    assert await db.tag_values("date", query=TagMatch("artist", "==", "Björk")) == [("1997",)]
+    assert await db.count_matches(TagMatch("artist", "==", "Björk")) == [(None, 2, 360.0)]
+    assert await db.count_matches(None, "genre") == [(None, 2, 120.0), ("Electronic", 2, 360.0), ("Pop", 2, 120.0)]
+    totals = await db.library_totals()
+    assert (totals.artists, totals.albums, totals.songs, totals.playtime_s) == (3, 2, 6, 600.0)
+
+
+async def test_queries_use_indexes_and_no_python_filter_for_exact_matches(db: Database) -> None:
+    """An exact artist match is an index search, not a scan of every row (the plan says so)."""
+    from auralisd.actors import tagquery
+    from auralisd.actors.database import fold
+
+    where, args = tagquery.compile_where(TagMatch("artist", "==", "Björk"), fold)
+    conn = sqlite3.connect(db.path)
+    plan = " ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN SELECT * FROM tracks WHERE {where}", args))
+    conn.close()
+    assert "USING INDEX tracks_by_artist" in plan, plan
+    assert "auralis_" not in where
+
+
+def test_the_scanner_reads_composer_performer_and_comment(tmp_path: Path) -> None:
+    """Vorbis comments (FLAC) and ID3 (here in a WAV): the plain comment, never iTunes' iTunNORM data."""
+    import numpy as np
+    import soundfile as sf
+    from mutagen import id3
+    from mutagen.flac import FLAC
+    from mutagen.wave import WAVE
+
+    from auralisd.tags import read_tags
+
+    tone = np.zeros((4410, 2), dtype=np.float32)
+    sf.write(str(tmp_path / "a.flac"), tone, 44_100)
+    flac = FLAC(str(tmp_path / "a.flac"))
+    flac.update({"composer": "Bach", "performer": "Gould", "comment": "1981 recording"})
+    flac.save()
+    assert (read_tags(str(tmp_path / "a.flac")).composer, read_tags(str(tmp_path / "a.flac")).performer,
+            read_tags(str(tmp_path / "a.flac")).comment) == ("Bach", "Gould", "1981 recording")  # fmt: skip
+    sf.write(str(tmp_path / "b.wav"), tone, 44_100)
+    wav = WAVE(str(tmp_path / "b.wav"))
+    wav.add_tags()
+    assert wav.tags is not None
+    wav.tags.add(id3.COMM(encoding=3, lang="eng", desc="iTunNORM", text=" 00000A 00000B"))
+    wav.tags.add(id3.COMM(encoding=3, lang="eng", desc="", text="liner notes"))
+    wav.tags.add(id3.TCOM(encoding=3, text="Bach"))
+    wav.save()
+    tags = read_tags(str(tmp_path / "b.wav"))
+    assert (tags.composer, tags.comment) == ("Bach", "liner notes")
