@@ -213,7 +213,7 @@ class Daemon:
         limits = {"/stream": self.settings.stream_max_listeners}  # /session limits itself (sessions.py)
         await serve_http(
             {path: WebSocketRoute(handler, max_connections=limits.get(path)) for path, handler in routes.items()},
-            get_routes={"/cover/": cover_handler(services.db)},
+            get_routes={"/cover/": cover_handler(services.db, services.covers)},
             host=self.settings.http_host,
             port=self.settings.http_port,
             max_connections=self.settings.http_max_connections,

@@ -125,11 +125,22 @@ def read_tags(path: str) -> Tags:
 def read_cover(path: str, max_bytes: int = MAX_COVER_BYTES) -> tuple[bytes, str] | None:
     """``(image bytes, content type)``: the embedded picture, else ``cover.*``/``folder.*`` beside
     the file; None when there is none (or only one larger than ``max_bytes``)."""
+    return read_embedded_cover(path, max_bytes) or _cover_beside(path, max_bytes)
+
+
+def read_embedded_cover(path: str, max_bytes: int = MAX_COVER_BYTES) -> tuple[bytes, str] | None:
+    """The picture embedded in the file (the front cover when marked) and its content type; None
+    when there is none we serve (MPD's ``readpicture``)."""
     picture = _embedded_picture(path)
     if picture is not None and len(picture) <= max_bytes:
         kind = image_type(picture)
         if kind is not None:
             return picture, kind
+    return None
+
+
+def read_folder_cover(path: str, max_bytes: int = MAX_COVER_BYTES) -> tuple[bytes, str] | None:
+    """``cover.*``/``folder.*``/``front.*``/``album.*`` beside the file (MPD's ``albumart``); None when there is none."""
     return _cover_beside(path, max_bytes)
 
 

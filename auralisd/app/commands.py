@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Protocol
 
@@ -28,6 +28,7 @@ from ..protocol.audio_frames import MAX_POSITION_S  # the same seek range on /se
 from ..protocol.mpd.filters import parse_expression
 from ..protocol.paths import path_from_wire, path_to_wire
 from ..protocol.query import MATCH_TAGS, TAGS, Query, QueryError, TagMatch, conjunction
+from .covers import CoverReader
 
 MAX_SEARCH_LIMIT: Final = 1000
 DEFAULT_SEARCH_LIMIT: Final = 100
@@ -58,6 +59,7 @@ class Services:
     started_at: float
     albums: AlbumPlans | None = None
     playlists: PlaylistStore | None = None
+    covers: CoverReader = field(default_factory=CoverReader)  # cover art for HTTP and MPD (app/covers.py)
 
     @property
     def stored_playlists(self) -> PlaylistStore:

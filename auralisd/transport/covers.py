@@ -12,20 +12,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-import trio
-
 from ..actors.database import Database
-from ..tags import MAX_COVER_BYTES, read_cover
+from ..app.covers import CoverReader
 
 MAX_TRACK_ID_DIGITS: Final = 19  # SQLite INTEGER: at most 2^63 - 1
-COVER_THREADS: Final = 2  # pictures read at once (each at most MAX_COVER_BYTES in memory)
 
 CoverHandler = Callable[[str], Awaitable[tuple[bytes, str] | None]]
 
 
-def cover_handler(db: Database) -> CoverHandler:
-    """The ``/cover/`` route: the rest of the path is a track id."""
-    limiter = trio.CapacityLimiter(COVER_THREADS)
+def cover_handler(db: Database, covers: CoverReader | None = None) -> CoverHandler:
+    """The ``/cover/`` route: the rest of the path is a track id (pictures read by ``covers``, app/covers.py)."""
+    reader = CoverReader() if covers is None else covers
 
     async def handle(rest: str) -> tuple[bytes, str] | None:
         if not rest.isascii() or not rest.isdigit() or len(rest) > MAX_TRACK_ID_DIGITS:
@@ -33,7 +30,7 @@ def cover_handler(db: Database) -> CoverHandler:
         track = await db.get_track(int(rest))
         if track is None:
             return None
-        cover = await trio.to_thread.run_sync(read_cover, track.path, MAX_COVER_BYTES, limiter=limiter)
+        cover = await reader.cover(track)
         return (b"", "") if cover is None else cover  # empty: 204, the track has no picture
 
     return handle

@@ -1,0 +1,43 @@
+"""Cover art of tracks, for every frontend: the HTTP ``/cover/`` route and MPD's ``albumart``/``readpicture``.
+
+Pictures are read on threads (at most :data:`COVER_THREADS` at once, each at most
+:data:`~auralisd.tags.MAX_COVER_BYTES` in memory). The last few pictures are kept, keyed by the
+file's identity (path, size, mtime), because MPD clients fetch a picture in chunks of a few
+KiB, one request each: without the cache a 1 MiB cover would be read from disk 128 times.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Final, Literal
+
+import trio
+
+from ..actors.database import Track
+from ..tags import MAX_COVER_BYTES, read_cover, read_embedded_cover, read_folder_cover
+
+COVER_THREADS: Final = 2  # pictures read at once
+CACHED_COVERS: Final = 4  # recent pictures kept (at most 4 x 8 MiB)
+CoverSource = Literal["any", "embedded", "folder"]
+_READERS: Final = {"any": read_cover, "embedded": read_embedded_cover, "folder": read_folder_cover}
+
+
+class CoverReader:
+    """``await covers.cover(track, source)`` -> ``(bytes, content type)`` or None."""
+
+    def __init__(self, *, max_bytes: int = MAX_COVER_BYTES) -> None:
+        self._limiter = trio.CapacityLimiter(COVER_THREADS)
+        self._max_bytes = max_bytes
+        self._recent: OrderedDict[tuple[str, int, int, str], tuple[bytes, str] | None] = OrderedDict()
+
+    async def cover(self, track: Track, source: CoverSource = "any") -> tuple[bytes, str] | None:
+        """``any``: the embedded picture, else one beside the file; ``embedded`` or ``folder``: only that one."""
+        key = (track.path, track.size, track.mtime_ns, source)
+        if key in self._recent:
+            self._recent.move_to_end(key)
+            return self._recent[key]
+        found = await trio.to_thread.run_sync(_READERS[source], track.path, self._max_bytes, limiter=self._limiter)
+        self._recent[key] = found
+        while len(self._recent) > CACHED_COVERS:
+            self._recent.popitem(last=False)
+        return found
