@@ -329,7 +329,7 @@ def _entry_wire(pos: int, entry: PlaylistEntry, track: Track | None) -> dict[str
     return {"pos": pos, "path": path_to_wire(entry.path), "track": None if track is None else track.to_wire()}
 
 
-async def _tracks_of_entries(svc: Services, entries: list[PlaylistEntry]) -> list[Track | None]:
+async def tracks_of_entries(svc: Services, entries: list[PlaylistEntry]) -> list[Track | None]:
     """The library track of each entry (None for a file the library does not hold); one transaction."""
     candidates: list[list[str]] = []
     for entry in entries:
@@ -508,7 +508,7 @@ async def _playlist_list(svc: Services, session: Session) -> dict[str, Any]:
 @command("playlist.show", name=_NAME)
 async def _playlist_show(svc: Services, session: Session, name: str) -> dict[str, Any]:
     entries = await svc.stored_playlists.entries(name)
-    tracks = await _tracks_of_entries(svc, entries)
+    tracks = await tracks_of_entries(svc, entries)
     return {"name": name, "entries": [_entry_wire(i, e, t) for i, (e, t) in enumerate(zip(entries, tracks, strict=True))]}
 
 
@@ -530,7 +530,7 @@ async def _playlist_load(svc: Services, session: Session, name: str, start=None,
     lo, hi = start or 0, len(entries) if end is None else end
     if lo > hi or hi > len(entries):
         raise RpcError(NOT_FOUND, f"playlist {name!r} has no range {lo}:{hi} (length {len(entries)})")
-    tracks = await _tracks_of_entries(svc, entries[lo:hi])
+    tracks = await tracks_of_entries(svc, entries[lo:hi])
     present = [t for t in tracks if t is not None]
     added = await svc.player.add(present, pos) if present else []
     return {"added": added, "missing": len(tracks) - len(present)}

@@ -96,7 +96,7 @@ def test_trailing_options_are_taken_off_the_end() -> None:
     assert parsed == FilterArgs(TagMatch("artist", "==", "A"), sort="-Title", window=(2, 5))
     listed = parse_filter_args(["group", "albumartist", "group", "date"], fold_case=False, options=("group",),
                                empty_ok=True)  # fmt: skip
-    assert listed == FilterArgs(None, groups=("albumartist", "date"))
+    assert listed == FilterArgs(None, groups=("date", "albumartist"))  # the last one given is the outermost
     # "sort" as a value of an old-style pair is a value, when nothing follows it as an option would
     assert parse_filter_args(["title", "sort"], fold_case=False, options=("sort",)).query == TagMatch(
         "title", "==", "sort"

@@ -37,11 +37,16 @@ _STORED: Final[dict[str, str]] = {
     "disc": "disc", "genre": "genre", "date": "date", "composer": "composer", "performer": "performer",
     "comment": "comment", "musicbrainz_albumid": "musicbrainz_albumid",
 }  # fmt: skip
+# sort tags a track lacks fall back to the tag they sort (MPD's fallbacks)
+_SORT_FALLBACK: Final[dict[str, str]] = {
+    "artistsort": "artist", "albumsort": "album", "albumartistsort": "albumartist", "composersort": "composer",
+    "titlesort": "title",
+}  # fmt: skip
 _NOT_STORED: Final = frozenset({
-    "artistsort", "albumsort", "albumartistsort", "composersort", "name", "originaldate", "conductor", "work",
+    "name", "originaldate", "conductor", "work",
     "movement", "movementnumber", "ensemble", "location", "grouping", "label", "musicbrainz_artistid",
     "musicbrainz_albumartistid", "musicbrainz_trackid", "musicbrainz_releasetrackid", "musicbrainz_workid",
-    "musicbrainz_releasegroupid", "titlesort",
+    "musicbrainz_releasegroupid",
 })  # fmt: skip
 _REFUSED: Final[dict[str, str]] = {
     "audioformat": "AudioFormat filters are not supported by Auralis",
@@ -78,6 +83,8 @@ def tag_of(name: str) -> str | None:
     lowered = name.lower()
     if lowered in _STORED:
         return _STORED[lowered]
+    if lowered in _SORT_FALLBACK:
+        return _SORT_FALLBACK[lowered]
     if lowered in ("file", "any"):
         return lowered
     if lowered in _NOT_STORED:
@@ -245,7 +252,11 @@ def parse_pairs(args: list[str], *, fold_case: bool) -> Query:
         elif lowered in _REFUSED:
             raise FilterError(_REFUSED[lowered])
         else:
-            parts.append(_match(tag_of(name), "contains" if fold_case else "==", value, fold_case))
+            try:
+                tag = tag_of(name)
+            except FilterError:
+                raise FilterError("Unknown filter type") from None  # MPD's words for the old syntax
+            parts.append(_match(tag, "contains" if fold_case else "==", value, fold_case))
     return parts[0] if len(parts) == 1 else And(tuple(parts))
 
 
@@ -256,7 +267,7 @@ class FilterArgs:
     query: Query | None
     sort: str | None = None  # a tag (``-tag``: descending) or ``Last-Modified``
     window: tuple[int, int] | None = None  # [start, end) of the results
-    groups: tuple[str, ...] = ()  # ``list ... group TAG`` (our tag names), outermost first
+    groups: tuple[str, ...] = ()  # ``list ... group TAG`` (our tag names), outermost first: the last one given
     position: str | None = None  # ``findadd ... position POS`` as given (absolute or +N/-N)
 
 
@@ -300,7 +311,7 @@ def parse_filter_args(
             tag = tag_of(value)
             if tag is None or tag in ("any", "file"):
                 raise FilterError(f"Unknown group tag: {value[:64]}")
-            groups.insert(0, tag)
+            groups.append(tag)  # taken off the end: the last "group" given is the outermost (as in MPD)
         else:
             position = value
     if not rest:
