@@ -83,6 +83,8 @@ class Settings:
     render_ahead: int = DEFAULT_RENDER_AHEAD
     restore_paused: bool = False  # like MPD's restore_paused: after a restart, what was playing comes back paused
     album_mode: str | None = None  # off | track | album | auto; None: the saved mode, else auto
+    snapcast: tuple[str, ...] = ()  # "NAME=URL" Snapcast outputs (docs/outputs.md)
+    icecast: tuple[str, ...] = ()  # "NAME=URL" Icecast outputs (docs/outputs.md)
     config: str | None = None  # the file that was read, if any
 
     @property
@@ -101,6 +103,10 @@ class Settings:
         """``(host, port)`` of the optional TCP control listener, or None when it is off."""
         return None if self.control_tcp is None else parse_host_port(self.control_tcp, DEFAULT_CONTROL_TCP_HOST)
 
+    def output_specs(self) -> tuple[OutputSpec, ...]:
+        """The configured outputs (Snapcast, then Icecast, each in the order given); validated at load."""
+        return tuple(parse_output_spec(kind, text) for kind in OUTPUT_KINDS for text in getattr(self, kind))
+
     def read_token(self) -> str | None:
         """The TCP auth token (first line of ``token_file``), or None without a token file."""
         if self.token_file is None:
@@ -115,7 +121,7 @@ class Settings:
         return token
 
 
-# key -> (kind, flag help). kinds: "path", "paths", "str", "strs", "int", "bool", "level", "hostport", "album_mode"
+# key -> (kind, flag help). kinds: "path", "paths", "str", "strs", "int", "bool", "level", "hostport", "album_mode", "outputs"
 _KEYS: Final[dict[str, tuple[str, str]]] = {
     "music_dir": ("paths", "a music folder to serve (repeatable)"),
     "state_dir": ("path", "where the database lives (default $XDG_STATE_HOME/auralis)"),
@@ -136,6 +142,8 @@ _KEYS: Final[dict[str, tuple[str, str]]] = {
     "render_ahead": ("int", "chunks kept rendered ahead of the playhead"),
     "restore_paused": ("bool", "after a restart, come back paused instead of playing on (default: play on)"),
     "album_mode": ("album_mode", "off, track, album or auto: plan per track or per album (default: the saved mode, else auto)"),
+    "snapcast": ("outputs", "a Snapcast output NAME=tcp://HOST:PORT or NAME=pipe:///PATH, options after ? "
+                            "(sampleformat=48000:16:2) (repeatable; docs/outputs.md)"),
 }
 ALBUM_MODES: Final = ("off", "track", "album", "auto")
 _INT_RANGES: Final = {
@@ -180,7 +188,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register one flag per settings key; every default is None so flags can be told apart."""
     for key, (kind, help_text) in _KEYS.items():
         flag = "--" + key.replace("_", "-")
-        if kind in ("paths", "strs"):
+        if kind in ("paths", "strs", "outputs"):
             parser.add_argument(flag, dest=key, action="append", default=None, help=help_text)
         elif kind == "int":
             parser.add_argument(flag, dest=key, type=str, default=None, help=help_text, metavar="N")
@@ -223,6 +231,17 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             raise fail("an array of strings")
         if kind == "paths":
             return tuple(os.path.abspath(os.path.expanduser(v)) for v in value)
+        return tuple(value)
+    if kind == "outputs":
+        if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, str) and v for v in value
+        ):
+            raise fail('an array of "NAME=URL" strings')
+        for text in value:
+            try:
+                parse_output_spec(key, text)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: '{key}': {exc}") from None
         return tuple(value)
     if kind == "album_mode":
         if not isinstance(value, str) or value.lower() not in ALBUM_MODES:
@@ -303,6 +322,11 @@ def load_settings(args: argparse.Namespace | Mapping[str, Any]) -> tuple[Setting
 
     names = {f.name for f in dataclasses.fields(Settings)}
     settings = Settings(**{k: v for k, v in values.items() if k in names})
+    seen: set[str] = set()
+    for spec in settings.output_specs():
+        if spec.name in seen:
+            raise ConfigError(f"{spec.kind}: two outputs are named {spec.name!r} (names must be unique)")
+        seen.add(spec.name)
     address = settings.control_tcp_address()
     if address is not None and not is_loopback_host(address[0]) and settings.token_file is None:
         raise ConfigError(f"control_tcp: binding {address[0]} (not loopback) requires token_file")
@@ -359,6 +383,112 @@ def _toml_str(value: str) -> str:
 def _toml_comment(text: str) -> str:
     """``text`` made safe for a TOML comment (no control characters but tab)."""
     return "".join("?" if (ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F else c for c in text)
+
+
+# ----------------------------------------------------------------- outputs (docs/outputs.md)
+OUTPUT_KINDS: Final = ("snapcast", "icecast")
+STREAM_OUTPUT_NAME: Final = "stream"  # the WebSocket /stream output, always listed
+OUTPUT_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+SNAPCAST_DEFAULT_SAMPLEFORMAT: Final = "48000:16:2"  # snapserver's default stream.sampleformat
+SNAPCAST_BITS: Final = (16, 24, 32)
+ICECAST_DEFAULT_BITRATE_KBPS: Final = 160  # issue 13
+ICECAST_BITRATE_RANGE_KBPS: Final = (6, 510)  # what libopus accepts for stereo
+ICECAST_OPTIONS: Final = frozenset({"password_file", "bitrate_kbps", "user", "stream_name", "description", "genre"})
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One configured output: ``kind`` (``snapcast`` | ``icecast``), its unique ``name``, where it sends
+    (``scheme`` ``tcp`` / ``pipe`` / ``http``, ``host``, ``port``, ``path``: a pipe's file or an Icecast
+    mount) and its options (query parameters, validated)."""
+
+    kind: str
+    name: str
+    url: str
+    scheme: str
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    options: tuple[tuple[str, str], ...] = ()
+
+    def option(self, key: str, default: str = "") -> str:
+        return dict(self.options).get(key, default)
+
+    @property
+    def sampleformat(self) -> tuple[int, int, int]:
+        """Snapcast ``(rate_hz, bits, channels)``."""
+        rate, bits, channels = self.option("sampleformat", SNAPCAST_DEFAULT_SAMPLEFORMAT).split(":")
+        return int(rate), int(bits), int(channels)
+
+    @property
+    def bitrate_kbps(self) -> int:
+        return int(self.option("bitrate_kbps", str(ICECAST_DEFAULT_BITRATE_KBPS)))
+
+    @property
+    def target(self) -> str:
+        """Where it sends, for people (never a secret: passwords live in files)."""
+        if self.scheme == "pipe":
+            return f"pipe {self.path}"
+        if self.scheme == "tcp":
+            return f"tcp {self.host}:{self.port}"
+        return f"http://{self.host}:{self.port}{self.path}"
+
+
+def parse_output_spec(kind: str, text: str) -> OutputSpec:
+    """``"NAME=URL"`` -> :class:`OutputSpec`; raises ValueError with one sentence saying what is wrong."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"unknown output kind {kind!r}")
+    name, sep, url = str(text).partition("=")
+    name = name.strip()
+    if not sep or not url:
+        raise ValueError(f"{text!r} must be NAME=URL")
+    if not OUTPUT_NAME_RE.fullmatch(name) or name == STREAM_OUTPUT_NAME:
+        raise ValueError(f"output name {name!r} must be 1-64 letters, digits, '_', '.' or '-' (and not "
+                         f"{STREAM_OUTPUT_NAME!r})")
+    parts = urlsplit(url.strip())
+    options = tuple(parse_qsl(parts.query, keep_blank_values=True))
+    if len({k for k, _ in options}) != len(options):
+        raise ValueError(f"{name}: an option is given twice in {url!r}")
+    if parts.password is not None or parts.username is not None:
+        raise ValueError(f"{name}: no user or password in the URL (it would show in ps and logs); "
+                         "give password_file=PATH instead")
+    if kind == "snapcast":
+        allowed = {"sampleformat"}
+        if parts.scheme == "tcp":
+            if not parts.hostname or parts.port is None:
+                raise ValueError(f"{name}: a Snapcast tcp source needs tcp://HOST:PORT, got {url!r}")
+            spec = OutputSpec(kind, name, url, "tcp", parts.hostname, parts.port, "", options)
+        elif parts.scheme == "pipe":
+            if parts.netloc or not parts.path.startswith("/"):
+                raise ValueError(f"{name}: a Snapcast pipe needs an absolute path, pipe:///PATH, got {url!r}")
+            spec = OutputSpec(kind, name, url, "pipe", "", 0, parts.path, options)
+        else:
+            raise ValueError(f"{name}: a Snapcast output is tcp://HOST:PORT or pipe:///PATH, got {url!r}")
+        rate_bits = dict(options).get("sampleformat", SNAPCAST_DEFAULT_SAMPLEFORMAT)
+        fields = rate_bits.split(":")
+        if (len(fields) != 3 or not all(f.isdigit() for f in fields) or not 8000 <= int(fields[0]) <= 192_000
+                or int(fields[1]) not in SNAPCAST_BITS or int(fields[2]) != 2):
+            raise ValueError(f"{name}: sampleformat must be RATE:BITS:2 with RATE 8000-192000 and BITS 16, 24 "
+                             f"or 32, got {rate_bits!r}")
+    else:
+        allowed = set(ICECAST_OPTIONS)
+        if parts.scheme != "http" or not parts.hostname or not parts.path or parts.path == "/":
+            raise ValueError(f"{name}: an Icecast output is http://HOST:PORT/MOUNT, got {url!r}")
+        spec = OutputSpec(kind, name, url, "http", parts.hostname, parts.port or 8000, parts.path, options)
+        password_file = dict(options).get("password_file", "")
+        if not password_file.startswith("/"):
+            raise ValueError(f"{name}: an Icecast output needs password_file=/ABSOLUTE/PATH (the source password, "
+                             "read from that file, never given on the command line)")
+        bitrate = dict(options).get("bitrate_kbps", str(ICECAST_DEFAULT_BITRATE_KBPS))
+        lo, hi = ICECAST_BITRATE_RANGE_KBPS
+        if not bitrate.isdigit() or not lo <= int(bitrate) <= hi:
+            raise ValueError(f"{name}: bitrate_kbps must be an integer from {lo} to {hi}, got {bitrate!r}")
+    unknown = sorted({k for k, _ in options} - allowed)
+    if unknown:
+        raise ValueError(f"{name}: unknown option {unknown[0]!r} (known: {', '.join(sorted(allowed))})")
+    return spec
 
 
 def python_log_level(level: str) -> int:

@@ -1,7 +1,7 @@
 """``auralisd``: the root nursery. Start the actors in dependency order, stop them in reverse.
 
 Start order: database -> mastering pool -> library -> fingerprint resolver -> albums -> chunk
-renderer -> player -> control transport -> HTTP/WebSocket. Each is started with
+renderer -> player -> outputs -> control transport -> HTTP/WebSocket. Each is started with
 ``nursery.start`` and counts as up only when its ``run`` called ``task_status.started()``.
 The daemon is *ready* (the one place: :meth:`Daemon.run` calls ``on_ready``) when every
 listener accepts connections. Shutdown (SIGTERM, SIGINT) cancels the actors one by one in
@@ -30,6 +30,7 @@ from .actors.events import EventHub
 from .actors.fingerprints import FingerprintResolver
 from .actors.library import Library
 from .actors.mastering import Mastering
+from .actors.outputs import Outputs, make_outputs
 from .actors.player import Player
 from .actors.playlists import PLAYLISTS_FOLDER, PlaylistStore
 from .actors.pool import MasteringPool, open_mastering_pool
@@ -154,9 +155,11 @@ class Daemon:
             render_ahead=s.render_ahead, restore_paused=s.restore_paused, albums=albums, album_mode=s.album_mode,
         )  # fmt: skip
         await self._start(root, "player", player.run)
+        outputs = Outputs(db=db, hub=hub, player=player, kinds=make_outputs(s.output_specs(), player.sample_rate))
+        await self._start(root, "outputs", outputs.run)
         services = Services(
             db=db, hub=hub, library=library, resolver=resolver, mastering=mastering, player=player,
-            started_at=time.monotonic(), albums=albums, playlists=playlists,
+            started_at=time.monotonic(), albums=albums, playlists=playlists, outputs=outputs,
         )  # fmt: skip
         self.services = services
         library.on_scan_complete.append(resolver.schedule_idle)
@@ -312,7 +315,7 @@ def http_routes(services: Services, settings: Settings, token: str | None) -> di
     backend = SessionBackend(services.db, services.resolver, services.mastering, sample_rate=settings.sample_rate)
     return {
         "/stream": sessions.stream_listener_handler(services.player, services.hub, services.db, services.resolver,
-                                                    backend=backend),
+                                                    backend=backend, outputs=services.outputs),
         "/session": sessions.private_session_handler(backend),
         # A loopback bind needs no token on any WebSocket (as for the Unix socket); elsewhere the
         # handshake carries it and /control also asks for `auth` first.

@@ -1593,6 +1593,45 @@ def cmd_album_mode(ctx: Context) -> int:
     return EXIT_OK
 
 
+def format_output(output: dict[str, Any]) -> str:
+    """``1 room (snapcast tcp 127.0.0.1:4953): enabled, connected`` plus the message when there is one."""
+    line = (f"{output.get('id')} {output.get('name')} ({output.get('kind')} {output.get('target')}): "
+            f"{'enabled' if output.get('enabled') else 'disabled'}")
+    if output.get("enabled"):
+        line += f", {output.get('state')}"
+        if output.get("message"):
+            line += f": {output['message']}"
+        if output.get("state") in ("reconnecting", "error") and output.get("retry_in_s") is not None:
+            line += f" (retrying every {output['retry_in_s']:g} s at most)"
+    return line
+
+
+def _output_ref(text: str) -> dict[str, Any]:
+    return {"id": int(text)} if text.isdigit() else {"name": text}
+
+
+def cmd_outputs(ctx: Context) -> int:
+    outputs = ctx.call("outputs").get("outputs", [])
+    if ctx.json:
+        print_json(outputs)
+    else:
+        for output in outputs:
+            print(format_output(output))
+    return EXIT_OK
+
+
+def output_switch(method: str) -> Callable[[Context], int]:
+    def command(ctx: Context) -> int:
+        result = ctx.call(method, _output_ref(ctx.args.output))
+        if ctx.json:
+            print_json(result)
+        elif not ctx.args.quiet:
+            print(format_output(result))
+        return EXIT_OK
+
+    return command
+
+
 def cmd_intensity(ctx: Context) -> int:
     if ctx.args.value is not None:
         try:
@@ -1956,6 +1995,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("rejected", cmd_rejected, "list the files the library could not use, and why")
     add("preset", cmd_preset, "list presets, or choose one").add_argument("name", nargs="?", metavar="NAME")
     add("intensity", cmd_intensity, "print or set the mastering intensity").add_argument("value", nargs="?", metavar="X")
+    add("outputs", cmd_outputs, "list the outputs (the /stream, Snapcast, Icecast) with their state")
+    add("enable", output_switch("enable_output"), "enable an output (by name or id); remembered across restarts").add_argument(
+        "output", metavar="NAME|ID")
+    add("disable", output_switch("disable_output"), "disable an output (by name or id); remembered across restarts"
+        ).add_argument("output", metavar="NAME|ID")
     add("album-mode", cmd_album_mode, "print or set the album mode: off, track, album or auto").add_argument(
         "mode", nargs="?", metavar="MODE"
     )

@@ -855,6 +855,22 @@ class Database:
             lambda c: {r[0]: json.loads(r[1]) for r in c.execute("SELECT key, value FROM player_state")}
         )
 
+    # ----------------------------------------------------------------- settings (key -> JSON value)
+    async def load_setting(self, key: str) -> Any:
+        """The value saved under ``key`` in the ``settings`` table (JSON), or None."""
+
+        def job(c: sqlite3.Connection) -> Any:
+            row = c.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+            return None if row is None else json.loads(row[0])
+
+        return await self._read(job)
+
+    async def save_setting(self, key: str, value: Any) -> None:
+        """Save ``value`` (JSON) under ``key``, committed before this returns."""
+        await self._write(
+            lambda c: c.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        )
+
     # ----------------------------------------------------------------- albums
     async def album_candidates(self, track: Track) -> list[Track]:
         """Tracks that may share ``track``'s album: same MusicBrainz album id, else same album tag (any case),

@@ -30,6 +30,7 @@ EVENT_NAMES: Final = (
     "album_progress",
     "mastering",
     "stored_playlist",
+    "output",
     "error",
     "shutdown",
 )

@@ -21,6 +21,7 @@ from ..actors.events import EVENT_NAMES, EventHub
 from ..actors.fingerprints import FingerprintResolver, fingerprint_to_wire
 from ..actors.library import Library
 from ..actors.mastering import Mastering
+from ..actors.outputs import Outputs
 from ..actors.player import Player
 from ..actors.playlists import SAVE_MODES, PlaylistEntry, PlaylistStore
 from ..errors import INVALID_PARAMS, NOT_FOUND, UNKNOWN_METHOD, UNKNOWN_PRESET, RpcError
@@ -60,6 +61,7 @@ class Services:
     albums: AlbumPlans | None = None
     playlists: PlaylistStore | None = None
     covers: CoverReader = field(default_factory=CoverReader)  # cover art for HTTP and MPD (app/covers.py)
+    outputs: Outputs | None = None
 
     @property
     def stored_playlists(self) -> PlaylistStore:
@@ -89,6 +91,7 @@ class Services:
                   "counts": None if scan.counts is None else scan.counts.to_wire(), "error": scan.error},
             pool=self.mastering.pool.statistics().to_wire(),
             albums=None if self.albums is None else self.albums.statistics().to_wire(),
+            outputs=[] if self.outputs is None else [o.to_wire() for o in self.outputs.list()],
             uptime_s=time.monotonic() - self.started_at,
         )  # fmt: skip
         return status
@@ -633,6 +636,29 @@ async def _album_mode_set(svc: Services, session: Session, mode: str) -> dict[st
     return await svc.player.set_album_mode(mode)
 
 
+def _outputs_of(svc: Services) -> Outputs:
+    if svc.outputs is None:
+        raise RpcError(NOT_FOUND, "this daemon has no outputs")
+    return svc.outputs
+
+
+@command("outputs")
+async def _outputs(svc: Services, session: Session) -> dict[str, Any]:
+    return {"outputs": [o.to_wire() for o in _outputs_of(svc).list()]}
+
+
+@command("enable_output", exactly_one=("name", "id"), name=("str", False), id=("uint", False))
+async def _enable_output(svc: Services, session: Session, name: str | None = None, id: int | None = None) -> dict[str, Any]:
+    ref: str | int = name if name is not None else int(id or 0)
+    return (await _outputs_of(svc).enable(ref)).to_wire()
+
+
+@command("disable_output", exactly_one=("name", "id"), name=("str", False), id=("uint", False))
+async def _disable_output(svc: Services, session: Session, name: str | None = None, id: int | None = None) -> dict[str, Any]:
+    ref: str | int = name if name is not None else int(id or 0)
+    return (await _outputs_of(svc).disable(ref)).to_wire()
+
+
 @command("subscribe", events=Param("strs", False, choices=tuple(EVENT_NAMES)))
 async def _subscribe(svc: Services, session: Session, events: list[str] | None = None) -> bool:
     chosen = frozenset(events) if events else frozenset(EVENT_NAMES)
@@ -675,6 +701,9 @@ COMMANDS: Final[MappingProxyType[str, Command]] = MappingProxyType(
         _volume_set,
         _options_set,
         _album_mode_set,
+        _outputs,
+        _enable_output,
+        _disable_output,
         _subscribe,
         _playlist_list,
         _playlist_show,

@@ -42,6 +42,7 @@ from ..actors.session import (
     SinkClosed,
 )
 from ..app.presentation import decision_event, fingerprint_summary, lwrp_regions
+from ..config import STREAM_OUTPUT_NAME
 from ..playback.mixer import db_gain, scale
 from ..protocol.audio_frames import (
     FORMATS,
@@ -518,17 +519,35 @@ def _limit_send_buffer(ws: trio_websocket.WebSocketConnection) -> None:
 
 
 def stream_listener_handler(player: Any, hub: Any, db: Any = None, resolver: Any = None,
-                            counters: SessionCounters | None = None, backend: SessionBackend | None = None):
-    """The ``/stream`` route handler."""
+                            counters: SessionCounters | None = None, backend: SessionBackend | None = None,
+                            outputs: Any = None):
+    """The ``/stream`` route handler. With ``outputs``, the ``stream`` output gates it: while it is
+    disabled new listeners are closed with 1013 and the ones listening are closed when it is disabled."""
     counters = counters or SessionCounters()
     chart_cache = _ChartCache()
 
     async def handler(ws: trio_websocket.WebSocketConnection, info: WebSocketRequestInfo) -> None:
+        if outputs is not None and not outputs.is_enabled(STREAM_OUTPUT_NAME):
+            await close_websocket(ws, CLOSE_TRY_LATER, reason="the stream output is disabled")
+            return
         counters.listeners += 1
         session = ListenerSession(ws, info, player=player, hub=hub, db=db, resolver=resolver, chart_cache=chart_cache,
                                   backend=backend)
         try:
-            await session.run()
+            if outputs is None:
+                await session.run()
+            else:
+                async with trio.open_nursery() as nursery:
+                    async def gate() -> None:
+                        await outputs.wait_disabled(STREAM_OUTPUT_NAME)
+                        nursery.cancel_scope.cancel()
+
+                    nursery.start_soon(gate)
+                    await session.run()
+                    nursery.cancel_scope.cancel()
+                if not outputs.is_enabled(STREAM_OUTPUT_NAME):
+                    with trio.move_on_after(CLOSE_TIMEOUT_S):
+                        await close_websocket(ws, CLOSE_TRY_LATER, reason="the stream output is disabled")
         finally:
             counters.listeners -= 1
             counters.listeners_dropped += int(session.dropped)

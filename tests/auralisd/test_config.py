@@ -197,3 +197,50 @@ def test_print_config_is_valid_toml_that_reads_back_as_the_same_settings(
     again, _ = settings_from_argv(["--config", str(tmp_path / "printed.toml")])
     first, _ = settings_from_argv(argv)
     assert dataclasses.replace(again, config=None) == first
+
+
+def test_outputs_from_flags_and_file_several_of_each_and_print_config_reads_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tomllib
+
+    (tmp_path / "auralisd.toml").write_text('snapcast = ["kitchen=tcp://127.0.0.1:4954"]\n')
+    argv = ["--config", str(tmp_path / "auralisd.toml"),
+            "--snapcast", "room=tcp://127.0.0.1:4953?sampleformat=44100:24:2", "--snapcast", "den=pipe:///tmp/snapfifo"]
+    settings, origin = settings_from_argv(argv)
+    specs = settings.output_specs()
+    assert [(s.kind, s.name, s.target) for s in specs] == [  # flags win over the file, as for every key
+        ("snapcast", "room", "tcp 127.0.0.1:4953"), ("snapcast", "den", "pipe /tmp/snapfifo"),
+    ]
+    assert specs[0].sampleformat == (44100, 24, 2) and specs[1].sampleformat == (48000, 16, 2)
+    assert origin["snapcast"] == "flag --snapcast"
+    from_file, origin = settings_from_argv(argv[:2])
+    assert [s.name for s in from_file.output_specs()] == ["kitchen"] and origin["snapcast"].startswith("file ")
+    assert main(["--print-config", *argv]) == 0
+    out = capsys.readouterr().out
+    (tmp_path / "printed.toml").write_text(out)
+    again, _ = settings_from_argv(["--config", str(tmp_path / "printed.toml")])
+    assert again.output_specs() == specs
+    assert tomllib.loads(out)["snapcast"][0].startswith("room=")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "needle"),
+    [
+        ("--snapcast", "room", "must be NAME=URL"),
+        ("--snapcast", "stream=tcp://127.0.0.1:4953", "output name 'stream'"),
+        ("--snapcast", "room=udp://127.0.0.1:4953", "tcp://HOST:PORT or pipe:///PATH"),
+        ("--snapcast", "room=tcp://127.0.0.1:4953?sampleformat=48000:8:2", "sampleformat must be RATE:BITS:2"),
+        ("--snapcast", "room=pipe://relative", "absolute path"),
+        ("--snapcast", "room=tcp://127.0.0.1:4953?codec=flac", "unknown option 'codec'"),
+    ],
+)
+def test_bad_outputs_are_one_sentence_naming_the_flag(flag: str, value: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings_from_argv([flag, value])
+    assert needle in str(err.value) and flag in str(err.value)
+
+
+def test_two_outputs_with_one_name_are_refused() -> None:
+    with pytest.raises(ConfigError, match="two outputs are named 'room'"):
+        settings_from_argv(["--snapcast", "room=tcp://127.0.0.1:1", "--snapcast", "room=pipe:///tmp/snapfifo"])

@@ -1,0 +1,160 @@
+"""Snapcast output: the mastered stream into a snapserver ``tcp`` (server mode) or ``pipe`` source.
+
+snapserver plays one stream in sync in every room; this output only feeds it, in the sample format
+the source declares (``sampleformat=RATE:BITS:2``, 48000:16:2 by default): resampled seamlessly
+and TPDF-dithered (:class:`auralis.pcm.PcmEncoder`, run on a worker thread, never on the event
+loop). While the player is paused or stopped nothing is sent and snapserver marks the stream idle;
+its clients play silence until data flows again.
+
+* ``tcp://HOST:PORT``: snapserver's ``tcp`` source in server mode listens there; we connect.
+* ``pipe:///PATH``: snapserver's ``pipe`` source reads the FIFO (``mode=create``: snapserver makes
+  it). Opened without blocking: when nobody reads it the output says so and retries. A regular file
+  or a device also works (its write errors, e.g. a full disk, are reported).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from typing import Any, Final
+
+import trio
+
+from auralis.pcm import PcmEncoder
+
+from ...config import OutputSpec
+from .registry import OutputFailure, OutputLink, describe_os_error, pcm_feed
+
+log = logging.getLogger("auralisd.outputs")
+
+FEED_BLOCKS: Final = 100  # player blocks queued for this output: 5 s (1.8 MB f32 at 44.1 kHz); full -> dropped
+CONNECT_TIMEOUT_S: Final = 5.0
+SEND_TIMEOUT_S: Final = 5.0  # a server that takes no data for this long is treated as gone
+MAX_BATCH_BLOCKS: Final = 4  # blocks converted in one thread hop (200 ms at most)
+
+
+class SnapcastOutput:
+    """One Snapcast source (see the module docstring)."""
+
+    def __init__(self, spec: OutputSpec, in_rate: int) -> None:
+        self.spec = spec
+        self.in_rate = int(in_rate)
+        self.rate, self.bits, self.channels = spec.sampleformat
+        self._limiter = trio.CapacityLimiter(1)  # one conversion at a time, in order
+
+    async def serve(self, link: OutputLink) -> None:
+        stream = await (self._open_tcp() if self.spec.scheme == "tcp" else self._open_pipe())
+        async with stream:
+            link.connected(f"sending {self.rate}:{self.bits}:{self.channels}")
+            encoder = PcmEncoder(self.in_rate, self.rate, self.bits, self.channels)
+            async with pcm_feed(link.player, FEED_BLOCKS) as sub, trio.open_nursery() as nursery:
+                closed: list[str] = []
+                if isinstance(stream, trio.SocketStream):
+                    nursery.start_soon(self._watch_close, stream, closed, nursery.cancel_scope)
+                await self._pump(sub, encoder, stream)
+                nursery.cancel_scope.cancel()
+            if closed:
+                raise OutputFailure(closed[0])
+            if sub.dropped:
+                raise OutputFailure("snapserver did not take the stream fast enough; the output fell behind")
+
+    async def _pump(self, sub: Any, encoder: PcmEncoder, stream: trio.abc.SendStream) -> None:
+        from ..player import PcmBlock
+
+        async for message in sub.receive:
+            if not isinstance(message, PcmBlock):
+                continue  # StreamStart / StreamEnd / status: a pause simply stops the data
+            blocks = [message.samples]
+            while len(blocks) < MAX_BATCH_BLOCKS:
+                try:
+                    more = sub.receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                if isinstance(more, PcmBlock):
+                    blocks.append(more.samples)
+            data = await trio.to_thread.run_sync(_encode, encoder, blocks, limiter=self._limiter)
+            if not data:
+                continue
+            try:
+                with trio.fail_after(SEND_TIMEOUT_S):
+                    await stream.send_all(data)
+            except trio.TooSlowError:
+                raise OutputFailure(f"snapserver took no data for {SEND_TIMEOUT_S:g} s") from None
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise OutputFailure(self._write_error(exc), needs_user=_needs_user(exc)) from None
+
+    async def _open_tcp(self) -> trio.SocketStream:
+        host, port = self.spec.host, self.spec.port
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT_S):
+                return await trio.open_tcp_stream(host, port)
+        except trio.TooSlowError:
+            raise OutputFailure(f"snapserver at {host}:{port} did not answer in {CONNECT_TIMEOUT_S:g} s") from None
+        except OSError as exc:
+            raise OutputFailure(
+                f"cannot connect to snapserver at {host}:{port} ({describe_os_error(_root_os_error(exc))}): is it "
+                f"running with a tcp source in server mode there?"
+            ) from None
+
+    async def _open_pipe(self) -> trio.lowlevel.FdStream:
+        path = self.spec.path
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                raise OutputFailure(f"nobody reads the pipe {path} (is snapserver running?)") from None
+            if exc.errno == errno.ENOENT:
+                raise OutputFailure(f"the pipe {path} does not exist (snapserver creates it with mode=create)") from None
+            raise OutputFailure(f"cannot open {path}: {describe_os_error(exc)}", needs_user=True) from None
+        try:
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise OutputFailure(f"{path} is a directory, not a pipe", needs_user=True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return trio.lowlevel.FdStream(fd)
+
+    def _write_error(self, exc: BaseException) -> str:
+        where = f"snapserver at {self.spec.host}:{self.spec.port}" if self.spec.scheme == "tcp" else self.spec.path
+        cause = exc.__cause__ if not isinstance(exc, OSError) and isinstance(exc.__cause__, OSError) else exc
+        if isinstance(cause, OSError):
+            if cause.errno == errno.ENOSPC:
+                return f"cannot write to {where}: no space left on the device"
+            if cause.errno == errno.EPIPE:
+                return f"{where}: the reader closed the pipe"
+            return f"cannot write to {where}: {describe_os_error(cause)}"
+        return f"{where} closed the connection"
+
+    @staticmethod
+    async def _watch_close(stream: trio.SocketStream, closed: list[str], scope: trio.CancelScope) -> None:
+        """snapserver never sends on a tcp source: end of file (or a reset) means it went away."""
+        try:
+            while await stream.receive_some(4096):
+                pass
+            closed.append("snapserver closed the connection")
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            closed.append(f"snapserver connection lost ({exc})")
+        scope.cancel()
+
+
+def _root_os_error(exc: OSError) -> OSError:
+    """trio's ``all attempts to connect ... failed`` -> the first attempt's own error (``Connection refused``)."""
+    from ...errgroups import first_leaf
+
+    cause = exc.__cause__
+    if isinstance(cause, BaseException):
+        leaf = first_leaf(cause, OSError)
+        if isinstance(leaf, OSError):
+            return leaf
+    return exc
+
+
+def _encode(encoder: PcmEncoder, blocks: list[Any]) -> bytes:
+    return b"".join(encoder.encode(b) for b in blocks)
+
+
+def _needs_user(exc: BaseException) -> bool:
+    cause = exc if isinstance(exc, OSError) else exc.__cause__
+    return isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)

@@ -1,0 +1,63 @@
+"""Outputs through a real daemon process: the control commands, ``status``, events, auralisctl, and a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clients import auralisctl
+
+from .conftest import free_port
+from .rpc import RpcError
+
+
+def test_outputs_are_listed_switched_saved_and_shown_by_auralisctl(
+    daemon_factory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead = free_port()  # nothing listens there: the output keeps retrying, the daemon serves on
+    fifo_dir = tmp_path / "pipes"
+    fifo_dir.mkdir()
+    extra = ["--snapcast", f"room=tcp://127.0.0.1:{dead}", "--snapcast", f"den=pipe://{fifo_dir}/missing"]
+    daemon = daemon_factory(None, extra).start()
+    with daemon.client() as client:
+        listed = client.call("outputs")["outputs"]
+        assert [(o["id"], o["name"], o["kind"]) for o in listed] == [
+            (0, "stream", "stream"), (1, "room", "snapcast"), (2, "den", "snapcast")]
+        status = client.wait_status(lambda s: [o["state"] for o in s["outputs"]] == ["connected", "reconnecting",
+                                                                                     "reconnecting"])
+        room = status["outputs"][1]
+        assert room["message"] == (f"cannot connect to snapserver at 127.0.0.1:{dead} (connection refused): is it "
+                                   "running with a tcp source in server mode there?")
+        assert status["outputs"][2]["message"] == (f"the pipe {fifo_dir}/missing does not exist (snapserver "
+                                                   "creates it with mode=create)")
+        client.call("subscribe", events=["output"])
+        off = client.call("disable_output", name="room")
+        assert (off["enabled"], off["state"]) == (False, "disabled")
+        event = client.wait_event("output", lambda d: d["name"] == "room")
+        assert event["state"] == "disabled"
+        with pytest.raises(RpcError) as err:
+            client.call("enable_output", name="kitchen")
+        assert err.value.code == "not_found"
+        with pytest.raises(RpcError) as err:
+            client.call("enable_output", name="room", id=1)
+        assert err.value.code == "invalid_params"
+    code = auralisctl.main(["--socket", daemon.socket_path, "outputs"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.splitlines()[0] == "0 stream (stream WebSocket /stream): enabled, connected"
+    assert out.splitlines()[1] == f"1 room (snapcast tcp 127.0.0.1:{dead}): disabled"
+    assert out.splitlines()[2].startswith(f"2 den (snapcast pipe {fifo_dir}/missing): enabled, reconnecting: the pipe")
+    assert auralisctl.main(["--socket", daemon.socket_path, "disable", "2"]) == 0
+    assert capsys.readouterr().out == f"2 den (snapcast pipe {fifo_dir}/missing): disabled\n"
+    daemon.stop()
+
+    again = daemon_factory(None, extra, root=daemon.root).start()  # same state folder: the choices were saved
+    with again.client() as client:
+        assert [(o["name"], o["enabled"]) for o in client.call("outputs")["outputs"]] == [
+            ("stream", True), ("room", False), ("den", False)]
+        on = client.call("enable_output", id=1)
+        assert on["enabled"] and on["state"] in ("connecting", "reconnecting")
+    log = again.log()  # both runs (one log file)
+    assert "Traceback" not in log
+    assert log.count(f"output den (snapcast pipe {fifo_dir}/missing): reconnecting") == 1
