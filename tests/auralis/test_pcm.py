@@ -1,4 +1,4 @@
-"""auralis.pcm: the stream resampler is one pass of resample_poly whatever the blocks; TPDF quantisation."""
+"""auralis.pcm (and the auralis.resample.StreamResampler it uses): the stream resampler is one pass of resample_poly whatever the blocks; TPDF quantisation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
-from auralis.pcm import PcmEncoder, StreamResampler, quantize
+from auralis.pcm import PcmEncoder, quantize
+from auralis.resample import StreamResampler
 
 
 @pytest.mark.parametrize(("in_rate", "out_rate", "up", "down"), [(44_100, 48_000, 160, 147), (48_000, 44_100, 147, 160)])
