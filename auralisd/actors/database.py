@@ -149,8 +149,19 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX tracks_by_mb_album_id ON tracks(mb_album_id COLLATE NOCASE);
     CREATE INDEX tracks_by_mtime ON tracks(mtime_ns);
     """,
+    # 6: listings in folder and name order without a sort (listallinfo of 10,000 songs); the search
+    # text now holds every tag (TAGS_VERSION 3 computes it again at the next scan)
+    """
+    CREATE INDEX tracks_in_order ON tracks(music_dir, rel_dir, path);
+    """,
+    # 7: each track's song block as listings print it (tagquery.STORED_BLOCK_LINES), made by SQL when
+    # first listed after a change (NULL until then), so listallinfo of 10,000 songs reads stored text
+    """
+    ALTER TABLE tracks ADD COLUMN song_block TEXT;
+    CREATE INDEX tracks_without_block ON tracks(track_id) WHERE song_block IS NULL;
+    """,
 )
-TAGS_VERSION: Final = 2  # rows with an older tags_version get their tags read again at the next scan
+TAGS_VERSION: Final = 3  # rows with an older tags_version get their tags read again at the next scan
 REJECTED_KINDS: Final = ("unsupported", "damaged")
 
 
@@ -335,8 +346,10 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
-def _search_text(path: str, *values: str | None) -> str:
-    return fold(" ".join([*(v for v in values if v), path_to_wire(path)]))
+def _search_text(path: str, *values: object) -> str:
+    """Every tag and the path, folded (:func:`fold`): what ``library.search`` matches words in, and
+    the pre-filter of case-insensitive tag matches (actors/tagquery.py)."""
+    return fold(" ".join([*(str(v) for v in values if v is not None and v != ""), path_to_wire(path)]))
 
 
 def _json_dumps(value: Any) -> str:
@@ -388,6 +401,7 @@ class Database:
             conn.execute("PRAGMA foreign_keys=ON")
             tagquery.install(conn, fold)
             migrate(conn)
+            _check_block_layout(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
             if _is_damage(exc):
@@ -462,7 +476,7 @@ class Database:
         path (or its real path changed). The row, its fingerprint and its queue entries stay."""
         await self._write(
             lambda c: c.executemany(
-                "UPDATE tracks SET path = ?, music_dir = ?, rel_dir = ?, real_path = ? WHERE track_id = ?",
+                "UPDATE tracks SET path = ?, music_dir = ?, rel_dir = ?, real_path = ?, song_block = NULL WHERE track_id = ?",
                 [
                     (path_to_wire(p), path_to_wire(m), path_to_wire(r), path_to_wire(real), int(t))
                     for t, p, m, r, real in moves
@@ -543,7 +557,9 @@ class Database:
                     path_to_wire(f.music_dir), path_to_wire(f.rel_dir), f.size, f.mtime_ns, f.title, f.artist,
                     f.album, f.track_number, f.duration_s, f.num_frames, f.sample_rate, f.channels, f.format, now,
                     path_to_wire(f.real_path or f.path), f.album_artist, f.disc_number, f.date, f.genre,
-                    f.mb_album_id, _search_text(f.path, f.title, f.artist, f.album, f.album_artist, f.genre),
+                    f.mb_album_id, _search_text(f.path, f.title, f.artist, f.album, f.album_artist, f.genre, f.track_number,
+                                                f.disc_number, f.date, f.composer, f.performer, f.comment,
+                                                f.mb_album_id),
                     TAGS_VERSION, f.composer, f.performer, f.comment,
                 )  # fmt: skip
                 c.execute("DELETE FROM rejected_files WHERE path = ?", (path,))
@@ -562,7 +578,7 @@ class Database:
                         " track_number=?, duration_s=?, num_frames=?, sample_rate=?, channels=?, format=?,"
                         " scanned_at=?, real_path=?, album_artist=?, disc_number=?, date=?, genre=?, mb_album_id=?,"
                         " search_text=?, tags_version=?, composer=?, performer=?, comment=?, fingerprint_status='none',"
-                        " fingerprint_error=NULL"
+                        " fingerprint_error=NULL, song_block=NULL"
                         " WHERE path=?",
                         (*values, path),
                     )
@@ -578,12 +594,14 @@ class Database:
         def job(c: sqlite3.Connection) -> None:
             c.executemany(
                 "UPDATE tracks SET title=?, artist=?, album=?, album_artist=?, track_number=?, disc_number=?, date=?,"
-                " genre=?, mb_album_id=?, search_text=?, tags_version=?, composer=?, performer=?, comment=?"
-                " WHERE track_id=?",
+                " genre=?, mb_album_id=?, search_text=?, tags_version=?, composer=?, performer=?, comment=?,"
+                " song_block=NULL WHERE track_id=?",
                 [
                     (
                         t.title, t.artist, t.album, t.album_artist, t.track_number, t.disc_number, t.date, t.genre,
-                        t.mb_album_id, _search_text(t.path, t.title, t.artist, t.album, t.album_artist, t.genre),
+                        t.mb_album_id, _search_text(t.path, t.title, t.artist, t.album, t.album_artist, t.genre, t.track_number,
+                                                t.disc_number, t.date, t.composer, t.performer, t.comment,
+                                                t.mb_album_id),
                         TAGS_VERSION, t.composer, t.performer, t.comment, int(t.track_id),
                     )  # fmt: skip
                     for t in rows
@@ -678,7 +696,8 @@ class Database:
         return await self._read(job)
 
     async def search_tracks(self, query: str, limit: int, offset: int = 0) -> tuple[list[Track], int]:
-        """``(tracks, total)``: the tracks whose title, artist, album, album artist, genre or path
+        """``(tracks, total)``: the tracks whose tags (title, artist, album, album artist, genre, date,
+        track and disc numbers, composer, performer, comment, MusicBrainz id) or path
         (in wire form) contains every word of ``query``, compared folded (:func:`fold`: case and
         accents); ``limit`` of them from ``offset``, and how many match in all."""
         words = [fold(w) for w in query.split() if w][:8]
@@ -709,12 +728,47 @@ class Database:
         where, args = tagquery.compile_where(query, fold)
 
         def job(c: sqlite3.Connection) -> tuple[list[Track], int]:
-            total = int(c.execute(f"SELECT COUNT(*) FROM tracks WHERE {where}", args).fetchone()[0])
             sql = f"SELECT * FROM tracks WHERE {where} ORDER BY {_LIST_ORDER} LIMIT ? OFFSET ?"
             rows = c.execute(sql, [*args, -1 if limit is None else int(limit), int(offset)])
-            return [_row_to_track(r) for r in rows], total
+            tracks = [_row_to_track(r) for r in rows]
+            if limit is None and offset == 0:
+                return tracks, len(tracks)
+            return tracks, int(c.execute(f"SELECT COUNT(*) FROM tracks WHERE {where}", args).fetchone()[0])
 
         return await self._read(job)
+
+    async def track_blocks(
+        self, query: Query | None, lines: Sequence[tuple[str, str]], *, limit: int | None = None, offset: int = 0
+    ) -> list[tuple[str, str, str]]:
+        """``(music_dir, rel_dir, text)`` of each track ``query`` matches, in ``find_tracks`` order, its
+        text made in SQL from ``lines`` (``tagquery.block_expr``): a listing of 10,000 songs costs one
+        string per row instead of a ``Track`` and a formatting pass in Python. Paths in wire form.
+
+        Raises:
+            QueryError: as :meth:`find_tracks`.
+        """
+        where, args = tagquery.compile_where(query, fold)
+        text = tagquery.block_expr(lines)
+        stored = [tuple(x) for x in lines] == [tuple(x) for x in tagquery.STORED_BLOCK_LINES]
+
+        # the stored layout reads the stored block (made here where it is missing)
+        column = f"COALESCE(song_block, {text})" if stored else text
+        missing = False
+
+        def job(c: sqlite3.Connection) -> list[tuple[str, str, str]]:
+            nonlocal missing
+            cur = c.cursor()
+            cur.row_factory = None
+            sql = f"SELECT music_dir, rel_dir, {column} FROM tracks WHERE {where} ORDER BY {_LIST_ORDER} LIMIT ? OFFSET ?"
+            rows = cur.execute(sql, [*args, -1 if limit is None else int(limit), int(offset)]).fetchall()
+            if stored:  # a partial index answers this at once
+                missing = cur.execute("SELECT EXISTS (SELECT 1 FROM tracks WHERE song_block IS NULL)").fetchone()[0]
+            return rows
+
+        rows = await self._read(job)
+        if missing:  # store the blocks that were made in passing (once after each change of the library)
+            await self._write(lambda c: c.execute(f"UPDATE tracks SET song_block = {text} WHERE song_block IS NULL"))
+        return rows
 
     async def tag_values(
         self, tag: str, group: Sequence[str] = (), query: Query | None = None
@@ -949,6 +1003,19 @@ def migrate(conn: sqlite3.Connection) -> int:
             raise
         conn.execute("COMMIT")
     return len(MIGRATIONS)
+
+
+def _check_block_layout(conn: sqlite3.Connection) -> None:
+    """Stored song blocks were made with one layout (``tagquery.STORED_BLOCK_LINES``); another one
+    (a newer auralisd) forgets them: they are made again when next listed."""
+    layout = json.dumps(tagquery.STORED_BLOCK_LINES)
+    row = conn.execute("SELECT value FROM settings WHERE key = 'song_block_layout'").fetchone()
+    if row is not None and row[0] == layout:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("UPDATE tracks SET song_block = NULL WHERE song_block IS NOT NULL")
+    conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES ('song_block_layout', ?)", (layout,))
+    conn.execute("COMMIT")
 
 
 def _split_sql(script: str) -> list[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from ..protocol.query import And, Base, ModifiedSince, Not, Query, QueryError, TagMatch, check_query
@@ -39,8 +39,44 @@ COLUMNS: Final[dict[str, str]] = {
 }
 # tags whose folded text is part of tracks.search_text (database._search_text), so a folded
 # substring of the tag is a folded substring of search_text: a cheap LIKE pre-filter
-_IN_SEARCH_TEXT: Final = frozenset({"artist", "albumartist", "album", "title", "genre", "file"})
+_IN_SEARCH_TEXT: Final = frozenset({
+    "artist", "albumartist", "album", "title", "track", "disc", "genre", "date", "composer", "performer", "comment",
+    "musicbrainz_albumid", "file",
+})  # fmt: skip
 _REGEX_CACHE: Final = 64
+
+
+# What a song block can show (tags as stored, not the fallbacks of COLUMNS), as SQL text expressions
+BLOCK_FIELDS: Final[dict[str, str]] = {
+    "uri": FILE_EXPR,
+    "last_modified": "strftime('%Y-%m-%dT%H:%M:%SZ', mtime_ns / 1000000000, 'unixepoch')",
+    "time": "CAST(CAST(duration_s + 0.5 AS INTEGER) AS TEXT)",  # whole seconds, halves away from zero
+    # milliseconds with three decimals in integer arithmetic (printf('%.3f') costs 4x more per row)
+    "duration": "(CAST(duration_s * 1000 + 0.5 AS INTEGER) / 1000) || '.'"
+                " || substr('00' || (CAST(duration_s * 1000 + 0.5 AS INTEGER) % 1000), -3)",
+    "artist": "artist", "albumartist": "album_artist", "album": "album", "title": "title",
+    "track": "CAST(track_number AS TEXT)", "disc": "CAST(disc_number AS TEXT)", "genre": "genre", "date": "date",
+    "composer": "composer", "performer": "performer", "comment": "comment", "musicbrainz_albumid": "mb_album_id",
+}  # fmt: skip
+_LABEL: Final = re.compile(r"[A-Za-z0-9_-]+")
+# The song block stored per track (tracks.song_block): MPD's default, every tag the library holds
+STORED_BLOCK_LINES: Final[tuple[tuple[str, str], ...]] = (
+    ("file", "uri"), ("Last-Modified", "last_modified"), ("Artist", "artist"), ("Album", "album"),
+    ("AlbumArtist", "albumartist"), ("Title", "title"), ("Track", "track"), ("Genre", "genre"), ("Date", "date"),
+    ("Disc", "disc"), ("MUSICBRAINZ_ALBUMID", "musicbrainz_albumid"), ("Time", "time"), ("duration", "duration"),
+)  # fmt: skip
+
+
+def block_expr(lines: Sequence[tuple[str, str]]) -> str:
+    """One SQL text expression: ``label: value\n`` for each ``(label, field)`` whose value is neither
+    NULL nor empty (line breaks inside a value become spaces). Fields are keys of :data:`BLOCK_FIELDS`."""
+    parts = []
+    for label, field in lines:
+        if not _LABEL.fullmatch(label):
+            raise ValueError(f"bad label {label!r}")
+        value = f"replace(replace(NULLIF({BLOCK_FIELDS[field]}, ''), char(13), ' '), char(10), ' ')"
+        parts.append(f"COALESCE('{label}: ' || {value} || char(10), '')")  # NULL or empty: no line
+    return " || ".join(parts) if parts else "''"
 
 
 def install(conn: sqlite3.Connection, fold: Callable[[str], str]) -> None:
@@ -95,7 +131,14 @@ def _compile(q: Query, fold: Callable[[str], str], args: list[Any]) -> str:
         return "(mtime_ns >= ?)"
     assert isinstance(q, TagMatch)
     negated = q.op in ("!=", "!~")
-    if q.tag == "any":
+    if q.tag == "any" and q.op == "contains" and q.fold_case and "\x1f" not in q.value:
+        # one folded text of every tag per row (one SQL function call, not one per tag): a value
+        # holding no U+001F separator is inside it exactly when it is inside one of the tags
+        joined = " || char(31) || ".join(f"COALESCE({col}, '')" for col in COLUMNS.values())
+        value = fold(q.value)
+        args += [_like_contains(value), value]  # search_text holds every tag folded: a cheap pre-filter
+        positive = f"(search_text LIKE ? ESCAPE '\\' AND instr(auralis_fold({joined}), ?) > 0)"
+    elif q.tag == "any":
         parts = [_positive(col, tag, q, fold, args) for tag, col in COLUMNS.items()]
         positive = "(" + " OR ".join(parts) + ")"
     else:

@@ -150,3 +150,26 @@ def test_the_scanner_reads_composer_performer_and_comment(tmp_path: Path) -> Non
     wav.save()
     tags = read_tags(str(tmp_path / "b.wav"))
     assert (tags.composer, tags.comment) == ("Bach", "liner notes")
+
+
+async def test_stored_song_blocks_follow_every_change(db: Database) -> None:
+    """Listings read a block stored per track; a tag refresh, a rescan or a move makes it again."""
+    from auralisd.actors.database import TrackTags
+    from auralisd.actors.tagquery import STORED_BLOCK_LINES
+
+    query = TagMatch("title", "==", "Hunter")
+    made = await db.track_blocks(query, STORED_BLOCK_LINES)
+    assert made == await db.track_blocks(query, STORED_BLOCK_LINES)  # now read from the stored column
+    text = made[0][2]
+    assert text.startswith("file: Björk/Homogenic/01.flac\nLast-Modified: 1970-01-01T00:01:40Z\nArtist: Björk\n")
+    assert text.endswith("Time: 60\nduration: 60.000\n") and "AlbumArtist" not in text  # no such tag: no line
+    (hunter,), _ = await db.find_tracks(query)
+    await db.update_tags([TrackTags(hunter.track_id, hunter.path, "Hunter", "Bjork", "Homogenic", None, 1, None,
+                                    "1997", "Electronic", None)])  # fmt: skip
+    assert "Artist: Bjork\n" in (await db.track_blocks(query, STORED_BLOCK_LINES))[0][2]
+    await db.move_tracks([(hunter.track_id, "/music/New/01.flac", MUSIC, "New", "/music/New/01.flac")])
+    assert (await db.track_blocks(query, STORED_BLOCK_LINES))[0][2].startswith("file: New/01.flac\n")
+    # another layout (a client's own tag types) is made on the fly, never stored
+    assert (await db.track_blocks(query, [("file", "uri"), ("Title", "title")]))[0][2] == (
+        "file: New/01.flac\nTitle: Hunter\n"
+    )
