@@ -1258,7 +1258,6 @@ def cmd_update(ctx: Context) -> int:
     """Rescan the library, or one folder of it (mpc update [PATH])."""
     params = {} if ctx.args.path is None else {"path": ctx.local_path(ctx.args.path)}
     if ctx.args.wait:
-        ctx.args.quiet = getattr(ctx.args, "quiet", False)
         return cmd_scan(ctx, params)
     result = ctx.call("library.scan", params)
     if ctx.json:
