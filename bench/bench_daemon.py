@@ -3,9 +3,10 @@
 Measures, on a generated 5-minute FLAC, with the real actors in one process (database,
 worker pool, resolver, cache, player) and a PCM subscription as the listener:
 
-* time to the first PCM block after ``play`` with nothing cached (goal <= 1.0 s),
-* the same with the fingerprint in the database but no chunk cached (goal <= 0.15 s),
-* seek to audio: from ``seek`` to the first block of the new epoch, uncached (goal <= 0.3 s),
+* time to the first PCM block after ``play`` with nothing cached (budget <= 0.5 s, issue 15;
+  issue 4 asked <= 1.0 s),
+* the same with the fingerprint in the database but no chunk cached (budget <= 0.05 s; was 0.15 s),
+* seek to audio: from ``seek`` to the first block of the new epoch, uncached (budget <= 0.1 s; was 0.3 s),
 * the pool's render throughput in x real time with one and two workers, against
   ``auralis.render.render_file`` in this process (the offline peer, same run).
 
@@ -46,6 +47,7 @@ from auralisd.actors.pool import open_mastering_pool  # noqa: E402
 OUT = ROOT / "bench" / "out"
 TRACK_S = 300.0
 SAMPLE_RATE = 44_100
+BUDGETS_S = {"cold": 0.5, "warm": 0.05, "seek": 0.1}  # issue 15: first audio cold / fingerprint known / seek
 
 
 async def first_block(sub, *, epoch_after: int = -1, min_offset: int = 0, timeout_s: float = 60.0) -> PcmBlock:
@@ -175,16 +177,25 @@ def main(argv: list[str] | None = None) -> int:
         "pool_render_x_realtime_2_workers": two,
         "offline_render_file_x_realtime": offline_x,
     }
+    def verdict(value: float, budget: float) -> str:
+        return f"budget <= {budget:.2f} s: {'met' if value <= budget else f'MISSED by {value - budget:.3f} s'}"
+
+    results["budgets_s"] = dict(BUDGETS_S)
+    results["load_average_1min"] = os.getloadavg()[0]
     rows = [
-        ("first PCM block after play, nothing cached", f"{cold['first_block_s']:.3f} s", f"goal <= 1.0 s   (runs {_spread(colds, 'first_block_s')})"),
-        ("first PCM block, fingerprint cached", f"{warm['first_block_s']:.3f} s", f"goal <= 0.15 s  (runs {_spread(warms, 'first_block_s')})"),
-        ("seek to audio (uncached chunk)", f"{warm['seek_s']:.3f} s", f"goal <= 0.3 s   (runs {_spread(warms, 'seek_s')})"),
+        ("first PCM block after play, nothing cached", f"{cold['first_block_s']:.3f} s",
+         f"{verdict(cold['first_block_s'], BUDGETS_S['cold'])}  (runs {_spread(colds, 'first_block_s')})"),
+        ("first PCM block, fingerprint cached", f"{warm['first_block_s']:.3f} s",
+         f"{verdict(warm['first_block_s'], BUDGETS_S['warm'])}  (runs {_spread(warms, 'first_block_s')})"),
+        ("seek to audio (uncached chunk)", f"{warm['seek_s']:.3f} s",
+         f"{verdict(warm['seek_s'], BUDGETS_S['seek'])}  (runs {_spread(warms, 'seek_s')})"),
         ("pool render, 1 worker", f"{one:.1f}x real time", f"{one / offline_x:.2f}x offline render_file"),
         ("pool render, 2 workers", f"{two:.1f}x real time", f"{two / one:.2f}x one worker"),
         ("offline render_file (peer, this process)", f"{offline_x:.1f}x real time", "1.00"),
     ]
     width = max(len(r[0]) for r in rows)
-    print(f"auralisd on a {TRACK_S:.0f} s FLAC ({os.cpu_count()} cores; latencies: median of {len(colds)} runs)")
+    print(f"auralisd on a {TRACK_S:.0f} s FLAC ({os.cpu_count()} cores; latencies: median of {len(colds)} runs; "
+          f"load average {results['load_average_1min']:.2f})")
     for name, value, note in rows:
         print(f"  {name:<{width}}  {value:>18}  {note}")
     OUT.mkdir(parents=True, exist_ok=True)

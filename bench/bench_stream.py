@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -300,6 +301,23 @@ def event_loop_resample_ms_per_s() -> float:
     return 1000 * (time.process_time() - t0) / (n_blocks / 10)
 
 
+def workers_cpu_s(pid: int) -> float:
+    """CPU time (user + system) of the daemon's child processes (its workers) now, from ``/proc``."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def thread_cpu_s(pid: int, tid: int) -> float:
     """CPU time (user + system) of one thread of a process, from ``/proc/<pid>/task/<tid>/stat``."""
     import os
@@ -328,11 +346,13 @@ async def sessions_48k(url: str, pid: int, track_ids: list[int], n: int, seconds
     async with websockets.connect(url + "/control", proxy=None, max_size=None) as control:
         rpc = Rpc(control)
         pool0 = (await rpc.call("status")).get("pool", {})
-        cpu0 = thread_cpu_s(pid, pid)
+        cpu0, workers0 = thread_cpu_s(pid, pid), workers_cpu_s(pid)
         wall0 = time.monotonic()
         results = await asyncio.gather(*[one(i) for i in range(n)])
         cpu_s = thread_cpu_s(pid, pid) - cpu0
-        cpu_per_s = cpu_s / (time.monotonic() - wall0)
+        workers_s = workers_cpu_s(pid) - workers0
+        wall_s = time.monotonic() - wall0
+        cpu_per_s = cpu_s / wall_s
         pool1 = (await rpc.call("status")).get("pool", {})
     jobs = pool1.get("jobs_done", 0) - pool0.get("jobs_done", 0)
     firsts = sorted(r[0] for r in results)
@@ -348,6 +368,8 @@ async def sessions_48k(url: str, pid: int, track_ids: list[int], n: int, seconds
         "trio_thread_cpu_ms_per_s_per_session": round(1000 * max(0.0, cpu_per_s - idle_cpu_s) / n, 3),
         "peer_event_loop_resampling_ms_per_s_per_session": round(event_loop_resample_ms_per_s(), 3),
         "pool_jobs": jobs, "pool_jobs_per_session": round(jobs / n, 1),
+        "workers_cpu_s_per_s": round(workers_s / wall_s, 3),
+        "workers_cpu_ms_per_job": round(1000 * workers_s / jobs, 1) if jobs else None,
         "audio_delivered_s": round(audio_s, 1),
         "trio_thread_cpu_ms_per_audio_s": round(1000 * cpu_s / audio_s, 3) if audio_s else None,
     }
@@ -375,9 +397,19 @@ def main_48k(quick: bool, count: int = SESSIONS_48K) -> int:
                 await wait_idle(rpc)
             return await sessions_48k(daemon.ws, daemon.process.pid, ids, count, window)
 
+        load_before = os.getloadavg()[0]
         result = asyncio.run(run())
+    result["load_average_1min_before"] = round(load_before, 2)
+    result["load_average_1min_after"] = round(os.getloadavg()[0], 2)
     for key, value in result.items():
         print(f"  {key:40s} {value}")
+    print(f"budgets (issue 11), {count} sessions on 48 kHz sources at {SAMPLE_RATE} Hz out:")
+    print(f"  first audio, every session      <= {FIRST_AUDIO_LIMIT_S:.2f} s   measured max {result['first_audio_max_s']:.3f} s"
+          f" (median {result['first_audio_median_s']:.3f} s): {'met' if result['first_audio_ok'] else 'MISSED'}")
+    print(f"  no frame late (> {LATE_S:.1f} s)          measured worst {result['worst_lateness_s']:.3f} s: "
+          f"{'met' if not result['late'] else 'MISSED'}")
+    print(f"  trio thread per real-time session: {result['trio_thread_cpu_ms_per_s_per_session']:.2f} ms/s "
+          f"(peer, event-loop resampling alone: {result['peer_event_loop_resampling_ms_per_s_per_session']:.1f} ms/s)")
     OUT.mkdir(exist_ok=True)
     (OUT / f"stream_48k_{count}.json").write_text(json.dumps(result, indent=2))
     return 0 if not result["late"] and result["first_audio_ok"] else 1
