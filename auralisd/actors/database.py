@@ -22,6 +22,7 @@ import os
 import sqlite3
 import time
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Final, TypeVar
@@ -36,6 +37,7 @@ from . import tagquery
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS: Final = 5_000
+BLOCK_ANSWERS: Final = 4  # track_blocks answers kept (each a list the caller must not change)
 # The 25 fingerprint dimensions in the order of issue 2 (columns of `fingerprints`).
 DIMENSION_COLUMNS: Final = (
     "sub_bass_pct", "bass_pct", "low_mid_pct", "mid_pct", "upper_mid_pct", "presence_pct", "air_pct",
@@ -159,6 +161,10 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE tracks ADD COLUMN song_block TEXT;
     CREATE INDEX tracks_without_block ON tracks(track_id) WHERE song_block IS NULL;
+    """,
+    # 8: a folder and everything below it (MPD's base filter, listallinfo FOLDER) by a range of rel_dir
+    """
+    CREATE INDEX tracks_by_rel_dir ON tracks(rel_dir);
     """,
 )
 TAGS_VERSION: Final = 3  # rows with an older tags_version get their tags read again at the next scan
@@ -378,6 +384,10 @@ class Database:
         self._run_sync: Callable[..., Awaitable[Any]] = trio.to_thread.run_sync if run_sync is None else run_sync
         self._limiter = trio.CapacityLimiter(1)
         self._conn: sqlite3.Connection | None = None
+        self._tracks_generation = 0  # bumped by every change of the tracks table
+        # recent track_blocks answers by (generation, query, lines, limit, offset): MPD clients list the
+        # whole library at every connection; 4 answers of 10,000 songs are ~10 MB
+        self._blocks: OrderedDict[tuple[Any, ...], list[tuple[str, str, str]]] = OrderedDict()
 
     # ----------------------------------------------------------------- lifecycle
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -474,6 +484,7 @@ class Database:
     async def move_tracks(self, moves: Sequence[tuple[int, str, str, str, str]]) -> None:
         """``(track_id, path, music_dir, rel_dir, real_path)``: a known file now has another library
         path (or its real path changed). The row, its fingerprint and its queue entries stay."""
+        self._tracks_changed()
         await self._write(
             lambda c: c.executemany(
                 "UPDATE tracks SET path = ?, music_dir = ?, rel_dir = ?, real_path = ?, song_block = NULL WHERE track_id = ?",
@@ -483,6 +494,7 @@ class Database:
                 ],
             )
         )
+        self._tracks_changed()
 
     async def rejected_files(self) -> dict[str, tuple[int, int]]:
         """``{path: (size, mtime_ns)}`` of files a scan could not use."""
@@ -586,7 +598,10 @@ class Database:
                     ids.append(int(row[0]))
             return ids
 
-        return await self._write(job)
+        self._tracks_changed()
+        ids = await self._write(job)
+        self._tracks_changed()  # also after: an answer read while the write waited is not kept
+        return ids
 
     async def update_tags(self, rows: Sequence[TrackTags]) -> None:
         """New tags (and search text) for known files whose audio did not change; fingerprints stay."""
@@ -608,7 +623,9 @@ class Database:
                 ],
             )
 
+        self._tracks_changed()
         await self._write(job)
+        self._tracks_changed()
 
     async def delete_tracks(self, track_ids: Iterable[int]) -> None:
         """Forget tracks whose files are really gone (their fingerprints and queue entries go with them).
@@ -622,7 +639,9 @@ class Database:
             c.executemany("DELETE FROM tracks WHERE track_id = ?", ids)
             _renumber_queue(c)
 
+        self._tracks_changed()
         await self._write(job)
+        self._tracks_changed()
 
     async def get_track(self, track_id: int) -> Track | None:
         def job(c: sqlite3.Connection) -> Track | None:
@@ -737,6 +756,10 @@ class Database:
 
         return await self._read(job)
 
+    def _tracks_changed(self) -> None:
+        self._tracks_generation += 1
+        self._blocks.clear()
+
     async def track_blocks(
         self, query: Query | None, lines: Sequence[tuple[str, str]], *, limit: int | None = None, offset: int = 0
     ) -> list[tuple[str, str, str]]:
@@ -747,6 +770,10 @@ class Database:
         Raises:
             QueryError: as :meth:`find_tracks`.
         """
+        key = (self._tracks_generation, query, tuple(tuple(x) for x in lines), limit, offset)
+        if key in self._blocks:
+            self._blocks.move_to_end(key)
+            return self._blocks[key]
         where, args = tagquery.compile_where(query, fold)
         text = tagquery.block_expr(lines)
         stored = [tuple(x) for x in lines] == [tuple(x) for x in tagquery.STORED_BLOCK_LINES]
@@ -768,6 +795,10 @@ class Database:
         rows = await self._read(job)
         if missing:  # store the blocks that were made in passing (once after each change of the library)
             await self._write(lambda c: c.execute(f"UPDATE tracks SET song_block = {text} WHERE song_block IS NULL"))
+        if key[0] == self._tracks_generation:  # nothing changed meanwhile
+            self._blocks[key] = rows
+            while len(self._blocks) > BLOCK_ANSWERS:
+                self._blocks.popitem(last=False)
         return rows
 
     async def tag_values(

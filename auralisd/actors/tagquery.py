@@ -2,7 +2,7 @@
 
 Every match runs inside SQLite: exact matches use the tag indexes of migration 5,
 case-insensitive ones compare the folded text (:func:`auralisd.actors.database.fold` as the
-SQL function ``auralis_fold``) behind a ``search_text LIKE`` pre-filter where the tag is part of
+SQL function ``auralis_fold``) behind an ``instr(search_text, ...)`` pre-filter where the tag is part of
 the folded search text, and regular expressions run through ``auralis_regexp`` (Python ``re``,
 compiled once per pattern). :func:`install` registers both functions on a connection.
 
@@ -124,8 +124,8 @@ def _compile(q: Query, fold: Callable[[str], str], args: list[Any]) -> str:
         rel = q.path.strip("/")
         if not rel:
             return "1"
-        args += [rel, _like_prefix(rel + "/")]
-        return "(rel_dir = ? OR rel_dir LIKE ? ESCAPE '\\')"
+        args += [rel, rel + "/", rel + "0"]  # "0" follows "/": the range of every folder below (index tracks_by_rel_dir)
+        return "(rel_dir = ? OR (rel_dir >= ? AND rel_dir < ?))"
     if isinstance(q, ModifiedSince):
         args.append(int(q.timestamp_s * 1e9))
         return "(mtime_ns >= ?)"
@@ -136,8 +136,8 @@ def _compile(q: Query, fold: Callable[[str], str], args: list[Any]) -> str:
         # holding no U+001F separator is inside it exactly when it is inside one of the tags
         joined = " || char(31) || ".join(f"COALESCE({col}, '')" for col in COLUMNS.values())
         value = fold(q.value)
-        args += [_like_contains(value), value]  # search_text holds every tag folded: a cheap pre-filter
-        positive = f"(search_text LIKE ? ESCAPE '\\' AND instr(auralis_fold({joined}), ?) > 0)"
+        args += [value, value]  # search_text holds every tag folded: a cheap pre-filter
+        positive = f"(instr(search_text, ?) > 0 AND instr({_folded(joined)}, ?) > 0)"
     elif q.tag == "any":
         parts = [_positive(col, tag, q, fold, args) for tag, col in COLUMNS.items()]
         positive = "(" + " OR ".join(parts) + ")"
@@ -158,11 +158,11 @@ def _positive(column: str, tag: str, q: TagMatch, fold: Callable[[str], str], ar
         args += [q.value, flags]
         return f"auralis_regexp(?, ?, {column})"
     value = fold(q.value) if q.fold_case else q.value
-    text = f"auralis_fold({column})" if q.fold_case else column
+    text = _folded(column) if q.fold_case else column
     prefilter = ""
     if q.fold_case and tag in _IN_SEARCH_TEXT and value:
-        prefilter = "search_text LIKE ? ESCAPE '\\' AND "
-        args.append(_like_contains(value))
+        prefilter = "instr(search_text, ?) > 0 AND "  # both folded: a plain substring test, in C
+        args.append(value)
     if q.op in ("==", "!="):
         args.append(value)
         return f"({prefilter}{text} = ?)"
@@ -174,9 +174,7 @@ def _positive(column: str, tag: str, q: TagMatch, fold: Callable[[str], str], ar
     return f"({prefilter}substr({text}, 1, ?) = ?)"
 
 
-def _like_prefix(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-def _like_contains(word: str) -> str:
-    return "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+def _folded(expr: str) -> str:
+    """SQL for ``fold(expr)``: SQLite's ``lower`` for printable ASCII text (the same result, no Python
+    call), ``auralis_fold`` for anything else."""
+    return f"(CASE WHEN {expr} GLOB '*[^ -~]*' THEN auralis_fold({expr}) ELSE lower({expr}) END)"

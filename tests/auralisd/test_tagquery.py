@@ -121,6 +121,11 @@ async def test_queries_use_indexes_and_no_python_filter_for_exact_matches(db: Da
     conn.close()
     assert "USING INDEX tracks_by_artist" in plan, plan
     assert "auralis_" not in where
+    where, args = tagquery.compile_where(Base("Björk"), fold)
+    conn = sqlite3.connect(db.path)
+    plan = " ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN SELECT * FROM tracks WHERE {where}", args))
+    conn.close()
+    assert "tracks_by_rel_dir" in plan, plan  # a folder and what lies below it: two index ranges, no scan
 
 
 def test_the_scanner_reads_composer_performer_and_comment(tmp_path: Path) -> None:
