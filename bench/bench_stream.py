@@ -318,6 +318,12 @@ def workers_cpu_s(pid: int) -> float:
     return total
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU time (user + system) of every thread of a process, from ``/proc/<pid>/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def thread_cpu_s(pid: int, tid: int) -> float:
     """CPU time (user + system) of one thread of a process, from ``/proc/<pid>/task/<tid>/stat``."""
     import os
@@ -346,11 +352,24 @@ async def sessions_48k(url: str, pid: int, track_ids: list[int], n: int, seconds
     async with websockets.connect(url + "/control", proxy=None, max_size=None) as control:
         rpc = Rpc(control)
         pool0 = (await rpc.call("status")).get("pool", {})
-        cpu0, workers0 = thread_cpu_s(pid, pid), workers_cpu_s(pid)
+        cpu0, workers0, client0 = thread_cpu_s(pid, pid), workers_cpu_s(pid), time.process_time()
+        daemon0 = process_cpu_s(pid)
         wall0 = time.monotonic()
+        samples: list[tuple[int, int, int]] = []  # (workers, running, waiting) every 0.25 s
+
+        async def sample_pool() -> None:
+            while True:
+                pool = (await rpc.call("status")).get("pool", {})
+                samples.append((pool.get("workers", 0), pool.get("running", 0), pool.get("waiting", 0)))
+                await asyncio.sleep(0.25)
+
+        sampler = asyncio.ensure_future(sample_pool())
         results = await asyncio.gather(*[one(i) for i in range(n)])
+        sampler.cancel()
         cpu_s = thread_cpu_s(pid, pid) - cpu0
         workers_s = workers_cpu_s(pid) - workers0
+        daemon_s = process_cpu_s(pid) - daemon0  # every thread of the daemon (trio, to_thread work)
+        client_s = time.process_time() - client0  # this process: the 64 WebSocket clients share the cores
         wall_s = time.monotonic() - wall0
         cpu_per_s = cpu_s / wall_s
         pool1 = (await rpc.call("status")).get("pool", {})
@@ -370,6 +389,12 @@ async def sessions_48k(url: str, pid: int, track_ids: list[int], n: int, seconds
         "pool_jobs": jobs, "pool_jobs_per_session": round(jobs / n, 1),
         "workers_cpu_s_per_s": round(workers_s / wall_s, 3),
         "workers_cpu_ms_per_job": round(1000 * workers_s / jobs, 1) if jobs else None,
+        "daemon_all_threads_cpu_s_per_s": round(daemon_s / wall_s, 3),
+        "bench_clients_cpu_s_per_s": round(client_s / wall_s, 3),
+        # while jobs waited, were all workers running? (1.0: the pool kept them busy; the wait was CPU)
+        "pool_busy_when_jobs_waited": round(
+            sum(1 for w, r, q in samples if q > 0 and r >= w) / max(1, sum(1 for _, _, q in samples if q > 0)), 2),
+        "pool_samples_with_jobs_waiting": sum(1 for _, _, q in samples if q > 0),
         "audio_delivered_s": round(audio_s, 1),
         "trio_thread_cpu_ms_per_audio_s": round(1000 * cpu_s / audio_s, 3) if audio_s else None,
     }
