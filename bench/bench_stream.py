@@ -395,6 +395,7 @@ async def sessions_48k(url: str, pid: int, track_ids: list[int], n: int, seconds
         "pool_busy_when_jobs_waited": round(
             sum(1 for w, r, q in samples if q > 0 and r >= w) / max(1, sum(1 for _, _, q in samples if q > 0)), 2),
         "pool_samples_with_jobs_waiting": sum(1 for _, _, q in samples if q > 0),
+        "first_audio_by_session_s": [round(r[0], 3) for r in results],  # in start order
         "audio_delivered_s": round(audio_s, 1),
         "trio_thread_cpu_ms_per_audio_s": round(1000 * cpu_s / audio_s, 3) if audio_s else None,
     }
