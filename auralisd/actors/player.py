@@ -32,7 +32,7 @@ import logging
 import math
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
@@ -48,86 +48,33 @@ from .albums import ALBUM_MODES, DEFAULT_ALBUM_MODE, AlbumContext, AlbumPlans, a
 from .database import Database, Track
 from .events import EventHub
 from .fingerprints import FingerprintResolver
+from .listeners import (
+    DEFAULT_SUBSCRIBER_BLOCKS,
+    MAX_SUBSCRIBER_BLOCKS,
+    Listeners,
+    PcmBlock,
+    PcmSubscription,
+    StreamEnd,
+    StreamStart,
+    StreamStatus,
+)
 from .mastering import Mastering, chunk_frames
+from .player_store import SAVE_INTERVAL_S, PlayerStore, load_saved, send_reply
+from .player_view import mastering_event, mastering_status, options_event, player_event, queue_items, status
 from .pool import PoolJobAbandoned, PoolTimeout
 
 log = logging.getLogger("auralisd.player")
 
 __all__ = [
-    "BLOCK_S", "CROSSFADE_S", "PcmBlock", "PcmSubscription", "Player", "PlayerStatistics", "StreamEnd",
-    "StreamStart", "StreamStatus", "volume_gain",
+    "BLOCK_S", "CROSSFADE_S", "DEFAULT_SUBSCRIBER_BLOCKS", "MAX_SUBSCRIBER_BLOCKS", "SAVE_INTERVAL_S", "PcmBlock",
+    "PcmSubscription", "Player", "PlayerStatistics", "StreamEnd", "StreamStart", "StreamStatus", "volume_gain",
 ]
 
 ALBUM_WAIT_PLAYHEAD_S: Final = 0.3  # s: a track about to play waits this long for its album's analysis
 ALBUM_WAIT_NEXT_S: Final = 3.0  # s: the next track, prepared ahead of a boundary, waits longer
 ALBUM_PREFETCH_ENTRIES: Final = 50  # queue entries from the playhead whose albums are analysed first
 MAILBOX_SIZE: Final = 64  # requests and task reports (each a small record; chunk reports hold one chunk ref)
-DEFAULT_SUBSCRIBER_BLOCKS: Final = 40  # 2 s of blocks: 40 x 2205 x 2 x 4 B = 706 kB at 44.1 kHz
-MAX_SUBSCRIBER_BLOCKS: Final = 400
-SAVE_INTERVAL_S: Final = 0.5  # s: while playing, the saved position is at most this old (plus one commit)
 PREVIOUS_RESTARTS_AFTER_S: Final = 3.0  # `previous` later than this restarts the track (like MPD clients)
-
-
-# ----------------------------------------------------------------- what subscribers receive
-@dataclass(frozen=True)
-class PcmBlock:
-    """Mastered audio: float32 ``(frames, 2)`` at the output rate, ``offset_frames`` from the track start."""
-
-    epoch: int
-    offset_frames: int
-    samples: np.ndarray
-    track_id: int
-
-
-@dataclass(frozen=True)
-class StreamStart:
-    """Sent before the first block of every epoch (seek, track change, preset change, resume)."""
-
-    epoch: int
-    offset_frames: int
-    sample_rate: int
-    channels: int
-    track: dict[str, Any]
-    preset: str
-    intensity: float
-    plan: dict[str, Any] | None
-    decision: str | None
-
-
-@dataclass(frozen=True)
-class StreamStatus:
-    """``preparing`` while the fingerprint and first chunk are prepared, then ``ready``."""
-
-    status: str
-    track_id: int | None
-
-
-@dataclass(frozen=True)
-class StreamEnd:
-    """The stream stopped: ``paused``, ``stopped``, ``end_of_queue``, ``error`` or ``shutdown``."""
-
-    reason: str
-
-
-@dataclass(eq=False)
-class PcmSubscription:
-    """A listener of the shared player. Read :attr:`receive`; call :meth:`close` to leave.
-
-    ``dropped`` is True when the player dropped this subscriber for falling behind.
-    """
-
-    receive: trio.MemoryReceiveChannel
-    _send: trio.MemorySendChannel = field(repr=False)
-    dropped: bool = False
-    announced_epoch: int | None = None
-    _dropped_event: trio.Event = field(default_factory=trio.Event, repr=False)
-
-    async def wait_dropped(self) -> None:
-        """Return once the player dropped this subscriber (a pump stuck on a frozen peer learns it here)."""
-        await self._dropped_event.wait()
-
-    def close(self) -> None:
-        self.receive.close()
 
 
 # ----------------------------------------------------------------- mailbox records
@@ -240,16 +187,14 @@ class Player:
         self._out_pos = 0
         self._epoch = 0
         self._deck_ids = 0
-        self._subs: list[PcmSubscription] = []
+        self._listeners = Listeners()
         self._next_ready_waiters: list[trio.Event] = []  # set once the next track is ready (wait_next_ready)
-        self._dirty = False
-        self._queue_dirty = False
-        # replies held until the change they acknowledge is committed (at most MAILBOX_SIZE x callers)
-        self._unacked: list[tuple[trio.MemorySendChannel, tuple[bool, Any]]] = []
-        self._save_wake_send, self._save_wake_receive = trio.open_memory_channel[None](1)
+        self._store = PlayerStore(
+            db, snapshot=self._snapshot, queue_ids=lambda: [t.track_id for t in self._queue],
+            playing=lambda: self._state == "play",
+        )
         self._counts = dict(
-            blocks_sent=0, dropped_subscribers=0, crossfades=0, chunk_retries=0, piece_failures=0,
-            gapless_ready=0, gapless_late=0,
+            blocks_sent=0, crossfades=0, chunk_retries=0, piece_failures=0, gapless_ready=0, gapless_late=0,
         )
 
     # the queue's state under the names persistence uses
@@ -375,20 +320,21 @@ class Player:
 
     def statistics(self) -> PlayerStatistics:
         return PlayerStatistics(
-            **self._counts, underruns=self._clock.underruns, subscribers=len(self._subs), epoch=self._epoch
+            **self._counts, underruns=self._clock.underruns, subscribers=len(self._listeners),
+            dropped_subscribers=self._listeners.dropped, epoch=self._epoch,
         )
 
     # ================================================================= actor
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Restore the saved state (playing on, or paused, where it was), then serve until cancelled.
 
-        Saves on exit; a change is committed before its reply is sent (see :meth:`_saver`).
+        Saves on exit; a change is committed before its reply is sent (:class:`PlayerStore`).
         """
         await self._restore()
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._saver)
+                nursery.start_soon(self._store.run)
                 self._prefetch_albums()
                 if self._deck is not None:
                     self._start_prepare(self._deck)
@@ -399,17 +345,8 @@ class Player:
                 await self._loop()
         finally:
             self._publish(StreamEnd("shutdown"))
-            for sub in self._subs:
-                sub._send.close()
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(1.0):
-                    try:
-                        await self._save()
-                    except Exception as exc:  # e.g. the database failed first: report, do not mask the cause
-                        log.error("could not save the player state: %s", exc)
-                for reply, _ in self._unacked:  # not committed: the caller gets no acknowledgement
-                    reply.close()
-                self._unacked.clear()
+            self._listeners.close()
+            await self._store.close()
 
     async def _loop(self) -> None:
         while True:
@@ -432,14 +369,10 @@ class Player:
                 answer = (False, exc)
             except Exception as exc:  # a bug in one command: its caller gets the exception (the control
                 answer = (False, exc)  # edge logs it once and answers `internal`); playback carries on
-            if self._dirty or self._queue_dirty:  # acknowledge a change only once it is committed
-                self._unacked.append((message.reply, answer))
-                try:
-                    self._save_wake_send.send_nowait(None)
-                except trio.WouldBlock:  # a wake-up is already pending
-                    pass
+            if self._store.pending:  # acknowledge a change only once it is committed
+                self._store.hold(message.reply, answer)
             else:
-                _reply(message.reply, answer)
+                send_reply(message.reply, answer)
         elif isinstance(message, _PlanReady):
             self._on_plan_ready(message)
         elif isinstance(message, _Rendered):
@@ -560,23 +493,10 @@ class Player:
         deck.prepare = None
         if deck is self._deck or deck is self._fade:
             log.info("%s: %s (%s)", deck.track.path, deck.decision or "planned", deck.scope_reason)
-            self._hub.publish("mastering", self._mastering_event(deck))
+            self._hub.publish("mastering", mastering_event(deck))
         if deck is self._fade:
             self._xfade = None
         self._request_chunks()
-
-    def _mastering_event(self, deck: Deck) -> dict[str, Any]:
-        """The decision event: the plan, and which album mode and which album plan are in effect."""
-        assert deck.plan is not None
-        return {
-            "track_id": deck.track.track_id,
-            "decision": deck.decision,
-            "plan": deck.plan.to_dict(),
-            "album_mode": deck.album_mode,
-            "plan_scope": "album" if deck.album is not None else "track",
-            "album": None if deck.album is None else deck.album.to_wire(),
-            "scope_reason": deck.scope_reason,
-        }
 
     def _cached(self, deck: Deck) -> Callable[[str, int], np.ndarray | None]:
         def cached(kind: str, index: int) -> np.ndarray | None:
@@ -749,40 +669,14 @@ class Player:
         return out
 
     def _announce(self, deck: Deck, offset: int) -> None:
-        start = None
-        for sub in list(self._subs):
-            if sub.announced_epoch != self._epoch:
-                if start is None:
-                    start = StreamStart(
-                        epoch=self._epoch,
-                        offset_frames=offset,
-                        sample_rate=self.sample_rate,
-                        channels=2,
-                        track=deck.track.to_wire(),
-                        preset=deck.preset,
-                        intensity=deck.intensity,
-                        plan=None if deck.plan is None else deck.plan.to_dict(),
-                        decision=deck.decision,
-                    )
-                sub.announced_epoch = self._epoch
-                self._send_to(sub, start)
+        self._listeners.announce(self._epoch, lambda: StreamStart(
+            epoch=self._epoch, offset_frames=offset, sample_rate=self.sample_rate, channels=2,
+            track=deck.track.to_wire(), preset=deck.preset, intensity=deck.intensity,
+            plan=None if deck.plan is None else deck.plan.to_dict(), decision=deck.decision,
+        ))
 
     def _publish(self, message: Any) -> None:
-        for sub in list(self._subs):
-            self._send_to(sub, message)
-
-    def _send_to(self, sub: PcmSubscription, message: Any) -> None:
-        try:
-            sub._send.send_nowait(message)
-        except trio.WouldBlock:
-            log.warning("a PCM subscriber fell behind; dropping it")
-            sub.dropped = True
-            sub._dropped_event.set()
-            sub._send.close()
-            self._subs.remove(sub)
-            self._counts["dropped_subscribers"] += 1
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._subs.remove(sub)
+        self._listeners.publish(message)
 
     # ================================================================= transitions
     def _new_epoch(self) -> None:
@@ -801,21 +695,14 @@ class Player:
             self._clock.stop()
             if previous == "play":
                 self._publish(StreamEnd(reason or ("paused" if state == "pause" else "stopped")))
-        self._dirty = True
+        self._store.changed()
         self._publish_player()
 
     def _publish_player(self) -> None:
-        self._hub.publish("player", self._player_event())
-
-    def _player_event(self) -> dict[str, Any]:
-        track = None if self._deck is None else self._deck.track
-        return {
-            "state": self._state,
-            "queue_pos": self._pos,
-            "track_id": None if track is None else track.track_id,
-            "elapsed_s": self._out_pos / self.sample_rate,
-            "epoch": self._epoch,
-        }
+        self._hub.publish("player", player_event(
+            state=self._state, queue_pos=self._pos, deck=self._deck, elapsed_s=self._out_pos / self.sample_rate,
+            epoch=self._epoch,
+        ))
 
     def _load(self, index: int | None, *, out_pos: int = 0, auto: bool = False) -> None:
         """Make queue entry ``index`` the current track (reusing a prepared deck when it fits)."""
@@ -828,7 +715,7 @@ class Player:
         self._q.set_current(index)
         self._out_pos = out_pos
         self._new_epoch()
-        self._dirty = True
+        self._store.changed()
         if self._state == "play":
             self._clock.start(trio.current_time())
         if index is None:
@@ -848,7 +735,7 @@ class Player:
             if nxt.plan is None:
                 self._publish(StreamStatus("preparing", track.track_id))
             else:  # planned ahead: its decision event is published now that it plays
-                self._hub.publish("mastering", self._mastering_event(nxt))
+                self._hub.publish("mastering", mastering_event(nxt))
         else:
             if nxt is not None:
                 nxt.close()
@@ -862,7 +749,7 @@ class Player:
         """Move to the next track (end of track, ``next``, or a track that cannot play)."""
         step = self._q.advance(auto=auto, skip=skip)
         if step.consumed:
-            self._queue_dirty = True
+            self._store.changed(queue=True)
             self._publish_queue()
         if step.index is None:
             self._load(None)
@@ -889,33 +776,13 @@ class Player:
         self._next_ready_waiters.append(ready)  # _loop sets it (at once if the next track is ready now)
 
     def _cmd_status(self) -> dict[str, Any]:
-        deck = self._deck
-        track = None if deck is None else deck.track
-        return {
-            "state": self._state,
-            "queue_pos": self._pos,
-            "queue_length": len(self._queue),
-            "track": None if track is None else _track_brief(track),
-            "elapsed_s": self._out_pos / self.sample_rate,
-            "duration_s": None if track is None else track.duration_s,
-            "preset": self._preset,
-            "intensity": self._intensity,
-            "volume": self._volume,
-            **self._flags,
-            "album_mode": self._album_mode,
-            "plan_scope": None if deck is None or deck.plan is None else ("album" if deck.album is not None else "track"),
-            "album": None if deck is None or deck.album is None else deck.album.to_wire(),
-            "scope_reason": None if deck is None or deck.plan is None else deck.scope_reason,
-            "plan": None if deck is None or deck.plan is None else deck.plan.to_dict(),
-            "plan_source": None if deck is None else (deck.plan_source or None),
-            "decision": None if deck is None else deck.decision,
-            "mastering_status": None if deck is None else ("ready" if deck.plan is not None and not self._stalled else "preparing"),
-            "next_ready": None if self._next is None else self._next_is_ready(),
-            "epoch": self._epoch,
-            "sample_rate": self.sample_rate,
-            "channels": 2,
-            "player": self.statistics().to_wire(),
-        }
+        return status(
+            state=self._state, queue_pos=self._pos, queue_length=len(self._queue), deck=self._deck,
+            elapsed_s=self._out_pos / self.sample_rate, preset=self._preset, intensity=self._intensity,
+            volume=self._volume, flags=self._flags, album_mode=self._album_mode, stalled=self._stalled,
+            next_ready=None if self._next is None else self._next_is_ready(), epoch=self._epoch,
+            sample_rate=self.sample_rate, statistics=self.statistics().to_wire(),
+        )
 
     def _cmd_play(self, pos: int | None) -> dict[str, Any]:
         if pos is not None:
@@ -983,7 +850,7 @@ class Player:
         self._xfade = None
         if self._state == "play":
             self._clock.start(trio.current_time())
-        self._dirty = True
+        self._store.changed()
         self._request_chunks()
         self._publish_player()
 
@@ -998,7 +865,7 @@ class Player:
             pos = self._q.add(tracks, pos)
         except QueueError as exc:
             raise RpcError(NOT_FOUND, str(exc)) from None
-        self._queue_dirty = self._dirty = True
+        self._store.changed(queue=True)
         self._invalidate_next()
         self._publish_queue()
         self._prefetch_albums()
@@ -1016,7 +883,7 @@ class Player:
         for p in positions:
             self._check_pos(p)
         removing_current = self._q.delete(positions)
-        self._queue_dirty = self._dirty = True
+        self._store.changed(queue=True)
         if removing_current:
             was = self._state
             self._load(self._pos)
@@ -1033,7 +900,7 @@ class Player:
         self._check_pos(from_pos)
         self._check_pos(to_pos)
         self._q.move(from_pos, to_pos)
-        self._queue_dirty = self._dirty = True
+        self._store.changed(queue=True)
         self._invalidate_next()
         self._publish_queue()
         return {"queue_length": len(self._queue)}
@@ -1045,7 +912,7 @@ class Player:
             self._next = None
         self._load(None)
         self._set_state("stop")
-        self._queue_dirty = self._dirty = True
+        self._store.changed(queue=True)
         self._publish_queue()
         self._publish_player()
         return {"queue_length": 0}
@@ -1056,10 +923,7 @@ class Player:
             self._cmd_delete(positions)
 
     def _cmd_queue_list(self) -> dict[str, Any]:
-        return {
-            "items": [{"pos": i, **_track_brief(t)} for i, t in enumerate(self._queue)],
-            "current": self._pos,
-        }
+        return queue_items(self._queue, self._pos)
 
     def _cmd_set_preset(self, name: str) -> dict[str, Any]:
         self._preset = name
@@ -1073,7 +937,7 @@ class Player:
 
     def _replan(self) -> None:
         """Crossfade to the new preset/intensity at the playhead as soon as its chunk is rendered."""
-        self._dirty = True
+        self._store.changed()
         self._hub.publish("options", self._options_event())
         if self._next is not None:
             self._next.close()
@@ -1097,7 +961,7 @@ class Player:
 
     def _cmd_set_volume(self, percent: int) -> dict[str, Any]:
         self._volume = int(percent)
-        self._dirty = True
+        self._store.changed()
         self._hub.publish("volume", {"volume": self._volume})
         return self._cmd_status()
 
@@ -1106,7 +970,7 @@ class Player:
             self._q.set_flags(flags)
         except QueueError as exc:
             raise RpcError(INVALID_PARAMS, str(exc)) from None
-        self._dirty = True
+        self._store.changed()
         self._invalidate_next()
         self._hub.publish("options", self._options_event())
         return self._cmd_status()
@@ -1145,19 +1009,16 @@ class Player:
         albums.prefer(found)
 
     def _options_event(self) -> dict[str, Any]:
-        return {**self._flags, "preset": self._preset, "intensity": self._intensity, "album_mode": self._album_mode}
+        return options_event(self._flags, preset=self._preset, intensity=self._intensity, album_mode=self._album_mode)
 
     def _cmd_subscribe(self, max_blocks: int) -> PcmSubscription:
-        size = max(2, min(int(max_blocks), MAX_SUBSCRIBER_BLOCKS))
-        send, receive = trio.open_memory_channel[Any](size)
-        sub = PcmSubscription(receive=receive, _send=send)
-        self._subs.append(sub)
+        sub = self._listeners.add(max_blocks)
         if self._deck is not None:
-            status = "ready" if self._deck.plan is not None and not self._stalled else "preparing"
-            self._send_to(sub, StreamStatus(status, self._deck.track.track_id))
+            state = mastering_status(self._deck, stalled=self._stalled)
+            self._listeners.send(sub, StreamStatus(state or "preparing", self._deck.track.track_id))
         return sub
 
-    # ================================================================= persistence
+    # ================================================================= persistence (PlayerStore)
     def _snapshot(self) -> dict[str, Any]:
         return {
             "state": self._state,
@@ -1170,44 +1031,12 @@ class Player:
             **self._flags,
         }
 
-    async def _save(self) -> None:
-        """Commit the state as it is now, then send the replies held for the changes it contains."""
-        acks, self._unacked = self._unacked, []  # every held change happened before this snapshot
-        queue = [t.track_id for t in self._queue] if self._queue_dirty else None
-        snapshot = self._snapshot()
-        self._dirty = self._queue_dirty = False
-        try:
-            await self._db.save_player(queue, snapshot)
-        except BaseException:
-            for reply, _ in acks:  # not committed: the callers get no acknowledgement
-                reply.close()
-            raise
-        for reply, answer in acks:
-            _reply(reply, answer)
-
-    async def _saver(self) -> None:
-        """Group commit: held replies wake it at once (one transaction for all waiting), and while
-        playing it saves the position every :data:`SAVE_INTERVAL_S`.
-
-        A change's reply is sent only after its transaction committed (WAL, ``synchronous=NORMAL``:
-        a committed transaction survives the death of the process), so an acknowledged change
-        survives ``kill -9``; the saved play position lags by at most about ``SAVE_INTERVAL_S``.
-        """
-        while True:
-            with trio.move_on_after(SAVE_INTERVAL_S):
-                await self._save_wake_receive.receive()
-            if self._unacked or self._dirty or self._queue_dirty or self._state == "play":
-                await self._save()
-
     async def _restore(self) -> None:
         from auralis.plan import plan_mastering  # noqa: F401  (fail at start, not at the first play)
 
-        saved = await self._db.load_player_state()
-        ids = await self._db.load_queue()
-        for track_id in ids:
-            track = await self._db.get_track(track_id)
-            if track is not None:
-                self._queue.append(track)
+        restored = await load_saved(self._db)
+        saved = restored.state
+        self._queue.extend(restored.queue)
         self._preset = str(saved.get("preset", self._preset))
         self._intensity = float(saved.get("intensity", self._intensity))
         self._volume = int(saved.get("volume", self._volume))
@@ -1216,13 +1045,11 @@ class Player:
         self._gain = volume_gain(self._volume)
         for key in self._flags:
             self._flags[key] = bool(saved.get(key, False))
-        pos = saved.get("queue_pos")
-        if isinstance(pos, int) and 0 <= pos < len(self._queue):
+        pos = restored.queue_pos()
+        if pos is not None:
             self._pos = pos
-            track = self._queue[pos]
-            self._deck = self._new_deck(track)
-            elapsed = float(saved.get("elapsed_s", 0.0) or 0.0)
-            self._out_pos = min(int(round(elapsed * self.sample_rate)), max(self._deck.out_frames - 1, 0))
+            self._deck = self._new_deck(self._queue[pos])
+            self._out_pos = min(int(round(restored.elapsed_s() * self.sample_rate)), max(self._deck.out_frames - 1, 0))
             self._state = "pause" if saved.get("state") in ("play", "pause") else "stop"
             self._resume = saved.get("state") == "play" and not self._restore_paused
             if self._state == "stop":
@@ -1233,21 +1060,3 @@ class Player:
             self._out_pos / self.sample_rate,
         )
 
-
-def _reply(reply: trio.MemorySendChannel, answer: tuple[bool, Any]) -> None:
-    try:
-        reply.send_nowait(answer)
-    except (trio.BrokenResourceError, trio.WouldBlock):
-        pass
-    reply.close()
-
-
-def _track_brief(track: Track) -> dict[str, Any]:
-    from .albums import album_name_of
-
-    wire = track.to_wire()
-    brief = {k: wire[k] for k in ("track_id", "path", "title", "artist", "album", "duration_s")}
-    # the album the track belongs to by the album rule (docs/mastering.md): tag, else its folder
-    brief["album_key"] = album_key_of(track)
-    brief["album_name"] = album_name_of(track)
-    return brief
