@@ -37,11 +37,9 @@ from typing import Any, Final
 
 import numpy as np
 import trio
-import trio_parallel
 
-from .. import jobs
 from ..errors import INVALID_PARAMS, NOT_FOUND, RpcError
-from ..playback import Clock, Crossfade, Deck, Fetch, PlayQueue, QueueError, VolumeRamp
+from ..playback import Clock, Crossfade, Deck, PlayQueue, QueueError, VolumeRamp
 from ..playback.mixer import BLOCK_S, CROSSFADE_S, block_frames, crossfade_frames
 from ..playback.mixer import volume_gain as volume_gain
 from .albums import ALBUM_MODES, DEFAULT_ALBUM_MODE, AlbumContext, AlbumPlans, album_key_of, album_scope
@@ -61,7 +59,7 @@ from .listeners import (
 from .mastering import Mastering, chunk_frames
 from .player_store import SAVE_INTERVAL_S, PlayerStore, load_saved, send_reply
 from .player_view import mastering_event, mastering_status, options_event, player_event, queue_items, status
-from .pool import PoolJobAbandoned, PoolTimeout
+from .renders import DeckRenders, Outcome, RenderReport
 
 log = logging.getLogger("auralisd.player")
 
@@ -92,23 +90,6 @@ class _PlanReady:
     source: str
     album: AlbumContext | None = None
     scope_reason: str = ""
-
-
-@dataclass(frozen=True)
-class _Rendered:
-    deck_id: int
-    fetch: Fetch
-    samples: np.ndarray
-
-
-@dataclass(frozen=True)
-class _RenderFailed:
-    deck_id: int
-    fetch: Fetch
-    path: str
-    code: str
-    message: str
-    fatal: bool
 
 
 @dataclass(frozen=True)
@@ -193,9 +174,8 @@ class Player:
             db, snapshot=self._snapshot, queue_ids=lambda: [t.track_id for t in self._queue],
             playing=lambda: self._state == "play",
         )
-        self._counts = dict(
-            blocks_sent=0, crossfades=0, chunk_retries=0, piece_failures=0, gapless_ready=0, gapless_late=0,
-        )
+        self._renders = DeckRenders(mastering, self.sample_rate, self._send.send)  # reports come to the mailbox
+        self._counts = dict(blocks_sent=0, crossfades=0, gapless_ready=0, gapless_late=0)
 
     # the queue's state under the names persistence uses
     @property
@@ -320,7 +300,8 @@ class Player:
 
     def statistics(self) -> PlayerStatistics:
         return PlayerStatistics(
-            **self._counts, underruns=self._clock.underruns, subscribers=len(self._listeners),
+            **self._counts, chunk_retries=self._renders.chunk_retries,
+            piece_failures=self._renders.piece_failures, underruns=self._clock.underruns, subscribers=len(self._listeners),
             dropped_subscribers=self._listeners.dropped, epoch=self._epoch,
         )
 
@@ -333,7 +314,7 @@ class Player:
         await self._restore()
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
+                self._nursery = self._renders.nursery = nursery
                 nursery.start_soon(self._store.run)
                 self._prefetch_albums()
                 if self._deck is not None:
@@ -375,10 +356,8 @@ class Player:
                 send_reply(message.reply, answer)
         elif isinstance(message, _PlanReady):
             self._on_plan_ready(message)
-        elif isinstance(message, _Rendered):
-            self._on_rendered(message)
-        elif isinstance(message, _RenderFailed):
-            self._on_render_failed(message)
+        elif isinstance(message, RenderReport):
+            self._on_render(message)
 
     # ================================================================= decks
     def _new_deck(self, track: Track, preset: str | None = None, intensity: float | None = None) -> Deck:
@@ -498,113 +477,41 @@ class Player:
             self._xfade = None
         self._request_chunks()
 
-    def _cached(self, deck: Deck) -> Callable[[str, int], np.ndarray | None]:
-        def cached(kind: str, index: int) -> np.ndarray | None:
-            piece = deck.pieces_grid.chunk_frames if kind == "piece" else 0
-            if deck.album is not None:
-                return self._mastering.cached_chunk(deck.track, deck.plan, index, piece, self.sample_rate, deck.album)
-            return self._mastering.cached_chunk(deck.track, deck.plan, index, piece, self.sample_rate)
-
-        return cached
-
     def _request_chunks(self) -> None:
         """Keep every deck's render window fetched; prepare the next track near the end."""
         for deck, playhead in ((self._deck, True), (self._fade, True), (self._next, False)):
             if deck is None:
                 continue
-            head = self._out_pos if playhead else 0
-            for fetch in deck.schedule(head, self._render_ahead, playhead=playhead, cached=self._cached(deck)):
-                self._start_fetch(deck, fetch)
+            self._renders.schedule(deck, self._out_pos if playhead else 0, self._render_ahead, playhead=playhead)
         deck = self._deck
         if deck is not None and deck.plan is not None and self._state != "stop":
             _, k_hi = deck.window(self._out_pos, self._render_ahead)
             if k_hi >= deck.grid.count - 1:
                 self._prepare_next()
 
-    def _start_fetch(self, deck: Deck, fetch: Fetch) -> None:
-        assert self._nursery is not None
-        scope = trio.CancelScope()
-        deck.started(fetch, scope)
-        if fetch.kind == "piece":
-            log.debug("deck %d: fast-start piece %d requested", deck.deck_id, fetch.index)
-        self._nursery.start_soon(self._fetch_task, deck, fetch, scope)
-
-    async def _fetch_task(self, deck: Deck, fetch: Fetch, scope: trio.CancelScope) -> None:
-        track, plan = deck.track, deck.plan
-        album = {} if deck.album is None else {"album": deck.album}  # album mode: render from the album
-        with scope:
-            try:
-                if fetch.kind == "piece":
-                    samples = await self._mastering.render_piece(
-                        track, plan, fetch.index, deck.pieces_grid.chunk_frames, out_rate=self.sample_rate,
-                        priority=fetch.priority, **album,
-                    )  # fmt: skip
-                else:
-                    samples = await self._mastering.render_chunk(
-                        track, plan, fetch.index, out_rate=self.sample_rate, priority=fetch.priority, **album
-                    )
-            except PoolJobAbandoned:
-                return
-            except jobs.JobFailed as exc:
-                report = _RenderFailed(deck.deck_id, fetch, track.path, exc.code, exc.message.splitlines()[0], True)
-            except (PoolTimeout, trio_parallel.BrokenWorkerError) as exc:
-                report = _RenderFailed(deck.deck_id, fetch, track.path, "internal", str(exc) or type(exc).__name__, False)
-            except Exception as exc:  # a bug somewhere below: report it, retry, never crash playback
-                if fetch.kind == "chunk":
-                    log.exception("rendering chunk %d of %s failed unexpectedly", fetch.index, track.path)
-                reason = (str(exc).splitlines() or [""])[0] or type(exc).__name__
-                report = _RenderFailed(deck.deck_id, fetch, track.path, "internal", reason, False)
-            else:
-                await self._send.send(_Rendered(deck.deck_id, fetch, samples))
-                return
-            await self._send.send(report)
-
-    def _on_rendered(self, message: _Rendered) -> None:
-        deck = self._find_deck(message.deck_id)
-        if deck is None:
+    def _on_render(self, report: RenderReport) -> None:
+        """A fetch finished: the deck takes it (or retries, or ends where the damage starts)."""
+        outcome = self._renders.settle(report)
+        deck = report.deck
+        if self._find_deck(deck.deck_id) is not deck:
             return
-        if message.fetch.kind == "piece":
-            if not deck.accept_piece(message.fetch.index, message.samples):
-                return
-        else:
-            if not deck.accept_chunk(message.fetch.index, message.samples):
-                return
-            log.debug("deck %d: chunk %d ready", deck.deck_id, message.fetch.index)
+        if outcome is Outcome.CHUNK:
             self._request_chunks()  # the playhead's chunk is here: the look-ahead may start
-        if deck is self._deck and self._state == "play":
-            self._clock.kick(trio.current_time())
-
-    def _on_render_failed(self, message: _RenderFailed) -> None:
-        if message.fetch.kind == "piece":
-            # a piece is only a head start: count and log it; the playhead's chunk still covers playback.
-            # It stays marked as fetched, so it is not requested (nor logged) again for this deck.
-            self._counts["piece_failures"] += 1
-            log.warning(
-                "fast-start piece %d of %s failed (%s); playback waits for its chunk",
-                message.fetch.index, message.path, message.message,
-            )  # fmt: skip
-            return
-        deck = self._find_deck(message.deck_id)
-        if deck is None:
-            return
-        k = message.fetch.index
-        if deck.chunk_failed(k, fatal=message.fatal):
-            self._counts["chunk_retries"] += 1
-            log.warning("chunk %d of %s failed (%s); retrying", k, deck.track.path, message.message)
-            self._start_fetch(deck, deck.retry(k))
-            return
-        log.error("cannot render chunk %d of %s: %s", k, deck.track.path, message.message)
-        self._hub.publish("error", {"code": "bad_audio", "message": f"{deck.track.path}: {message.message}"})
-        if deck is self._deck:  # play what can be played; the track ends where the damage starts
-            if self._state == "play":
+        if outcome in (Outcome.CHUNK, Outcome.PIECE):
+            if deck is self._deck and self._state == "play":
                 self._clock.kick(trio.current_time())
-        elif deck is self._fade:
-            self._fade.close()
-            self._fade = None
-            self._xfade = None
-        elif deck is self._next:
-            self._next.close()
-            self._next = None
+        elif outcome is Outcome.BROKEN:
+            self._hub.publish("error", {"code": "bad_audio", "message": f"{deck.track.path}: {report.message}"})
+            if deck is self._deck:  # play what can be played; the track ends where the damage starts
+                if self._state == "play":
+                    self._clock.kick(trio.current_time())
+            elif deck is self._fade:
+                deck.close()
+                self._fade = None
+                self._xfade = None
+            elif deck is self._next:
+                deck.close()
+                self._next = None
 
     def _prepare_next(self) -> None:
         index = self._q.next_index(auto=True)

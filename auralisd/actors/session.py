@@ -31,10 +31,11 @@ import numpy as np
 import trio
 
 from ..errors import INVALID_PARAMS, UNKNOWN_PRESET, RpcError
-from ..playback import Clock, Crossfade, Deck, Fetch
+from ..playback import Clock, Crossfade, Deck
 from ..playback.deck import output_frames
 from ..playback.mixer import crossfade_frames, db_gain, scale
 from ..protocol.audio_frames import SessionCommand, frames_per_message
+from .renders import DeckRenders, Outcome, RenderReport
 
 log = logging.getLogger("auralisd.sessions")
 
@@ -129,22 +130,11 @@ class SessionBackend:
         out_frames = output_frames(int(track.sample_rate), self.sample_rate, int(track.num_frames))
         return PreparedTrack(track, inputs, out_frames, self.sample_rate, n)
 
-    def cached(self, prepared: PreparedTrack, plan: Any, kind: str, index: int, piece_frames: int) -> Any:
-        return self.mastering.cached_chunk(prepared.track, plan, index, piece_frames if kind == "piece" else 0,
-                                           self.sample_rate)
-
-    async def render(self, prepared: PreparedTrack, plan: Any, fetch: Fetch, piece_frames: int) -> np.ndarray:
-        """One output-rate chunk or fast-start piece; ``plan`` None is the unprocessed original."""
-        if fetch.kind == "piece":
-            return await self.mastering.render_piece(prepared.track, plan, fetch.index, piece_frames,
-                                                     out_rate=self.sample_rate, priority=fetch.priority)
-        return await self.mastering.render_chunk(prepared.track, plan, fetch.index, out_rate=self.sample_rate,
-                                                 priority=fetch.priority)
-
 
 class DeckSource:
     """One (track, plan, variant) at the output rate: a playback :class:`~auralisd.playback.Deck` whose
-    fetches run in the session's nursery.
+    fetches run in the session's nursery through the one render-ahead machinery
+    (:class:`~auralisd.actors.renders.DeckRenders`, the shared player's too).
 
     The deck decides what is wanted (the playhead's chunk, fast-start pieces while it is missing,
     ``RENDER_AHEAD_CHUNKS`` of look-ahead) and drops what the playhead left behind, so a session holds
@@ -154,78 +144,28 @@ class DeckSource:
 
     def __init__(self, backend: SessionBackend, prepared: PreparedTrack, plan: Any, variant: str,
                  nursery: trio.Nursery) -> None:
-        self._backend = backend
         self.prepared = prepared
         self.plan = plan
-        self._original = variant == "original"
-        self._nursery = nursery
+        original = variant == "original"
         track = prepared.track
         preset, intensity = ("original", 0.0) if plan is None else (plan.preset, plan.intensity)
         self.deck = Deck.open(0, track, preset, intensity, in_rate=int(track.sample_rate),
                               out_rate=prepared.sample_rate, num_frames=int(track.num_frames),
-                              chunk_frames=prepared.chunk_frames, original=self._original)
+                              chunk_frames=prepared.chunk_frames, original=original)
         self.deck.plan = plan
-        self._gain = db_gain(original_gain_db(plan)) if self._original and plan is not None else 1.0
+        self._renders = DeckRenders(backend.mastering, prepared.sample_rate, self._settle, nursery)
+        self._gain = db_gain(original_gain_db(plan)) if original and plan is not None else 1.0
         self._arrived = trio.Event()
         self._error: BaseException | None = None
-        self._closed = False
-
-    @property
-    def _render_plan(self) -> Any:
-        return None if self._original else self.plan
 
     def close(self) -> None:
         """Cancel the renders this source waits for (the mastering actor may still finish them)."""
-        self._closed = True
         self.deck.close()
 
-    def _schedule(self, head: int) -> None:
-        if self._closed:
-            return
-        piece = self.deck.pieces_grid.chunk_frames
-
-        def cached(kind: str, index: int) -> Any:
-            return self._backend.cached(self.prepared, self._render_plan, kind, index, piece)
-
-        for fetch in self.deck.schedule(head, RENDER_AHEAD_CHUNKS, playhead=True, cached=cached):
-            scope = trio.CancelScope()
-            self.deck.started(fetch, scope)
-            self._nursery.start_soon(self._fetch, fetch, scope)
-
-    async def _fetch(self, fetch: Fetch, scope: trio.CancelScope) -> None:
-        from .pool import PoolJobAbandoned
-
-        with scope:
-            try:
-                samples = await self._backend.render(self.prepared, self._render_plan, fetch,
-                                                     self.deck.pieces_grid.chunk_frames)
-            except PoolJobAbandoned:
-                return
-            except Exception as exc:
-                self._failed(fetch, exc)
-            else:
-                if fetch.kind == "piece":
-                    self.deck.accept_piece(fetch.index, samples)
-                else:
-                    self.deck.accept_chunk(fetch.index, samples)
-            self._wake()
-
-    def _failed(self, fetch: Fetch, exc: Exception) -> None:
-        from ..jobs import JobFailed
-
-        if fetch.kind == "piece":  # only a head start: the chunk still covers it
-            log.warning("fast-start piece %d of %s failed: %s", fetch.index, self.prepared.track.path, exc)
-            return
-        if self.deck.chunk_failed(fetch.index, fatal=isinstance(exc, JobFailed)):
-            log.warning("chunk %d of %s failed (%s); retrying", fetch.index, self.prepared.track.path, exc)
-            retry = self.deck.retry(fetch.index)
-            scope = trio.CancelScope()
-            self.deck.started(retry, scope)
-            self._nursery.start_soon(self._fetch, retry, scope)
-            return
-        self._error = exc
-
-    def _wake(self) -> None:
+    async def _settle(self, report: RenderReport) -> None:
+        """A fetch finished (in the session's nursery: the session owns this deck)."""
+        if self._renders.settle(report) is Outcome.BROKEN:
+            self._error = report.error
         self._arrived.set()
         self._arrived = trio.Event()
 
@@ -235,8 +175,8 @@ class DeckSource:
 
     async def read(self, out_start: int, out_stop: int) -> np.ndarray:
         """Output-rate frames ``[out_start, out_stop)`` as float32 ``(frames, 2)``: slices, no DSP."""
-        self._schedule(out_start)
         while True:
+            self._renders.schedule(self.deck, out_start, RENDER_AHEAD_CHUNKS, playhead=True)
             block = self.deck.frames(out_start, out_stop)
             if block is not None:
                 return scale(block, self._gain)
@@ -244,7 +184,6 @@ class DeckSource:
                     and self.deck.grid.start(self.deck.broken_from) < out_stop:
                 raise self._error
             await self._arrived.wait()
-            self._schedule(out_start)
 
 
 @dataclass

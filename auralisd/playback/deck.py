@@ -90,6 +90,7 @@ class Deck:
     album_mode: str = ""  # the album mode the deck was planned under (off | track | album | auto)
     album: Any = None  # album mode: the album context its chunks are rendered from (None: the track alone)
     scope_reason: str = ""  # why the deck plays with its album's plan or its own
+    closed: bool = False  # closed by its owner: wants nothing, takes nothing
     _last_head: int | None = None  # the playhead at the previous schedule (to tell play from a seek)
 
     @classmethod
@@ -121,6 +122,8 @@ class Deck:
         return sum(int(a.nbytes) for a in [*self.chunks.values(), *self.pieces.values()])
 
     def close(self) -> None:
+        """Cancel every pending fetch and drop what it holds; a closed deck wants nothing any more."""
+        self.closed = True
         for pending in [*self.fetching.values(), *self.piece_fetching.values()]:
             pending.cancel()
         self.fetching.clear()
@@ -150,7 +153,7 @@ class Deck:
         whose priority must become more urgent (a look-ahead chunk that is now the playhead's)
         is asked for again at the new priority.
         """
-        if not self.ready:
+        if not self.ready or self.closed:
             return []
         k_lo, k_hi = self.window(head, render_ahead)
         if not playhead:

@@ -15,6 +15,9 @@ stops for :data:`SEND_TIMEOUT_S` is closed).
 channel from the player; a listener whose channel fills up (it cannot keep up) is dropped with close
 code :data:`CLOSE_TOO_SLOW` and never slows the player or anyone else.
 
+One send policy for both routes (:func:`send_to_peer`): every message leaves within
+:data:`SEND_TIMEOUT_S` or the peer is closed with :data:`CLOSE_TOO_SLOW`.
+
 Epochs: a new ``stream_epoch`` starts at every seek, track change and preset/intensity change, and
 ``audio_stream_start`` precedes its first audio. A preset/intensity change starts its epoch exactly at
 the next unsent frame (no gap, no repeat) and crossfades from the old plan to the new one over
@@ -84,6 +87,30 @@ class SessionClosed(SinkClosed):
         self.reason = reason
 
 
+async def send_to_peer(ws: trio_websocket.WebSocketConnection, message: str | bytes) -> None:
+    """The one send policy of ``/session`` and ``/stream``: every message to a peer leaves within
+    :data:`SEND_TIMEOUT_S`, else the peer is frozen and :class:`SessionClosed` (:data:`CLOSE_TOO_SLOW`) ends
+    its connection; a peer gone raises :class:`SessionClosed` with no close code. (The shared player's half
+    of the policy is the drop rule of :mod:`auralisd.actors.listeners`: it never waits for anyone.)"""
+    try:
+        with trio.move_on_after(SEND_TIMEOUT_S):
+            await ws.send_message(message)
+            return
+    except trio_websocket.ConnectionClosed:
+        raise SessionClosed(0, "the peer went away") from None
+    log.info("a WebSocket peer took no message for %.0f s; closing it", SEND_TIMEOUT_S)
+    raise SessionClosed(CLOSE_TOO_SLOW, f"the peer took no message for {SEND_TIMEOUT_S:.0f} s")
+
+
+async def refuse(ws: trio_websocket.WebSocketConnection, message: str, code: int, reason: str) -> None:
+    """Tell the peer why (under the send policy), then close the connection with ``code``."""
+    try:
+        await send_to_peer(ws, message)
+    except SessionClosed:
+        pass
+    await close_websocket(ws, code, reason=reason[:120])
+
+
 def query_format(info: WebSocketRequestInfo) -> tuple[str, str]:
     """``(format, variant)`` from ``?format=f32|s16&variant=mastered|original``; raises FrameError."""
     fmt = info.param("format", "f32")
@@ -115,8 +142,8 @@ def _wire_error(exc: BaseException) -> tuple[str, str]:
 class _WebSocketSink:
     """A private session's output as WebSocket messages: JSON events and binary audio frames.
 
-    Every send has a timeout (:data:`SEND_TIMEOUT_S`): a frozen peer is closed with :data:`CLOSE_TOO_SLOW`
-    instead of holding a session slot forever.
+    Every send follows the send policy (:func:`send_to_peer`): a frozen peer is closed with
+    :data:`CLOSE_TOO_SLOW` instead of holding a session slot forever.
     """
 
     def __init__(self, ws: trio_websocket.WebSocketConnection, framer: AudioFramer) -> None:
@@ -124,14 +151,7 @@ class _WebSocketSink:
         self._framer = framer
 
     async def _send(self, message: str | bytes) -> None:
-        try:
-            with trio.move_on_after(SEND_TIMEOUT_S):
-                await self._ws.send_message(message)
-                return
-        except trio_websocket.ConnectionClosed:
-            raise SessionClosed(0, "the peer went away") from None
-        log.info("a /session peer took no message for %.0f s; closing it", SEND_TIMEOUT_S)
-        raise SessionClosed(CLOSE_TOO_SLOW, f"the peer took no message for {SEND_TIMEOUT_S:.0f} s")
+        await send_to_peer(self._ws, message)
 
     async def event(self, kind: str, **fields: Any) -> None:
         await self._send(event_message(kind, **fields))
@@ -161,8 +181,7 @@ async def serve_private_session(ws: trio_websocket.WebSocketConnection, info: We
     try:
         fmt, variant = query_format(info)
     except FrameError as exc:
-        await ws.send_message(event_message("audio_stream_error", code=exc.code, message=str(exc)))
-        await close_websocket(ws, CLOSE_POLICY, reason=str(exc)[:120])
+        await refuse(ws, event_message("audio_stream_error", code=exc.code, message=str(exc)), CLOSE_POLICY, str(exc))
         return
     _limit_send_buffer(ws)
     sink = _WebSocketSink(ws, AudioFramer(backend.sample_rate, fmt, frame_duration_s=SESSION_FRAME_S))
@@ -221,9 +240,9 @@ def private_session_handler(backend: SessionBackend, counters: SessionCounters |
 
     async def handler(ws: trio_websocket.WebSocketConnection, info: WebSocketRequestInfo) -> None:
         if counters.private_sessions >= MAX_PRIVATE_SESSIONS:
-            await ws.send_message(event_message("audio_stream_error", code="internal",
-                                                message=f"too many private sessions ({MAX_PRIVATE_SESSIONS}); try later"))
-            await close_websocket(ws, CLOSE_TRY_LATER, "too many private sessions")
+            await refuse(ws, event_message("audio_stream_error", code="internal",
+                                           message=f"too many private sessions ({MAX_PRIVATE_SESSIONS}); try later"),
+                         CLOSE_TRY_LATER, "too many private sessions")
             return
         counters.private_sessions += 1
         try:
@@ -343,15 +362,15 @@ class ListenerSession:
         try:
             fmt, variant = query_format(self._info)
         except FrameError as exc:
-            await self._ws.send_message(event_message("audio_stream_error", code=exc.code, message=str(exc)))
-            await close_websocket(self._ws, CLOSE_POLICY, reason=str(exc)[:120])
+            await refuse(self._ws, event_message("audio_stream_error", code=exc.code, message=str(exc)), CLOSE_POLICY,
+                         str(exc))
             return
         _limit_send_buffer(self._ws)
         framer = AudioFramer(self._player.sample_rate, fmt, frame_duration_s=STREAM_FRAME_S)
         if variant == "original" and self._backend is None:
-            await self._ws.send_message(event_message("audio_stream_error", code="invalid_params",
-                                                      message="variant=original is not served here"))
-            await close_websocket(self._ws, CLOSE_POLICY, reason="variant=original is not served here")
+            await refuse(self._ws, event_message("audio_stream_error", code="invalid_params",
+                                                 message="variant=original is not served here"),
+                         CLOSE_POLICY, "variant=original is not served here")
             return
         original = _OriginalSide(self._backend) if variant == "original" and self._backend is not None else None
         if original is not None:
@@ -359,6 +378,7 @@ class ListenerSession:
             original.volume_gain = _volume_gain(status.get("volume", 100))
         sub = await self._player.subscribe(self._max_blocks)
         events = self._hub.subscribe(LISTENER_EVENTS)
+        closing: list[SessionClosed] = []
         try:
             async with trio.open_nursery() as nursery:
                 if original is not None:
@@ -367,6 +387,8 @@ class ListenerSession:
                 async def guarded(fn: Callable[[], Awaitable[None]]) -> None:
                     try:
                         await fn()
+                    except SessionClosed as exc:  # a frozen peer (the send policy) or one gone
+                        closing.append(exc)
                     except trio_websocket.ConnectionClosed:
                         pass
                     nursery.cancel_scope.cancel()
@@ -384,6 +406,9 @@ class ListenerSession:
         if sub.dropped:
             self.dropped = True
             await close_websocket(self._ws, CLOSE_TOO_SLOW, reason="listener fell behind the stream")
+        elif closing and closing[0].code:
+            self.dropped = closing[0].code == CLOSE_TOO_SLOW
+            await close_websocket(self._ws, closing[0].code, reason=closing[0].reason[:120])
 
     async def _drain_incoming(self) -> None:
         """Keep reading so pings and close frames flow; /stream takes no commands."""
@@ -393,11 +418,11 @@ class ListenerSession:
     async def _forward_events(self, events: Any, original: _OriginalSide | None) -> None:
         async for event in events.receive:
             if event.name == "fingerprint_progress":
-                await self._ws.send_message(event_message("fingerprint_progress", **event.data))
+                await send_to_peer(self._ws, event_message("fingerprint_progress", **event.data))
             elif event.name == "volume" and original is not None:
                 original.volume_gain = _volume_gain(event.data.get("volume", 100))
             elif event.name == "mastering":
-                await self._ws.send_message(event_message("player_event", event="mastering", data=event.data))
+                await send_to_peer(self._ws, event_message("player_event", event="mastering", data=event.data))
 
     async def _pump(self, sub: Any, framer: AudioFramer, fmt: str, variant: str,
                     original: _OriginalSide | None) -> None:
@@ -414,7 +439,7 @@ class ListenerSession:
             if original is not None:
                 samples = await original.read(n0, n0 + samples.shape[0])
             for data in framer.frames(first.epoch, n0, samples):
-                await self._ws.send_message(data)
+                await send_to_peer(self._ws, data)
 
         async for message in sub.receive:
             if isinstance(message, PcmBlock):
@@ -430,7 +455,7 @@ class ListenerSession:
             if isinstance(message, StreamStart):
                 if original is not None:
                     await original.start(message.track, message.plan)
-                await self._ws.send_message(event_message(
+                await send_to_peer(self._ws, event_message(
                     "audio_stream_start", sample_rate=message.sample_rate, channels=message.channels, format=fmt,
                     variant=variant, track=message.track, preset=message.preset, intensity=message.intensity,
                     plan=message.plan, decision=message.decision, stream_epoch=message.epoch,
@@ -441,10 +466,10 @@ class ListenerSession:
                 except trio.WouldBlock:
                     pass  # decisions are superseded by the next one anyway
             elif isinstance(message, StreamStatus):
-                await self._ws.send_message(event_message("mastering_status", status=message.status,
+                await send_to_peer(self._ws, event_message("mastering_status", status=message.status,
                                                           track_id=message.track_id))
             elif isinstance(message, StreamEnd):
-                await self._ws.send_message(event_message("audio_stream_end", reason=message.reason))
+                await send_to_peer(self._ws, event_message("audio_stream_end", reason=message.reason))
 
     async def _decisions(self) -> None:
         async for start in self._decision_receive:
@@ -472,7 +497,7 @@ class ListenerSession:
         inputs = await self._plan_inputs(start.track.get("track_id"))
         if inputs is not None:
             fields.update(fingerprint_summary(inputs))
-        await self._ws.send_message(event_message("lwrp_decision", **fields))
+        await send_to_peer(self._ws, event_message("lwrp_decision", **fields))
 
     async def _plan_inputs(self, track_id: Any) -> Any:
         """The fingerprint's plan inputs for the chart (already resolved by the player: a memory hit)."""

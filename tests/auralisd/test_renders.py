@@ -1,0 +1,181 @@
+"""The one render-ahead machinery (``actors/renders.py``) of the shared player and every private session.
+
+Fake chunks on trio's MockClock (the renderer is the only fake; the deck is the real core): a chunk
+lost to a dead worker is fetched again as urgently as the playhead's chunk and at most
+``CHUNK_RETRIES`` times, a chunk of bad audio ends the track at once, a failed fast-start piece is
+only counted, and nothing is taken or retried for a deck its owner closed. The private session's
+``DeckSource`` runs on the same machinery: a read returns the frames once a retry succeeds and
+raises the render's own error where the track cannot be rendered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import trio
+import trio.testing
+import trio_parallel
+
+from auralis.resample import ChunkGrid
+from auralisd.actors.renders import DeckRenders, Outcome, RenderReport
+from auralisd.actors.session import DeckSource, PreparedTrack
+from auralisd.jobs import JobFailed
+from auralisd.playback import Deck
+from auralisd.playback.deck import CHUNK_RETRIES, PRIORITY_LOOKAHEAD, PRIORITY_PLAYHEAD_CHUNK
+
+from .playback.test_player_timing import CHUNK, RATE, track
+
+
+class Plan:
+    preset, intensity, decision, original_gain_db = "adaptive", 1.0, "", 0.0
+
+
+class Renderer:
+    """Mastering's facade: ``fail(kind, k, attempt)`` returns the exception a render raises, or None."""
+
+    def __init__(self, fail: Callable[[str, int, int], BaseException | None] = lambda kind, k, n: None) -> None:
+        self.fail = fail
+        self.requests: list[tuple[str, int, int]] = []  # (kind, index, priority)
+
+    def cached_chunk(self, *args: Any) -> None:
+        return None
+
+    async def _render(self, kind: str, t: Any, k: int, frames: int, out_rate: int, priority: int) -> np.ndarray:
+        attempt = sum(1 for r in self.requests if r[:2] == (kind, k))
+        self.requests.append((kind, k, priority))
+        await trio.sleep(0.05 if kind == "piece" else 0.1)  # virtual render time: a piece is ready first
+        error = self.fail(kind, k, attempt)
+        if error is not None:
+            raise error
+        a, b = ChunkGrid(t.sample_rate, out_rate, t.num_frames, frames).span(k)
+        return np.repeat(np.arange(a, b, dtype=np.float32)[:, None], 2, axis=1)
+
+    async def render_chunk(self, t: Any, plan: Any, k: int, *, out_rate: int, priority: int) -> np.ndarray:
+        return await self._render("chunk", t, k, CHUNK, out_rate, priority)
+
+    async def render_piece(self, t: Any, plan: Any, j: int, frames: int, *, out_rate: int, priority: int) -> np.ndarray:
+        return await self._render("piece", t, j, frames, out_rate, priority)
+
+
+def deck() -> Deck:
+    t = track(1, 12.0)
+    d = Deck.open(1, t, "adaptive", 1.0, in_rate=RATE, out_rate=RATE, num_frames=t.num_frames, chunk_frames=CHUNK)
+    d.plan = Plan()
+    return d
+
+
+async def settle_all(renderer: Renderer, d: Deck, *, render_ahead: int = 0) -> list[Outcome]:
+    """Schedule ``d`` at frame 0 and settle every report as its owner would, until nothing is in flight."""
+    outcomes: list[Outcome] = []
+    async with trio.open_nursery() as nursery:
+        reports_send, reports = trio.open_memory_channel[RenderReport](64)
+        renders = DeckRenders(renderer, RATE, reports_send.send, nursery)  # type: ignore[arg-type]
+        renders.schedule(d, 0, render_ahead, playhead=True)
+        while d.fetching or d.piece_fetching:
+            outcomes.append(renders.settle(await reports.receive()))
+        nursery.cancel_scope.cancel()
+    return outcomes
+
+
+async def test_a_chunk_lost_to_a_dead_worker_is_fetched_again_at_the_playhead_priority_then_given_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    renderer = Renderer(lambda kind, k, n: trio_parallel.BrokenWorkerError("worker died") if kind == "chunk" else None)
+    d = deck()
+    outcomes = await settle_all(renderer, d)
+    chunk_requests = [r for r in renderer.requests if r[0] == "chunk"]
+    assert len(chunk_requests) == 1 + CHUNK_RETRIES
+    assert all(priority == PRIORITY_PLAYHEAD_CHUNK for _, _, priority in chunk_requests)
+    assert outcomes.count(Outcome.RETRY) == CHUNK_RETRIES and outcomes[-1] is Outcome.BROKEN
+    assert d.end_frame == 0  # the track ends where the chunk that cannot be rendered starts
+
+
+async def test_bad_audio_ends_the_track_at_once_and_a_failed_piece_is_only_counted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    def fail(kind: str, k: int, attempt: int) -> BaseException | None:
+        if kind == "piece" and k == 0:
+            return trio_parallel.BrokenWorkerError("worker died")
+        return JobFailed("bad_audio", "cannot decode\nTraceback ...") if kind == "chunk" and k == 1 else None
+
+    renderer = Renderer(fail)
+    d = deck()
+    async with trio.open_nursery() as nursery:
+        reports_send, reports = trio.open_memory_channel[RenderReport](64)
+        renders = DeckRenders(renderer, RATE, reports_send.send, nursery)  # type: ignore[arg-type]
+        renders.schedule(d, 0, 1, playhead=True)
+        seen: dict[tuple[str, int], Outcome] = {}
+        while d.fetching or d.piece_fetching or 1 not in d.failures:
+            report = await reports.receive()
+            seen[report.fetch.kind, report.fetch.index] = renders.settle(report)
+            renders.schedule(d, 0, 1, playhead=True)  # the look-ahead starts once the playhead's chunk is here
+        nursery.cancel_scope.cancel()
+    assert seen["piece", 0] is Outcome.PIECE_FAILED and seen["piece", 1] is Outcome.PIECE
+    assert seen["chunk", 0] is Outcome.CHUNK and seen["chunk", 1] is Outcome.BROKEN
+    assert renders.statistics().piece_failures == 1 and renders.statistics().chunk_retries == 0
+    assert [r for r in renderer.requests if r[0] == "piece" and r[1] == 0] == [("piece", 0, 0)]  # not retried
+    assert [r for r in renderer.requests if r[:2] == ("chunk", 1)] == [("chunk", 1, PRIORITY_LOOKAHEAD)]
+    assert d.end_frame == d.grid.start(1)
+
+
+@pytest.mark.parametrize("closed", [True, False])
+async def test_nothing_is_taken_or_retried_for_a_deck_its_owner_closed(
+    autojump_clock: trio.testing.MockClock, closed: bool
+) -> None:
+    renderer = Renderer(lambda kind, k, n: trio_parallel.BrokenWorkerError("worker died") if n == 0 else None)
+    d = deck()
+    async with trio.open_nursery() as nursery:
+        reports_send, reports = trio.open_memory_channel[RenderReport](64)
+        renders = DeckRenders(renderer, RATE, reports_send.send, nursery)  # type: ignore[arg-type]
+        fetch = d.schedule(0, 0, playhead=False)[0]  # chunk 0 alone (as for the next track)
+        renders.start(d, fetch)
+        report = await reports.receive()  # its first attempt failed
+        if closed:
+            d.close()
+        outcome = renders.settle(report)
+        if not closed:  # the control: an open deck asks again and takes the chunk
+            assert outcome is Outcome.RETRY
+            assert renders.settle(await reports.receive()) is Outcome.CHUNK
+        nursery.cancel_scope.cancel()
+    if closed:
+        assert outcome is Outcome.STALE
+        assert renderer.requests == [("chunk", 0, PRIORITY_LOOKAHEAD)] and d.chunks == {}
+    else:
+        assert [r[2] for r in renderer.requests] == [PRIORITY_LOOKAHEAD, PRIORITY_PLAYHEAD_CHUNK]
+        assert d.has_chunk0()
+
+
+class Backend:
+    def __init__(self, renderer: Renderer) -> None:
+        self.mastering = renderer
+
+
+def prepared() -> PreparedTrack:
+    t = track(1, 12.0)
+    return PreparedTrack(t, None, t.num_frames, RATE, CHUNK)
+
+
+async def test_a_session_source_reads_through_a_retry_and_raises_the_renders_error_where_the_track_breaks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    def fail(kind: str, k: int, attempt: int) -> BaseException | None:
+        if kind == "piece" or kind == "chunk" and k == 0 and attempt == 0:  # no head start: only the chunk
+            return trio_parallel.BrokenWorkerError("worker died")
+        return JobFailed("bad_audio", "cannot decode") if kind == "chunk" and k == 1 else None
+
+    renderer = Renderer(fail)
+    async with trio.open_nursery() as nursery:
+        source = DeckSource(Backend(renderer), prepared(), Plan(), "mastered", nursery)  # type: ignore[arg-type]
+        start = CHUNK - 100  # the last frames of chunk 0: the retried chunk brings them
+        block = await source.read(start, start + 50)
+        assert block[:, 0].tolist() == list(range(start, start + 50))
+        assert [r for r in renderer.requests if r[0] == "chunk" and r[1] == 0] == [
+            ("chunk", 0, PRIORITY_PLAYHEAD_CHUNK), ("chunk", 0, PRIORITY_PLAYHEAD_CHUNK)
+        ]
+        with pytest.raises(JobFailed):
+            await source.read(CHUNK - 10, CHUNK + 10)  # reaches into chunk 1, which cannot be rendered
+        source.close()
+        nursery.cancel_scope.cancel()
