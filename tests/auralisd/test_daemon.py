@@ -1,11 +1,15 @@
-"""End-to-end tests of a real ``auralisd`` process: real sockets, worker processes and SQLite file."""
+"""End-to-end tests of a real ``auralisd`` process: real sockets, worker processes and SQLite file.
+
+The tests wait on what the daemon says (events, replies, its log, its exit). Where only a status
+poll can tell (``Client.wait_status``: the daemon is another process), the poll's deadline is a
+generous safety bound that fails the test; it never paces it.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import sqlite3
-import time
 from pathlib import Path
 
 import msgpack
@@ -133,17 +137,21 @@ def test_killed_worker_mid_render_is_retried(tmp_path: Path, daemon_factory) -> 
         _play_until(c, 0.1, timeout_s=60)
         deaths = 0
         for attempt in range(40):  # seek to uncached chunks and kill the workers while one renders
-            c.call("seek", position_s=float((attempt * 7) % 25))
-            deadline = time.monotonic() + 1.0
-            while time.monotonic() < deadline and c.call("status")["pool"]["running"] == 0:
-                pass
-            for pid in daemon.worker_pids():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.5)  # let the retry succeed before the next round
-            deaths = c.call("status")["pool"]["worker_deaths"]
+            position_s = float((attempt * 7) % 25)
+            c.call("seek", position_s=position_s)
+            # a render runs, or the seek landed on cached audio that plays on (nothing to kill this round)
+            rendering = c.wait_status(
+                lambda s, p=position_s: s["pool"]["running"] > 0 or s["elapsed_s"] >= p + 0.3, timeout_s=60,
+                interval_s=0.005,
+            )["pool"]["running"] > 0
+            if rendering:
+                for pid in daemon.worker_pids():
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            # the retry rendered what the playhead needs: playback goes on past the seek
+            deaths = _play_until(c, position_s + 0.3, timeout_s=60)["pool"]["worker_deaths"]
             if deaths:
                 break
         assert deaths >= 1
@@ -267,9 +275,7 @@ def _prepare_session(c: Client, music: Path) -> dict:
     c.call("volume.set", percent=70)
     c.call("options.set", repeat=True, consume=False, single=False, random=False)
     c.call("play", pos=1)
-    _play_until(c, 0.3)
-    time.sleep(0.7)  # the position is saved every 0.5 s while playing
-    return c.call("status")
+    return _play_until(c, 0.3)  # SIGTERM saves the state (position included) on the way out
 
 
 def _check_restored(daemon, before: dict, *, state: str) -> dict:
@@ -288,9 +294,8 @@ def _check_restored(daemon, before: dict, *, state: str) -> dict:
             c.call("play")
         after = _play_until(c, status["elapsed_s"] + 0.2)
         assert after["queue_pos"] == 1
-        c.call("seek", position_s=0.3)
-        time.sleep(0.7)
-        return c.call("status")
+        c.call("seek", position_s=0.3)  # committed (the position too) before it is answered
+        return c.call("status")  # the caller kills the daemon right after: the position is about this
 
 
 def _integrity(daemon) -> str:
@@ -307,12 +312,13 @@ def test_restart_after_sigterm_and_kill9_restores_state(music: Path, daemon_fact
     with daemon.client() as c:
         daemon.wait_scan(c, 3)
         before = _prepare_session(c, music)
-    # SIGTERM: stops within 2 s, state saved
-    started = time.monotonic()
+    # SIGTERM: every actor stops by itself within the daemon's own grace (SHUTDOWN_GRACE_S: it says which
+    # one did not), the state is saved, the exit is clean. (No stopwatch here: under load the process's
+    # exit takes what the machine gives it; the daemon's own deadline is what a user relies on.)
     daemon.signal(signal.SIGTERM)
-    assert daemon.wait(5) == 0
-    assert time.monotonic() - started < 2.0
+    assert daemon.wait(60) == 0  # a safety bound only
     assert "stopped" in daemon.log()
+    assert "did not stop in time" not in daemon.log()
     assert _integrity(daemon) == "ok"
     daemon.stop()
     again = daemon_factory(music, root=root).start()  # the default: what was playing plays on

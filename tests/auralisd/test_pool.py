@@ -1,4 +1,8 @@
-"""The pool's scheduling: playback priorities and the hold-off of idle work (no worker processes)."""
+"""The pool's scheduling: playback priorities and the hold-off of idle work (no worker processes).
+
+On trio's autojump clock; a test waits on events (``wait_all_tasks_blocked``: every task waits, e.g. in
+the pool's queue), never on a sleep. The fake jobs take ``JOB_S`` of virtual time.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import random
 from typing import Any
 
 import trio
+import trio.testing
 
 from auralisd.actors.pool import BACKGROUND_HOLDOFF_S, PRIORITY_NORMAL, JobPriority, MasteringPool
 
@@ -47,10 +52,10 @@ async def test_waiting_playback_jobs_start_lowest_priority_first_fifo_within_one
     pool = MasteringPool(ctx, workers=1)  # type: ignore[arg-type]
     async with trio.open_nursery() as nursery:
         nursery.start_soon(lambda: pool.run(_job, "running"))
-        await trio.sleep(0.1)  # it holds the only worker
+        await trio.testing.wait_all_tasks_blocked()  # it holds the only worker
         for name, priority in [("a", PRIORITY_NORMAL), ("b", 2), ("c", PRIORITY_NORMAL), ("d", 0)]:
             nursery.start_soon(lambda name=name, priority=priority: pool.run(_job, name, priority=priority))
-            await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked()
     assert [name for name, _ in ctx.started] == ["running", "d", "b", "a", "c"]
 
 
@@ -59,10 +64,10 @@ async def test_a_cancelled_waiter_leaves_the_queue(autojump_clock: trio.abc.Cloc
     pool = MasteringPool(ctx, workers=1)  # type: ignore[arg-type]
     async with trio.open_nursery() as nursery:
         nursery.start_soon(lambda: pool.run(_job, "running"))
-        await trio.sleep(0.1)
+        await trio.testing.wait_all_tasks_blocked()
         with trio.CancelScope() as scope:
             nursery.start_soon(lambda: pool.run(_job, "later"))
-            await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked()
             scope.cancel()
         gone = trio.CancelScope()
 
@@ -71,7 +76,7 @@ async def test_a_cancelled_waiter_leaves_the_queue(autojump_clock: trio.abc.Cloc
                 await pool.run(_job, "given up", priority=0)
 
         nursery.start_soon(given_up)
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()
         gone.cancel()
     assert [name for name, _ in ctx.started] == ["running", "later"]
     assert pool.statistics().waiting == 0
@@ -84,7 +89,7 @@ async def test_idle_work_waits_until_playback_work_has_been_quiet(autojump_clock
         await pool.run(_job, "plan inputs")
         quiet_from = trio.current_time()
         nursery.start_soon(lambda: pool.run(_job, "rest of the fingerprint", background=True))
-        await trio.sleep(0.01)  # the player plans, then asks for the first piece
+        await trio.testing.wait_all_tasks_blocked()  # the player plans, then asks for the first piece
         await pool.run(_job, "first piece", priority=0)
         quiet_from = trio.current_time()
     started = dict(ctx.started)
@@ -129,7 +134,7 @@ async def test_tens_of_thousands_of_waiting_jobs_cost_one_wakeup_and_log_n_each(
         await ctx.holding.wait()
         for name, priority in jobs:
             nursery.start_soon(lambda n=name, p=priority: pool.run(_job, n, priority=p))
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()
         stats = pool.gate_statistics()
         assert (stats.waiting, stats.heap_entries, stats.pushes) == (n, n, n + 1)
         ctx.release.set()
@@ -156,12 +161,12 @@ async def test_cancelled_waiters_are_dropped_lazily_and_the_heap_stays_bounded(a
         await ctx.holding.wait()  # the only worker is taken: every job below waits
         for i in range(n):
             nursery.start_soon(job, i)
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()
         assert pool.gate_statistics().waiting == n
         for i in range(0, n, 4):  # give up three quarters of them, spread over the whole queue
             for j in (i, i + 1, i + 2):
                 scopes[j].cancel()
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()
         stats = pool.gate_statistics()
         assert stats.waiting == n // 4
         assert stats.heap_entries <= 2 * stats.waiting and stats.compactions >= 1
@@ -177,11 +182,11 @@ async def test_a_waiting_job_made_more_urgent_moves_up_the_queue(autojump_clock:
     look_ahead = JobPriority(PRIORITY_NORMAL)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(lambda: pool.run(_job, "running"))
-        await trio.sleep(0.1)  # it holds the only worker
+        await trio.testing.wait_all_tasks_blocked()  # it holds the only worker
         nursery.start_soon(lambda: pool.run(_job, "look-ahead (becomes the playhead's)", priority=look_ahead))
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()
         nursery.start_soon(lambda: pool.run(_job, "other deck's chunk", priority=5))
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()
         look_ahead.lower(2)
         look_ahead.lower(7)  # less urgent: no effect
     assert [name for name, _ in ctx.started] == ["running", "look-ahead (becomes the playhead's)", "other deck's chunk"]

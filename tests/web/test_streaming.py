@@ -4,7 +4,11 @@
 - Across a seek and a preset change: every epoch is continuous, the seek lands exactly, the preset
   change neither skips nor repeats a frame, and the audio on each side equals the offline master.
 - ``/control`` carries the control protocol; garbage closes only that connection.
-- 50 ``/stream`` listeners for 30 s get every frame in time; a frozen one is dropped.
+- 50 ``/stream`` listeners each hear the same 10 s of the shared stream with no gap and none is dropped
+  for falling behind; a frozen one is dropped (real-time lateness is measured in ``bench/bench_stream.py``).
+
+Waits are on what the daemon sends (frames, events, the close of a connection); each deadline is a
+generous safety bound that fails the test, never one that paces it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -178,30 +181,27 @@ def test_control_over_websocket(daemon: Daemon) -> None:
 
 # ------------------------------------------------------------------------------------------------ listeners
 LISTENERS = 50
-LISTEN_S = 30.0
-LATE_AFTER_S = 0.5  # the web player's jitter buffer (PREBUFFER_S in worklet.js): later would underrun
+LISTEN_AUDIO_S = 10.0  # each listener stays until it heard this much audio
+LISTEN_DEADLINE_S = 180.0  # safety bound only: a listener that has not heard it by then fails the test
 
 
-async def _listen(url: str, seconds: float) -> tuple[list[float], list[tuple[int, int, int, int]], list[str]]:
+async def _listen(url: str, audio_s: float) -> tuple[list[tuple[int, int, int, int]], list[str]]:
+    """Frame headers and event types, until ``audio_s`` seconds of audio arrived (the stream's own pace)."""
     import websockets
 
-    arrivals: list[float] = []
     headers: list[tuple[int, int, int, int]] = []
     events: list[str] = []
+    heard = 0
     async with websockets.connect(url, proxy=None, max_size=None) as ws:
-        end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
-            try:
-                message = await asyncio.wait_for(ws.recv(), timeout=left)
-            except TimeoutError:
-                break
+        while heard < audio_s * SAMPLE_RATE:
+            message = await ws.recv()  # a listener the daemon dropped ends here (ConnectionClosed)
             if isinstance(message, str):
                 events.append(json.loads(message)["type"])
                 continue
             frame = decode_audio_frame(message, 2)
-            arrivals.append(time.monotonic())
             headers.append((frame.stream_epoch, frame.sequence, frame.offset_frames, frame.num_frames))
-    return arrivals, headers, events
+            heard += frame.num_frames
+    return headers, events
 
 
 def _frozen_listener(port: int, path: str = "/stream") -> socket.socket:
@@ -246,57 +246,58 @@ def test_a_frozen_private_session_is_closed_and_frees_its_slot(daemon: Daemon) -
     try:
         sock.sendall(_masked_text_frame(json.dumps({"type": "play_enhanced", "track_id": ids["dynamic.wav"],
                                                      "pace": "burst"})))
-        deadline = time.monotonic() + 30.0  # the daemon says when it gives up on the frozen peer
-        while "took no message" not in daemon.log():
-            assert time.monotonic() < deadline, "the frozen /session peer was never given up on"
-            time.sleep(0.1)
-        assert _drained_to_eof(sock, timeout_s=10.0), "the frozen /session peer was never closed"
+        # the daemon closes the frozen peer after its send timeout (5 s); 30 s is a safety bound only
+        assert _drained_to_eof(sock, timeout_s=30.0), "the frozen /session peer was never closed"
+        assert "took no message" in daemon.log()  # it said why
     finally:
         sock.close()
 
 
-def test_fifty_listeners_in_time_and_a_frozen_one_dropped(daemon: Daemon) -> None:
+def test_fifty_listeners_hear_one_stream_and_only_a_frozen_one_is_dropped(daemon: Daemon) -> None:
+    """50 listeners each hear the same stream with no gap, none falls far enough behind to be dropped
+    (the player drops a listener 80 blocks = 4 s behind), and a frozen one is dropped without holding up
+    anyone. Event-driven: every listener stays until it heard :data:`LISTEN_AUDIO_S` of audio."""
     ids = track_ids(daemon)
     with daemon.control() as control:
         control.call("queue.clear")
         control.call("queue.add", {"track_ids": [ids["dynamic.wav"], ids["crushed.wav"]]})
         control.call("options.set", {"repeat": True})
+        dropped_before = control.call("status")["player"]["dropped_subscribers"]
         control.call("play", {"pos": 0})
     frozen = _frozen_listener(daemon.port)
-    sample_rate = SAMPLE_RATE
 
     async def everyone():
-        return await asyncio.gather(*[_listen(daemon.ws + "/stream", LISTEN_S) for _ in range(LISTENERS)])
+        async with asyncio.timeout(LISTEN_DEADLINE_S):
+            return await asyncio.gather(*[_listen(daemon.ws + "/stream", LISTEN_AUDIO_S) for _ in range(LISTENERS)])
 
     try:
         results = asyncio.run(everyone())
-        assert _drained_to_eof(frozen, timeout_s=10.0), "the frozen listener was never dropped"
+        # dropped once its 4 s buffer and the socket buffers fill; 60 s is a safety bound only
+        assert _drained_to_eof(frozen, timeout_s=60.0), "the frozen listener was never dropped"
+        with daemon.control() as control:
+            dropped = control.call("status")["player"]["dropped_subscribers"] - dropped_before
     finally:
         frozen.close()
         with daemon.control() as control:
             control.call("stop")
             control.call("options.set", {"repeat": False})
-    expected_s = LISTEN_S - 3.0  # minus start-up (cold fingerprint, first chunk)
-    # Which 50 ms player blocks each listener got (frames pair blocks from wherever a listener joined).
-    heard = [{(h[0], o) for h in headers for o in range(h[2], h[2] + h[3], 2205)} for _, headers, _ in results]
-    common = set.intersection(*heard)
-    assert all(len(common) >= 0.95 * len(h) for h in heard), "the listeners did not hear the same stream"
-    for arrivals, headers, events in results:
+    assert dropped == 1, f"{dropped} listeners dropped for falling behind; only the frozen one should be"
+    assert "fell behind" in daemon.log()  # the player's note when it dropped the frozen listener
+    # Which 50 ms player blocks each listener got (frames pair blocks from wherever a listener joined): in the
+    # order of the one stream (epoch, offset), each listener heard every block from its first to its last.
+    heard = [{(h[0], o) for h in headers for o in range(h[2], h[2] + h[3], 2205)} for headers, _ in results]
+    stream = sorted(set.union(*heard))
+    for blocks in heard:
+        first, last = stream.index(min(blocks)), stream.index(max(blocks))
+        assert blocks == set(stream[first : last + 1]), "a listener missed blocks the others heard"
+    for headers, events in results:
         assert "audio_stream_start" in events
-        heard_s = sum(h[3] for h in headers) / sample_rate
-        assert heard_s > expected_s * 0.8, f"only {heard_s:.1f} s of audio in {LISTEN_S} s"
         by_epoch: dict[int, list[tuple[int, int, int, int]]] = {}
         for h in headers:
             by_epoch.setdefault(h[0], []).append(h)
         for frames in by_epoch.values():
             for a, b in itertools.pairwise(frames):
                 assert (b[1], b[2]) == (a[1] + 1, a[2] + a[3]), "gap or repeat inside an epoch"
-        media_s = np.concatenate([[0.0], np.cumsum([h[3] for h in headers])[:-1]]) / sample_rate
-        # The client starts playing at its first frame plus its jitter buffer: frame i is due then plus media_i.
-        lateness = np.asarray(arrivals) - media_s
-        lateness -= lateness[0]
-        assert float(lateness.max()) <= LATE_AFTER_S, f"a frame arrived {lateness.max():.3f} s late"
-    assert "fell behind" in daemon.log()  # the player's note when it dropped the frozen listener
 
 
 def test_session_original_variant_is_level_matched(daemon: Daemon) -> None:
