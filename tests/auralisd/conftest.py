@@ -90,6 +90,8 @@ class DaemonProcess:
         self.root.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.args(), stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        # A poll of another process (it answers ping once it serves): the deadline is a safety bound that
+        # fails the test, never one that paces it.
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

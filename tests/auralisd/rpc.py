@@ -95,6 +95,8 @@ class Client:
         raise TimeoutError(f"no {name} event within {timeout_s} s")
 
     def wait_status(self, predicate, timeout_s: float = 20.0, interval_s: float = 0.05) -> dict[str, Any]:
+        """The first status that ``predicate`` accepts. A poll of another process, for conditions no event
+        announces: ``timeout_s`` is a safety bound that fails the test, never one that paces it."""
         deadline = time.monotonic() + timeout_s
         status = self.call("status")
         while not predicate(status):

@@ -69,14 +69,6 @@ def queue3(daemon, ctl):
     return tracks
 
 
-def wait_for(predicate, what: str, timeout_s: float = 30.0):
-    deadline = time.monotonic() + timeout_s
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return value
-
-
 # ---------------------------------------------------------------- status, ping, exit codes
 
 
@@ -370,7 +362,10 @@ def test_fingerprint_of_the_current_track_an_id_and_a_path(daemon, ctl, queue3):
 
 
 def run_until_exit(args: list[str], poke, timeout_s: float = 30.0) -> subprocess.CompletedProcess:
-    """Run auralisctl as a process, calling ``poke()`` every 0.2 s until it exits."""
+    """Run auralisctl as a process, calling ``poke()`` every 0.2 s until it exits.
+
+    The pokes make the events auralisctl waits for; they repeat because its subscription races the first
+    ones (no event says when another process subscribed). ``timeout_s`` is a safety bound only."""
     process = subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout_s
     try:

@@ -248,6 +248,7 @@ def expected_files(lib) -> dict[str, int]:
 
 
 def wait_for(predicate, what: str, timeout_s: float = 60.0):
+    """A poll of the daemon process for a condition no event announces; the deadline is a safety bound."""
     deadline = time.monotonic() + timeout_s
     while not (value := predicate()):
         assert time.monotonic() < deadline, f"timed out waiting for {what}"

@@ -91,6 +91,25 @@ class Control:
                         raise RpcFailure(message[2]["code"], message[2]["message"])
                     return message[3]
 
+    def wait_notification(self, name: str, predicate: Any = lambda payload: True, timeout_s: float = 60.0) -> Any:
+        """The first ``name`` notification (received so far or next) that ``predicate`` accepts. Blocks on
+        the socket (an event wait); the deadline is a safety bound that fails the test."""
+        deadline = time.monotonic() + timeout_s
+        seen = 0
+        while True:
+            for event, payload in self.notifications[seen:]:
+                if event == name and predicate(payload):
+                    return payload
+            seen = len(self.notifications)
+            try:
+                data = self._ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+            except TimeoutError:
+                raise TimeoutError(f"no {name} notification within {timeout_s} s: {self.notifications}") from None
+            self._unpacker.feed(data)
+            for message in self._unpacker:
+                if message[0] == 2:
+                    self.notifications.append((message[1], message[2]))
+
 
 class RpcFailure(Exception):
     def __init__(self, code: str, message: str) -> None:
@@ -126,6 +145,8 @@ def running_daemon(tmp_path: Path, music_dir: Path, *extra: str, workers: int = 
 
 
 def _wait_ready(daemon: Daemon) -> None:
+    """Until the daemon serves HTTP and finished its first scan. A poll of another process: the deadline is a
+    safety bound that fails the test, never one that paces it."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         if daemon.process.poll() is not None:

@@ -11,7 +11,6 @@ and the album plan. The mode set over RPC and the album's analysis survive a res
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -42,14 +41,7 @@ def _split_piece(music: Path) -> tuple[list[Path], np.ndarray, int]:
 
 
 def _wait_notification(control: Control, name: str, predicate, timeout_s: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        for event, payload in control.notifications:
-            if event == name and predicate(payload):
-                return payload
-        assert time.monotonic() < deadline, f"no {name} event: {control.notifications}"
-        control.call("ping")
-        time.sleep(0.05)
+    return control.wait_notification(name, predicate, timeout_s=timeout_s)
 
 
 def track_ids_by_path(daemon) -> dict[str, int]:

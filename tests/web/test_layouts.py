@@ -86,12 +86,15 @@ def test_session_original_stays_under_the_ceiling(layout_daemon: Daemon) -> None
             assert true_peak_8x(audio) <= CEILING_DBTP, (name, fmt)
 
 
-async def _listen_until_end(url: str, fmt: str, timeout_s: float) -> tuple[list[Any], list[dict[str, Any]]]:
+async def _listen_until_end(url: str, fmt: str, timeout_s: float,
+                            connected: asyncio.Event | None = None) -> tuple[list[Any], list[dict[str, Any]]]:
     import websockets
 
     frames: list[Any] = []
     events: list[dict[str, Any]] = []
     async with websockets.connect(url, proxy=None, max_size=None) as ws:
+        if connected is not None:
+            connected.set()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
@@ -107,6 +110,15 @@ async def _listen_until_end(url: str, fmt: str, timeout_s: float) -> tuple[list[
     return frames, events
 
 
+def _wait_subscribers(daemon: Daemon, count: int, timeout_s: float = 60.0) -> None:
+    """Until the player counts ``count`` subscribers. A poll of another process: the deadline is a safety
+    bound that fails the test, never one that paces it."""
+    deadline = time.monotonic() + timeout_s
+    with daemon.control() as control:
+        while control.call("status")["player"]["subscribers"] < count:
+            assert time.monotonic() < deadline, "the listeners never subscribed"
+
+
 def test_stream_holds_the_promise_for_surround_in_f32_and_s16(layout_daemon: Daemon) -> None:
     ids = track_ids(layout_daemon)
     with layout_daemon.control() as control:
@@ -114,9 +126,13 @@ def test_stream_holds_the_promise_for_surround_in_f32_and_s16(layout_daemon: Dae
         control.call("queue.add", {"track_ids": [ids["5.1.flac"], ids["7.1.flac"]]})
 
     async def listeners() -> list[tuple[list[Any], list[dict[str, Any]]]]:
-        tasks = [asyncio.create_task(_listen_until_end(f"{layout_daemon.ws}/stream?format={fmt}", fmt, 2 * TRACK_S + 30))
-                 for fmt in ("f32", "s16")]
-        await asyncio.sleep(0.5)  # both connected before the music starts
+        connected = [asyncio.Event(), asyncio.Event()]
+        tasks = [asyncio.create_task(_listen_until_end(f"{layout_daemon.ws}/stream?format={fmt}", fmt, 2 * TRACK_S + 30,
+                                                       event))
+                 for fmt, event in zip(("f32", "s16"), connected, strict=True)]
+        for event in connected:
+            await event.wait()
+        await asyncio.to_thread(_wait_subscribers, layout_daemon, 2)  # both listen before the music starts
         with layout_daemon.control() as control:
             control.call("play", {"pos": 0})
         return await asyncio.gather(*tasks)
