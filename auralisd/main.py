@@ -30,10 +30,12 @@ from .actors.events import EventHub
 from .actors.fingerprints import FingerprintResolver
 from .actors.library import Library
 from .actors.mastering import Mastering
+from .actors.opus_stream import OpusStreamHub
 from .actors.outputs import Outputs, make_outputs
 from .actors.player import Player
 from .actors.playlists import PLAYLISTS_FOLDER, PlaylistStore
 from .actors.pool import MasteringPool, open_mastering_pool
+from .actors.session import SessionBackend
 from .app.commands import Services
 from .config import ConfigError, Settings
 from .errgroups import first_leaf
@@ -155,6 +157,9 @@ class Daemon:
             render_ahead=s.render_ahead, restore_paused=s.restore_paused, albums=albums, album_mode=s.album_mode,
         )  # fmt: skip
         await self._start(root, "player", player.run)
+        self._session_backend = SessionBackend(db, resolver, mastering, sample_rate=s.sample_rate)
+        self._opus_hub = OpusStreamHub(player, hub, self._session_backend)
+        await self._start(root, "opus", self._opus_hub.run)
         outputs = Outputs(db=db, hub=hub, player=player, kinds=make_outputs(s.output_specs(), player.sample_rate))
         await self._start(root, "outputs", outputs.run)
         services = Services(
@@ -212,7 +217,7 @@ class Daemon:
         from .transport.covers import cover_handler
         from .transport.http import WebSocketRoute, serve_http
 
-        routes = http_routes(services, self.settings, token)
+        routes = http_routes(services, self.settings, token, backend=self._session_backend, opus_hub=self._opus_hub)
         limits = {"/stream": self.settings.stream_max_listeners}  # /session limits itself (sessions.py)
         await serve_http(
             {path: WebSocketRoute(handler, max_connections=limits.get(path)) for path, handler in routes.items()},
@@ -306,16 +311,21 @@ def dataclass_replace(settings: Settings, **changes: Any) -> Settings:
     return dataclasses.replace(settings, **changes)
 
 
-def http_routes(services: Services, settings: Settings, token: str | None) -> dict[str, Any]:
-    """The WebSocket routes of the HTTP port: ``/stream``, ``/session`` (sessions.py) and ``/control``."""
+def http_routes(services: Services, settings: Settings, token: str | None, *, backend: Any = None,
+                opus_hub: Any = None) -> dict[str, Any]:
+    """The WebSocket routes of the HTTP port: ``/stream``, ``/session`` (sessions.py) and ``/control``.
+
+    ``opus_hub``: the :class:`~auralisd.actors.opus_stream.OpusStreamHub` serving ``/stream?format=opus``
+    (without it, that format is refused)."""
     from .actors.session import SessionBackend
     from .transport import sessions
     from .transport.control import websocket_control_handler
 
-    backend = SessionBackend(services.db, services.resolver, services.mastering, sample_rate=settings.sample_rate)
+    if backend is None:
+        backend = SessionBackend(services.db, services.resolver, services.mastering, sample_rate=settings.sample_rate)
     return {
         "/stream": sessions.stream_listener_handler(services.player, services.hub, services.db, services.resolver,
-                                                    backend=backend, outputs=services.outputs),
+                                                    backend=backend, outputs=services.outputs, opus_hub=opus_hub),
         "/session": sessions.private_session_handler(backend),
         # A loopback bind needs no token on any WebSocket (as for the Unix socket); elsewhere the
         # handshake carries it and /control also asks for `auth` first.

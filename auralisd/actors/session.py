@@ -23,6 +23,7 @@ precedes its first audio. A preset/intensity change starts its epoch exactly at 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -43,6 +44,8 @@ SESSION_FRAME_S: Final = 0.1  # /session frames (issue 5 allows 20-100 ms; fewer
 REALTIME_LEAD_S: Final = 0.5  # realtime pace: audio leaves up to this far ahead of its play time
 RENDER_AHEAD_CHUNKS: Final = 2  # chunks rendered ahead of the one being sent, per private session
 COMMAND_BUFFER: Final = 16  # pending commands (each ~100 B); a flood beyond is the transport's to refuse
+OPUS_THREADS: Final = 2  # Opus encodes running at once, daemon-wide (one per core); never on the event loop
+OPUS_BITRATE_BPS: Final = 160_000  # ?format=opus: ~165 kbit/s on the wire against 2822 kbit/s for f32 at 44.1 kHz
 
 
 class SinkClosed(Exception):
@@ -93,11 +96,25 @@ class SessionBackend:
     share the worker pool and the chunk cache with the shared player; chunks arrive at the output rate.
     """
 
-    def __init__(self, db: Any, resolver: Any, mastering: Any, *, sample_rate: int) -> None:
+    def __init__(self, db: Any, resolver: Any, mastering: Any, *, sample_rate: int,
+                 opus_bitrate_bps: int = OPUS_BITRATE_BPS) -> None:
         self.db = db
         self.resolver = resolver
         self.mastering = mastering
         self.sample_rate = sample_rate
+        self.opus_bitrate_bps = opus_bitrate_bps
+        self.opus_limiter = trio.CapacityLimiter(OPUS_THREADS)  # shared by /stream and every /session
+
+    def opus_encoder(self) -> Any:
+        """A new live Opus encoder at the output rate (``auralis.opus.OpusEncoder``; resamples to 48 kHz)."""
+        from auralis.opus import OpusEncoder
+
+        return OpusEncoder(self.sample_rate, 2, bitrate_bps=self.opus_bitrate_bps)
+
+    async def encode(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run an Opus framer call on a thread (it is DSP: never on the event loop), at most
+        :data:`OPUS_THREADS` at once. Cancellation: waits for the call (a few ms) to finish."""
+        return await trio.to_thread.run_sync(fn, *args, limiter=self.opus_limiter)
 
     async def track(self, track_id: int) -> Any:
         from ..errors import NOT_FOUND
@@ -455,3 +472,60 @@ class PrivateSession:
             position = min(int(round(cmd.position_s * prepared.sample_rate)), prepared.num_frames)
         self._playback = _Playback(prepared, source, plan.preset, plan.intensity, cmd.pace, self._new_epoch(),
                                    position)
+
+
+class OriginalSide:
+    """The A/B side of ``/stream``: unprocessed frames at the player's epochs and offsets, level-matched.
+
+    The same original path as ``/session?variant=original``: output-rate chunks of the unprocessed file
+    rendered on the shared pool through the chunk cache (so every A/B listener shares one render),
+    sliced here and gained by the plan's ``original_gain_db`` (level match under the -1 dBTP ceiling) and by
+    the shared volume (``volume_gain``). Set ``nursery`` (where its fetches run) before :meth:`start`.
+    """
+
+    def __init__(self, backend: SessionBackend) -> None:
+        self._backend = backend
+        self.gain_db = 0.0
+        self.volume_gain = 1.0
+        self.nursery: trio.Nursery | None = None
+        self._track_id: Any = None
+        self._source: DeckSource | None = None
+        self._failed = False
+
+    async def start(self, track: dict[str, Any], plan: dict[str, Any] | None) -> None:
+        gain = (plan or {}).get("original_gain_db")  # MasteringPlan.original_gain_db: level match under the ceiling
+        self.gain_db = float(gain) if isinstance(gain, (int, float)) and math.isfinite(gain) else 0.0
+        track_id = track.get("track_id")
+        if self._source is not None and track_id == self._track_id:
+            return
+        self.close()
+        self._track_id = track_id
+        if self.nursery is None:
+            raise RuntimeError("OriginalSide.start before its nursery was set")
+        if not isinstance(track_id, int):
+            return
+        try:
+            record = await self._backend.track(track_id)
+        except Exception as exc:  # the track vanished: silence on this side, the stream goes on
+            log.warning("/stream original side: %s", exc)
+            return
+        prepared = self._backend.prepare(record, None)
+        self._source = DeckSource(self._backend, prepared, None, "original", self.nursery)
+
+    def close(self) -> None:
+        if self._source is not None:
+            self._source.close()
+        self._source = None
+        self._track_id = None
+
+    async def read(self, n0: int, n1: int) -> np.ndarray:
+        if self._source is None:
+            return np.zeros((n1 - n0, 2), dtype=np.float32)
+        try:
+            block = await self._source.read(n0, n1)
+        except Exception as exc:  # a file that cannot be read: silence on this side, said once
+            if not self._failed:
+                log.warning("/stream original side of track %s: %s", self._track_id, exc)
+            self._failed = True
+            return np.zeros((n1 - n0, 2), dtype=np.float32)
+        return scale(block, db_gain(self.gain_db) * self.volume_gain)

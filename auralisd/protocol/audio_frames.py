@@ -12,6 +12,20 @@ Binary audio frame::
     8       8     offset_frames  uint64 LE  position of the first frame, counted from the track start
     16      ...   samples        interleaved LE: float32 (``f32``) or int16 with TPDF dither (``s16``)
 
+With ``?format=opus`` each binary message carries Opus packets instead (layout version 1, see
+:class:`OpusFramer`)::
+
+    offset  size  field
+    0       4     stream_epoch   uint32 LE  as above
+    4       4     sequence       uint32 LE  as above
+    8       8     offset_frames  uint64 LE  48 kHz position (from the track start) of the first sample kept
+    16      1     version        = 1        the Opus layout's version (PCM frames have no such byte)
+    17      1     flags          bit 0 RESET: a new Opus stream starts here; reset the decoder first
+    18      2     skip           uint16 LE  decoded samples to drop before the first kept one (pre-skip)
+    20      4     keep           uint32 LE  decoded samples to keep after those (the rest is end padding)
+    24      1     packets        n, 1-255
+    25      ...   n x (uint16 LE length, Opus packet of 20 ms)
+
 Text frames are JSON objects with a ``type`` key.
 """
 
@@ -20,16 +34,25 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 
 HEADER: Final = struct.Struct("<IIQ")  # stream_epoch, sequence, offset_frames (issue 5 wire format)
 HEADER_BYTES: Final = HEADER.size  # 16
-FORMATS: Final = ("f32", "s16")
+FORMATS: Final = ("f32", "s16", "opus")
+PCM_FORMATS: Final = ("f32", "s16")
 BYTES_PER_SAMPLE: Final = {"f32": 4, "s16": 2}
+OPUS_HEADER: Final = struct.Struct("<IIQBBHIB")  # epoch, sequence, offset_frames, version, flags, skip, keep, packets
+OPUS_HEADER_BYTES: Final = OPUS_HEADER.size  # 25
+OPUS_LAYOUT_VERSION: Final = 1
+OPUS_FLAG_RESET: Final = 0x01
+OPUS_SAMPLE_RATE: Final = 48_000  # Hz: Opus frames count 48 kHz samples whatever the daemon's output rate
+OPUS_FRAME_SAMPLES: Final = 960  # 20 ms packets
+MAX_OPUS_PACKETS: Final = 255  # per message (one byte); a 100 ms message holds 5 or 6
+MAX_OPUS_PACKET_BYTES: Final = 1275 * 3  # RFC 6716 3.2.1: at most 1275 bytes per frame, 3 frames in 20 ms
 VARIANTS: Final = ("mastered", "original")
 # 50 ms per binary message: inside issue 5's 20-100 ms window; at 20 messages/s per listener, 50 listeners
 # are ~1000 messages/s, far below trio-websocket's ~25k messages/s on loopback (NOTES.md).
@@ -76,9 +99,9 @@ def frames_per_message(sample_rate: int, duration_s: float = FRAME_DURATION_S) -
 
 
 def check_format(fmt: str) -> str:
-    """Return ``fmt`` when it is a wire sample format, else raise :class:`FrameError`."""
-    if fmt not in FORMATS:
-        raise FrameError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}", "invalid_params")
+    """Return ``fmt`` when it is a PCM wire sample format, else raise :class:`FrameError`."""
+    if fmt not in PCM_FORMATS:
+        raise FrameError(f"unknown format {fmt!r}; expected one of {', '.join(PCM_FORMATS)}", "invalid_params")
     return fmt
 
 
@@ -194,6 +217,199 @@ class AudioFramer:
             part = samples[start : start + self.max_frames]
             yield encode_audio_frame(stream_epoch, self._sequence, offset_frames + start, part, self.fmt, rng=self._rng)
             self._sequence += 1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Opus frames (``?format=opus``)
+
+
+class EncodedPacket(Protocol):
+    """What an Opus encoder hands out (``auralis.opus.OpusPacket``): bytes and the RFC 7845 granule."""
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def granule_position(self) -> int: ...
+
+
+class PacketEncoder(Protocol):
+    """A live Opus encoder (``auralis.opus.OpusEncoder``), injected: this module imports no codec."""
+
+    pre_skip: int
+
+    def encode(self, samples: np.ndarray) -> Sequence[EncodedPacket]: ...
+
+    def flush(self) -> Sequence[EncodedPacket]: ...
+
+
+@dataclass(frozen=True)
+class OpusFrame:
+    """A decoded Opus binary message (:func:`decode_opus_frame`)."""
+
+    stream_epoch: int
+    sequence: int
+    offset_frames: int  # 48 kHz
+    reset: bool
+    skip: int
+    keep: int
+    packets: tuple[bytes, ...]
+
+    @property
+    def num_frames(self) -> int:
+        """48 kHz frames this message adds to the stream (after ``skip``, trimmed to ``keep``)."""
+        return self.keep
+
+
+def encode_opus_frame(stream_epoch: int, sequence: int, offset_frames: int, packets: Sequence[bytes], *,
+                      reset: bool, skip: int, keep: int) -> bytes:
+    """One Opus binary message: the 25-byte header then ``n x (uint16 length, packet)``."""
+    if not 1 <= len(packets) <= MAX_OPUS_PACKETS:
+        raise ValueError(f"an Opus message carries 1 to {MAX_OPUS_PACKETS} packets, got {len(packets)}")
+    header = OPUS_HEADER.pack(stream_epoch & MAX_EPOCH, sequence & MAX_EPOCH, offset_frames, OPUS_LAYOUT_VERSION,
+                              OPUS_FLAG_RESET if reset else 0, skip, keep, len(packets))
+    body = b"".join(struct.pack("<H", len(p)) + bytes(p) for p in packets)
+    return header + body
+
+
+def decode_opus_frame(data: bytes) -> OpusFrame:
+    """Parse one Opus binary message; :class:`FrameError` for a truncated or inconsistent one."""
+    if len(data) < OPUS_HEADER_BYTES:
+        raise FrameError(f"Opus frame shorter than its {OPUS_HEADER_BYTES}-byte header ({len(data)} bytes)")
+    epoch, sequence, offset, version, flags, skip, keep, count = OPUS_HEADER.unpack_from(data)
+    if version != OPUS_LAYOUT_VERSION:
+        raise FrameError(f"Opus frame layout version {version}; this client reads version {OPUS_LAYOUT_VERSION}")
+    packets: list[bytes] = []
+    pos = OPUS_HEADER_BYTES
+    for _ in range(count):
+        if pos + 2 > len(data):
+            raise FrameError("Opus frame cut inside a packet length")
+        (length,) = struct.unpack_from("<H", data, pos)
+        pos += 2
+        if length == 0 or pos + length > len(data):
+            raise FrameError("Opus frame cut inside a packet (or an empty packet)")
+        packets.append(bytes(data[pos : pos + length]))
+        pos += length
+    if pos != len(data) or not packets:
+        raise FrameError("Opus frame: bytes after its last packet, or no packet at all")
+    if skip + keep > OPUS_FRAME_SAMPLES * count:
+        raise FrameError(f"Opus frame keeps {skip}+{keep} samples of {count} packets")
+    return OpusFrame(epoch, sequence, offset, bool(flags & OPUS_FLAG_RESET), skip, keep, tuple(packets))
+
+
+def to_opus_frames(offset_frames: int, sample_rate: int) -> int:
+    """An output-rate frame position as a 48 kHz one (rounded): how Opus streams count offsets."""
+    rate = int(sample_rate)
+    return (2 * int(offset_frames) * OPUS_SAMPLE_RATE + rate) // (2 * rate)  # round half up, exact integers
+
+
+@dataclass
+class _EpochMark:
+    first_sample: int  # 48 kHz sample index in the Opus stream where this epoch starts
+    epoch: int
+
+
+class OpusFramer:
+    """Epoch-labelled PCM blocks in, Opus binary messages out, with the encoder's bookkeeping on the wire.
+
+    The encoder (``new_encoder()``, e.g. ``auralis.opus.OpusEncoder(sample_rate)``) runs on one continuous
+    *Opus stream* for as long as the audio is continuous: an epoch that starts exactly where the previous
+    one ended (a preset or intensity change, crossfaded by the server) goes on in the same stream, so the
+    decoder carries on and nothing clicks. A discontinuity (a seek, a track change, a resume after a
+    pause) or :meth:`end` flushes the stream (its last packets carry the encoder's look-ahead, trimmed by
+    ``keep``); the next audio opens a new stream whose first message has the RESET flag and ``skip`` =
+    the encoder's pre-skip. Each message is labelled with the epoch and 48 kHz offset of its first kept
+    sample, so within an epoch ``offset + keep`` is the next message's offset; the first message of a
+    continuing epoch may start up to 20 ms after that epoch's ``offset_frames`` (the packet that held the
+    boundary went out with the previous epoch).
+
+    Blocking (it runs the encoder): the daemon calls it on a thread, one call at a time per framer.
+    """
+
+    def __init__(self, sample_rate: int, new_encoder: Callable[[], PacketEncoder]) -> None:
+        self.sample_rate = int(sample_rate)
+        self._new_encoder = new_encoder
+        self._encoder: PacketEncoder | None = None
+        self._granule = 0  # decoded samples covered by the packets sent in this Opus stream
+        self._base = 0  # 48 kHz track position of the stream's first sample
+        self._next_offset: int | None = None  # output-rate frame the next block must start at to continue
+        self._marks: list[_EpochMark] = []
+        self._reset_pending = False
+        self._sequences: dict[int, int] = {}
+        self.streams_opened = 0  # Opus streams started (a statistic for tests and logs)
+
+    def start_epoch(self, stream_epoch: int, offset_frames: int) -> list[bytes]:
+        """An epoch starts at ``offset_frames`` (output rate): ends the Opus stream first unless it continues."""
+        out: list[bytes] = []
+        if self._encoder is not None and offset_frames != self._next_offset:
+            out = self.end()
+        if self._encoder is None:
+            self._encoder = self._new_encoder()
+            self._granule = 0
+            self._base = to_opus_frames(offset_frames, self.sample_rate)
+            self._marks = [_EpochMark(0, stream_epoch)]
+            self._reset_pending = True
+            self.streams_opened += 1
+        elif self._marks[-1].epoch != stream_epoch:
+            first = to_opus_frames(offset_frames, self.sample_rate) - self._base
+            self._marks.append(_EpochMark(first, stream_epoch))
+        self._sequences.setdefault(stream_epoch, 0)
+        self._next_offset = offset_frames
+        return out
+
+    def feed(self, stream_epoch: int, offset_frames: int, samples: np.ndarray) -> list[bytes]:
+        """Encode one block ``(frames, channels)`` of ``stream_epoch`` at ``offset_frames`` (output rate)."""
+        out: list[bytes] = []
+        if self._encoder is None or self._marks[-1].epoch != stream_epoch or offset_frames != self._next_offset:
+            out += self.start_epoch(stream_epoch, offset_frames)
+        assert self._encoder is not None
+        self._next_offset = offset_frames + samples.shape[0]
+        out += self._messages(self._encoder.encode(samples), self._encoder.pre_skip)
+        return out
+
+    def end(self) -> list[bytes]:
+        """End the Opus stream (pause, stop, a discontinuity): its last packets, trimmed. Idempotent."""
+        if self._encoder is None:
+            return []
+        encoder, self._encoder = self._encoder, None
+        out = self._messages(encoder.flush(), encoder.pre_skip)
+        self._next_offset = None
+        return out
+
+    def _messages(self, packets: Sequence[EncodedPacket], pre_skip: int) -> list[bytes]:
+        groups: list[tuple[int, int, int, list[bytes], int]] = []  # epoch, first sample, skip, packets, keep
+        for packet in packets:
+            start, stop = self._granule, max(self._granule, packet.granule_position)
+            self._granule = stop
+            kept_from = max(start, min(stop, pre_skip))
+            first_sample = kept_from - pre_skip
+            skip, keep = kept_from - start, stop - kept_from
+            epoch = self._epoch_of(first_sample)
+            if groups and groups[-1][0] == epoch and len(groups[-1][3]) < MAX_OPUS_PACKETS and skip == 0:
+                e, f, s, ps, k = groups[-1]
+                groups[-1] = (e, f, s, [*ps, packet.data], k + keep)
+            else:
+                groups.append((epoch, first_sample, skip, [packet.data], keep))
+        out: list[bytes] = []
+        for epoch, first_sample, skip, data, keep in groups:
+            sequence = self._sequences.get(epoch, 0)
+            self._sequences[epoch] = sequence + 1
+            reset = self._reset_pending
+            self._reset_pending = False
+            out.append(encode_opus_frame(epoch, sequence, self._base + first_sample, data, reset=reset, skip=skip,
+                                         keep=keep))
+        if len(self._sequences) > 64:  # only recent epochs matter; bounded
+            for old in list(self._sequences)[:-8]:
+                del self._sequences[old]
+        return out
+
+    def _epoch_of(self, first_sample: int) -> int:
+        while len(self._marks) > 1 and self._marks[1].first_sample <= first_sample:
+            del self._marks[0]  # samples only move forward: older marks are done with (bounded)
+        for mark in reversed(self._marks):
+            if mark.first_sample <= first_sample:
+                return mark.epoch
+        return self._marks[0].epoch
 
 
 def _json_safe(value: Any) -> Any:

@@ -27,7 +27,6 @@ the next unsent frame (no gap, no repeat) and crossfades from the old plan to th
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -39,21 +38,23 @@ import trio_websocket
 from ..actors.session import (
     COMMAND_BUFFER,
     SESSION_FRAME_S,
-    DeckSource,
+    OriginalSide,
     PrivateSession,
     SessionBackend,
     SinkClosed,
 )
 from ..app.presentation import decision_event, fingerprint_summary, lwrp_regions
 from ..config import STREAM_OUTPUT_NAME
-from ..playback.mixer import db_gain, scale
 from ..protocol.audio_frames import (
     FORMATS,
+    OPUS_SAMPLE_RATE,
     VARIANTS,
     AudioFramer,
     FrameError,
+    OpusFramer,
     event_message,
     parse_session_command,
+    to_opus_frames,
 )
 from .http import WebSocketRequestInfo
 
@@ -170,6 +171,41 @@ class _WebSocketSink:
         await self.event("audio_stream_error", code=code, message=message)
 
 
+def opus_start_fields(fields: dict[str, Any], sample_rate: int, bitrate_bps: int) -> dict[str, Any]:
+    """``audio_stream_start`` of an Opus stream: positions and lengths counted at 48 kHz, like its frames."""
+    out = dict(fields, format="opus", sample_rate=OPUS_SAMPLE_RATE, source_sample_rate=sample_rate,
+               bitrate_bps=bitrate_bps, offset_frames=to_opus_frames(int(fields.get("offset_frames", 0)), sample_rate))
+    if isinstance(fields.get("num_frames"), int):
+        out["num_frames"] = to_opus_frames(fields["num_frames"], sample_rate)
+    return out
+
+
+class _OpusWebSocketSink(_WebSocketSink):
+    """``/session?format=opus``: the session's own Opus encoder, run on a thread, its tail sent before the
+    ``audio_stream_start`` of a new epoch that does not continue the last one and before ``audio_stream_end``."""
+
+    def __init__(self, ws: trio_websocket.WebSocketConnection, backend: SessionBackend) -> None:
+        super().__init__(ws, AudioFramer(backend.sample_rate))
+        self._backend = backend
+        self._opus = OpusFramer(backend.sample_rate, backend.opus_encoder)
+
+    async def _send_all(self, messages: list[bytes]) -> None:
+        for data in messages:
+            await self._send(data)
+
+    async def event(self, kind: str, **fields: Any) -> None:
+        if kind == "audio_stream_start":
+            await self._send_all(await self._backend.encode(self._opus.start_epoch, int(fields["stream_epoch"]),
+                                                            int(fields["offset_frames"])))
+            fields = opus_start_fields(fields, self._backend.sample_rate, self._backend.opus_bitrate_bps)
+        elif kind == "audio_stream_end":
+            await self._send_all(await self._backend.encode(self._opus.end))
+        await super().event(kind, **fields)
+
+    async def audio(self, epoch: int, offset_frames: int, samples: np.ndarray) -> None:
+        await self._send_all(await self._backend.encode(self._opus.feed, epoch, offset_frames, samples))
+
+
 async def serve_private_session(ws: trio_websocket.WebSocketConnection, info: WebSocketRequestInfo,
                                 backend: SessionBackend) -> None:
     """One ``/session`` connection: bytes <-> the :class:`~auralisd.actors.session.PrivateSession` actor.
@@ -184,7 +220,11 @@ async def serve_private_session(ws: trio_websocket.WebSocketConnection, info: We
         await refuse(ws, event_message("audio_stream_error", code=exc.code, message=str(exc)), CLOSE_POLICY, str(exc))
         return
     _limit_send_buffer(ws)
-    sink = _WebSocketSink(ws, AudioFramer(backend.sample_rate, fmt, frame_duration_s=SESSION_FRAME_S))
+    sink: _WebSocketSink
+    if fmt == "opus":
+        sink = _OpusWebSocketSink(ws, backend)
+    else:
+        sink = _WebSocketSink(ws, AudioFramer(backend.sample_rate, fmt, frame_duration_s=SESSION_FRAME_S))
     session = PrivateSession(backend, sink, variant=variant, fmt=fmt)
     closing: list[SessionClosed] = []
 
@@ -264,62 +304,6 @@ LISTENER_EVENTS: Final = frozenset({"fingerprint_progress", "volume", "mastering
 DECISION_BUFFER: Final = 4  # StreamStart records waiting for their lwrp_decision (a few hundred bytes each)
 
 
-class _OriginalSide:
-    """The A/B side of ``/stream``: unprocessed frames at the player's epochs and offsets, level-matched.
-
-    The same original path as ``/session?variant=original``: output-rate chunks of the unprocessed file
-    rendered on the shared pool through the chunk cache (so every A/B listener shares one render),
-    sliced here and gained by the plan's ``original_gain_db`` (level match under the -1 dBTP ceiling) and by
-    the shared volume.
-    """
-
-    def __init__(self, backend: SessionBackend) -> None:
-        self._backend = backend
-        self.gain_db = 0.0
-        self.volume_gain = 1.0
-        self.nursery: trio.Nursery | None = None
-        self._track_id: Any = None
-        self._source: DeckSource | None = None
-        self._failed = False
-
-    async def start(self, track: dict[str, Any], plan: dict[str, Any] | None) -> None:
-        gain = (plan or {}).get("original_gain_db")  # MasteringPlan.original_gain_db: level match under the ceiling
-        self.gain_db = float(gain) if isinstance(gain, (int, float)) and math.isfinite(gain) else 0.0
-        track_id = track.get("track_id")
-        if self._source is not None and track_id == self._track_id:
-            return
-        self.close()
-        self._track_id = track_id
-        assert self.nursery is not None
-        if not isinstance(track_id, int):
-            return
-        try:
-            record = await self._backend.track(track_id)
-        except Exception as exc:  # the track vanished: silence on this side, the stream goes on
-            log.warning("/stream original side: %s", exc)
-            return
-        prepared = self._backend.prepare(record, None)
-        self._source = DeckSource(self._backend, prepared, None, "original", self.nursery)
-
-    def close(self) -> None:
-        if self._source is not None:
-            self._source.close()
-        self._source = None
-        self._track_id = None
-
-    async def read(self, n0: int, n1: int) -> np.ndarray:
-        if self._source is None:
-            return np.zeros((n1 - n0, 2), dtype=np.float32)
-        try:
-            block = await self._source.read(n0, n1)
-        except Exception as exc:  # a file that cannot be read: silence on this side, said once
-            if not self._failed:
-                log.warning("/stream original side of track %s: %s", self._track_id, exc)
-            self._failed = True
-            return np.zeros((n1 - n0, 2), dtype=np.float32)
-        return scale(block, db_gain(self.gain_db) * self.volume_gain)
-
-
 class _ChartCache:
     """Plan inputs of the last few tracks, shared by every listener (one lookup per track, not per listener)."""
 
@@ -342,8 +326,10 @@ class ListenerSession:
 
     def __init__(self, ws: trio_websocket.WebSocketConnection, info: WebSocketRequestInfo, *, player: Any,
                  hub: Any, db: Any = None, resolver: Any = None, max_blocks: int = LISTENER_BUFFER_BLOCKS,
-                 chart_cache: _ChartCache | None = None, backend: SessionBackend | None = None) -> None:
+                 chart_cache: _ChartCache | None = None, backend: SessionBackend | None = None,
+                 opus_hub: Any = None) -> None:
         self._ws = ws
+        self._opus_hub = opus_hub
         self._chart_cache = chart_cache or _ChartCache()
         self._info = info
         self._player = player
@@ -366,13 +352,16 @@ class ListenerSession:
                          str(exc))
             return
         _limit_send_buffer(self._ws)
+        if fmt == "opus":
+            await self._run_opus(variant)
+            return
         framer = AudioFramer(self._player.sample_rate, fmt, frame_duration_s=STREAM_FRAME_S)
         if variant == "original" and self._backend is None:
             await refuse(self._ws, event_message("audio_stream_error", code="invalid_params",
                                                  message="variant=original is not served here"),
                          CLOSE_POLICY, "variant=original is not served here")
             return
-        original = _OriginalSide(self._backend) if variant == "original" and self._backend is not None else None
+        original = OriginalSide(self._backend) if variant == "original" and self._backend is not None else None
         if original is not None:
             status = await self._player.status()
             original.volume_gain = _volume_gain(status.get("volume", 100))
@@ -410,12 +399,67 @@ class ListenerSession:
             self.dropped = closing[0].code == CLOSE_TOO_SLOW
             await close_websocket(self._ws, closing[0].code, reason=closing[0].reason[:120])
 
+    async def _run_opus(self, variant: str) -> None:
+        """``?format=opus``: the variant's shared Opus stream (one encoder for all its listeners)."""
+        if self._opus_hub is None or self._backend is None:
+            await self._ws.send_message(event_message("audio_stream_error", code="invalid_params",
+                                                      message="format=opus is not served here"))
+            await close_websocket(self._ws, CLOSE_POLICY, reason="format=opus is not served here")
+            return
+        feed = self._opus_hub.join(variant)
+        events = self._hub.subscribe(LISTENER_EVENTS)
+        try:
+            async with trio.open_nursery() as nursery:
+                async def guarded(fn: Callable[[], Awaitable[None]]) -> None:
+                    try:
+                        await fn()
+                    except trio_websocket.ConnectionClosed:
+                        pass
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(guarded, self._drain_incoming)
+                nursery.start_soon(guarded, lambda: self._forward_events(events, None))
+                nursery.start_soon(guarded, lambda: self._pump_opus(feed, variant))
+                nursery.start_soon(guarded, self._decisions)
+        finally:
+            feed.close()
+            self._hub.unsubscribe(events)
+        if feed.dropped:
+            self.dropped = True
+            await close_websocket(self._ws, CLOSE_TOO_SLOW, reason="listener fell behind the stream")
+
+    async def _pump_opus(self, feed: Any, variant: str) -> None:
+        from ..actors.opus_stream import OpusStart
+        from ..actors.player import StreamEnd, StreamStatus
+
+        rate = self._player.sample_rate
+        async for item in feed.receive:
+            if isinstance(item, bytes):
+                await self._ws.send_message(item)
+            elif isinstance(item, OpusStart):
+                start = item.start
+                fields = opus_start_fields(dict(
+                    sample_rate=start.sample_rate, channels=start.channels, variant=variant, track=start.track,
+                    preset=start.preset, intensity=start.intensity, plan=start.plan, decision=start.decision,
+                    stream_epoch=start.epoch, offset_frames=start.offset_frames, gain_db=item.gain_db),
+                    rate, self._backend.opus_bitrate_bps if self._backend is not None else 0)
+                await self._ws.send_message(event_message("audio_stream_start", **fields))
+                try:
+                    self._decision_send.send_nowait(start)
+                except trio.WouldBlock:
+                    pass
+            elif isinstance(item, StreamStatus):
+                await self._ws.send_message(event_message("mastering_status", status=item.status,
+                                                          track_id=item.track_id))
+            elif isinstance(item, StreamEnd):
+                await self._ws.send_message(event_message("audio_stream_end", reason=item.reason))
+
     async def _drain_incoming(self) -> None:
         """Keep reading so pings and close frames flow; /stream takes no commands."""
         while True:
             await self._ws.get_message()
 
-    async def _forward_events(self, events: Any, original: _OriginalSide | None) -> None:
+    async def _forward_events(self, events: Any, original: OriginalSide | None) -> None:
         async for event in events.receive:
             if event.name == "fingerprint_progress":
                 await send_to_peer(self._ws, event_message("fingerprint_progress", **event.data))
@@ -425,7 +469,7 @@ class ListenerSession:
                 await send_to_peer(self._ws, event_message("player_event", event="mastering", data=event.data))
 
     async def _pump(self, sub: Any, framer: AudioFramer, fmt: str, variant: str,
-                    original: _OriginalSide | None) -> None:
+                    original: OriginalSide | None) -> None:
         from ..actors.player import PcmBlock, StreamEnd, StreamStart, StreamStatus
 
         pending: list[Any] = []  # contiguous blocks of one epoch, sent as one frame of up to 100 ms
@@ -545,7 +589,7 @@ def _limit_send_buffer(ws: trio_websocket.WebSocketConnection) -> None:
 
 def stream_listener_handler(player: Any, hub: Any, db: Any = None, resolver: Any = None,
                             counters: SessionCounters | None = None, backend: SessionBackend | None = None,
-                            outputs: Any = None):
+                            outputs: Any = None, opus_hub: Any = None):
     """The ``/stream`` route handler. With ``outputs``, the ``stream`` output gates it: while it is
     disabled new listeners are closed with 1013 and the ones listening are closed when it is disabled."""
     counters = counters or SessionCounters()
@@ -557,7 +601,7 @@ def stream_listener_handler(player: Any, hub: Any, db: Any = None, resolver: Any
             return
         counters.listeners += 1
         session = ListenerSession(ws, info, player=player, hub=hub, db=db, resolver=resolver, chart_cache=chart_cache,
-                                  backend=backend)
+                                  backend=backend, opus_hub=opus_hub)
         try:
             if outputs is None:
                 await session.run()

@@ -1,0 +1,204 @@
+"""``/stream?format=opus``: ONE Opus encoder per stream variant, shared by every Opus listener of it.
+
+An :class:`OpusStreamHub` is an actor (``await nursery.start(hub.run)``) that owns one
+:class:`_SharedOpusStream` per variant (``mastered``, ``original``) while that variant has Opus
+listeners. A shared stream subscribes to the player once, encodes on a thread
+(:meth:`~auralisd.actors.session.SessionBackend.encode`: DSP never runs on the event loop) and hands the
+same bytes to every listener's bounded channel, so the daemon's CPU does not grow with the number of
+Opus listeners. The player's records (``StreamStart``, ``StreamStatus``, ``StreamEnd``) pass through in
+order, after the encoded audio before them (an epoch's tail goes out before the next epoch starts).
+
+Backpressure: each listener's channel holds :data:`LISTENER_ITEMS` items (about 4 s of 50 ms messages,
+~100 kB); a listener whose channel is full is dropped (``dropped`` set, channel closed), never waited for.
+A listener that joins mid-stream gets the stream's last ``StreamStart`` first, then the next message;
+its decoder starts there (the first message it sees is its reset, whatever the flag says).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import trio
+
+from ..protocol.audio_frames import OpusFramer
+from .session import OriginalSide, SessionBackend
+
+log = logging.getLogger("auralisd.opus")
+
+LISTENER_ITEMS: Final = 100  # per Opus listener: ~4 s of audio (one message per 50 ms block, ~1 kB each) + records
+PLAYER_BLOCKS: Final = 80  # the shared stream's own subscription to the player: 4 s, like a PCM listener
+
+
+@dataclass(frozen=True)
+class OpusStart:
+    """A ``StreamStart`` of the player as the Opus stream passes it on, with the A/B side's level match."""
+
+    start: Any  # auralisd.actors.player.StreamStart
+    gain_db: float
+
+
+@dataclass(eq=False)
+class OpusFeed:
+    """One Opus listener: read :attr:`receive` (``bytes`` messages, :class:`OpusStart`, ``StreamStatus``,
+    ``StreamEnd``); leave with :meth:`close`. ``dropped``: it fell behind and was let go."""
+
+    receive: trio.MemoryReceiveChannel[Any]
+    _send: trio.MemorySendChannel[Any] = field(repr=False)
+    dropped: bool = False
+    closed: bool = False
+
+    def close(self) -> None:
+        self.closed = True
+        self.receive.close()
+
+
+class _SharedOpusStream:
+    def __init__(self, variant: str, player: Any, events: Any, backend: SessionBackend) -> None:
+        self.variant = variant
+        self._player = player
+        self._events = events
+        self._backend = backend
+        self.feeds: list[OpusFeed] = []
+        self.last_start: OpusStart | None = None
+        self.scope = trio.CancelScope()
+        self.closing = False  # no listener left: it is stopping, a new listener starts a new one
+        self.framer = OpusFramer(player.sample_rate, backend.opus_encoder)
+
+    def add(self, feed: OpusFeed) -> None:
+        if self.last_start is not None:
+            feed._send.send_nowait(self.last_start)  # an empty channel: never full
+        self.feeds.append(feed)
+
+    def broadcast(self, item: Any) -> None:
+        for feed in list(self.feeds):
+            if feed.closed:
+                self.feeds.remove(feed)
+                continue
+            try:
+                feed._send.send_nowait(item)
+            except trio.WouldBlock:
+                feed.dropped = True
+                feed._send.close()
+                self.feeds.remove(feed)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self.feeds.remove(feed)
+
+    async def run(self) -> None:
+        from .player import PcmBlock, StreamEnd, StreamStart
+
+        with self.scope:
+            sub = await self._player.subscribe(PLAYER_BLOCKS)
+            events = None
+            try:
+                async with trio.open_nursery() as nursery:
+                    original: OriginalSide | None = None
+                    if self.variant == "original":
+                        original = OriginalSide(self._backend)
+                        original.nursery = nursery
+                        status = await self._player.status()
+                        original.volume_gain = _volume_gain(status.get("volume", 100))
+                        events = self._events.subscribe(frozenset({"volume"}))
+                        nursery.start_soon(self._follow_volume, events, original)
+                    nursery.start_soon(self._watch_dropped, sub)
+                    async for message in sub.receive:
+                        if not any(not feed.closed for feed in self.feeds):
+                            self.closing = True
+                            break
+                        if isinstance(message, PcmBlock):
+                            samples = message.samples
+                            if original is not None:
+                                samples = await original.read(message.offset_frames,
+                                                              message.offset_frames + samples.shape[0])
+                            for data in await self._backend.encode(self.framer.feed, message.epoch,
+                                                                   message.offset_frames, samples):
+                                self.broadcast(data)
+                            continue
+                        if isinstance(message, StreamStart):
+                            if original is not None:
+                                await original.start(message.track, message.plan)
+                            for data in await self._backend.encode(self.framer.start_epoch, message.epoch,
+                                                                   message.offset_frames):
+                                self.broadcast(data)
+                            self.last_start = OpusStart(message, original.gain_db if original is not None else 0.0)
+                            self.broadcast(self.last_start)
+                            continue
+                        if isinstance(message, StreamEnd):
+                            for data in await self._backend.encode(self.framer.end):
+                                self.broadcast(data)
+                            self.last_start = None
+                        self.broadcast(message)
+                    nursery.cancel_scope.cancel()
+            finally:
+                self.closing = True
+                sub.close()
+                if events is not None:
+                    self._events.unsubscribe(events)
+                for feed in self.feeds:  # the stream is over for whoever is still here: let them reconnect
+                    feed._send.close()
+                self.feeds.clear()
+
+    async def _watch_dropped(self, sub: Any) -> None:
+        await sub.wait_dropped()
+        log.warning("the shared Opus stream (%s) fell behind the player; its listeners reconnect", self.variant)
+        for feed in self.feeds:
+            feed.dropped = True
+        self.scope.cancel()
+
+    async def _follow_volume(self, events: Any, original: OriginalSide) -> None:
+        async for event in events.receive:
+            if event.name == "volume":
+                original.volume_gain = _volume_gain(event.data.get("volume", 100))
+
+
+def _volume_gain(percent: Any) -> float:
+    from .player import volume_gain
+
+    try:
+        return volume_gain(int(percent))
+    except (TypeError, ValueError):
+        return 1.0
+
+
+class OpusStreamHub:
+    """The Opus side of ``/stream``: one shared encoder per variant while it has listeners."""
+
+    def __init__(self, player: Any, events: Any, backend: SessionBackend) -> None:
+        self._player = player
+        self._events = events
+        self._backend = backend
+        self._streams: dict[str, _SharedOpusStream] = {}
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def encoders(self) -> int:
+        """Shared Opus encoders running now (at most one per variant, whatever the listener count)."""
+        return len(self._streams)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def join(self, variant: str) -> OpusFeed:
+        """A new listener of ``variant``'s shared Opus stream (started on the first listener)."""
+        if self._nursery is None:
+            raise RuntimeError("OpusStreamHub.join before run() started")
+        send, receive = trio.open_memory_channel[Any](LISTENER_ITEMS)
+        feed = OpusFeed(receive, send)
+        stream = self._streams.get(variant)
+        if stream is None or stream.closing:
+            stream = _SharedOpusStream(variant, self._player, self._events, self._backend)
+            self._streams[variant] = stream
+            self._nursery.start_soon(self._run_stream, stream)
+        stream.add(feed)
+        return feed
+
+    async def _run_stream(self, stream: _SharedOpusStream) -> None:
+        try:
+            await stream.run()
+        finally:
+            if self._streams.get(stream.variant) is stream:
+                del self._streams[stream.variant]

@@ -1,0 +1,117 @@
+"""Opus on the WebSocket, sans-IO: the version-1 Opus message layout and :class:`OpusFramer`'s bookkeeping.
+
+The framer runs a real libopus encoder (``auralis.opus``); what it sends is decoded here as a third-party
+client would (docs/protocol.md): reset the decoder on RESET, decode every packet, drop ``skip``, keep
+``keep``. The result must be the input, resampled to 48 kHz, at the offsets the headers claim.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+from scipy.signal import resample_poly
+
+from auralis.opus import OpusDecoder, OpusEncoder
+from auralis.synth import make_music
+from auralisd.protocol.audio_frames import (
+    OPUS_HEADER_BYTES,
+    FrameError,
+    OpusFrame,
+    OpusFramer,
+    decode_opus_frame,
+    encode_opus_frame,
+    to_opus_frames,
+)
+
+RATE = 44_100
+
+
+def decode_messages(messages: list[bytes]) -> list[tuple[OpusFrame, np.ndarray]]:
+    """What a client does: one decoder per Opus stream, skip then keep per message."""
+    out = []
+    decoder: OpusDecoder | None = None
+    for data in messages:
+        frame = decode_opus_frame(data)
+        if frame.reset or decoder is None:
+            decoder = OpusDecoder(pre_skip=0)
+        audio = np.concatenate([decoder.decode(p) for p in frame.packets])
+        out.append((frame, audio[frame.skip : frame.skip + frame.keep]))
+    return out
+
+
+def test_opus_message_round_trip_and_malformed_input() -> None:
+    data = encode_opus_frame(7, 3, 123_456, [b"\x01\x02", b"\x03"], reset=True, skip=312, keep=1000)
+    frame = decode_opus_frame(data)
+    assert (frame.stream_epoch, frame.sequence, frame.offset_frames, frame.reset, frame.skip, frame.keep) == (
+        7, 3, 123_456, True, 312, 1000)
+    assert frame.packets == (b"\x01\x02", b"\x03")
+    assert data[16] == 1  # layout version
+    for bad in (data[:10], data[:-1], data + b"\x00", data[:16] + b"\x02" + data[17:],
+                encode_opus_frame(1, 0, 0, [b"\x01"], reset=False, skip=0, keep=0)[:OPUS_HEADER_BYTES - 1] + b"\x01",
+                data[:18] + struct.pack("<HI", 900, 1100) + data[24:]):
+        with pytest.raises(FrameError):
+            decode_opus_frame(bad)
+    with pytest.raises(ValueError):
+        encode_opus_frame(1, 0, 0, [], reset=False, skip=0, keep=0)
+
+
+def test_offsets_at_48_khz() -> None:
+    assert to_opus_frames(44_100, 44_100) == 48_000
+    assert to_opus_frames(12_345, 48_000) == 12_345
+    assert to_opus_frames(1, 44_100) == 1  # 1.088 rounds to 1
+
+
+def _feed(framer: OpusFramer, epoch: int, start: int, x: np.ndarray, block: int = 2205) -> list[bytes]:
+    out = framer.start_epoch(epoch, start)
+    for i in range(0, x.shape[0], block):
+        out += framer.feed(epoch, start + i, x[i : i + block])
+    return out
+
+
+def test_framer_keeps_one_stream_across_a_continuing_epoch_and_resets_at_a_seek() -> None:
+    x = make_music(6.0, RATE, seed=3)
+    framer = OpusFramer(RATE, lambda: OpusEncoder(RATE))
+    messages = _feed(framer, 1, 0, x[: 2 * RATE])  # epoch 1: 0-2 s
+    messages += _feed(framer, 2, 2 * RATE, x[2 * RATE : 3 * RATE])  # epoch 2 continues (a preset change)
+    messages += _feed(framer, 3, 4 * RATE, x[4 * RATE : 6 * RATE])  # epoch 3: a seek to 4 s
+    messages += framer.end()
+    assert framer.end() == []
+    decoded = decode_messages(messages)
+    frames = [f for f, _ in decoded]
+    assert [f.reset for f in frames].count(True) == 2 and frames[0].reset  # two Opus streams: 0-3 s, 4-6 s
+    assert framer.streams_opened == 2
+
+    for epoch in (1, 2, 3):
+        mine = [f for f in frames if f.stream_epoch == epoch]
+        assert [f.sequence for f in mine] == list(range(len(mine)))
+        for a, b in zip(mine, mine[1:], strict=False):
+            assert b.offset_frames == a.offset_frames + a.keep
+    assert frames[0].offset_frames == 0
+    first3 = next(f for f in frames if f.stream_epoch == 3)
+    assert first3.reset and first3.offset_frames == to_opus_frames(4 * RATE, RATE)
+    first2 = next(f for f in frames if f.stream_epoch == 2)
+    assert not first2.reset
+    assert 0 <= first2.offset_frames - to_opus_frames(2 * RATE, RATE) < 960  # within one packet of the epoch start
+
+    # The two streams decode to the input (resampled to 48 kHz), sample-aligned at the claimed offsets.
+    reference = resample_poly(x.astype(np.float64), 160, 147, axis=0)
+    for lo_s, hi_s in ((0, 3), (4, 6)):
+        parts = [(f, a) for f, a in decoded if lo_s * 48_000 <= f.offset_frames < hi_s * 48_000]
+        audio = np.concatenate([a for _, a in parts])
+        start = parts[0][0].offset_frames
+        assert audio.shape[0] == (hi_s - lo_s) * 48_000  # nothing lost, nothing repeated, end padding trimmed
+        ref = reference[start + 2000 : start + audio.shape[0] - 2000]
+        err = audio[2000:-2000] - ref
+        assert 10 * np.log10(np.mean(ref**2) / np.mean(err**2)) > 20
+
+
+def test_an_end_then_the_same_offset_opens_a_new_stream() -> None:
+    """Pause (end) and resume where it stopped: the tail went out with the end, the resume resets."""
+    x = make_music(2.0, RATE, seed=5)
+    framer = OpusFramer(RATE, lambda: OpusEncoder(RATE))
+    messages = _feed(framer, 1, 0, x[:RATE]) + framer.end() + _feed(framer, 2, RATE, x[RATE:]) + framer.end()
+    decoded = decode_messages(messages)
+    assert sum(f.keep for f, _ in decoded) == 96_000
+    assert [f.reset for f, _ in decoded].count(True) == 2

@@ -1,0 +1,196 @@
+"""``?format=opus`` on ``/session`` and ``/stream`` against a real daemon, decoded as a third-party client would.
+
+The client is the one docs/protocol.md describes (reset the decoder on RESET, drop ``skip``, keep ``keep``)
+over PyAV's Opus decoder. The decoded audio must equal the PCM stream resampled to 48 kHz: the same
+length, aligned to the sample, loudness within 0.5 LU; a seek resets the stream, a preset change does
+not (no click at its crossfade); every ``/stream`` Opus listener gets the same bytes (one shared encoder).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import correlate, resample_poly
+from websockets.sync.client import connect
+
+from auralis.loudness import integrated_loudness
+from auralis.opus import OpusDecoder
+from auralisd.protocol.audio_frames import OpusFrame, decode_opus_frame, to_opus_frames
+from tests.web.daemon import Capture, Daemon, receive_into, track_ids
+from tests.web.test_streaming import offline_master
+
+SAMPLE_RATE = 44_100
+
+
+class OpusCapture:
+    """Events and decoded Opus messages of one connection, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+        self.frames: list[OpusFrame] = []
+        self.audio: list[np.ndarray] = []
+        self.raw: list[bytes] = []
+        self._decoder: OpusDecoder | None = None
+
+    def add(self, message: str | bytes) -> None:
+        if isinstance(message, str):
+            self.events.append(json.loads(message))
+            return
+        frame = decode_opus_frame(message)
+        if frame.reset or self._decoder is None:
+            self._decoder = OpusDecoder(pre_skip=0)
+        decoded = np.concatenate([self._decoder.decode(p) for p in frame.packets])
+        self.frames.append(frame)
+        self.raw.append(bytes(message))
+        self.audio.append(decoded[frame.skip : frame.skip + frame.keep])
+
+    def receive(self, ws, until, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not until(self):
+            self.add(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+
+    def epoch_audio(self, epoch: int) -> tuple[int, np.ndarray]:
+        pairs = [(f, a) for f, a in zip(self.frames, self.audio, strict=True) if f.stream_epoch == epoch]
+        return pairs[0][0].offset_frames, np.concatenate([a for _, a in pairs])
+
+    def ended(self) -> bool:
+        return bool(self.events) and self.events[-1]["type"] in ("audio_stream_end", "audio_stream_error")
+
+
+def to_48k(x: np.ndarray) -> np.ndarray:
+    return resample_poly(x.astype(np.float64), 160, 147, axis=0)
+
+
+def lag_of(a: np.ndarray, b: np.ndarray) -> int:
+    n = min(a.shape[0], b.shape[0])
+    return int(np.argmax(correlate(a[:n, 0], b[:n, 0], mode="full", method="fft"))) - (n - 1)
+
+
+def test_burst_opus_session_decodes_to_the_master(daemon: Daemon, tmp_path: Path) -> None:
+    ids = track_ids(daemon)
+    capture = OpusCapture()
+    with connect(daemon.ws + "/session?format=opus", proxy=None, max_size=None) as ws:
+        ws.send(json.dumps({"type": "play_enhanced", "track_id": ids["dynamic.wav"], "preset": "warm",
+                            "intensity": 0.7, "pace": "burst"}))
+        capture.receive(ws, OpusCapture.ended, timeout_s=120)
+    start = next(e for e in capture.events if e["type"] == "audio_stream_start")
+    assert (start["format"], start["sample_rate"], start["source_sample_rate"]) == ("opus", 48_000, SAMPLE_RATE)
+    assert capture.events[-1]["reason"] == "end"
+    reference = offline_master(tmp_path, daemon.music_dir / "dynamic.wav", "warm", 0.7)
+    assert start["num_frames"] == to_opus_frames(reference.shape[0], SAMPLE_RATE)
+    assert capture.frames[0].reset and capture.frames[0].skip == 312 and capture.frames[0].offset_frames == 0
+    assert sum(f.reset for f in capture.frames) == 1
+    offset, audio = capture.epoch_audio(capture.frames[0].stream_epoch)
+    ref48 = to_48k(reference)
+    assert audio.shape == ref48.shape  # every sample once: pre-skip dropped, end padding trimmed
+    assert lag_of(audio, ref48) == 0
+    assert abs(integrated_loudness(audio, 48_000) - integrated_loudness(reference, SAMPLE_RATE)) < 0.5
+    bytes_per_s = sum(len(r) for r in capture.raw) / (reference.shape[0] / SAMPLE_RATE)
+    assert bytes_per_s * 8 < 200_000  # goal: <= 200 kbit/s (f32 is 2822 kbit/s)
+
+
+def test_opus_session_seek_resets_and_preset_change_continues(daemon: Daemon, tmp_path: Path) -> None:
+    ids = track_ids(daemon)
+    capture = OpusCapture()
+
+    def epoch_messages(n: int):
+        return lambda c: bool(c.frames) and sum(f.stream_epoch == c.frames[-1].stream_epoch for f in c.frames) >= n
+
+    with connect(daemon.ws + "/session?format=opus", proxy=None, max_size=None) as ws:
+        ws.send(json.dumps({"type": "play_enhanced", "track_id": ids["crushed.wav"], "preset": "warm"}))
+        capture.receive(ws, epoch_messages(8))
+        first = capture.frames[-1].stream_epoch
+        ws.send(json.dumps({"type": "seek", "position_s": 6.0}))
+        capture.receive(ws, lambda c: c.frames[-1].stream_epoch != first and epoch_messages(8)(c))
+        seek = capture.frames[-1].stream_epoch
+        ws.send(json.dumps({"type": "set_preset", "preset": "bright"}))
+        capture.receive(ws, lambda c: c.frames[-1].stream_epoch != seek and epoch_messages(12)(c))
+        preset = capture.frames[-1].stream_epoch
+        ws.send(json.dumps({"type": "stop"}))
+        capture.receive(ws, lambda c: c.events[-1]["type"] == "audio_stream_end")
+    first_of = {e: next(f for f in capture.frames if f.stream_epoch == e) for e in (first, seek, preset)}
+    assert first_of[seek].reset and first_of[seek].offset_frames == to_opus_frames(6 * SAMPLE_RATE, SAMPLE_RATE)
+    assert not first_of[preset].reset  # the same Opus stream goes on through the crossfade
+    starts = {e["stream_epoch"]: e for e in capture.events if e["type"] == "audio_stream_start"}
+    assert 0 <= first_of[preset].offset_frames - starts[preset]["offset_frames"] < 960
+
+    # From the seek to the stop, one continuous decoded stream: warm, the 50 ms crossfade, bright.
+    pairs = [(f, a) for f, a in zip(capture.frames, capture.audio, strict=True) if f.stream_epoch in (seek, preset)]
+    for (a, x), (b, _) in zip(pairs, pairs[1:], strict=False):
+        assert b.offset_frames == a.offset_frames + a.keep  # no gap, no repeat across the epoch change
+    audio = np.concatenate([x for _, x in pairs])
+    origin = pairs[0][0].offset_frames
+    warm = to_48k(offline_master(tmp_path, daemon.music_dir / "crushed.wav", "warm", 1.0))
+    bright = to_48k(offline_master(tmp_path, daemon.music_dir / "crushed.wav", "bright", 1.0))
+    switch = starts[preset]["offset_frames"] - origin
+    fade = round(0.05 * 48_000)
+    expected = np.concatenate([warm[origin : origin + switch], np.zeros((fade, 2)),
+                               bright[origin + switch + fade : origin + audio.shape[0]]])
+    ramp = np.linspace(0, 1, fade, endpoint=False)[:, None]
+    expected[switch : switch + fade] = (warm[origin + switch : origin + switch + fade] * (1 - ramp)
+                                        + bright[origin + switch : origin + switch + fade] * ramp)
+    around = slice(max(0, switch - 4800), switch + fade + 4800)  # 100 ms either side of the crossfade
+    err = audio[around] - expected[around]
+    snr_db = 10 * np.log10(np.mean(expected[around] ** 2) / np.mean(err**2))
+    assert snr_db > 15, f"the Opus stream is not the crossfaded master around the preset change ({snr_db:.1f} dB)"
+    worst = float(np.max(np.abs(err)))
+    assert worst < 0.25, f"a click at the preset change: {worst:.3f}"
+
+
+def test_stream_opus_listeners_share_one_encoder_and_match_pcm(daemon: Daemon) -> None:
+    ids = track_ids(daemon)
+    with daemon.control() as control:
+        control.call("queue.clear")
+        control.call("queue.add", {"track_ids": [ids["dynamic.wav"]]})
+        control.call("options.set", {"repeat": True})
+        control.call("play", {"pos": 0})
+    listeners = [OpusCapture() for _ in range(3)]
+    pcm = Capture()
+    errors: list[BaseException] = []
+
+    def run_opus(capture: OpusCapture) -> None:
+        try:
+            with connect(daemon.ws + "/stream?format=opus", proxy=None, max_size=None) as ws:
+                capture.receive(ws, lambda c: sum(f.keep for f in c.frames) >= 6 * 48_000, timeout_s=90)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=run_opus, args=(c,)) for c in listeners]
+        for t in threads:
+            t.start()
+        with connect(daemon.ws + "/stream?format=f32", proxy=None, max_size=None) as ws:
+            receive_into(ws, pcm, until=lambda c: sum(f.num_frames for f in c.frames) >= 7 * SAMPLE_RATE, timeout_s=90)
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        with daemon.control() as control:
+            control.call("stop")
+            control.call("options.set", {"repeat": False})
+    assert not errors, errors
+    # One shared encoder: the same (epoch, sequence) is the same bytes for every listener.
+    by_key = [{(f.stream_epoch, f.sequence): r for f, r in zip(c.frames, c.raw, strict=True)} for c in listeners]
+    common = set(by_key[0]) & set(by_key[1]) & set(by_key[2])
+    assert len(common) > 20
+    assert all(by_key[0][k] == by_key[1][k] == by_key[2][k] for k in common)
+
+    # Against the PCM listener: the same audio at the same (48 kHz) offsets, loudness within 0.5 LU.
+    capture = listeners[0]
+    epoch = capture.frames[-1].stream_epoch
+    pcm_frames = [f for f in pcm.frames if f.stream_epoch == epoch]
+    assert pcm_frames, "the PCM and Opus listeners heard different epochs"
+    pcm_audio = np.concatenate([f.samples for f in pcm_frames])
+    pcm48 = to_48k(pcm_audio)
+    pcm_origin = to_opus_frames(pcm_frames[0].offset_frames, SAMPLE_RATE)
+    origin, audio = capture.epoch_audio(epoch)
+    lo = max(origin, pcm_origin) + 4800  # away from the resampling edges of the PCM excerpt
+    hi = min(origin + audio.shape[0], pcm_origin + pcm48.shape[0]) - 4800
+    assert hi - lo > 2 * 48_000
+    a = audio[lo - origin : hi - origin]
+    b = pcm48[lo - pcm_origin : hi - pcm_origin]
+    assert lag_of(a, b) == 0
+    assert abs(integrated_loudness(a, 48_000) - integrated_loudness(b, 48_000)) < 0.5
