@@ -72,6 +72,9 @@ WS_CLOSE_TOO_BIG: Final = 1009
 WS_CLOSE_WAIT_S: Final = 2.0  # how long close() waits for the server's close frame
 AUDIO_HEADER: Final = struct.Struct("<IIQ")  # stream_epoch, sequence, offset_frames (issue 5 wire format)
 SAMPLE_BYTES: Final = {"f32": 4, "s16": 2}
+LISTEN_FORMATS: Final = ("f32", "s16", "opus")  # opus: decoded here with PyAV, written as f32 at 48 kHz
+OPUS_HEADER: Final = struct.Struct("<IIQBBHIB")  # epoch, sequence, offset, version, flags, skip, keep, packets
+OPUS_LAYOUT_VERSION: Final = 1
 WAVE_FORMAT_PCM: Final = 0x0001  # RIFF/WAVE format tags (Microsoft mmreg.h)
 WAVE_FORMAT_IEEE_FLOAT: Final = 0x0003
 
@@ -612,6 +615,44 @@ class WebSocketClient:
     def _abort(self) -> None:
         self.closed = True
         self._sock.close()
+
+
+class OpusWireDecoder:
+    """Opus frames (docs/protocol.md, "Opus frames") to interleaved float32 PCM at 48 kHz, with PyAV.
+
+    PyAV is imported only here (``--format opus``); everything else in this client is the standard library.
+    """
+
+    def __init__(self) -> None:
+        try:
+            import av
+        except ImportError:
+            raise CtlError("--format opus needs PyAV (pip install av)") from None
+        self._av = av
+        self._decoder: Any = None
+
+    def decode(self, message: bytes) -> tuple[int, int, bytes]:
+        """``(epoch, offset_frames, pcm)`` of one binary message; CtlError for one that is malformed."""
+        if len(message) < OPUS_HEADER.size:
+            raise CtlError("the daemon sent an Opus frame shorter than its header")
+        epoch, _sequence, offset, version, flags, skip, keep, count = OPUS_HEADER.unpack_from(message)
+        if version != OPUS_LAYOUT_VERSION:
+            raise CtlError(f"Opus frame layout {version} is newer than this auralisctl (reads {OPUS_LAYOUT_VERSION})")
+        if flags & 1 or self._decoder is None:
+            self._decoder = self._av.CodecContext.create("opus", "r")
+            self._decoder.sample_rate = 48_000
+            self._decoder.layout = "stereo"
+        parts: list[bytes] = []
+        pos = OPUS_HEADER.size
+        for _ in range(count):
+            (length,) = struct.unpack_from("<H", message, pos)
+            packet = bytes(message[pos + 2 : pos + 2 + length])
+            pos += 2 + length
+            for frame in self._decoder.decode(self._av.Packet(packet)):
+                planes = frame.to_ndarray()  # float32 (channels, samples), planar
+                parts.append(planes.T.astype("<f4").tobytes())
+        pcm = b"".join(parts)
+        return epoch, offset, pcm[8 * skip : 8 * (skip + keep)]  # 8 bytes per stereo float32 frame
 
 
 def _mask(payload: bytes, key: bytes) -> bytes:
@@ -1805,6 +1846,7 @@ def cmd_listen(ctx: Context) -> int:
             ws.send_text(json.dumps(play_message))
         ws.settimeout(None)
         handle, is_wav = _open_output(out)
+        opus = OpusWireDecoder() if args.format == "opus" else None
         epoch: int | None = None
         limit_frames: int | None = None
         while True:
@@ -1834,7 +1876,7 @@ def cmd_listen(ctx: Context) -> int:
                             handle,
                             sample_rate=int(event["sample_rate"]),
                             channels=int(event["channels"]),
-                            sample_format=str(event.get("format", args.format)),
+                            sample_format="f32" if opus is not None else str(event.get("format", args.format)),
                         )
                         if args.seconds is not None:
                             limit_frames = int(round(args.seconds * writer.sample_rate))
@@ -1855,10 +1897,14 @@ def cmd_listen(ctx: Context) -> int:
                 continue
             if writer is None or len(message) < AUDIO_HEADER.size:
                 continue
-            frame_epoch, _sequence, _offset = AUDIO_HEADER.unpack_from(message)
+            if opus is not None:
+                frame_epoch, _offset, decoded = opus.decode(message)  # every message: the decoder's state
+                pcm = memoryview(decoded)
+            else:
+                frame_epoch, _sequence, _offset = AUDIO_HEADER.unpack_from(message)
+                pcm = memoryview(message)[AUDIO_HEADER.size :]
             if frame_epoch != epoch:
                 continue  # a frame from before the last seek / track change: stale
-            pcm = memoryview(message)[AUDIO_HEADER.size :]
             if limit_frames is not None:
                 room = (limit_frames - writer.num_frames) * writer.frame_bytes
                 pcm = pcm[: max(0, room)]
@@ -2016,7 +2062,8 @@ def build_parser() -> argparse.ArgumentParser:
     listen = add("listen", cmd_listen, "write the audio stream to a WAV file or raw PCM on stdout")
     listen.add_argument("--out", metavar="FILE.wav|-", help="a WAV file, or - for raw PCM on stdout")
     listen.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds of audio")
-    listen.add_argument("--format", choices=tuple(SAMPLE_BYTES), default="f32", help="sample format (default f32)")
+    listen.add_argument("--format", choices=LISTEN_FORMATS, default="f32",
+                        help="f32 (default), s16, or opus (~165 kbit/s instead of 2.8 Mbit/s; decoded with PyAV, written as f32 at 48 kHz)")
     listen.add_argument("--session", metavar="TRACK", help="a private session of TRACK (id or path) instead of the shared stream")
     listen.add_argument("--preset", help="preset of the private session (default: the daemon's)")
     listen.add_argument("--intensity", type=float, help="intensity of the private session (default: the daemon's)")

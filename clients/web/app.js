@@ -4,6 +4,9 @@
 import { encode, decodeAll } from "./msgpack.js";
 
 const HEADER_BYTES = 16; // <IIQ: stream_epoch, sequence, offset_frames (little-endian)
+const OPUS_HEADER_BYTES = 25; // <IIQBBHIB: epoch, sequence, offset (48 kHz), version, flags, skip, keep, packets
+const OPUS_LAYOUT_VERSION = 1;
+const OPUS_CONFIG = { codec: "opus", sampleRate: 48000, numberOfChannels: 2 };
 const BAND_KEYS = ["sub_bass_pct", "bass_pct", "low_mid_pct", "mid_pct", "upper_mid_pct", "presence_pct", "air_pct"];
 const BAND_LABELS = ["sub", "bass", "low-mid", "mid", "up-mid", "pres", "air"];
 // 2D LWRP regions (LUFS x crest dB). The daemon sends them with every lwrp_decision; between decisions
@@ -34,6 +37,7 @@ const state = {
   framesReceived: 0, originalFramesReceived: 0, sequenceGaps: 0, underruns: 0, bufferedMs: 0,
   contextState: "off", variant: "mastered", abGain: 0, decision: null, plan: null, preset: null,
   status: null, queue: [], events: [], streamStarts: 0, sampleRate: null, errors: [],
+  format: null, bytesReceived: 0, kbps: null, opusResets: 0,
 };
 window.auralis = state;
 
@@ -211,24 +215,124 @@ async function search(query) {
 // ---------------------------------------------------------------- audio (/stream, AudioWorklet)
 const streams = {};
 
+// The wire format: Opus (about 165 kbit/s) where the browser decodes it with WebCodecs, else float32 PCM
+// (2.8 Mbit/s). `?format=f32|opus` in the page's address forces one.
+async function pickFormat() {
+  const asked = params.get("format");
+  if (asked === "f32" || asked === "s16") return asked;
+  try {
+    if (typeof AudioDecoder === "function" && (await AudioDecoder.isConfigSupported(OPUS_CONFIG)).supported) return "opus";
+  } catch (e) { /* no WebCodecs here */ }
+  return "f32";
+}
+
 function openStream(variant) {
-  const path = variant === "original" ? "/stream?format=f32&variant=original" : "/stream?format=f32";
+  const path = `/stream?format=${state.format}${variant === "original" ? "&variant=original" : ""}`;
   const ws = new WebSocket(withToken(`${wsBase}${path}`));
   ws.binaryType = "arraybuffer";
-  const info = { ws, channels: 2, format: "f32", lastEpoch: null, lastSeq: -1 };
+  const info = { ws, channels: 2, format: state.format, lastEpoch: null, lastSeq: -1, opus: null };
   streams[variant] = info;
   ws.onmessage = (ev) => {
+    if (variant === "mastered") countBytes(typeof ev.data === "string" ? ev.data.length : ev.data.byteLength);
     if (typeof ev.data === "string") { onStreamEvent(variant, JSON.parse(ev.data)); return; }
-    onAudioFrame(variant, info, ev.data);
+    if (info.format === "opus") onOpusFrame(variant, info, ev.data);
+    else onAudioFrame(variant, info, ev.data);
   };
   ws.onclose = (ev) => {
     if (streams[variant] !== info) return;
+    if (info.opus) { try { info.opus.decoder.close(); } catch (e) { /* already closed */ } info.opus = null; }
     if (variant === "mastered") setConnectionNote(`stream closed (${ev.code})`);
     setTimeout(() => { if (streams[variant] === info) openStream(variant); }, 1000);
   };
 }
 
+// Bandwidth of the mastered stream (what one listener costs), over the last few seconds.
+const byteLog = [];
+function countBytes(n) {
+  const now = performance.now();
+  state.bytesReceived += n;
+  byteLog.push([now, n]);
+  while (byteLog.length && now - byteLog[0][0] > 5000) byteLog.shift();
+}
+setInterval(() => {
+  if (byteLog.length < 2) return;
+  const span = (performance.now() - byteLog[0][0]) / 1000;
+  if (span < 1) return;
+  state.kbps = (byteLog.reduce((sum, [, n]) => sum + n, 0) * 8) / span / 1000;
+  $("stream-format").textContent = `${state.format === "opus" ? "Opus" : "PCM " + state.format} · ${Math.round(state.kbps)} kbit/s`;
+}, 1000);
+
 function setConnectionNote(text) { $("buffer-text").textContent = text; }
+
+// Opus frames (docs/protocol.md, "Opus frames"): one WebCodecs decoder per Opus stream (a RESET starts a
+// new one); each message's decoded output loses `skip` samples and keeps `keep`, at `offset` (48 kHz).
+function newOpusDecoder(variant) {
+  const pending = []; // per packet, in decode order: the message it belongs to
+  const decoder = new AudioDecoder({
+    output: (data) => {
+      const msg = pending.shift();
+      const n = data.numberOfFrames;
+      const planes = [];
+      for (let c = 0; c < 2; c++) {
+        const plane = new Float32Array(n);
+        data.copyTo(plane, { planeIndex: Math.min(c, data.numberOfChannels - 1), format: "f32-planar" });
+        planes.push(plane);
+      }
+      data.close();
+      if (!msg) return;
+      const drop = Math.min(msg.skip, n);
+      msg.skip -= drop;
+      const take = Math.min(msg.keep, n - drop);
+      msg.keep -= take;
+      if (take <= 0) return;
+      const out = new Float32Array(take * 2);
+      for (let i = 0; i < take; i++) { out[2 * i] = planes[0][drop + i]; out[2 * i + 1] = planes[1][drop + i]; }
+      postFrame(variant, msg.epoch, msg.offset, out);
+      msg.offset += take;
+    },
+    error: (e) => showError(`opus decoder: ${e.message}`),
+  });
+  decoder.configure(OPUS_CONFIG);
+  return { decoder, pending, timestamp: 0 };
+}
+
+function onOpusFrame(variant, info, buf) {
+  const view = new DataView(buf);
+  if (buf.byteLength < OPUS_HEADER_BYTES || view.getUint8(16) !== OPUS_LAYOUT_VERSION) {
+    showError("the daemon sent an Opus frame this page cannot read");
+    return;
+  }
+  const epoch = view.getUint32(0, true);
+  const seq = view.getUint32(4, true);
+  const offset = Number(view.getBigUint64(8, true));
+  const reset = (view.getUint8(17) & 1) !== 0;
+  const msg = { epoch, offset, skip: view.getUint16(18, true), keep: view.getUint32(20, true) };
+  const count = view.getUint8(24);
+  if (epoch === info.lastEpoch && seq !== info.lastSeq + 1) state.sequenceGaps++;
+  info.lastEpoch = epoch; info.lastSeq = seq;
+  if (reset || !info.opus) {
+    const old = info.opus;
+    if (old) old.decoder.flush().catch(() => {}).finally(() => { try { old.decoder.close(); } catch (e) { /* closed */ } });
+    info.opus = newOpusDecoder(variant);
+    if (variant === "mastered") state.opusResets++;
+  }
+  let pos = OPUS_HEADER_BYTES;
+  for (let i = 0; i < count; i++) {
+    const length = view.getUint16(pos, true);
+    const packet = new Uint8Array(buf, pos + 2, length);
+    pos += 2 + length;
+    info.opus.pending.push(msg);
+    info.opus.decoder.decode(new EncodedAudioChunk({ type: "key", timestamp: info.opus.timestamp, data: packet }));
+    info.opus.timestamp += 20000; // microseconds
+  }
+  if (variant === "original") state.originalFramesReceived++; else state.framesReceived++;
+}
+
+function postFrame(variant, epoch, offset, data) {
+  const msg = { type: "frame", variant, epoch, offset, data };
+  if (node) node.port.postMessage(msg, [data.buffer]);
+  else if (pendingFrames.length < 80) pendingFrames.push(msg);
+}
 
 function onAudioFrame(variant, info, buf) {
   const view = new DataView(buf);
@@ -243,12 +347,10 @@ function onAudioFrame(variant, info, buf) {
     data = new Float32Array(ints.length);
     for (let i = 0; i < ints.length; i++) data[i] = ints[i] / 32768;
   } else {
-    data = new Float32Array(buf, HEADER_BYTES);
+    data = new Float32Array(buf, HEADER_BYTES); // transferred with its buffer: no copy
   }
   if (variant === "original") state.originalFramesReceived++; else state.framesReceived++;
-  const msg = { type: "frame", variant, epoch, offset, data };
-  if (node) node.port.postMessage(msg, [buf]);
-  else if (pendingFrames.length < 40) pendingFrames.push(msg);
+  postFrame(variant, epoch, offset, data);
 }
 
 function onStreamEvent(variant, ev) {
@@ -485,5 +587,9 @@ document.addEventListener("keydown", (e) => {
 });
 
 drawPlane(DEFAULT_REGIONS);
-openStream("mastered");
-openStream("original");
+pickFormat().then((format) => {
+  state.format = format;
+  $("stream-format").textContent = format === "opus" ? "Opus" : `PCM ${format}`;
+  openStream("mastered");
+  openStream("original");
+});

@@ -434,3 +434,26 @@ def test_listen_to_the_shared_stream_and_a_private_session(daemon, ctl, queue3, 
 
     code, _, err = ctl("listen", "--http", http, "--session", "99999", "--out", str(tmp_path / "none.wav"))
     assert code == 1 and "not_found" in err
+
+
+def test_listen_format_opus_decodes_the_stream_with_pyav(daemon, ctl, queue3, tmp_path):
+    """``listen --format opus``: the Opus frames decoded to a 48 kHz float WAV equal to the f32 render."""
+    from scipy.signal import correlate, resample_poly
+
+    from auralis.loudness import integrated_loudness
+
+    tracks = daemon.tracks
+    http = f"127.0.0.1:{daemon.http_port}"
+    common = ["listen", "--http", http, "--session", str(tracks["three"]), "--preset", "gentle", "--burst"]
+    code, _, err = ctl(*common, "--format", "opus", "--out", str(tmp_path / "opus.wav"))
+    assert code == 0, err
+    code, _, err = ctl(*common, "--out", str(tmp_path / "f32.wav"))
+    assert code == 0, err
+    opus, opus_rate = sf.read(tmp_path / "opus.wav", dtype="float32", always_2d=True)
+    pcm, pcm_rate = sf.read(tmp_path / "f32.wav", dtype="float32", always_2d=True)
+    assert (opus_rate, pcm_rate) == (48_000, 44_100) and sf.info(tmp_path / "opus.wav").subtype == "FLOAT"
+    pcm48 = resample_poly(pcm.astype(np.float64), 160, 147, axis=0)
+    assert opus.shape == pcm48.shape  # the whole 6 s track, every sample once
+    lag = int(np.argmax(correlate(opus[:, 0], pcm48[:, 0], mode="full", method="fft"))) - (pcm48.shape[0] - 1)
+    assert lag == 0
+    assert abs(integrated_loudness(opus, 48_000) - integrated_loudness(pcm, 44_100)) < 0.5
