@@ -18,6 +18,10 @@ code :data:`CLOSE_TOO_SLOW` and never slows the player or anyone else.
 One send policy for both routes (:func:`send_to_peer`): every message leaves within
 :data:`SEND_TIMEOUT_S` or the peer is closed with :data:`CLOSE_TOO_SLOW`.
 
+``?format=opus``: a ``/session`` encodes in its own sink (:class:`_OpusWebSocketSink`); a ``/stream``
+listener joins its variant's shared Opus stream (:class:`~auralisd.actors.opus_stream.OpusStreamHub`: one
+encoder for all). Encoding runs on threads (``SessionBackend.encode``), never on the event loop.
+
 Epochs: a new ``stream_epoch`` starts at every seek, track change and preset/intensity change, and
 ``audio_stream_start`` precedes its first audio. A preset/intensity change starts its epoch exactly at
 the next unsent frame (no gap, no repeat) and crossfades from the old plan to the new one over
