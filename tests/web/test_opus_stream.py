@@ -120,7 +120,7 @@ def test_opus_session_seek_resets_and_preset_change_continues(daemon: Daemon, tm
 
     # From the seek to the stop, one continuous decoded stream: warm, the 50 ms crossfade, bright.
     pairs = [(f, a) for f, a in zip(capture.frames, capture.audio, strict=True) if f.stream_epoch in (seek, preset)]
-    for (a, x), (b, _) in zip(pairs, pairs[1:], strict=False):
+    for (a, _), (b, _) in zip(pairs, pairs[1:], strict=False):
         assert b.offset_frames == a.offset_frames + a.keep  # no gap, no repeat across the epoch change
     audio = np.concatenate([x for _, x in pairs])
     origin = pairs[0][0].offset_frames
