@@ -34,8 +34,9 @@ clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
 
 # Render the systemd user units for this install into $HOME/.config/systemd/user
-# (AURALISD_ARGS="--music-dir ~/Music" adds daemon flags to ExecStart). See docs/usage.md.
+# (AURALISD_ARGS="--music-dir ~/Music" adds daemon flags to ExecStart; SPEAKER=1 also installs
+# auralis-speaker.service, `auralisctl listen --play`, with SPEAKER_ARGS="--player aplay"). See docs/usage.md.
 .PHONY: install-user-service
 install-user-service:
 	@test -x $(PY) || $(MAKE) venv
-	$(PY) systemd/install_user_service.py --args "$(AURALISD_ARGS)"
+	$(PY) systemd/install_user_service.py --args "$(AURALISD_ARGS)" $(if $(SPEAKER),--speaker --speaker-args "$(SPEAKER_ARGS)")

@@ -1806,8 +1806,45 @@ def _stream_closed_error(ws: WebSocketClient) -> CtlError | None:
     return None
 
 
+def cmd_listen_play(ctx: Context) -> int:
+    """``listen --play``: the shared stream on this machine's sound server or card (clients/speaker.py)."""
+    args = ctx.args
+    if args.out is not None or args.seconds is not None or args.session is not None:
+        raise UsageError("--play plays the shared stream: it takes no --out, --seconds or --session")
+    try:
+        import trio
+
+        try:
+            from clients import speaker
+        except ImportError:  # auralisctl.py copied alone with speaker.py beside it
+            import speaker  # type: ignore[no-redef,import-not-found]
+    except ImportError as exc:
+        raise CtlError(f"--play needs speaker.py beside auralisctl.py, trio and trio-websocket (installed with "
+                       f"auralis): {exc}") from None
+    try:
+        player = speaker.find_player(args.player)
+    except speaker.SpeakerError as exc:
+        raise CtlError(str(exc)) from None
+    decode = None
+    if args.format == "opus":
+        opus = OpusWireDecoder()
+
+        def decode(message: bytes) -> tuple[int, bytes]:
+            epoch, _offset, pcm = opus.decode(message)
+            return epoch, pcm
+
+    token = read_token(args)
+    headers = [("Authorization", f"Bearer {token}")] if token else []
+    trio.run(lambda: speaker.play_stream(listen_url(ctx), headers, player=player,
+                                         fmt="s16" if args.format == "s16" else "f32", decode=decode,
+                                         quiet=args.quiet))
+    return EXIT_OK
+
+
 def cmd_listen(ctx: Context) -> int:
     args = ctx.args
+    if args.play:
+        return cmd_listen_play(ctx)
     out = args.out
     if out is None:
         if sys.stdout.isatty():
@@ -2062,6 +2099,10 @@ def build_parser() -> argparse.ArgumentParser:
     listen = add("listen", cmd_listen, "write the audio stream to a WAV file or raw PCM on stdout")
     listen.add_argument("--out", metavar="FILE.wav|-", help="a WAV file, or - for raw PCM on stdout")
     listen.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds of audio")
+    listen.add_argument("--play", action="store_true",
+                        help="play the shared stream on this machine's speakers (follows pause, reconnects; Ctrl-C stops)")
+    listen.add_argument("--player", choices=("pw-play", "paplay", "aplay"),
+                        help="with --play: the program to play through (default: the first of pw-play, paplay, aplay found)")
     listen.add_argument("--format", choices=LISTEN_FORMATS, default="f32",
                         help="f32 (default), s16, or opus (~165 kbit/s instead of 2.8 Mbit/s; decoded with PyAV, written as f32 at 48 kHz)")
     listen.add_argument("--session", metavar="TRACK", help="a private session of TRACK (id or path) instead of the shared stream")

@@ -7,9 +7,13 @@ folders and the writable paths, and writes the units into ``$XDG_CONFIG_HOME/sys
 (``$HOME/.config/systemd/user``). It also creates the state and cache folders, because
 ``ReadWritePaths=`` can only open up folders that exist. Standard library only.
 
+With ``--speaker`` it also renders ``auralis-speaker.service``: ``auralisctl listen --play`` (the
+shared stream on this machine's speakers; ``--speaker-args "--player paplay"`` adds options).
+
 Usage::
 
     python systemd/install_user_service.py [--exec PATH] [--args "--music-dir ~/Music"] [--unit-dir DIR]
+                                           [--speaker [--speaker-args "--player aplay"]]
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Final
 
 TEMPLATES: Final = ("auralisd.service", "auralisd.socket")
+SPEAKER_TEMPLATE: Final = "auralis-speaker.service"
 TEMPLATE_DIR: Final = Path(__file__).resolve().parent
 
 
@@ -49,15 +54,20 @@ def unit_quote(value: str, *, in_exec: bool = False) -> str:
     return f'"{escaped}"'
 
 
-def find_auralisd() -> str:
-    """The ``auralisd`` script of this install: beside ``sys.executable``, else on ``$PATH``."""
-    candidate = Path(sys.executable).parent / "auralisd"
+def find_script(name: str = "auralisd") -> str:
+    """The ``name`` script of this install: beside ``sys.executable``, else on ``$PATH``."""
+    candidate = Path(sys.executable).parent / name
     if candidate.is_file() and os.access(candidate, os.X_OK):
         return str(candidate.absolute())
-    found = shutil.which("auralisd")
+    found = shutil.which(name)
     if found:
         return os.path.abspath(found)
-    raise SystemExit("install-user-service: no auralisd executable found; run `make venv` (or pip install .) first")
+    raise SystemExit(f"install-user-service: no {name} executable found; run `make venv` (or pip install .) first")
+
+
+def find_auralisd() -> str:
+    """The ``auralisd`` script of this install."""
+    return find_script("auralisd")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exec", dest="executable", help="the auralisd executable (default: the one of this Python)")
     parser.add_argument("--args", default="", help="extra auralisd arguments for ExecStart, e.g. '--music-dir ~/Music'")
     parser.add_argument("--unit-dir", help="where to write the units (default $XDG_CONFIG_HOME/systemd/user)")
+    parser.add_argument("--speaker", action="store_true",
+                        help="also install auralis-speaker.service (auralisctl listen --play on this machine's speakers)")
+    parser.add_argument("--speaker-args", default="", help="extra `auralisctl listen --play` options, e.g. '--player aplay'")
     args = parser.parse_args(argv)
 
     home = os.environ.get("HOME") or os.path.expanduser("~")
@@ -90,10 +103,16 @@ def main(argv: list[str] | None = None) -> int:
         # "-": a folder deleted after installing makes the daemon report it, not systemd fail with 226/NAMESPACE
         "READ_WRITE_PATHS": " ".join(unit_quote("-" + path) for path in (state_dir, cache_dir)),
     }
+    templates = list(TEMPLATES)
+    if args.speaker:
+        speaker = [find_script("auralisctl"), "listen", "--play",
+                   *(os.path.expanduser(word) for word in shlex.split(args.speaker_args))]
+        values["SPEAKER_EXEC_START"] = " ".join(unit_quote(word, in_exec=True) for word in speaker)
+        templates.append(SPEAKER_TEMPLATE)
     for folder in (state_dir, cache_dir):
         os.makedirs(folder, mode=0o700, exist_ok=True)
     unit_dir.mkdir(parents=True, exist_ok=True)
-    for name in TEMPLATES:
+    for name in templates:
         text = (TEMPLATE_DIR / name).read_text(encoding="utf-8")
         for key, value in values.items():
             text = text.replace(f"@{key}@", value)
@@ -109,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         "next:\n"
         "  systemctl --user daemon-reload\n"
         "  systemctl --user enable --now auralisd.socket auralisd.service"
+        + ("\n  systemctl --user enable --now auralis-speaker.service" if args.speaker else "")
     )
     return 0
 

@@ -102,9 +102,11 @@ def daemon_args(tmp: Path, music_dir: Path, http_port: int, *extra: str) -> list
 
 
 def start_daemon(tmp: Path, music_dir: Path, *, prefix: Sequence[str] = (), env: dict | None = None,
-                 extra: Sequence[str] = (), wait: bool = True) -> DaemonProcess:
-    """Start ``auralisd`` (after ``prefix``, e.g. systemd-socket-activate); optionally wait until scanned."""
-    http_port = free_port()
+                 extra: Sequence[str] = (), wait: bool = True, http_port: int | None = None) -> DaemonProcess:
+    """Start ``auralisd`` (after ``prefix``, e.g. systemd-socket-activate); optionally wait until scanned.
+
+    ``http_port``: a fixed port (a restart on the same address), else a free one."""
+    http_port = http_port or free_port()
     log_path = tmp / "auralisd.log"
     auralisd = str(Path(sys.executable).parent / "auralisd")
     command = [*prefix, auralisd, *daemon_args(tmp, music_dir, http_port, *extra)]

@@ -122,3 +122,35 @@ def test_a_home_with_spaces_and_percent_signs_still_verifies(tmp_path):
     result = subprocess.run([tool, "--user", "verify", str(service)], env=env, cwd=tmp_path, capture_output=True,
                             text=True, timeout=60)  # fmt: skip
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_speaker_unit_plays_through_this_install_and_verifies(tmp_path):
+    """`make install-user-service SPEAKER=1`: auralis-speaker.service runs `auralisctl listen --play`."""
+    tool = require_tool("systemd-analyze")
+    require_tool("make")
+    home = tmp_path / "home"
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
+    env.update(HOME=str(home), XDG_RUNTIME_DIR=str(runtime), SPEAKER="1", SPEAKER_ARGS="--player paplay")
+    made = subprocess.run(["make", "-s", "-C", str(REPO), "install-user-service"], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert made.returncode == 0, made.stdout + made.stderr
+    unit_dir = home / ".config" / "systemd" / "user"
+    speaker = unit_dir / "auralis-speaker.service"
+    assert f"installed {speaker}" in made.stdout and "enable --now auralis-speaker.service" in made.stdout
+    text = speaker.read_text()
+    assert not re.search(r"@[A-Z_]+@", text)
+    words = shlex.split(unit_values(text, "ExecStart")[0])
+    assert os.access(words[0], os.X_OK) and Path(words[0]).name == "auralisctl"
+    assert words[1:] == ["listen", "--play", "--player", "paplay"]
+    assert unit_values(text, "Restart") == ["on-failure"] and "auralisd.service" in unit_values(text, "After")[0]
+    result = subprocess.run([tool, "--user", "verify", str(speaker), str(unit_dir / "auralisd.service"),
+                             str(unit_dir / "auralisd.socket")], env=env, cwd=home, capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_without_speaker_no_speaker_unit(installed):
+    _, unit_dir, _ = installed
+    assert not (unit_dir / "auralis-speaker.service").exists()
