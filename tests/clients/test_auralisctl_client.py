@@ -35,18 +35,36 @@ SCRIPT = Path(auralisctl.__file__)
 # ---------------------------------------------------------------- the dependency rule
 
 
+# Optional features import their extras inside the one function that needs them, never at module level:
+# `listen --format opus` PyAV, `listen --play` trio and clients/speaker.py (which brings trio-websocket).
+LAZY_EXTRAS = {"cmd_listen_play": {"trio", "clients", "speaker"}, "__init__": {"av"}}
+
+
 def test_imports_only_msgpack_and_the_standard_library_by_ast():
     tree = ast.parse(SCRIPT.read_text())
     names = set()
-    for node in ast.walk(tree):
+    lazy: dict[str, set[str]] = {}
+
+    def imported(node: ast.AST) -> set[str]:
         if isinstance(node, ast.Import):
-            names.update(alias.name.partition(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
+            return {alias.name.partition(".")[0] for alias in node.names}
+        if isinstance(node, ast.ImportFrom):
             assert node.level == 0, "no relative imports: the file must work alone"
-            names.add(node.module.partition(".")[0])
-        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "__import__":
+            return {node.module.partition(".")[0]}
+        return set()
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef):
+            for inner in ast.walk(node):
+                extra = imported(inner) - set(sys.stdlib_module_names)
+                if extra:
+                    lazy.setdefault(node.name, set()).update(extra)
+        names |= imported(node)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "__import__":
             pytest.fail("no dynamic imports")
-    assert names - set(sys.stdlib_module_names) == {"msgpack"}
+    extras = set().union(*LAZY_EXTRAS.values())
+    assert names - set(sys.stdlib_module_names) - extras == {"msgpack"}
+    assert lazy == LAZY_EXTRAS, "third-party imports beyond msgpack only inside the functions of optional features"
 
 
 GUARD = textwrap.dedent(
