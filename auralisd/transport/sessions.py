@@ -406,17 +406,20 @@ class ListenerSession:
     async def _run_opus(self, variant: str) -> None:
         """``?format=opus``: the variant's shared Opus stream (one encoder for all its listeners)."""
         if self._opus_hub is None or self._backend is None:
-            await self._ws.send_message(event_message("audio_stream_error", code="invalid_params",
-                                                      message="format=opus is not served here"))
-            await close_websocket(self._ws, CLOSE_POLICY, reason="format=opus is not served here")
+            await refuse(self._ws, event_message("audio_stream_error", code="invalid_params",
+                                                 message="format=opus is not served here"),
+                         CLOSE_POLICY, "format=opus is not served here")
             return
         feed = self._opus_hub.join(variant)
         events = self._hub.subscribe(LISTENER_EVENTS)
+        closing: list[SessionClosed] = []
         try:
             async with trio.open_nursery() as nursery:
                 async def guarded(fn: Callable[[], Awaitable[None]]) -> None:
                     try:
                         await fn()
+                    except SessionClosed as exc:  # a frozen peer (the send policy) or one gone
+                        closing.append(exc)
                     except trio_websocket.ConnectionClosed:
                         pass
                     nursery.cancel_scope.cancel()
@@ -431,6 +434,9 @@ class ListenerSession:
         if feed.dropped:
             self.dropped = True
             await close_websocket(self._ws, CLOSE_TOO_SLOW, reason="listener fell behind the stream")
+        elif closing and closing[0].code:
+            self.dropped = closing[0].code == CLOSE_TOO_SLOW
+            await close_websocket(self._ws, closing[0].code, reason=closing[0].reason[:120])
 
     async def _pump_opus(self, feed: Any, variant: str) -> None:
         from ..actors.opus_stream import OpusStart
@@ -439,7 +445,7 @@ class ListenerSession:
         rate = self._player.sample_rate
         async for item in feed.receive:
             if isinstance(item, bytes):
-                await self._ws.send_message(item)
+                await send_to_peer(self._ws, item)
             elif isinstance(item, OpusStart):
                 start = item.start
                 fields = opus_start_fields(dict(
@@ -447,16 +453,16 @@ class ListenerSession:
                     preset=start.preset, intensity=start.intensity, plan=start.plan, decision=start.decision,
                     stream_epoch=start.epoch, offset_frames=start.offset_frames, gain_db=item.gain_db),
                     rate, self._backend.opus_bitrate_bps if self._backend is not None else 0)
-                await self._ws.send_message(event_message("audio_stream_start", **fields))
+                await send_to_peer(self._ws, event_message("audio_stream_start", **fields))
                 try:
                     self._decision_send.send_nowait(start)
                 except trio.WouldBlock:
                     pass
             elif isinstance(item, StreamStatus):
-                await self._ws.send_message(event_message("mastering_status", status=item.status,
-                                                          track_id=item.track_id))
+                await send_to_peer(self._ws, event_message("mastering_status", status=item.status,
+                                                           track_id=item.track_id))
             elif isinstance(item, StreamEnd):
-                await self._ws.send_message(event_message("audio_stream_end", reason=item.reason))
+                await send_to_peer(self._ws, event_message("audio_stream_end", reason=item.reason))
 
     async def _drain_incoming(self) -> None:
         """Keep reading so pings and close frames flow; /stream takes no commands."""
