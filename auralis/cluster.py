@@ -266,7 +266,7 @@ def open_client(*, scheduler: str | None = None, local_workers: int | None = Non
     _single_threaded_blas()  # local worker processes inherit it; remote ones: see docs/cluster.md
     if local_workers is not None:
         cluster = distributed.LocalCluster(
-            n_workers=local_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            n_workers=local_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
             silence_logs=logging.ERROR,  # Dask's INFO/WARNING chatter (worker start, cancelled tasks) is not ours
         )
         return distributed.Client(cluster), cluster

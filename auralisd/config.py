@@ -85,6 +85,10 @@ class Settings:
     album_mode: str | None = None  # off | track | album | auto; None: the saved mode, else auto
     snapcast: tuple[str, ...] = ()  # "NAME=URL" Snapcast outputs (docs/outputs.md)
     icecast: tuple[str, ...] = ()  # "NAME=URL" Icecast outputs (docs/outputs.md)
+    sidecars: str = "beside"  # where .25d sidecars are written: beside | mirror | none
+    sidecar_dir: str | None = None  # the mirror tree's folder (sidecars = "mirror")
+    dask_scheduler: str | None = None  # background library analysis on this Dask scheduler (docs/cluster.md)
+    dask_path_map: tuple[str, ...] = ()  # "LOCAL=REMOTE": where the Dask workers mount a music folder
     config: str | None = None  # the file that was read, if any
 
     @property
@@ -121,7 +125,8 @@ class Settings:
         return token
 
 
-# key -> (kind, flag help). kinds: "path", "paths", "str", "strs", "int", "bool", "level", "hostport", "album_mode", "outputs"
+# key -> (kind, flag help). kinds: "path", "paths", "str", "strs", "int", "bool", "level", "hostport", "album_mode", "outputs",
+# "sidecars"
 _KEYS: Final[dict[str, tuple[str, str]]] = {
     "music_dir": ("paths", "a music folder to serve (repeatable)"),
     "state_dir": ("path", "where the database lives (default $XDG_STATE_HOME/auralis)"),
@@ -144,8 +149,13 @@ _KEYS: Final[dict[str, tuple[str, str]]] = {
     "album_mode": ("album_mode", "off, track, album or auto: plan per track or per album (default: the saved mode, else auto)"),
     "snapcast": ("outputs", "a Snapcast output NAME=tcp://HOST:PORT or NAME=pipe:///PATH, options after ? "
                             "(sampleformat=48000:16:2) (repeatable; docs/outputs.md)"),
+    "sidecars": ("sidecars", "where .25d sidecars are written: beside (default), mirror (under sidecar_dir) or none (database only)"),
+    "sidecar_dir": ("path", "the folder of the sidecar mirror tree (sidecars = \"mirror\"; implies it when sidecars is not set)"),
+    "dask_scheduler": ("str", "send background library analysis to this Dask scheduler, e.g. tcp://HOST:8786 (pip install 'auralis[cluster]')"),
+    "dask_path_map": ("strs", "LOCAL=REMOTE: the Dask workers see music folder LOCAL as REMOTE (repeatable)"),
 }
 ALBUM_MODES: Final = ("off", "track", "album", "auto")
+SIDECAR_PLACEMENTS: Final = ("beside", "mirror", "none")  # as auralis.sidecar.SIDECAR_PLACEMENTS
 _INT_RANGES: Final = {
     "http_port": (0, 65535),  # 0: any free port (tests)
     "http_max_connections": (1, 65_536),
@@ -247,6 +257,10 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         if not isinstance(value, str) or value.lower() not in ALBUM_MODES:
             raise fail("one of " + ", ".join(ALBUM_MODES))
         return value.lower()
+    if kind == "sidecars":
+        if not isinstance(value, str) or value.lower() not in SIDECAR_PLACEMENTS:
+            raise fail("one of " + ", ".join(SIDECAR_PLACEMENTS))
+        return value.lower()
     if kind == "bool":
         if not isinstance(value, bool):
             raise fail("true or false")
@@ -320,6 +334,10 @@ def load_settings(args: argparse.Namespace | Mapping[str, Any]) -> tuple[Setting
         values[key] = _coerce(key, value, f"flag {flag}")
         origin[key] = f"flag {flag}"
 
+    if values.get("sidecar_dir") and "sidecars" not in values:
+        values["sidecars"] = "mirror"  # a mirror folder alone says where the user wants them
+        origin["sidecars"] = f"implied by sidecar_dir ({origin['sidecar_dir']})"
+    _check_cluster_settings(values)
     names = {f.name for f in dataclasses.fields(Settings)}
     settings = Settings(**{k: v for k, v in values.items() if k in names})
     seen: set[str] = set()
@@ -335,6 +353,25 @@ def load_settings(args: argparse.Namespace | Mapping[str, Any]) -> tuple[Setting
     if settings.token_file is not None and (address is not None or not is_loopback_host(settings.http_host)):
         settings.read_token()
     return settings, origin
+
+
+def _check_cluster_settings(values: Mapping[str, Any]) -> None:
+    """The sidecar and Dask settings that only make sense together. Raises ConfigError."""
+    if values.get("sidecars") == "mirror" and not values.get("sidecar_dir"):
+        raise ConfigError("sidecars: \"mirror\" needs sidecar_dir (the folder of the mirror tree)")
+    for spec in values.get("dask_path_map", ()):
+        local, sep, remote = spec.partition("=")
+        if not sep or not local or not remote:
+            raise ConfigError(f"dask_path_map: {spec!r} is not LOCAL=REMOTE")
+    if values.get("dask_path_map") and not values.get("dask_scheduler"):
+        raise ConfigError("dask_path_map: set dask_scheduler too (the map is for the Dask workers)")
+    if values.get("dask_scheduler"):
+        import importlib.util
+
+        if importlib.util.find_spec("distributed") is None:  # found, not imported: start-up stays light
+            raise ConfigError(
+                "dask_scheduler: the Dask 'distributed' package is not installed: pip install 'auralis[cluster]'"
+            )
 
 
 def format_settings(settings: Settings, origin: Mapping[str, str]) -> str:

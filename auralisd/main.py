@@ -1,7 +1,7 @@
 """``auralisd``: the root nursery. Start the actors in dependency order, stop them in reverse.
 
-Start order: database -> mastering pool -> library -> fingerprint resolver -> albums -> chunk
-renderer -> player -> outputs -> control transport -> HTTP/WebSocket. Each is started with
+Start order: database -> mastering pool -> library -> (Dask bridge, with dask_scheduler) -> fingerprint resolver
+-> albums -> chunk renderer -> player -> outputs -> control transport -> HTTP/WebSocket. Each is started with
 ``nursery.start`` and counts as up only when its ``run`` called ``task_status.started()``.
 The daemon is *ready* (the one place: :meth:`Daemon.run` calls ``on_ready``) when every
 listener accepts connections. Shutdown (SIGTERM, SIGINT) cancels the actors one by one in
@@ -25,6 +25,7 @@ import trio
 from . import config as config_mod
 from .actors.albums import AlbumPlans
 from .actors.cache import ChunkCache
+from .actors.cluster import ClusterAnalysis
 from .actors.database import Database
 from .actors.events import EventHub
 from .actors.fingerprints import FingerprintResolver
@@ -144,7 +145,14 @@ class Daemon:
         hub = EventHub()
         library = Library(db, hub, s.music_dir)
         await self._start(root, "library", library.run)
-        resolver = FingerprintResolver(db, pool_actor.pool, hub, cache_dir=s.cache_dir)
+        bridge: ClusterAnalysis | None = None
+        if s.dask_scheduler is not None:
+            bridge = ClusterAnalysis(s.dask_scheduler, path_map=s.dask_path_map)
+            await self._start(root, "cluster", bridge.run)
+        resolver = FingerprintResolver(
+            db, pool_actor.pool, hub, cache_dir=s.cache_dir, sidecars=s.sidecars, sidecar_dir=s.sidecar_dir,
+            cluster=bridge,
+        )  # fmt: skip
         await self._start(root, "fingerprints", resolver.run)
         playlists = PlaylistStore(os.path.join(s.state_dir, PLAYLISTS_FOLDER), hub)
         await self._start(root, "playlists", playlists.run)

@@ -50,6 +50,7 @@ EXIT_NO_CONNECTION: Final = 3
 EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, the shell convention
 
 DEFAULT_TIMEOUT_S: Final = 30.0  # per request (a socket-activated daemon may be starting); idle/watch wait without limit
+ANALYSIS_POLL_S: Final = 0.5  # `analysis --wait` asks the daemon for its totals this often
 DEFAULT_HTTP: Final = "127.0.0.1:8765"  # auralisd's default --http-host/--http-port (issue 4)
 CONTROL_SOCKET_NAME: Final = "control.sock"
 MAX_MESSAGE_BYTES: Final = 64 << 20  # largest control or WebSocket message we accept (a long queue.list)
@@ -1586,6 +1587,57 @@ def cmd_scan(ctx: Context, params: dict[str, Any] | None = None) -> int:
     return EXIT_OK
 
 
+def format_analysis(analysis: dict[str, Any]) -> str:
+    """``analysis: 120 done, 2 failed, 880 queued, 52.3 tracks/s, ETA 00:17 (tcp://host:8786)``."""
+    eta_s = analysis.get("eta_s")
+    running = bool(analysis.get("running"))
+    eta = f", ETA {_format_duration(float(eta_s))}" if running and isinstance(eta_s, (int, float)) else ""
+    state = "running" if running else "idle"
+    return (
+        f"analysis {state}: {int(analysis.get('done') or 0)} done, {int(analysis.get('failed') or 0)} failed, "
+        f"{int(analysis.get('queued') or 0)} queued, {float(analysis.get('rate') or 0.0):.1f} tracks/s{eta}"
+        f" ({analysis.get('where') or 'local'})"
+    )
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = int(round(max(0.0, seconds)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+
+
+def cmd_analysis(ctx: Context) -> int:
+    """Background library analysis: done, queued, failed, rate, ETA; ``--wait`` until it is finished."""
+    analysis = ctx.call("status").get("analysis") or {}
+    if not ctx.args.wait:
+        if ctx.json:
+            print_json(analysis)
+        elif not ctx.args.quiet:
+            print(format_analysis(analysis))
+        return EXIT_OK
+    tty = sys.stdout.isatty() and not ctx.json and not ctx.args.quiet
+    last_line = ""
+    while analysis.get("running"):
+        if tty:
+            done, queued = int(analysis.get("done") or 0), int(analysis.get("queued") or 0)
+            sys.stdout.write("\r" + _progress_bar(done, done + queued) + "  " + format_analysis(analysis) + "\x1b[K")
+            sys.stdout.flush()
+        elif not ctx.args.quiet and not ctx.json:
+            line = format_analysis(analysis)
+            if line != last_line:
+                print(line, flush=True)
+                last_line = line
+        time.sleep(ANALYSIS_POLL_S)
+        analysis = ctx.call("status").get("analysis") or {}
+    if tty:
+        sys.stdout.write("\r\x1b[K")
+    if ctx.json:
+        print_json(analysis)
+    elif not ctx.args.quiet:
+        print(format_analysis(analysis).replace("analysis idle", "analysis complete", 1))
+    return EXIT_OK
+
+
 def format_scan_counts(counts: dict[str, Any]) -> str:
     """``1001 files: 3 added, ... 1 damaged, 2 skipped; 0 removed``."""
     parts = ", ".join(f"{int(counts.get(k) or 0)} {k}"
@@ -2073,6 +2125,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("-l", "--long", action="store_true", help="id, duration, artist - title and path")
     add("scan", cmd_scan, "rescan the music folders").add_argument(
         "--wait", action="store_true", help="wait, show progress and what the scan found"
+    )
+    add("analysis", cmd_analysis, "background library analysis: done, failed, queued, rate, ETA").add_argument(
+        "--wait", action="store_true", help="wait until the library is analysed, showing progress"
     )
     add("rejected", cmd_rejected, "list the files the library could not use, and why")
     add("preset", cmd_preset, "list presets, or choose one").add_argument("name", nargs="?", metavar="NAME")

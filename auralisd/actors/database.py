@@ -861,6 +861,14 @@ class Database:
             ]
         )
 
+    async def count_tracks_without_fingerprint(self) -> int:
+        """Tracks the idle-time analysis still has to do (no fingerprint, or plan inputs only)."""
+        return await self._read(
+            lambda c: int(
+                c.execute("SELECT COUNT(*) FROM tracks WHERE fingerprint_status IN ('none', 'partial')").fetchone()[0]
+            )
+        )
+
     async def count_tracks(self) -> int:
         return await self._read(lambda c: int(c.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]))
 

@@ -15,7 +15,17 @@ timeout) mark the track with the reason, publish ``fingerprint_progress`` ``fail
 ``error`` event, and answer None: the player then uses the neutral plan.
 
 Idle time: after every library scan, tracks without a complete fingerprint are resolved one
-by one at background priority, so playback work always comes first.
+by one at background priority, so playback work always comes first. With a Dask cluster
+(:class:`~auralisd.actors.cluster.ClusterAnalysis`, ``dask_scheduler``), up to
+:data:`CLUSTER_IDLE_CONCURRENCY` of them at once go to the cluster instead, while everything
+someone waits for (the current track's plan, first audio, seeks) stays on the local pool; a
+track someone starts waiting for while it is on the cluster is taken back to the pool at once.
+Progress (done, queued, failed, rate, ETA) is :meth:`FingerprintResolver.analysis_progress`;
+the log gets one summary line every :data:`LOG_SUMMARY_INTERVAL_S` and one when a round ends,
+instead of a line per track (each track is logged at DEBUG).
+
+Sidecars are read and written where the settings say (``sidecars``: beside the audio, a
+mirror tree under ``sidecar_dir``, or none: database only; existing sidecars are still read).
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import trio_parallel
 
 from .. import jobs
 from ..errors import BAD_AUDIO, RpcError
+from .cluster import ClusterAnalysis
 from .database import Database, StoredFingerprint, Track
 from .events import EventHub
 from .pool import MasteringPool, PoolTimeout, failure_reason
@@ -41,6 +52,9 @@ log = logging.getLogger("auralisd.fingerprints")
 REQUEST_BUFFER: Final = 64  # pending requests (each a small record: ~200 B)
 MEMORY_ENTRIES: Final = 20_000  # fingerprints kept in memory (~2 KB each: ~40 MB worst case)
 IDLE_BATCH: Final = 50  # tracks fetched per idle-time round
+CLUSTER_IDLE_BATCH: Final = 256  # with a Dask cluster: tracks fetched per round (each a ~200 B request)
+CLUSTER_IDLE_CONCURRENCY: Final = 64  # with a Dask cluster: background tracks in flight at once
+LOG_SUMMARY_INTERVAL_S: Final = 30.0  # one INFO line of analysis totals this often while it runs
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,12 @@ class _Flight:
     followups: list = field(default_factory=list)  # full requests waiting for a plan-input flight
     background: bool = True  # idle priority until someone waits for it
     foreground_full: bool = False  # someone waits for the complete fingerprint (not just plan inputs)
+    waited_for: trio.Event = field(default_factory=trio.Event)  # set when it stops being background work
+
+    def set_background(self, value: bool) -> None:
+        self.background = value
+        if not value:
+            self.waited_for.set()
 
 
 @dataclass(frozen=True)
@@ -79,9 +99,47 @@ class FingerprintStatistics:
     sidecar_hits: int
     failures: int
     in_flight: int
+    cluster_computed: int = 0  # of ``computed``: fingerprints that came from the Dask cluster
 
     def to_wire(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class AnalysisProgress:
+    """The idle-time analysis of the library: this round's totals (``auralisctl analysis``).
+
+    ``done`` counts tracks finished this round (computed, or taken from a sidecar), ``failed``
+    those that could not be analysed, ``queued`` those still waiting; ``rate`` is done tracks
+    per second since the round started; ``eta_s`` is ``queued / rate`` (None before the first).
+    """
+
+    running: bool
+    done: int
+    failed: int
+    queued: int
+    elapsed_s: float
+    rate: float  # tracks per second
+    eta_s: float | None
+    where: str  # "local" or the Dask scheduler's address
+
+    def to_wire(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def summary(self) -> str:
+        eta = "" if self.eta_s is None or not self.running else f", ETA {self.eta_s:.0f} s"
+        return (f"{self.done} done, {self.failed} failed, {self.queued} queued, {self.rate:.1f} tracks/s"
+                f"{eta} ({self.where})")  # fmt: skip
+
+
+@dataclass(eq=False)
+class _Progress:
+    running: bool = False
+    done: int = 0
+    failed: int = 0
+    queued: int = 0
+    started_at: float = 0.0
+    finished_at: float = 0.0
 
 
 def _identity(track: Track) -> tuple[int, int]:
@@ -141,12 +199,26 @@ class FingerprintResolver:
     """Start with ``await nursery.start(resolver.run)``."""
 
     def __init__(
-        self, db: Database, pool: MasteringPool, hub: EventHub, *, cache_dir: str | None = None
+        self,
+        db: Database,
+        pool: MasteringPool,
+        hub: EventHub,
+        *,
+        cache_dir: str | None = None,
+        sidecars: str = "beside",
+        sidecar_dir: str | None = None,
+        cluster: ClusterAnalysis | None = None,
     ) -> None:
         self._db = db
         self._pool = pool
         self._hub = hub
         self._cache_dir = cache_dir
+        self._sidecars = sidecars  # beside | mirror | none
+        self._mirror_dir = sidecar_dir if sidecars == "mirror" else None
+        self._cluster = cluster
+        self._progress = _Progress()
+        self._cluster_computed = 0
+        self._analysis_changed = trio.Event()  # set (and replaced) when a round starts or ends
         self._send, self._receive = trio.open_memory_channel[_Request](REQUEST_BUFFER)
         self._memory: OrderedDict[int, tuple[tuple[int, int], Resolved]] = OrderedDict()
         self._failed: dict[int, tuple[tuple[int, int], str]] = {}
@@ -156,7 +228,20 @@ class FingerprintResolver:
         self._counts = dict(computed=0, plan_inputs_computed=0, memory_hits=0, db_hits=0, sidecar_hits=0, failures=0)
 
     def statistics(self) -> FingerprintStatistics:
-        return FingerprintStatistics(**self._counts, in_flight=len(self._flights))
+        return FingerprintStatistics(
+            **self._counts, in_flight=len(self._flights), cluster_computed=self._cluster_computed
+        )
+
+    def analysis_progress(self) -> AnalysisProgress:
+        """Totals of the current (or last) idle-time analysis round."""
+        p = self._progress
+        end = trio.current_time() if p.running else p.finished_at
+        elapsed_s = max(0.0, end - p.started_at) if p.started_at else 0.0
+        rate = p.done / elapsed_s if elapsed_s > 0.0 else 0.0
+        eta_s = p.queued / rate if rate > 0.0 else None
+        where = self._cluster.address if self._cluster is not None else "local"
+        running = p.running or self._idle_wakeup.is_set()  # a round asked for counts as running
+        return AnalysisProgress(running, p.done, p.failed, p.queued, elapsed_s, rate, eta_s, where)
 
     # ----------------------------------------------------------------- facade
     async def plan_inputs(self, track: Track) -> Resolved | None:
@@ -187,6 +272,15 @@ class FingerprintResolver:
     def schedule_idle(self) -> None:
         """Wake the idle-time loop (after a scan) to fingerprint the rest of the library."""
         self._idle_wakeup.set()
+
+    async def wait_analysis(self) -> None:
+        """Return once no idle-time analysis is pending or running (at once if none is)."""
+        while self._idle_wakeup.is_set() or self._progress.running:
+            await self._analysis_changed.wait()
+
+    def _analysis_changed_now(self) -> None:
+        changed, self._analysis_changed = self._analysis_changed, trio.Event()
+        changed.set()
 
     async def _ask(self, track: Track, *, full: bool) -> Resolved | None:
         reply_send, reply_receive = trio.open_memory_channel[Resolved | None](1)
@@ -228,7 +322,7 @@ class FingerprintResolver:
                 _reply(request.reply, full_flight.partial)
             elif request.reply is not None:
                 full_flight.partial_replies.append(request.reply)
-                full_flight.background = full_flight.background and request.background
+                full_flight.set_background(full_flight.background and request.background)
             return
         plan_flight = self._flights.get((track.track_id, False))
         if flight is None and request.full and plan_flight is not None:
@@ -240,7 +334,7 @@ class FingerprintResolver:
             nursery.start_soon(self._fly, request, flight, key, nursery)
         if request.reply is not None:
             flight.replies.append(request.reply)
-        flight.background = flight.background and request.background
+        flight.set_background(flight.background and request.background)
         flight.foreground_full = flight.foreground_full or (request.full and not request.background)
 
     async def _fly(self, request: _Request, flight: _Flight, key: tuple[int, bool], nursery: trio.Nursery) -> None:
@@ -248,14 +342,15 @@ class FingerprintResolver:
         result: Resolved | None = None
         def on_partial(partial: Resolved) -> None:
             flight.partial = partial
-            flight.background = not flight.foreground_full  # the rest is idle work unless awaited
+            flight.set_background(not flight.foreground_full)  # the rest is idle work unless awaited
             for reply in flight.partial_replies:
                 _reply(reply, partial)
             flight.partial_replies.clear()
 
         try:
             result = await self._resolve(
-                track, full=request.full, background=lambda: flight.background, on_partial=on_partial
+                track, full=request.full, background=lambda: flight.background, on_partial=on_partial,
+                waited_for=flight.waited_for,
             )
         except (jobs.JobFailed, PoolTimeout, trio_parallel.BrokenWorkerError, OSError) as exc:
             await self._fail(track, failure_reason(exc))
@@ -287,7 +382,13 @@ class FingerprintResolver:
         )
 
     async def _resolve(
-        self, track: Track, *, full: bool, background: Callable[[], bool], on_partial: Callable[[Resolved], None]
+        self,
+        track: Track,
+        *,
+        full: bool,
+        background: Callable[[], bool],
+        on_partial: Callable[[Resolved], None],
+        waited_for: trio.Event | None = None,
     ) -> Resolved:
         # memory may hold plan inputs that a full request can build on
         entry = self._memory.get(track.track_id)
@@ -313,6 +414,11 @@ class FingerprintResolver:
             self._hub.publish("fingerprint_progress", {"track_id": track.track_id, "status": "complete"})
             return resolved
         self._hub.publish("fingerprint_progress", {"track_id": track.track_id, "status": "analyzing"})
+        if self._cluster is not None and waited_for is not None and background():
+            done = await self._analyse_on_cluster(track, waited_for)
+            if done is not None:
+                self._cluster_computed += 1
+                return await self._store_complete(track, done.fingerprint, done.identity)
         if partial is None:
             partial = await self._compute_plan_inputs(track, background=background)
             self._counts["plan_inputs_computed"] += 1
@@ -324,14 +430,49 @@ class FingerprintResolver:
         else:
             on_partial(Resolved(partial, False, "memory"))
         fp = await self._pool.run(jobs.compute_fingerprint, track.path, partial, background=background)
+        return await self._store_complete(track, fp, None)
+
+    async def _store_complete(self, track: Track, fp: Any, identity: Any) -> Resolved:
+        """Keep a computed fingerprint: database, sidecar (per the settings), memory, event."""
         self._counts["computed"] += 1
         await self._db.put_fingerprint(to_stored(track, fp, source="computed", complete=True))
-        where = await trio.to_thread.run_sync(self._write_sidecar, track.path, fp)
-        log.info("fingerprinted %s (sidecar %s)", track.path, where or "not written")
+        where = await trio.to_thread.run_sync(self._write_sidecar, track.path, fp, identity)
+        log.debug("fingerprinted %s (sidecar %s)", track.path, where or "not written")
         resolved = Resolved(fp, True, "computed")
         self._remember(track, resolved)
         self._hub.publish("fingerprint_progress", {"track_id": track.track_id, "status": "complete"})
         return resolved
+
+    async def _analyse_on_cluster(self, track: Track, waited_for: trio.Event) -> Any:
+        """The whole fingerprint from the Dask cluster (``auralis.cluster.FileDone``), or None: analyse
+        locally (someone now waits for this track, the cluster is not there, or the file is not the
+        one scanned).
+
+        Raises:
+            jobs.JobFailed: the file cannot be analysed (its own reason, from a worker).
+        """
+        from auralis.cluster import FileFailed
+
+        assert self._cluster is not None
+        result: Any = None
+        async with trio.open_nursery() as nursery:
+
+            async def upgrade_watch() -> None:
+                await waited_for.wait()
+                nursery.cancel_scope.cancel()  # someone waits now: the local pool answers at once
+
+            nursery.start_soon(upgrade_watch)
+            result = await self._cluster.fingerprint(track.path)
+            nursery.cancel_scope.cancel()
+        if result is None:
+            return None
+        if isinstance(result, FileFailed):
+            if result.code == "changed":
+                return None  # replaced while the workers read it: the local pool reads the file as it is now
+            raise jobs.JobFailed(result.code, result.message)
+        if (result.identity.size, result.identity.mtime_ns) != _identity(track):
+            return None  # the workers saw another version of the file than the scan did
+        return result
 
     async def _compute_plan_inputs(self, track: Track, *, background: Callable[[], bool]) -> Any:
         """Segments spread over every worker, then merged exactly (on a thread)."""
@@ -356,16 +497,18 @@ class FingerprintResolver:
         from auralis.sidecar import read_sidecar
 
         try:
-            return read_sidecar(path, cache_dir=self._cache_dir)
+            return read_sidecar(path, cache_dir=self._cache_dir, mirror_dir=self._mirror_dir)
         except Exception:  # the contract says it never raises; be defensive all the same
             log.exception("reading the sidecar of %s failed", path)
             return None
 
-    def _write_sidecar(self, path: str, fp: Any) -> str | None:
+    def _write_sidecar(self, path: str, fp: Any, identity: Any = None) -> str | None:
         from auralis.sidecar import write_sidecar
 
+        if self._sidecars == "none":
+            return None
         try:
-            return write_sidecar(path, fp, cache_dir=self._cache_dir)
+            return write_sidecar(path, fp, cache_dir=self._cache_dir, identity=identity, mirror_dir=self._mirror_dir)
         except Exception as exc:
             log.warning("cannot write the sidecar of %s: %s", path, exc)
             return None
@@ -375,20 +518,77 @@ class FingerprintResolver:
         while True:
             await self._idle_wakeup.wait()
             self._idle_wakeup = trio.Event()
-            tried: set[int] = set()
-            while True:
-                ids = [i for i in await self._db.track_ids_without_fingerprint(IDLE_BATCH) if i not in tried]
-                if not ids:
-                    break
+            progress = self._progress
+            progress.running, progress.done, progress.failed = True, 0, 0
+            self._analysis_changed_now()
+            progress.started_at = trio.current_time()
+            progress.queued = await self._db.count_tracks_without_fingerprint()
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._summarise_periodically)
+                    if self._cluster is None:
+                        await self._idle_round_one_by_one()
+                    else:
+                        await self._idle_round_on_cluster()
+                    nursery.cancel_scope.cancel()
+            finally:
+                progress.running = False
+                progress.finished_at = trio.current_time()
+                self._analysis_changed_now()
+            if progress.done or progress.failed:
+                log.info("library analysis finished: %s", self.analysis_progress().summary())
+
+    async def _summarise_periodically(self) -> None:
+        while True:
+            await trio.sleep(LOG_SUMMARY_INTERVAL_S)
+            log.info("library analysis: %s", self.analysis_progress().summary())
+
+    async def _idle_round_one_by_one(self) -> None:
+        tried: set[int] = set()
+        while True:
+            ids = [i for i in await self._db.track_ids_without_fingerprint(IDLE_BATCH) if i not in tried]
+            if not ids:
+                break
+            for track_id in ids:
+                tried.add(track_id)
+                track = await self._db.get_track(track_id)
+                if track is None:
+                    continue
+                await self._background_one(track)
+
+    async def _idle_round_on_cluster(self) -> None:
+        """Up to CLUSTER_IDLE_CONCURRENCY background tracks at once (they go to the cluster)."""
+        tried: set[int] = set()
+        limiter = trio.CapacityLimiter(CLUSTER_IDLE_CONCURRENCY)
+
+        async def one(track: Track) -> None:
+            async with limiter:
+                await self._background_one(track)
+
+        while True:
+            ids = [i for i in await self._db.track_ids_without_fingerprint(CLUSTER_IDLE_BATCH) if i not in tried]
+            if not ids:
+                break
+            self._progress.queued = max(self._progress.queued, len(ids))
+            async with trio.open_nursery() as nursery:
                 for track_id in ids:
                     tried.add(track_id)
                     track = await self._db.get_track(track_id)
-                    if track is None:
-                        continue
-                    reply_send, reply_receive = trio.open_memory_channel[Resolved | None](1)
-                    await self._send.send(_Request(track, True, reply_send, background=True))
-                    async with reply_receive:
-                        await reply_receive.receive()
+                    if track is not None:
+                        nursery.start_soon(one, track)
+            self._progress.queued = await self._db.count_tracks_without_fingerprint()
+
+    async def _background_one(self, track: Track) -> None:
+        reply_send, reply_receive = trio.open_memory_channel[Resolved | None](1)
+        await self._send.send(_Request(track, True, reply_send, background=True))
+        async with reply_receive:
+            resolved = await reply_receive.receive()
+        progress = self._progress
+        progress.queued = max(0, progress.queued - 1)
+        if resolved is None:
+            progress.failed += 1
+        else:
+            progress.done += 1
 
 
 def _reply(channel: trio.MemorySendChannel | None, value: Resolved | None) -> None:

@@ -86,6 +86,7 @@ class Services:
         status.update(
             cache=self.mastering.cache.statistics().to_wire(),
             fingerprints=self.resolver.statistics().to_wire(),
+            analysis=self.resolver.analysis_progress().to_wire(),
             scan={"running": scan.running, "done": scan.done, "total": scan.total, "files_probed": scan.files_probed,
                   "scans": scan.scans, "tracks": scan.tracks,
                   "counts": None if scan.counts is None else scan.counts.to_wire(), "error": scan.error},

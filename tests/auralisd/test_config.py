@@ -244,3 +244,51 @@ def test_bad_outputs_are_one_sentence_naming_the_flag(flag: str, value: str, nee
 def test_two_outputs_with_one_name_are_refused() -> None:
     with pytest.raises(ConfigError, match="two outputs are named 'room'"):
         settings_from_argv(["--snapcast", "room=tcp://127.0.0.1:1", "--snapcast", "room=pipe:///tmp/snapfifo"])
+
+
+def test_sidecar_and_dask_settings_round_trip_through_print_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataclasses
+    import tomllib
+
+    settings, origin = settings_from_argv([])
+    assert (settings.sidecars, settings.sidecar_dir, settings.dask_scheduler, settings.dask_path_map) == (
+        "beside", None, None, ())  # fmt: skip
+    mirror = tmp_path / "fp mirror"
+    argv = ["--sidecar-dir", str(mirror), "--dask-scheduler", "tcp://10.0.0.5:8786",
+            "--dask-path-map", f"{tmp_path}/music=/mnt/music"]  # fmt: skip
+    settings, origin = settings_from_argv(argv)
+    assert settings.sidecars == "mirror" and origin["sidecars"].startswith("implied by sidecar_dir")
+    assert settings.sidecar_dir == str(mirror) and settings.dask_path_map == (f"{tmp_path}/music=/mnt/music",)
+    assert main(["--print-config", *argv]) == 0
+    out = capsys.readouterr().out
+    data = tomllib.loads(out)
+    assert (data["sidecars"], data["dask_scheduler"]) == ("mirror", "tcp://10.0.0.5:8786")
+    (tmp_path / "printed.toml").write_text(out)
+    again, _ = settings_from_argv(["--config", str(tmp_path / "printed.toml")])
+    assert dataclasses.replace(again, config=None) == settings
+    assert settings_from_argv(["--sidecars", "none"])[0].sidecars == "none"
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--sidecars", "mirror"], "needs sidecar_dir"),
+        (["--sidecars", "elsewhere"], "one of beside, mirror, none"),
+        (["--dask-path-map", "/music"], "dask_path_map"),
+        (["--dask-path-map", "/a=/b"], "set dask_scheduler too"),
+    ],
+)
+def test_bad_sidecar_and_dask_settings_name_the_key(argv: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        settings_from_argv(argv)
+
+
+def test_dask_scheduler_without_distributed_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "distributed" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"pip install 'auralis\[cluster\]'"):
+        settings_from_argv(["--dask-scheduler", "tcp://127.0.0.1:8786"])

@@ -295,6 +295,18 @@ def test_scan_and_scan_wait(daemon, ctl):
     assert not daemon.call("status")["scan"]["running"]
 
 
+def test_analysis_and_analysis_wait(daemon, ctl):
+    """Background library analysis: totals now, and --wait until it is done (on the local pool here)."""
+    code, out, _ = ctl("analysis", "--wait")
+    assert code == 0
+    last = re.fullmatch(r"analysis complete: (\d+) done, 0 failed, 0 queued, [\d.]+ tracks/s \(local\)", out.splitlines()[-1])
+    assert last is not None, out
+    analysis = ctl_json(ctl, "analysis")
+    assert set(analysis) == {"running", "done", "failed", "queued", "elapsed_s", "rate", "eta_s", "where"}
+    assert (analysis["running"], analysis["queued"], analysis["where"]) == (False, 0, "local")
+    assert daemon.call("status")["analysis"] == analysis
+
+
 # ---------------------------------------------------------------- mastering settings
 
 
