@@ -13,7 +13,7 @@ fingerprint it. Per file the cluster runs:
   merges them exactly (:func:`auralis.fingerprint.merge_fingerprint_segments`: bit-for-bit the
   one-process value) and checks the file did not change while it was read.
 
-Only the ~2 kB fingerprint comes back to the driver; segment results (~200 kB per 30 s) move
+Only the ~1.2 kB fingerprint comes back to the driver; segment results (~330 kB per 30 s) move
 between workers at most once. The driver (:func:`analyze_on_cluster`) runs on the machine
 that asked: it skips files whose sidecar is valid, keeps a bounded window of files in flight
 (the scheduler's memory stays flat for a million files), writes each sidecar there

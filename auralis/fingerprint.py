@@ -468,7 +468,7 @@ def merge_segments(path: str | os.PathLike[str], results: Sequence[SegmentResult
 class FingerprintSegment:
     """Everything one segment contributes to the *full* fingerprint: the plan half and the detail half.
 
-    Picklable, about 200 kB per 30 s segment at 44.1 kHz (mostly the per-hop onset arrays and the
+    Picklable, about 330 kB per 30 s segment at 44.1 kHz (mostly the per-hop onset arrays and the
     loudness meter's 2 ms granule energies). :func:`merge_fingerprint_segments` combines the
     segments of one file, computed anywhere and in any order, into exactly the fingerprint
     :func:`compute_fingerprint` computes in one process (the same arrays, merged by the same code).
