@@ -131,6 +131,11 @@ def well_formed_value(param: Param, music: Path) -> st.SearchStrategy[Any]:
         return st.lists(st.one_of(st.integers(0, 6), st.integers(0, MAX_UINT)), max_size=4)
     if kind == "strs":
         return st.lists(st.text(max_size=10), max_size=4)
+    if kind == "tags":
+        from auralisd.protocol.query import MATCH_TAGS
+
+        return st.dictionaries(st.sampled_from(MATCH_TAGS), st.one_of(st.text(max_size=20), ODD_TEXT), min_size=1,
+                               max_size=4)  # fmt: skip
     raise AssertionError(f"no strategy for parameter kind {kind!r}: add one")
 
 
