@@ -155,3 +155,35 @@ def test_listen_play_on_a_pulseaudio_null_sink(tmp_path: Path) -> None:
             speaker.kill()
             speaker.wait()
         daemon.stop()
+
+
+def test_listen_play_format_opus_plays_48_khz(tmp_path: Path) -> None:
+    """``--play --format opus``: the Opus frames decoded with PyAV and played at 48 kHz."""
+    for tool in ("pulseaudio", "pactl", "parec", "paplay"):
+        require_tool(tool)
+    music = tmp_path / "music"
+    write_library(music)
+    daemon = start_daemon(tmp_path, music)
+    speaker: subprocess.Popen | None = None
+    try:
+        with pulse_server(tmp_path) as pulse:
+            daemon.call("queue.add", {"paths": [str(music)]})
+            daemon.call("options.set", {"repeat": True})
+            daemon.call("play", {"pos": 0})
+            stderr_path = tmp_path / "speaker.err"
+            with open(stderr_path, "wb") as err:
+                speaker = subprocess.Popen(
+                    [sys.executable, str(SCRIPT), "--socket", daemon.socket_path, "listen", "--play", "--player",
+                     "paplay", "--format", "opus", "--http", f"127.0.0.1:{daemon.http_port}"],
+                    env=pulse.env, stdout=subprocess.DEVNULL, stderr=err)
+            wait_for(lambda: len(pulse.sink_inputs()) == 1, "the speaker's playback stream")
+            assert "48000Hz" in pulse.pactl("list", "sink-inputs")
+            sound_arrives(pulse)
+            speaker.send_signal(signal.SIGINT)
+            assert speaker.wait(timeout=15) == 0
+            assert "Traceback" not in stderr_path.read_text(errors="replace")
+    finally:
+        if speaker is not None and speaker.poll() is None:
+            speaker.kill()
+            speaker.wait()
+        daemon.stop()
