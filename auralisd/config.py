@@ -28,6 +28,8 @@ DEFAULT_HTTP_MAX_CONNECTIONS: Final = 384
 # /stream listeners of the shared player: 200 were measured none late (docs/benchmarks.md); each
 # holds at most 80 blocks (about 1.4 MB at 44.1 kHz), so 256 bound them to about 360 MB.
 DEFAULT_STREAM_MAX_LISTENERS: Final = 256
+# ?format=opus on /stream and /session: 160 kbit/s (~165 on the wire, against 2822 for f32 at 44.1 kHz).
+DEFAULT_OPUS_BITRATE_KBPS: Final = 160
 DEFAULT_CONTROL_TCP_HOST: Final = "127.0.0.1"
 DEFAULT_CACHE_MIB: Final = 256  # issue 4: chunk cache default budget
 DEFAULT_SAMPLE_RATE: Final = 44_100  # Hz, issue 4: output format for listeners
@@ -74,6 +76,7 @@ class Settings:
     http_port: int = DEFAULT_HTTP_PORT
     http_max_connections: int = DEFAULT_HTTP_MAX_CONNECTIONS
     stream_max_listeners: int = DEFAULT_STREAM_MAX_LISTENERS
+    opus_bitrate_kbps: int = DEFAULT_OPUS_BITRATE_KBPS
     control_tcp: str | None = None  # "[HOST:]PORT", off by default
     token_file: str | None = None
     allowed_origin: tuple[str, ...] = ()
@@ -138,6 +141,7 @@ _KEYS: Final[dict[str, tuple[str, str]]] = {
     "http_port": ("int", "port of the HTTP/WebSocket server"),
     "http_max_connections": ("int", f"open connections on the HTTP port; more get 503 (default {DEFAULT_HTTP_MAX_CONNECTIONS})"),
     "stream_max_listeners": ("int", f"/stream listeners; more are closed with 1013 (default {DEFAULT_STREAM_MAX_LISTENERS})"),
+    "opus_bitrate_kbps": ("int", f"Opus bit rate of ?format=opus on /stream and /session, 6-510 (default {DEFAULT_OPUS_BITRATE_KBPS})"),
     "control_tcp": ("hostport", "also serve the control protocol on TCP [HOST:]PORT (host 127.0.0.1)"),
     "token_file": ("path", "file holding the token TCP/remote clients must send"),
     "allowed_origin": ("strs", "extra allowed browser Origin (repeatable)"),
@@ -160,6 +164,7 @@ _INT_RANGES: Final = {
     "http_port": (0, 65535),  # 0: any free port (tests)
     "http_max_connections": (1, 65_536),
     "stream_max_listeners": (1, 65_536),
+    "opus_bitrate_kbps": (6, 510),  # libopus's range (RFC 6716 2.1.1)
     "workers": (1, 64),
     "cache_mib": (1, 1 << 20),
     "sample_rate": (8_000, 192_000),

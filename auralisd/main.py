@@ -165,7 +165,8 @@ class Daemon:
             render_ahead=s.render_ahead, restore_paused=s.restore_paused, albums=albums, album_mode=s.album_mode,
         )  # fmt: skip
         await self._start(root, "player", player.run)
-        self._session_backend = SessionBackend(db, resolver, mastering, sample_rate=s.sample_rate)
+        self._session_backend = SessionBackend(db, resolver, mastering, sample_rate=s.sample_rate,
+                                               opus_bitrate_bps=1000 * s.opus_bitrate_kbps)
         self._opus_hub = OpusStreamHub(player, hub, self._session_backend)
         await self._start(root, "opus", self._opus_hub.run)
         outputs = Outputs(db=db, hub=hub, player=player, kinds=make_outputs(s.output_specs(), player.sample_rate))

@@ -292,3 +292,13 @@ def test_dask_scheduler_without_distributed_says_how_to_install_it(monkeypatch: 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "distributed" else real(name, *a))
     with pytest.raises(ConfigError, match=r"pip install 'auralis\[cluster\]'"):
         settings_from_argv(["--dask-scheduler", "tcp://127.0.0.1:8786"])
+
+
+def test_opus_bitrate_from_flag_and_file_within_libopus_range(tmp_path: Path) -> None:
+    assert settings_from_argv([])[0].opus_bitrate_kbps == 160
+    config = write_config(tmp_path, "opus_bitrate_kbps = 96\n")
+    settings, origin = settings_from_argv(["--config", str(config)])
+    assert settings.opus_bitrate_kbps == 96 and origin["opus_bitrate_kbps"] == f"file {config} line 1"
+    assert settings_from_argv(["--opus-bitrate-kbps", "64"])[0].opus_bitrate_kbps == 64
+    with pytest.raises(ConfigError, match="'opus_bitrate_kbps' must be between 6 and 510"):
+        settings_from_argv(["--config", str(write_config(tmp_path, "opus_bitrate_kbps = 1000\n"))])

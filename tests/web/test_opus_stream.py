@@ -17,10 +17,12 @@ import numpy as np
 from scipy.signal import correlate, resample_poly
 from websockets.sync.client import connect
 
+from auralis.audio import write_audio
 from auralis.loudness import integrated_loudness
 from auralis.opus import OpusDecoder
+from auralis.synth import make_music
 from auralisd.protocol.audio_frames import OpusFrame, decode_opus_frame, to_opus_frames
-from tests.web.daemon import Capture, Daemon, receive_into, track_ids
+from tests.web.daemon import Capture, Daemon, receive_into, running_daemon, track_ids
 from tests.web.test_streaming import offline_master
 
 SAMPLE_RATE = 44_100
@@ -79,6 +81,7 @@ def test_burst_opus_session_decodes_to_the_master(daemon: Daemon, tmp_path: Path
         capture.receive(ws, OpusCapture.ended, timeout_s=120)
     start = next(e for e in capture.events if e["type"] == "audio_stream_start")
     assert (start["format"], start["sample_rate"], start["source_sample_rate"]) == ("opus", 48_000, SAMPLE_RATE)
+    assert start["bitrate_bps"] == 160_000  # the default opus_bitrate_kbps
     assert capture.events[-1]["reason"] == "end"
     reference = offline_master(tmp_path, daemon.music_dir / "dynamic.wav", "warm", 0.7)
     assert start["num_frames"] == to_opus_frames(reference.shape[0], SAMPLE_RATE)
@@ -194,3 +197,19 @@ def test_stream_opus_listeners_share_one_encoder_and_match_pcm(daemon: Daemon) -
     b = pcm48[lo - pcm_origin : hi - pcm_origin]
     assert lag_of(a, b) == 0
     assert abs(integrated_loudness(a, 48_000) - integrated_loudness(b, 48_000)) < 0.5
+
+
+def test_opus_bitrate_setting_reaches_the_encoder(tmp_path: Path) -> None:
+    """``--opus-bitrate-kbps 64``: announced in ``audio_stream_start`` and what the wire carries."""
+    music = tmp_path / "music"
+    music.mkdir()
+    write_audio(music / "song.wav", make_music(8.0, SAMPLE_RATE, seed=4), SAMPLE_RATE)
+    with running_daemon(tmp_path, music, "--opus-bitrate-kbps", "64", workers=1) as daemon:
+        capture = OpusCapture()
+        with connect(daemon.ws + "/session?format=opus", proxy=None, max_size=None) as ws:
+            ws.send(json.dumps({"type": "play_enhanced", "track_id": track_ids(daemon)["song.wav"], "pace": "burst"}))
+            capture.receive(ws, OpusCapture.ended, timeout_s=120)
+    start = next(e for e in capture.events if e["type"] == "audio_stream_start")
+    assert start["bitrate_bps"] == 64_000
+    kbit_s = 8 * sum(len(r) for r in capture.raw) / 8.0 / 1000
+    assert 50 < kbit_s < 80
