@@ -42,7 +42,7 @@ from ..errors import INVALID_PARAMS, NOT_FOUND, RpcError
 from ..playback import Clock, Crossfade, Deck, PlayQueue, QueueError, VolumeRamp
 from ..playback.mixer import BLOCK_S, CROSSFADE_S, block_frames, crossfade_frames
 from ..playback.mixer import volume_gain as volume_gain
-from .albums import ALBUM_MODES, DEFAULT_ALBUM_MODE, AlbumContext, AlbumPlans, album_key_of, album_scope
+from .albums import ALBUM_MODES, DEFAULT_ALBUM_MODE, AlbumContext, AlbumPlans, album_key_of
 from .database import Database, Track
 from .events import EventHub
 from .fingerprints import FingerprintResolver
@@ -57,6 +57,7 @@ from .listeners import (
     StreamStatus,
 )
 from .mastering import Mastering, chunk_frames
+from .planning import AlbumArgs, DeckPlanner
 from .player_store import SAVE_INTERVAL_S, PlayerStore, load_saved, send_reply
 from .player_view import mastering_event, mastering_status, options_event, player_event, queue_items, status
 from .renders import DeckRenders, Outcome, RenderReport
@@ -142,7 +143,7 @@ class Player:
         self._db = db
         self._hub = hub
         self._run_sync: Callable[..., Awaitable[Any]] = trio.to_thread.run_sync if run_sync is None else run_sync
-        self._resolver = resolver
+        self._planner = DeckPlanner(resolver, albums, self._run_sync)
         self._mastering = mastering
         self.sample_rate = int(sample_rate)
         self._render_ahead = int(render_ahead)
@@ -387,8 +388,8 @@ class Player:
         if deck is self._deck:
             self._publish(StreamStatus("preparing", deck.track.track_id))
         previous_id, next_id = self._neighbours(deck)
-        album_args = (deck.album_mode, self._flags.get("random", False), previous_id, next_id,
-                      ALBUM_WAIT_NEXT_S if deck is self._next else ALBUM_WAIT_PLAYHEAD_S)
+        album_args = AlbumArgs(deck.album_mode, self._flags.get("random", False), previous_id, next_id,
+                               ALBUM_WAIT_NEXT_S if deck is self._next else ALBUM_WAIT_PLAYHEAD_S)
         self._nursery.start_soon(self._prepare, deck.deck_id, deck.track, deck.preset, deck.intensity, scope, album_args)
 
     def _neighbours(self, deck: Deck) -> tuple[int | None, int | None]:
@@ -400,65 +401,11 @@ class Player:
         after = self._queue[index + 1].track_id if index + 1 < len(self._queue) else None
         return before, after
 
-    async def _album_plan(
-        self, track: Track, preset: str, intensity: float, album_args: tuple[Any, ...]
-    ) -> tuple[Any, AlbumContext | None, str]:
-        """``(plan or None, context, reason)``: the album plan when album mode applies and the album is analysed."""
-        from auralis.album import plan_album
-
-        mode, random_on, previous_id, next_id, wait_s = album_args
-        if mode == "off" or self._albums is None:
-            return None, None, "album mode off"
-        album = await self._albums.album_of(track)
-        scope = album_scope(mode, random=random_on, album=album, track_id=track.track_id,
-                            previous_id=previous_id, next_id=next_id)
-        if not scope.album_plan or album is None:
-            return None, None, scope.reason
-        inputs = await self._albums.stored(album)
-        if inputs is None and self._albums.failure(album) is None:
-            # cold: the album is analysed at idle priority (never ahead of the playhead's own analysis and
-            # chunks); a short wait, then the track plan, and album mode from the next boundary after it is done
-            with trio.move_on_after(wait_s):
-                inputs = await self._albums.plan_inputs(album, background=True)
-        if inputs is None:
-            failed = self._albums.failure(album)
-            if failed is not None:
-                return None, None, f"album {album.name!r} cannot be played as one ({failed}): track plan"
-            self._albums.prefer([album])
-            return None, None, (f"{scope.reason}, but album {album.name!r} is still being analysed: track plan "
-                                "until the next track boundary")
-        index = album.index_of(track.track_id)
-        assert index is not None  # album_scope checked it
-        plan = await self._run_sync(
-            lambda: plan_album(inputs, preset, intensity, tracks=len(album.tracks), name=album.name)
-        )
-        return plan, AlbumContext(album, index, album.layout()), scope.reason
-
-    async def _prepare(
-        self, deck_id: int, track: Track, preset: str, intensity: float, scope: trio.CancelScope,
-        album_args: tuple[Any, ...] = ("off", False, None, None, 0.0),
-    ) -> None:
-        from auralis.plan import plan_mastering
-
+    async def _prepare(self, deck_id: int, track: Track, preset: str, intensity: float, scope: trio.CancelScope,
+                       album_args: AlbumArgs) -> None:
         with scope:
-            try:
-                album_plan, context, reason = await self._album_plan(track, preset, intensity, album_args)
-            except Exception:
-                log.exception("album plan for %s failed; using the track's own plan", track.path)
-                album_plan, context, reason = None, None, "album plan failed: track plan"
-            if album_plan is not None:
-                await self._send.send(_PlanReady(deck_id, album_plan, "album", context, reason))
-                return
-            resolved = await self._resolver.plan_inputs(track)
-            value = None if resolved is None else resolved.value
-            source = "neutral" if resolved is None else resolved.source
-            try:
-                plan = await self._run_sync(plan_mastering, value, preset, intensity)
-            except Exception:
-                log.exception("planning %s failed; using the neutral plan", track.path)
-                plan = await self._run_sync(plan_mastering, None, preset, intensity)
-                source = "neutral"
-            await self._send.send(_PlanReady(deck_id, plan, source, None, reason))
+            planned = await self._planner.plan(track, preset, intensity, album_args)
+            await self._send.send(_PlanReady(deck_id, planned.plan, planned.source, planned.album, planned.scope_reason))
 
     def _on_plan_ready(self, message: _PlanReady) -> None:
         deck = self._find_deck(message.deck_id)
