@@ -329,20 +329,16 @@ def test_ping_needs_no_auth_on_tcp_but_everything_else_does(tcp_daemon) -> None:
 
 
 def test_idle_unauthenticated_tcp_clients_are_closed_and_authenticated_ones_stay(tcp_daemon) -> None:
+    """On a real socket, by events only: the idle client's close; when it comes (exactly AUTH_TIMEOUT_S)
+    is checked on trio's MockClock in test_control_timing.py. The socket timeout is a safety bound."""
     import socket
-    import time
-
-    from auralisd.transport.control import AUTH_TIMEOUT_S
 
     from .rpc import Client
 
     _, port = tcp_daemon
     with Client.tcp("127.0.0.1", port) as good, socket.create_connection(("127.0.0.1", port), timeout=30) as idle:
         assert good.call("auth", token=TOKEN) is True
-        started = time.monotonic()
         assert idle.recv(1) == b""  # the daemon hung up
-        waited_s = time.monotonic() - started
-        assert AUTH_TIMEOUT_S - 0.5 <= waited_s <= AUTH_TIMEOUT_S + 5.0
         assert good.call("status")["queue_length"] == 0
 
 
