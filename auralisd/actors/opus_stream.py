@@ -199,6 +199,9 @@ class OpusStreamHub:
     async def _run_stream(self, stream: _SharedOpusStream) -> None:
         try:
             await stream.run()
+        except Exception:  # a bug or an encoder failure: this stream's listeners reconnect, the daemon goes on
+            log.exception("the shared Opus stream (%s) failed; its listeners are closed and may reconnect",
+                          stream.variant)
         finally:
             if self._streams.get(stream.variant) is stream:
                 del self._streams[stream.variant]

@@ -115,3 +115,69 @@ def test_an_end_then_the_same_offset_opens_a_new_stream() -> None:
     decoded = decode_messages(messages)
     assert sum(f.keep for f, _ in decoded) == 96_000
     assert [f.reset for f, _ in decoded].count(True) == 2
+
+
+async def test_a_failing_shared_encoder_closes_its_listeners_and_spares_the_hub(caplog) -> None:
+    """An encoder that raises ends that shared stream (its listeners' feeds close), never the hub."""
+    import trio
+
+    from auralisd.actors.opus_stream import OpusStreamHub
+    from auralisd.actors.player import PcmBlock, StreamStart
+
+    class Sub:
+        def __init__(self) -> None:
+            self.send, self.receive = trio.open_memory_channel(10)
+
+        async def wait_dropped(self) -> None:
+            await trio.sleep_forever()
+
+        def close(self) -> None:
+            self.receive.close()
+
+    class Player:
+        sample_rate = RATE
+
+        def __init__(self) -> None:
+            self.subs: list[Sub] = []
+            self.subscribed = trio.Event()
+
+        async def subscribe(self, max_blocks: int) -> Sub:
+            self.subs.append(Sub())
+            self.subscribed.set()
+            return self.subs[-1]
+
+    class Broken:
+        pre_skip = 312
+
+        def encode(self, samples):
+            raise RuntimeError("encoder exploded")
+
+        def flush(self):
+            return []
+
+    class Backend:
+        opus_bitrate_bps = 160_000
+
+        def opus_encoder(self):
+            return Broken()
+
+        async def encode(self, fn, *args):
+            return fn(*args)
+
+    player = Player()
+    hub = OpusStreamHub(player, None, Backend())  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        feed = hub.join("mastered")
+        await player.subscribed.wait()
+        start = StreamStart(1, 0, RATE, 2, {"track_id": 1}, "adaptive", 1.0, None, None)
+        await player.subs[0].send.send(start)
+        await player.subs[0].send.send(PcmBlock(1, 0, np.zeros((2205, 2), np.float32), 1))
+        items = [item async for item in feed.receive]  # ends when the failed stream closes its feeds
+        assert items and items[0].start == start
+        assert hub.encoders == 0
+        assert "encoder exploded" in caplog.text
+        again = hub.join("mastered")  # the hub still serves: a new listener starts a new stream
+        assert hub.encoders == 1
+        again.close()
+        nursery.cancel_scope.cancel()
