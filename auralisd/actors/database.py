@@ -352,6 +352,13 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+# the tag columns of the search text, in the order _search_text takes them after the path
+_SEARCH_COLUMNS: Final = (
+    "title", "artist", "album", "album_artist", "genre", "track_number", "disc_number", "date", "composer",
+    "performer", "comment", "mb_album_id",
+)  # fmt: skip
+
+
 def _search_text(path: str, *values: object) -> str:
     """Every tag and the path, folded (:func:`fold`): what ``library.search`` matches words in, and
     the pre-filter of case-insensitive tag matches (actors/tagquery.py)."""
@@ -385,6 +392,7 @@ class Database:
         self._limiter = trio.CapacityLimiter(1)
         self._conn: sqlite3.Connection | None = None
         self._tracks_generation = 0  # bumped by every change of the tracks table
+        self._fts = False  # the trigram index of search_text exists (tagquery.install_search_index)
         # recent track_blocks answers by (generation, query, lines, limit, offset): MPD clients list the
         # whole library at every connection; 4 answers of 10,000 songs are ~10 MB
         self._blocks: OrderedDict[tuple[Any, ...], list[tuple[str, str, str]]] = OrderedDict()
@@ -412,6 +420,7 @@ class Database:
             tagquery.install(conn, fold)
             migrate(conn)
             _check_block_layout(conn)
+            self._fts = tagquery.install_search_index(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
             if _is_damage(exc):
@@ -484,16 +493,22 @@ class Database:
     async def move_tracks(self, moves: Sequence[tuple[int, str, str, str, str]]) -> None:
         """``(track_id, path, music_dir, rel_dir, real_path)``: a known file now has another library
         path (or its real path changed). The row, its fingerprint and its queue entries stay."""
+
+        def job(c: sqlite3.Connection) -> None:
+            for track_id, path, music_dir, rel_dir, real in moves:
+                row = c.execute(f"SELECT {', '.join(_SEARCH_COLUMNS)} FROM tracks WHERE track_id = ?",
+                                (int(track_id),)).fetchone()  # fmt: skip
+                if row is None:
+                    continue
+                c.execute(
+                    "UPDATE tracks SET path = ?, music_dir = ?, rel_dir = ?, real_path = ?, song_block = NULL,"
+                    " search_text = ? WHERE track_id = ?",
+                    (path_to_wire(path), path_to_wire(music_dir), path_to_wire(rel_dir), path_to_wire(real),
+                     _search_text(path, *row), int(track_id)),  # the search text holds the path too
+                )  # fmt: skip
+
         self._tracks_changed()
-        await self._write(
-            lambda c: c.executemany(
-                "UPDATE tracks SET path = ?, music_dir = ?, rel_dir = ?, real_path = ?, song_block = NULL WHERE track_id = ?",
-                [
-                    (path_to_wire(p), path_to_wire(m), path_to_wire(r), path_to_wire(real), int(t))
-                    for t, p, m, r, real in moves
-                ],
-            )
-        )
+        await self._write(job)
         self._tracks_changed()
 
     async def rejected_files(self) -> dict[str, tuple[int, int]]:
@@ -744,7 +759,7 @@ class Database:
         Raises:
             QueryError: a regular expression that does not compile, or a query over the limits.
         """
-        where, args = tagquery.compile_where(query, fold)
+        where, args = tagquery.compile_where(query, fold, fts=self._fts)
 
         def job(c: sqlite3.Connection) -> tuple[list[Track], int]:
             sql = f"SELECT * FROM tracks WHERE {where} ORDER BY {_LIST_ORDER} LIMIT ? OFFSET ?"
@@ -774,7 +789,7 @@ class Database:
         if key in self._blocks:
             self._blocks.move_to_end(key)
             return self._blocks[key]
-        where, args = tagquery.compile_where(query, fold)
+        where, args = tagquery.compile_where(query, fold, fts=self._fts)
         text = tagquery.block_expr(lines)
         stored = [tuple(x) for x in lines] == [tuple(x) for x in tagquery.STORED_BLOCK_LINES]
 
@@ -807,7 +822,7 @@ class Database:
         """The distinct ``(group values..., tag value)`` rows of the tracks ``query`` matches, sorted
         (MPD's ``list TAG group G...``); None where a track has no such tag. ``tag`` may be ``file``."""
         columns = [tagquery.COLUMNS[name] for name in (*group, tag)]
-        where, args = tagquery.compile_where(query, fold)
+        where, args = tagquery.compile_where(query, fold, fts=self._fts)
         select = ", ".join(columns)
         order = ", ".join(f"{c} IS NOT NULL, {c}" for c in columns)
 
@@ -820,7 +835,7 @@ class Database:
     async def count_matches(self, query: Query | None, group: str | None = None) -> list[tuple[str | None, int, float]]:
         """``[(group value, songs, playtime_s)]`` of the tracks ``query`` matches: one row (value None)
         without ``group``, else one per value of the tag ``group`` (None: tracks without it)."""
-        where, args = tagquery.compile_where(query, fold)
+        where, args = tagquery.compile_where(query, fold, fts=self._fts)
 
         def job(c: sqlite3.Connection) -> list[tuple[str | None, int, float]]:
             if group is None:

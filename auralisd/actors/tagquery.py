@@ -99,8 +99,9 @@ def _regex(pattern: str, flags: int) -> re.Pattern[str]:
     return re.compile(pattern, flags)
 
 
-def compile_where(query: Query | None, fold: Callable[[str], str]) -> tuple[str, list[Any]]:
-    """``(sql, args)``: a boolean SQL expression over ``tracks`` ("1" for no query).
+def compile_where(query: Query | None, fold: Callable[[str], str], *, fts: bool = False) -> tuple[str, list[Any]]:
+    """``(sql, args)``: a boolean SQL expression over ``tracks`` ("1" for no query). ``fts``: the
+    trigram index ``track_search`` exists (:func:`install_search_index`) and pre-filters substrings.
 
     Raises:
         QueryError: a regular expression that does not compile, or a query over the limits.
@@ -109,17 +110,17 @@ def compile_where(query: Query | None, fold: Callable[[str], str]) -> tuple[str,
         return "1", []
     check_query(query)
     args: list[Any] = []
-    sql = _compile(query, fold, args)
+    sql = _compile(query, fold, args, fts)
     return sql, args
 
 
-def _compile(q: Query, fold: Callable[[str], str], args: list[Any]) -> str:
+def _compile(q: Query, fold: Callable[[str], str], args: list[Any], fts: bool) -> str:
     if isinstance(q, And):
         if not q.parts:
             return "1"
-        return "(" + " AND ".join(_compile(p, fold, args) for p in q.parts) + ")"
+        return "(" + " AND ".join(_compile(p, fold, args, fts) for p in q.parts) + ")"
     if isinstance(q, Not):
-        return f"(NOT COALESCE({_compile(q.part, fold, args)}, 0))"
+        return f"(NOT COALESCE({_compile(q.part, fold, args, fts)}, 0))"
     if isinstance(q, Base):
         rel = q.path.strip("/")
         if not rel:
@@ -136,18 +137,19 @@ def _compile(q: Query, fold: Callable[[str], str], args: list[Any]) -> str:
         # holding no U+001F separator is inside it exactly when it is inside one of the tags
         joined = " || char(31) || ".join(f"COALESCE({col}, '')" for col in COLUMNS.values())
         value = fold(q.value)
-        args += [value, value]  # search_text holds every tag folded: a cheap pre-filter
-        positive = f"(instr(search_text, ?) > 0 AND instr({_folded(joined)}, ?) > 0)"
+        prefilter = _prefilter(value, args, fts)  # search_text holds every tag folded
+        args.append(value)
+        positive = f"({prefilter}instr({_folded(joined)}, ?) > 0)"
     elif q.tag == "any":
-        parts = [_positive(col, tag, q, fold, args) for tag, col in COLUMNS.items()]
+        parts = [_positive(col, tag, q, fold, args, fts) for tag, col in COLUMNS.items()]
         positive = "(" + " OR ".join(parts) + ")"
     else:
-        positive = _positive(COLUMNS[q.tag], q.tag, q, fold, args)
+        positive = _positive(COLUMNS[q.tag], q.tag, q, fold, args, fts)
     # NULL (no such tag) counts as false: a WHERE drops it, and a negation turns it into true
     return f"(NOT COALESCE({positive}, 0))" if negated else positive
 
 
-def _positive(column: str, tag: str, q: TagMatch, fold: Callable[[str], str], args: list[Any]) -> str:
+def _positive(column: str, tag: str, q: TagMatch, fold: Callable[[str], str], args: list[Any], fts: bool) -> str:
     """The un-negated test of ``q`` on one column: NULL or 0 when the track lacks the tag."""
     if q.op in ("=~", "!~"):
         flags = re.IGNORECASE if q.fold_case else 0
@@ -161,8 +163,7 @@ def _positive(column: str, tag: str, q: TagMatch, fold: Callable[[str], str], ar
     text = _folded(column) if q.fold_case else column
     prefilter = ""
     if q.fold_case and tag in _IN_SEARCH_TEXT and value:
-        prefilter = "instr(search_text, ?) > 0 AND "  # both folded: a plain substring test, in C
-        args.append(value)
+        prefilter = _prefilter(value, args, fts)
     if q.op in ("==", "!="):
         args.append(value)
         return f"({prefilter}{text} = ?)"
@@ -172,6 +173,48 @@ def _positive(column: str, tag: str, q: TagMatch, fold: Callable[[str], str], ar
     # starts_with
     args += [len(value), value]
     return f"({prefilter}substr({text}, 1, ?) = ?)"
+
+
+def _prefilter(value: str, args: list[Any], fts: bool) -> str:
+    """A necessary condition for "the folded ``value`` is inside a folded tag": inside ``search_text``.
+    The trigram index answers it for 3 characters or more; else ``instr`` scans the column (in C)."""
+    if fts and len(value) >= 3:
+        args.append('"' + value.replace('"', '""') + '"')  # one FTS5 string: every character literal
+        return "track_id IN (SELECT rowid FROM track_search WHERE track_search MATCH ?) AND "
+    args.append(value)
+    return "instr(search_text, ?) > 0 AND "
+
+
+# The trigram index of tracks.search_text (SQLite's FTS5, 3.34+), kept by triggers. Optional: an
+# SQLite built without FTS5 runs the same queries with instr() scans.
+SEARCH_INDEX_SQL: Final = (
+    "CREATE VIRTUAL TABLE track_search USING fts5(search_text, content='tracks', content_rowid='track_id',"
+    " tokenize='trigram')",
+    "CREATE TRIGGER track_search_insert AFTER INSERT ON tracks BEGIN"
+    " INSERT INTO track_search (rowid, search_text) VALUES (new.track_id, new.search_text); END",
+    "CREATE TRIGGER track_search_delete AFTER DELETE ON tracks BEGIN"
+    " INSERT INTO track_search (track_search, rowid, search_text) VALUES ('delete', old.track_id, old.search_text);"
+    " END",
+    "CREATE TRIGGER track_search_update AFTER UPDATE OF search_text ON tracks BEGIN"
+    " INSERT INTO track_search (track_search, rowid, search_text) VALUES ('delete', old.track_id, old.search_text);"
+    " INSERT INTO track_search (rowid, search_text) VALUES (new.track_id, new.search_text); END",
+    "INSERT INTO track_search (track_search) VALUES ('rebuild')",
+)
+
+
+def install_search_index(conn: sqlite3.Connection) -> bool:
+    """Create the trigram index (once, in one transaction); False when this SQLite has no FTS5 trigram."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'track_search'").fetchone():
+        return True
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in SEARCH_INDEX_SQL:
+            conn.execute(statement)
+    except sqlite3.OperationalError:  # no fts5 module, or no trigram tokenizer (SQLite < 3.34)
+        conn.execute("ROLLBACK")
+        return False
+    conn.execute("COMMIT")
+    return True
 
 
 def _folded(expr: str) -> str:
