@@ -31,6 +31,8 @@ DEFAULT_STREAM_MAX_LISTENERS: Final = 256
 # ?format=opus on /stream and /session: 160 kbit/s (~165 on the wire, against 2822 for f32 at 44.1 kHz).
 DEFAULT_OPUS_BITRATE_KBPS: Final = 160
 DEFAULT_CONTROL_TCP_HOST: Final = "127.0.0.1"
+DEFAULT_MPD_HOST: Final = "127.0.0.1"
+DEFAULT_MPD_PORT: Final = 6600  # MPD's own port, where every MPD client looks first
 DEFAULT_CACHE_MIB: Final = 256  # issue 4: chunk cache default budget
 DEFAULT_SAMPLE_RATE: Final = 44_100  # Hz, issue 4: output format for listeners
 DEFAULT_RENDER_AHEAD: Final = 3  # chunks kept rendered ahead of the playhead
@@ -78,6 +80,8 @@ class Settings:
     stream_max_listeners: int = DEFAULT_STREAM_MAX_LISTENERS
     opus_bitrate_kbps: int = DEFAULT_OPUS_BITRATE_KBPS
     control_tcp: str | None = None  # "[HOST:]PORT", off by default
+    mpd_host: str = DEFAULT_MPD_HOST
+    mpd_port: int = DEFAULT_MPD_PORT  # 0: no MPD frontend
     token_file: str | None = None
     allowed_origin: tuple[str, ...] = ()
     workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
@@ -143,6 +147,8 @@ _KEYS: Final[dict[str, tuple[str, str]]] = {
     "stream_max_listeners": ("int", f"/stream listeners; more are closed with 1013 (default {DEFAULT_STREAM_MAX_LISTENERS})"),
     "opus_bitrate_kbps": ("int", f"Opus bit rate of ?format=opus on /stream and /session, 6-510 (default {DEFAULT_OPUS_BITRATE_KBPS})"),
     "control_tcp": ("hostport", "also serve the control protocol on TCP [HOST:]PORT (host 127.0.0.1)"),
+    "mpd_host": ("str", "address of the MPD protocol frontend (default 127.0.0.1; elsewhere the token is the MPD password)"),
+    "mpd_port": ("int", f"port of the MPD protocol frontend (default {DEFAULT_MPD_PORT}; 0 turns it off)"),
     "token_file": ("path", "file holding the token TCP/remote clients must send"),
     "allowed_origin": ("strs", "extra allowed browser Origin (repeatable)"),
     "workers": ("int", "worker processes for analysis and rendering (default: one per core)"),
@@ -162,6 +168,7 @@ ALBUM_MODES: Final = ("off", "track", "album", "auto")
 SIDECAR_PLACEMENTS: Final = ("beside", "mirror", "none")  # as auralis.sidecar.SIDECAR_PLACEMENTS
 _INT_RANGES: Final = {
     "http_port": (0, 65535),  # 0: any free port (tests)
+    "mpd_port": (0, 65535),  # 0: off
     "http_max_connections": (1, 65_536),
     "stream_max_listeners": (1, 65_536),
     "opus_bitrate_kbps": (6, 510),  # libopus's range (RFC 6716 2.1.1)
@@ -355,7 +362,10 @@ def load_settings(args: argparse.Namespace | Mapping[str, Any]) -> tuple[Setting
         raise ConfigError(f"control_tcp: binding {address[0]} (not loopback) requires token_file")
     if not is_loopback_host(settings.http_host) and settings.token_file is None:
         raise ConfigError(f"http_host: serving HTTP on {settings.http_host} (not loopback) requires token_file")
-    if settings.token_file is not None and (address is not None or not is_loopback_host(settings.http_host)):
+    mpd_remote = settings.mpd_port != 0 and not is_loopback_host(settings.mpd_host)
+    if mpd_remote and settings.token_file is None:
+        raise ConfigError(f"mpd_host: serving MPD on {settings.mpd_host} (not loopback) requires token_file (the password)")
+    if settings.token_file is not None and (address is not None or not is_loopback_host(settings.http_host) or mpd_remote):
         settings.read_token()
     return settings, origin
 

@@ -12,6 +12,7 @@ out); SIGHUP reloads the configuration file and rescans the library.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
@@ -99,6 +100,7 @@ class Daemon:
         self.ready = trio.Event()
         self.services: Services | None = None
         self.http_port: int | None = None
+        self.mpd_port: int | None = None  # the MPD frontend's port once it serves (None: off)
         self._stopping = False
 
     async def _supervise(self, name: str, fn: Callable[..., Awaitable[Any]], *, task_status: trio.TaskStatus[Any]) -> None:
@@ -185,6 +187,8 @@ class Daemon:
         server = ControlServer(services, token=token)
         await self._start(root, "control", lambda task_status: server.serve(listeners, task_status=task_status))
         self.http_port = await self._start(root, "http", lambda task_status: self._serve_http(services, token, task_status))
+        if s.mpd_port:
+            self.mpd_port = await self._start(root, "mpd", lambda task_status: self._serve_mpd(services, token, task_status))
         for extra in self.hooks.extra_tasks:
             root.start_soon(extra, services)
 
@@ -239,6 +243,26 @@ class Daemon:
             task_status=task_status,
         )
 
+    async def _serve_mpd(self, services: Services, token: str | None, task_status: trio.TaskStatus[int | None]) -> None:
+        """The MPD frontend. Port 6600 taken (a real MPD runs there) by default: a warning, no frontend."""
+        from .app.mpd import make_server
+        from .transport.mpd import MpdListener, open_mpd_listeners
+
+        s = self.settings
+        try:
+            listeners = await open_mpd_listeners(s.mpd_host, s.mpd_port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or s.mpd_port != config_mod.DEFAULT_MPD_PORT:
+                raise
+            log.warning("%s; the MPD frontend is off (choose another mpd_port, or 0 to silence this)", exc.strerror)
+            task_status.started(None)
+            return
+        remote = not config_mod.is_loopback_host(s.mpd_host)
+        listener = MpdListener(make_server(services, token=token), require_password=remote)
+        log.info("MPD protocol on %s:%d%s", s.mpd_host, listeners[0].socket.getsockname()[1],
+                 " (password: the token)" if remote else "")
+        await listener.serve(listeners, task_status=task_status)
+
     async def _forget_vanished(self, services: Services) -> None:
         queue = await services.player.queue_list()
         missing = []
@@ -281,7 +305,7 @@ class Daemon:
         if self.services is not None:
             self.services.library.set_music_dirs(new.music_dir)
             self.services.library.scan()
-        changed = [k for k in ("workers", "cache_mib", "sample_rate", "http_host", "http_port", "http_max_connections", "stream_max_listeners", "control_tcp",
+        changed = [k for k in ("workers", "cache_mib", "sample_rate", "http_host", "http_port", "mpd_host", "mpd_port", "http_max_connections", "stream_max_listeners", "control_tcp",
                                "state_dir", "runtime_dir") if getattr(new, k) != getattr(self.settings, k)]  # fmt: skip
         if changed:
             log.warning("reload: %s change only at the next restart", ", ".join(changed))

@@ -160,6 +160,7 @@ class Player:
         self._preset = "adaptive"
         self._intensity = 1.0
         self._volume = 100
+        self._crossfade_s = 0  # MPD's crossfade setting (whole seconds), kept and reported
         self._ramp = VolumeRamp()
         self._clock = Clock(self.sample_rate)
         self._deck: Deck | None = None
@@ -257,6 +258,35 @@ class Player:
 
     async def queue_list(self) -> dict[str, Any]:
         return await self._call("queue_list")
+
+    # --- MPD's queue model: song ids, version, priorities, shuffle/swap/crop, crossfade seconds
+    async def shuffle(self, start: int = 0, end: int | None = None) -> dict[str, Any]:
+        """Shuffle queue positions ``[start, end)`` (default: all); a playing entry stays first of its range."""
+        return await self._call("shuffle", start=start, end=end)
+
+    async def swap(self, a: int, b: int) -> dict[str, Any]:
+        return await self._call("swap", a=a, b=b)
+
+    async def crop(self) -> dict[str, Any]:
+        """Delete every queue entry but the current one (all of them when nothing is current)."""
+        return await self._call("crop")
+
+    async def set_prio(self, prio: int, positions: Sequence[int]) -> dict[str, Any]:
+        return await self._call("set_prio", prio=prio, positions=list(positions))
+
+    async def set_crossfade(self, seconds: int) -> dict[str, Any]:
+        return await self._call("set_crossfade", seconds=seconds)
+
+    async def queue_entries(
+        self, start: int = 0, end: int | None = None, *, since_version: int | None = None
+    ) -> list[tuple[int, int, int, Track]]:
+        """``(pos, song_id, prio, track)`` of positions ``[start, end)``, or of those changed after
+        queue version ``since_version`` (MPD's ``plchanges``)."""
+        return await self._call("queue_entries", start=start, end=end, since_version=since_version)
+
+    async def position_of_id(self, song_id: int) -> int:
+        """The queue position of MPD song id ``song_id`` (``RpcError(not_found)`` when it is gone)."""
+        return await self._call("position_of_id", song_id=song_id)
 
     async def set_preset(self, name: str) -> dict[str, Any]:
         return await self._call("set_preset", name=name)
@@ -630,13 +660,21 @@ class Player:
         self._next_ready_waiters.append(ready)  # _loop sets it (at once if the next track is ready now)
 
     def _cmd_status(self) -> dict[str, Any]:
-        return status(
+        result = status(
             state=self._state, queue_pos=self._pos, queue_length=len(self._queue), deck=self._deck,
             elapsed_s=self._out_pos / self.sample_rate, preset=self._preset, intensity=self._intensity,
             volume=self._volume, flags=self._flags, album_mode=self._album_mode, stalled=self._stalled,
             next_ready=None if self._next is None else self._next_is_ready(), epoch=self._epoch,
             sample_rate=self.sample_rate, statistics=self.statistics().to_wire(),
         )
+        # MPD's view of the queue (app/mpd): song ids, the next entry, the queue version, crossfade
+        next_pos = self._q.next_index(auto=True) if self._pos is not None else None
+        result.update(
+            song_id=None if self._pos is None else self._q.ids[self._pos], next_pos=next_pos,
+            next_song_id=None if next_pos is None else self._q.ids[next_pos], queue_version=self._q.version,
+            crossfade_s=self._crossfade_s,
+        )
+        return result
 
     def _cmd_play(self, pos: int | None) -> dict[str, Any]:
         if pos is not None:
@@ -776,6 +814,61 @@ class Player:
         if positions:
             self._cmd_delete(positions)
 
+    def _queue_edited(self) -> dict[str, Any]:
+        self._store.changed(queue=True)
+        self._invalidate_next()
+        self._publish_queue()
+        return {"queue_length": len(self._queue), "queue_version": self._q.version}
+
+    def _cmd_shuffle(self, start: int, end: int | None) -> dict[str, Any]:
+        try:
+            self._q.shuffle(start, end)
+        except QueueError as exc:
+            raise RpcError(NOT_FOUND, str(exc)) from None
+        return self._queue_edited()
+
+    def _cmd_swap(self, a: int, b: int) -> dict[str, Any]:
+        self._check_pos(a)
+        self._check_pos(b)
+        self._q.swap(a, b)
+        return self._queue_edited()
+
+    def _cmd_crop(self) -> dict[str, Any]:
+        positions = self._q.crop_positions() if self._deck is not None else list(range(len(self._queue)))
+        if positions:
+            return self._cmd_delete(positions)
+        return {"queue_length": len(self._queue)}
+
+    def _cmd_set_prio(self, prio: int, positions: list[int]) -> dict[str, Any]:
+        try:
+            self._q.set_prio(prio, positions)
+        except QueueError as exc:
+            raise RpcError(INVALID_PARAMS if positions and all(0 <= p < len(self._queue) for p in positions)
+                           else NOT_FOUND, str(exc)) from None
+        return self._queue_edited()
+
+    def _cmd_set_crossfade(self, seconds: int) -> dict[str, Any]:
+        self._crossfade_s = max(0, int(seconds))
+        self._store.changed()
+        self._hub.publish("options", self._options_event())
+        return self._cmd_status()
+
+    def _cmd_queue_entries(
+        self, start: int, end: int | None, since_version: int | None
+    ) -> list[tuple[int, int, int, Track]]:
+        q = self._q
+        positions = (
+            range(start, min(len(q), len(q) if end is None else end)) if since_version is None
+            else q.changes_since(since_version)
+        )  # fmt: skip
+        return [(p, q.ids[p], q.prios[p], q.entries[p]) for p in positions]
+
+    def _cmd_position_of_id(self, song_id: int) -> int:
+        try:
+            return self._q.index_of_id(song_id)
+        except QueueError as exc:
+            raise RpcError(NOT_FOUND, str(exc)) from None
+
     def _cmd_queue_list(self) -> dict[str, Any]:
         return queue_items(self._queue, self._pos)
 
@@ -863,7 +956,8 @@ class Player:
         albums.prefer(found)
 
     def _options_event(self) -> dict[str, Any]:
-        return options_event(self._flags, preset=self._preset, intensity=self._intensity, album_mode=self._album_mode)
+        return {**options_event(self._flags, preset=self._preset, intensity=self._intensity, album_mode=self._album_mode),
+                "crossfade_s": self._crossfade_s}
 
     def _cmd_subscribe(self, max_blocks: int) -> PcmSubscription:
         sub = self._listeners.add(max_blocks)
@@ -882,6 +976,8 @@ class Player:
             "intensity": self._intensity,
             "volume": self._volume,
             "album_mode": self._album_mode,
+            "crossfade_s": self._crossfade_s,
+            "prios": {str(p): prio for p, prio in enumerate(self._q.prios) if prio},
             **self._flags,
         }
 
@@ -890,7 +986,14 @@ class Player:
 
         restored = await load_saved(self._db)
         saved = restored.state
-        self._queue.extend(restored.queue)
+        self._q.add(restored.queue)  # through the queue, so every entry gets its song id
+        prios = saved.get("prios")
+        if isinstance(prios, dict):
+            for key, prio in prios.items():
+                if str(key).isdigit() and int(key) < len(self._queue) and isinstance(prio, int) and 0 <= prio <= 255:
+                    self._q.prios[int(key)] = prio
+        crossfade = saved.get("crossfade_s", 0)
+        self._crossfade_s = crossfade if isinstance(crossfade, int) and crossfade >= 0 else 0
         self._preset = str(saved.get("preset", self._preset))
         self._intensity = float(saved.get("intensity", self._intensity))
         self._volume = int(saved.get("volume", self._volume))

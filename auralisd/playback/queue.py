@@ -8,6 +8,11 @@ so every entry plays once before any repeats. With ``repeat`` the next round's o
 drawn when it is first needed and kept, so the prepared track is the one played.
 ``previous`` walks back along the order played (``history``); queue edits remap every
 stored position, so the order survives adds, deletes and moves.
+
+For MPD's clients every entry also carries a song id (stable while the entry is in the queue,
+never reused in one run), a priority (0-255: in random mode higher priorities play first) and
+the queue version at which it last changed place or content; ``version`` grows with every edit,
+so :meth:`PlayQueue.changes_since` answers MPD's ``plchanges``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Final, Generic, TypeVar
 
 T = TypeVar("T")
 
+MAX_PRIO: Final = 255  # MPD's priority range is 0..255
 HISTORY_LENGTH: Final = 100  # queue positions remembered for `previous` in random mode
 FLAGS: Final = ("repeat", "random", "single", "consume")
 
@@ -47,6 +53,12 @@ class PlayQueue(Generic[T]):
         self.history: list[int] = []  # positions played before the current one (at most HISTORY_LENGTH)
         self.upcoming: list[int] = []  # random: positions not yet played in this round, in play order
         self.next_round: list[int] | None = None  # random + repeat: the next round's order, once drawn
+        # per entry, parallel to ``entries``: song id, priority, queue version of its last change
+        self.ids: list[int] = []
+        self.prios: list[int] = []
+        self.changed: list[int] = []
+        self.version = 1  # grows by one with every edit (MPD's playlist version)
+        self._next_id = 1
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -126,6 +138,7 @@ class PlayQueue(Generic[T]):
         current = self.pos
         consumed = False
         if self.flags["consume"] and current is not None and current < len(self.entries):
+            self._remove_meta([current])
             del self.entries[current]
             gone, current = current, None  # gone: not in the history either
             self._remap(lambda p: None if p == gone else p - (p > gone))
@@ -147,12 +160,18 @@ class PlayQueue(Generic[T]):
             raise QueueError(f"no queue position {pos} (queue length {len(self.entries)})")
         self.entries[pos:pos] = items
         count = len(items)
+        self.ids[pos:pos] = range(self._next_id, self._next_id + count)
+        self._next_id += count
+        self.prios[pos:pos] = [0] * count
+        self.changed[pos:pos] = [0] * count
+        self._touch(pos, len(self.entries))
         if self.pos is not None and self.pos >= pos:
             self.pos += count
         self._remap(lambda p: p + count if p >= pos else p)
         if self.flags["random"]:  # new entries join the not-yet-played part at random places
             for p in range(pos, pos + count):
                 self.upcoming.insert(self.rng.randint(0, len(self.upcoming)), p)
+            self._order_by_prio()
         return pos
 
     def delete(self, positions: Sequence[int]) -> bool:
@@ -165,6 +184,7 @@ class PlayQueue(Generic[T]):
             self.check(p)
         removing_current = self.pos is not None and self.pos in positions
         removed = sorted(set(positions))
+        self._remove_meta(removed)
         for p in reversed(removed):
             del self.entries[p]
             if self.pos is not None and p < self.pos:
@@ -183,6 +203,9 @@ class PlayQueue(Generic[T]):
         self.check(from_pos)
         self.check(to_pos)
         self.entries.insert(to_pos, self.entries.pop(from_pos))
+        for meta in (self.ids, self.prios, self.changed):
+            meta.insert(to_pos, meta.pop(from_pos))
+        self._touch(min(from_pos, to_pos), max(from_pos, to_pos) + 1)
         order = list(range(len(self.entries)))
         order.insert(to_pos, order.pop(from_pos))
         new_of_old = {old: new for new, old in enumerate(order)}
@@ -197,6 +220,10 @@ class PlayQueue(Generic[T]):
 
     def clear(self) -> None:
         self.entries.clear()
+        self.ids.clear()
+        self.prios.clear()
+        self.changed.clear()
+        self.version += 1
         self.history.clear()
         self.upcoming.clear()
         self.next_round = None
@@ -218,10 +245,107 @@ class PlayQueue(Generic[T]):
         self.next_round = None
         if self.flags["random"]:
             self.upcoming = self._shuffled([i for i in range(len(self.entries)) if i != self.pos])
+            self._order_by_prio()
         else:
             self.upcoming = []
 
+    def permute(self, order: Sequence[int]) -> None:
+        """Put the entries in a new order: ``order[i]`` is the old position of new position ``i``.
+
+        The current entry, the history and the random order follow their entries.
+        """
+        n = len(self.entries)
+        if sorted(order) != list(range(n)):
+            raise QueueError("not a permutation of the queue")
+        new_of_old = [0] * n
+        for new, old in enumerate(order):
+            new_of_old[old] = new
+        self.entries = [self.entries[old] for old in order]
+        self.ids = [self.ids[old] for old in order]
+        self.prios = [self.prios[old] for old in order]
+        self.changed = [self.changed[old] for old in order]
+        if self.pos is not None:
+            self.pos = new_of_old[self.pos]
+        self._remap(new_of_old.__getitem__)
+        moved = [new for new, old in enumerate(order) if new != old]
+        if moved:
+            self._touch(min(moved), max(moved) + 1)
+
+    def shuffle(self, start: int = 0, end: int | None = None) -> None:
+        """Shuffle the entries in ``[start, end)`` (default: all); MPD's ``shuffle``.
+
+        Like MPD, a playing entry inside the range moves to the range's first place, so what
+        is still to come is what gets shuffled.
+        """
+        end = len(self.entries) if end is None else end
+        if not 0 <= start <= end <= len(self.entries):
+            raise QueueError(f"bad range {start}:{end} (queue length {len(self.entries)})")
+        inside = list(range(start, end))
+        if self.pos is not None and start <= self.pos < end:
+            inside.remove(self.pos)
+            self.rng.shuffle(inside)
+            inside.insert(0, self.pos)
+        else:
+            self.rng.shuffle(inside)
+        self.permute([*range(start), *inside, *range(end, len(self.entries))])
+
+    def swap(self, a: int, b: int) -> None:
+        """Exchange the entries at positions ``a`` and ``b``."""
+        self.check(a)
+        self.check(b)
+        order = list(range(len(self.entries)))
+        order[a], order[b] = order[b], order[a]
+        self.permute(order)
+
+    def crop_positions(self) -> list[int]:
+        """Every position but the current one (all of them when nothing is current): ``crop`` deletes these."""
+        return [p for p in range(len(self.entries)) if p != self.pos]
+
+    def index_of_id(self, song_id: int) -> int:
+        """The position of song id ``song_id``."""
+        try:
+            return self.ids.index(song_id)
+        except ValueError:
+            raise QueueError(f"no song id {song_id}") from None
+
+    def set_prio(self, prio: int, positions: Sequence[int]) -> None:
+        """Give ``positions`` priority ``prio`` (0-255); in random mode higher priorities play first."""
+        if not 0 <= prio <= MAX_PRIO:
+            raise QueueError(f"priority must be between 0 and {MAX_PRIO}")
+        for p in positions:
+            self.check(p)
+        for p in positions:
+            if self.prios[p] != prio:
+                self.prios[p] = prio
+                self.changed[p] = self.version + 1
+        self.version += 1
+        self._order_by_prio()
+
+    def changes_since(self, version: int) -> list[int]:
+        """Positions whose entry was added, moved or changed after queue ``version`` (MPD's
+        ``plchanges``); every position when ``version`` is newer than the queue's."""
+        if version > self.version:
+            return list(range(len(self.entries)))
+        return [p for p, changed in enumerate(self.changed) if changed > version]
+
     # ------------------------------------------------------------------ internals
+    def _touch(self, start: int, end: int) -> None:
+        """One edit: the version grows and entries ``[start, end)`` are marked changed in it."""
+        self.version += 1
+        for p in range(start, end):
+            self.changed[p] = self.version
+
+    def _remove_meta(self, removed: Sequence[int]) -> None:
+        """Drop the metadata of ``removed`` (ascending positions); later entries moved up."""
+        for p in reversed(removed):
+            del self.ids[p], self.prios[p], self.changed[p]
+        self._touch(removed[0] if removed else len(self.ids), len(self.ids))
+
+    def _order_by_prio(self) -> None:
+        """Random mode: the not-yet-played entries of higher priority come first (stable otherwise)."""
+        if self.flags["random"] and any(self.prios):
+            self.upcoming.sort(key=lambda p: -self.prios[p])
+
     def _remember(self, index: int) -> None:
         self.history.append(index)
         del self.history[:-HISTORY_LENGTH]

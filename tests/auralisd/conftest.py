@@ -75,6 +75,7 @@ class DaemonProcess:
             "--runtime-dir", str(self.runtime_dir),
             "--cache-dir", str(self.cache_dir),
             "--http-port", "0",
+            "--mpd-port", "0",
             "--workers", "2",
             "--log-level", "debug",
         ]  # fmt: skip

@@ -1,0 +1,138 @@
+"""Connection and server commands: ping, close, password, idle, commands, tagtypes, stats, ..."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from ...playback.mixer import BLOCK_S
+from ...protocol.mpd import Ack, AckError
+from .session import SUBSYSTEMS
+from .songs import MPD_TAG_NAMES, TAG_TYPES, canonical_tag
+from .table import Permission, mpd_command
+
+if TYPE_CHECKING:
+    from .session import MpdSession
+
+NONE: Final = Permission.NONE
+
+# Pseudo-commands the session handles itself; ``commands`` lists them as MPD does.
+SESSION_COMMANDS: Final = ("command_list_begin", "command_list_ok_begin", "command_list_end", "noidle")
+
+
+@mpd_command("ping", permission=NONE)
+async def _ping(session: MpdSession) -> Any:
+    return None
+
+
+@mpd_command("close", permission=NONE)
+async def _close(session: MpdSession) -> Any:
+    session.close()
+
+
+@mpd_command("password", "str", permission=NONE)
+async def _password(session: MpdSession, password: str) -> Any:
+    if not session.check_password(password):
+        raise AckError(Ack.PASSWORD, "incorrect password")
+
+
+@mpd_command("idle", rest="str", permission=Permission.READ)
+async def _idle(session: MpdSession, names: tuple[str, ...]) -> Any:
+    for name in names:
+        if name not in SUBSYSTEMS:
+            raise AckError(Ack.ARG, f"Unrecognized idle event: {name}")
+    return session.start_idle(names)
+
+
+@mpd_command("commands", permission=NONE)
+async def _commands(session: MpdSession) -> Any:
+    allowed = [c.name for c in session.server.table.values() if not c.permission & ~session.permissions]
+    return [("command", name) for name in sorted([*allowed, *SESSION_COMMANDS])]
+
+
+@mpd_command("notcommands", permission=NONE)
+async def _notcommands(session: MpdSession) -> Any:
+    refused = [c.name for c in session.server.table.values() if c.permission & ~session.permissions]
+    return [("command", name) for name in sorted(refused)]
+
+
+@mpd_command("tagtypes", rest="str")
+async def _tagtypes(session: MpdSession, args: tuple[str, ...]) -> Any:
+    if not args:
+        return [("tagtype", tag) for tag in TAG_TYPES if tag in session.tagtypes]
+    verb, names = args[0], args[1:]
+    if verb in ("all", "clear"):
+        if names:
+            raise AckError(Ack.ARG, "Too many arguments")
+        session.tagtypes = set(MPD_TAG_NAMES) if verb == "all" else set()
+        return None
+    if verb not in ("enable", "disable"):
+        raise AckError(Ack.ARG, "Unknown sub command")
+    if not names:
+        raise AckError(Ack.ARG, "Not enough arguments")
+    tags = []
+    for name in names:
+        tag = canonical_tag(name)
+        if tag is None:
+            raise AckError(Ack.ARG, f"Unknown tag type: {name}")
+        tags.append(tag)
+    if verb == "enable":
+        session.tagtypes.update(tags)
+    else:
+        session.tagtypes.difference_update(tags)
+    return None
+
+
+@mpd_command("urlhandlers")
+async def _urlhandlers(session: MpdSession) -> Any:
+    return []  # Auralis plays files from its music folders only; no stream URLs
+
+
+@mpd_command("decoders")
+async def _decoders(session: MpdSession) -> Any:
+    # One decoder plugin in MPD's terms: libsndfile, then PyAV (FFmpeg) for what it cannot read.
+    suffixes = ("flac", "wav", "aiff", "aif", "ogg", "oga", "opus", "mp3", "m4a", "mp4", "aac", "alac", "wv",
+                "ape", "wma", "dsf", "dff")  # fmt: skip
+    return [("plugin", "auralis"), *(("suffix", s) for s in suffixes)]
+
+
+@mpd_command("config", permission=Permission.ADMIN)
+async def _config(session: MpdSession) -> Any:
+    if not session.local:
+        raise AckError(Ack.PERMISSION, "Command only permitted to local clients")
+    return []
+
+
+async def library_stats(session: MpdSession) -> dict[str, int]:
+    """artists, albums, songs, db_playtime (s), db_update (Unix time) of the library."""
+    db = session.svc.db
+    tracks = []
+    for music_dir in session.svc.library.music_dirs:
+        tracks += await db.tracks_under(music_dir, "", recursive=True)
+    return {
+        "artists": len({t.artist for t in tracks if t.artist}),
+        "albums": len({t.album for t in tracks if t.album}),
+        "songs": len(tracks),
+        "db_playtime": int(sum(t.duration_s for t in tracks)),
+        "db_update": int(max((t.scanned_at for t in tracks), default=0)),
+    }
+
+
+@mpd_command("stats")
+async def _stats(session: MpdSession) -> Any:
+    stats = await library_stats(session)
+    player = session.svc.player.statistics()
+    return [
+        ("uptime", int(time.monotonic() - session.server.started_at)),
+        ("playtime", int(player.blocks_sent * BLOCK_S)),
+        ("artists", stats["artists"]),
+        ("albums", stats["albums"]),
+        ("songs", stats["songs"]),
+        ("db_playtime", stats["db_playtime"]),
+        ("db_update", stats["db_update"]),
+    ]
+
+
+COMMANDS: Final = (
+    _ping, _close, _password, _idle, _commands, _notcommands, _tagtypes, _urlhandlers, _decoders, _config, _stats,
+)  # fmt: skip

@@ -1,0 +1,122 @@
+"""What every MPD session shares: the command table, the token, the message channels, song URIs."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
+
+from ...protocol.paths import path_from_wire, path_to_wire
+from ..commands import Services
+from .table import MpdCommand
+
+if TYPE_CHECKING:
+    from .session import MpdSession
+
+MAX_MESSAGES: Final = 64  # unread messages kept per client (MPD's CLIENT_MAX_MESSAGES)
+MAX_SUBSCRIPTIONS: Final = 16  # channels per client (MPD's CLIENT_MAX_SUBSCRIPTIONS)
+MAX_CHANNEL_MESSAGE_BYTES: Final = 4096  # bounded by the request line anyway
+AURALIS_CHANNEL: Final = "auralis"
+_CHANNEL_NAME: Final = re.compile(r"[A-Za-z0-9_\-.:]+")
+
+
+def valid_channel(name: str) -> bool:
+    """MPD's rule: letters, digits and ``_-.:``."""
+    return bool(_CHANNEL_NAME.fullmatch(name))
+
+
+class MessageBroker:
+    """Client-to-client channels (``subscribe``/``sendmessage``); Auralis itself listens on ``auralis``."""
+
+    def __init__(self) -> None:
+        self._members: dict[str, set[MpdSession]] = {}
+
+    def subscribe(self, session: MpdSession, channel: str) -> bool:
+        """False when already subscribed."""
+        members = self._members.setdefault(channel, set())
+        if session in members:
+            return False
+        members.add(session)
+        session.channels.add(channel)
+        session.note("subscription")
+        return True
+
+    def unsubscribe(self, session: MpdSession, channel: str) -> bool:
+        members = self._members.get(channel)
+        if members is None or session not in members:
+            return False
+        members.discard(session)
+        session.channels.discard(channel)
+        if not members:
+            del self._members[channel]
+        session.note("subscription")
+        return True
+
+    def leave(self, session: MpdSession) -> None:
+        for channel in list(session.channels):
+            self.unsubscribe(session, channel)
+
+    def channels(self) -> list[str]:
+        return sorted(self._members)
+
+    def post(self, channel: str, text: str) -> int:
+        """Deliver ``text`` to every subscriber of ``channel``; how many got it."""
+        members = self._members.get(channel, set())
+        for session in members:
+            session.deliver(channel, text)
+        return len(members)
+
+
+class SongUris:
+    """MPD's song URIs: paths relative to the music folder. With several music folders, each
+    folder's name leads its URIs (``Music/Album/01.flac``), as if they shared one root."""
+
+    def __init__(self, music_dirs: tuple[str, ...]) -> None:
+        self.music_dirs = tuple(os.path.abspath(d) for d in music_dirs)
+
+    def uri(self, path: str) -> str:
+        """The URI of an OS path (wire-escaped text: a name that is not UTF-8 shows ``\\xHH``)."""
+        for music_dir in self.music_dirs:
+            rel = os.path.relpath(path, music_dir)
+            if not rel.startswith(".."):
+                if len(self.music_dirs) > 1:
+                    rel = os.path.join(os.path.basename(music_dir), rel)
+                return path_to_wire(rel)
+        return path_to_wire(path)
+
+    def path(self, uri: str) -> str:
+        """The wire path (absolute) the library resolves for a URI (``""``: the root)."""
+        rel = path_from_wire(uri.strip("/"))
+        if len(self.music_dirs) == 1:
+            return path_to_wire(os.path.join(self.music_dirs[0], rel) if rel else self.music_dirs[0])
+        head, _, rest = rel.partition("/")
+        for music_dir in self.music_dirs:
+            if os.path.basename(music_dir) == head:
+                return path_to_wire(os.path.join(music_dir, rest) if rest else music_dir)
+        return path_to_wire(rel)
+
+
+class MpdServer:
+    """Shared by the sessions of one MPD listener (built by ``main``; one per daemon)."""
+
+    def __init__(
+        self,
+        services: Services,
+        table: Mapping[str, MpdCommand],
+        *,
+        token: str | None = None,
+        default_tagtypes: tuple[str, ...] = (),
+    ) -> None:
+        self.services = services
+        self.table = table
+        self.token = token
+        self.default_tagtypes = default_tagtypes
+        self.broker = MessageBroker()
+        self.max_messages = MAX_MESSAGES
+        self.started_at = time.monotonic()
+
+    @property
+    def uris(self) -> SongUris:
+        return SongUris(self.services.library.music_dirs)

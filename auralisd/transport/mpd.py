@@ -1,0 +1,134 @@
+"""The MPD frontend's TCP server: bytes <-> request lines for :class:`~auralisd.app.mpd.MpdSession`.
+
+One task reads lines (at most :data:`MAX_LINE_BYTES` each) and runs them; one turns daemon
+events into idle answers. Limits, as MPD has them: :data:`MAX_CONNECTIONS` clients counted at
+accept (more are closed at once), a client that sends nothing for :data:`CONNECTION_TIMEOUT_S`
+while not idle is closed (idle clients may wait forever), a client that does not read a reply
+within the session's send timeout is closed, and a command list or a line over its limit closes
+the connection. Memory per client: one line buffer (4 KiB), one response at a time (at most the
+8 MiB output limit), 64 unread messages; a slow client blocks only its own task.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+import trio
+
+from ..app.mpd import MpdServer, MpdSession, SessionClosed
+from ..app.mpd.messages import post_decisions
+from ..logs import RefusalLog
+from ..protocol.mpd import LineSplitter, LineTooLong
+from .accept import accept_or_pause
+from .control import only_disconnects
+
+log = logging.getLogger("auralisd.mpd")
+
+MAX_CONNECTIONS: Final = 100  # MPD's max_connections default
+CONNECTION_TIMEOUT_S: Final = 60.0  # MPD's connection_timeout default; idle clients are exempt
+RECEIVE_BYTES: Final = 16_384
+REFUSAL_LOG_INTERVAL_S: Final = 10.0
+
+
+class MpdListener:
+    """Serves MPD sessions on TCP listeners; ``require_password``: the token is needed (not loopback)."""
+
+    def __init__(self, server: MpdServer, *, require_password: bool, max_connections: int = MAX_CONNECTIONS) -> None:
+        self.server = server
+        self.require_password = require_password
+        self.max_connections = max_connections
+        self.connections = 0
+        self._refusals = RefusalLog(log, f"too many MPD connections (limit {max_connections})", REFUSAL_LOG_INTERVAL_S)
+
+    async def serve(
+        self,
+        listeners: list[trio.SocketListener],
+        *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve until cancelled; ``task_status.started(port)`` with the first listener's port."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(post_decisions, self.server)
+            for listener in listeners:
+                nursery.start_soon(self._accept_loop, listener)
+            task_status.started(listeners[0].socket.getsockname()[1] if listeners else 0)
+
+    async def _accept_loop(self, listener: trio.SocketListener) -> None:
+        async with listener, trio.open_nursery() as nursery:
+            while True:
+                stream = await accept_or_pause(listener, "mpd")
+                if self.connections >= self.max_connections:
+                    self._refusals.refused()
+                    await trio.aclose_forcefully(stream)
+                    continue
+                self.connections += 1  # counted with the check, before the task runs (bursts)
+                nursery.start_soon(self._connection, stream)
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        peer = _peer(stream)
+        session = MpdSession(self.server, stream.send_all, require_password=self.require_password, peer=peer)
+        try:
+            async with stream, trio.open_nursery() as nursery:
+                nursery.start_soon(session.pump_events)
+                nursery.start_soon(_close_when, session, nursery.cancel_scope)
+                await session.send(session.greeting())
+                await self._read_loop(stream, session)
+                nursery.cancel_scope.cancel()
+        except Exception as exc:
+            if only_disconnects(exc):
+                log.debug("MPD client %s disconnected", peer)
+            else:
+                log.exception("MPD connection %s failed", peer)
+        finally:
+            session.close()
+            self.connections -= 1
+
+    async def _read_loop(self, stream: trio.SocketStream, session: MpdSession) -> None:
+        splitter = LineSplitter()
+        while not session.closing.is_set():
+            with trio.move_on_after(CONNECTION_TIMEOUT_S) as timeout:
+                data = await stream.receive_some(RECEIVE_BYTES)
+            if timeout.cancelled_caught:
+                if session.idle:
+                    continue
+                log.info("MPD client %s silent for %.0f s; closing it", session.peer, CONNECTION_TIMEOUT_S)
+                return
+            if not data:
+                return
+            try:
+                lines = splitter.feed(data)
+            except LineTooLong as exc:
+                log.info("closing MPD client %s: %s", session.peer, exc)
+                return
+            for line in lines:
+                try:
+                    await session.handle_line(line)
+                except SessionClosed as exc:
+                    log.debug("closing MPD client %s: %s", session.peer, exc)
+                    return
+                if session.closing.is_set():
+                    return
+
+
+async def _close_when(session: MpdSession, scope: trio.CancelScope) -> None:
+    await session.closing.wait()
+    await trio.lowlevel.checkpoint()
+    scope.cancel()
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "?"
+    return f"{host}:{port}"
+
+
+async def open_mpd_listeners(host: str, port: int) -> list[trio.SocketListener]:
+    """Listen on ``host:port`` (port 0: a free one, for tests); the OSError names the address."""
+    try:
+        return await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        shown = f"[{host}]" if ":" in host else host
+        raise OSError(exc.errno, f"mpd {shown}:{port}: {exc.strerror or exc}") from None
