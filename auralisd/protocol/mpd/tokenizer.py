@@ -82,7 +82,7 @@ def tokenize(line: str) -> list[str]:
 
 def quote(arg: str) -> str:
     """``arg`` as one argument: bare when that is unambiguous, else double-quoted with escapes."""
-    if arg and not any(c in _NEEDS_QUOTES or c < " " for c in arg):
+    if arg and all(_is_unquoted_char(c) and c not in _NEEDS_QUOTES for c in arg):
         return arg
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
