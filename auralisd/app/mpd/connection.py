@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from ...playback.mixer import BLOCK_S
 from ...protocol.mpd import Ack, AckError
 from .session import SUBSYSTEMS
 from .songs import MPD_TAG_NAMES, TAG_TYPES, canonical_tag
@@ -74,7 +73,7 @@ async def _tagtypes(session: MpdSession, args: tuple[str, ...]) -> Any:
     for name in names:
         tag = canonical_tag(name)
         if tag is None:
-            raise AckError(Ack.ARG, f"Unknown tag type: {name}")
+            raise AckError(Ack.ARG, "Unknown tag type")
         tags.append(tag)
     if verb == "enable":
         session.tagtypes.update(tags)
@@ -103,33 +102,17 @@ async def _config(session: MpdSession) -> Any:
     return []
 
 
-async def library_stats(session: MpdSession) -> dict[str, int]:
-    """artists, albums, songs, db_playtime (s), db_update (Unix time) of the library."""
-    db = session.svc.db
-    tracks = []
-    for music_dir in session.svc.library.music_dirs:
-        tracks += await db.tracks_under(music_dir, "", recursive=True)
-    return {
-        "artists": len({t.artist for t in tracks if t.artist}),
-        "albums": len({t.album for t in tracks if t.album}),
-        "songs": len(tracks),
-        "db_playtime": int(sum(t.duration_s for t in tracks)),
-        "db_update": int(max((t.scanned_at for t in tracks), default=0)),
-    }
-
-
 @mpd_command("stats")
 async def _stats(session: MpdSession) -> Any:
-    stats = await library_stats(session)
-    player = session.svc.player.statistics()
+    stats = await session.svc.stats()  # the same totals as the control protocol's library.stats
     return [
         ("uptime", int(time.monotonic() - session.server.started_at)),
-        ("playtime", int(player.blocks_sent * BLOCK_S)),
+        ("playtime", int(stats["playtime_s"])),
         ("artists", stats["artists"]),
         ("albums", stats["albums"]),
         ("songs", stats["songs"]),
-        ("db_playtime", stats["db_playtime"]),
-        ("db_update", stats["db_update"]),
+        ("db_playtime", int(stats["db_playtime_s"])),
+        ("db_update", int(stats["db_update_s"] or 0)),
     ]
 
 

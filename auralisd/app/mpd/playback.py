@@ -126,23 +126,21 @@ async def _stop(session: MpdSession) -> Any:
     await session.svc.player.stop()
 
 
-async def _stopped_ok(call: Any) -> None:
-    """``next``/``previous`` with nothing playing: MPD answers OK and does nothing."""
-    try:
-        await call()
-    except RpcError as exc:
-        if exc.code != NOT_FOUND:
-            raise
+async def _while_playing(session: MpdSession, call: Any) -> None:
+    """``next``/``previous`` while stopped: ``ACK [55@0] Not playing``, as MPD answers."""
+    if (await session.svc.player.status())["state"] == "stop":
+        raise AckError(Ack.PLAYER_SYNC, "Not playing")
+    await call()
 
 
 @mpd_command("next", permission=CONTROL)
 async def _next(session: MpdSession) -> Any:
-    await _stopped_ok(session.svc.player.next)
+    await _while_playing(session, session.svc.player.next)
 
 
 @mpd_command("previous", permission=CONTROL)
 async def _previous(session: MpdSession) -> Any:
-    await _stopped_ok(session.svc.player.previous)
+    await _while_playing(session, session.svc.player.previous)
 
 
 async def _seek_in(session: MpdSession, pos: int, seconds: float) -> None:
@@ -179,7 +177,7 @@ async def _seekcur(session: MpdSession, target: tuple[str, float]) -> Any:
 
 def _volume(value: int) -> int:
     if not 0 <= value <= 100:
-        raise AckError(Ack.ARG, "Invalid volume value")
+        raise AckError(Ack.ARG, f"Number too large: {value}")  # MPD's words for both ends
     return value
 
 

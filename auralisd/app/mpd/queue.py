@@ -77,18 +77,22 @@ async def _addid(session: MpdSession, uri: str, position: str | None) -> Any:
     return [("Id", entries[0][1])]
 
 
-async def _positions(session: MpdSession, span: tuple[int, int | None]) -> list[int]:
+async def _positions(session: MpdSession, span: tuple[int, int | None], *, clip: bool = True) -> list[int]:
+    """The positions of a range. Like MPD: a start past the end is ``Bad song index``; an end past
+    it is clipped (``clip``) or also refused (``clip=False``, what ``move`` does)."""
     start, end = span
     length = await _length(session)
     end = length if end is None else end
-    if start >= length or end > length or end <= start:
+    if start > length or (not clip and end > length) or end < start:
         raise _bad_index()
-    return list(range(start, end))
+    return list(range(start, min(end, length)))
 
 
 @mpd_command("delete", "range", permission=CONTROL)
 async def _delete(session: MpdSession, span: tuple[int, int | None]) -> Any:
-    await session.svc.player.delete(await _positions(session, span))
+    positions = await _positions(session, span)
+    if positions:
+        await session.svc.player.delete(positions)
 
 
 async def pos_of_id(session: MpdSession, song_id: int) -> int:
@@ -108,8 +112,17 @@ async def _deleteid(session: MpdSession, song_id: int) -> Any:
 async def _move_range(session: MpdSession, positions: list[int], to: int) -> None:
     """Move the block ``positions`` (consecutive) so that it starts at ``to``."""
     player = session.svc.player
-    length = await _length(session)
-    if not 0 <= to <= length - len(positions):
+    status = await player.status()
+    length = int(status["queue_length"])
+    if to < 0:  # relative to the current song (MPD 0.23)
+        if status["queue_pos"] is None:
+            raise AckError(Ack.PLAYER_SYNC, "No current song")
+        to = int(status["queue_pos"]) + 1 + to
+    if not positions:
+        return
+    if to > length - len(positions):
+        raise AckError(Ack.ARG, f"Number too large: {to}")
+    if to < 0:
         raise _bad_index()
     first = positions[0]
     if to < first:
@@ -122,6 +135,10 @@ async def _move_range(session: MpdSession, positions: list[int], to: int) -> Non
 
 @mpd_command("move", "range", "int", permission=CONTROL)
 async def _move(session: MpdSession, span: tuple[int, int | None], to: int) -> Any:
+    start, end = span
+    length = await _length(session)
+    if start >= length or (end is not None and end > length):
+        raise _bad_index()
     await _move_range(session, await _positions(session, span), to)
 
 
@@ -141,7 +158,8 @@ async def _shuffle(session: MpdSession, span: tuple[int, int | None] | None) -> 
         await session.svc.player.shuffle()
         return
     positions = await _positions(session, span)
-    await session.svc.player.shuffle(positions[0], positions[-1] + 1)
+    if positions:
+        await session.svc.player.shuffle(positions[0], positions[-1] + 1)
 
 
 @mpd_command("swap", "uint", "uint", permission=CONTROL)
@@ -172,8 +190,8 @@ async def _playlistinfo(session: MpdSession, span: tuple[int, int | None] | None
         return _songs(session, await session.svc.player.queue_entries())
     start, end = span
     length = await _length(session)
-    if start >= length and not (end is None and start == 0):
-        raise _bad_index()
+    if start > length:
+        raise _bad_index()  # MPD: an end past the queue is clipped, a start at its end answers nothing
     return _songs(session, await session.svc.player.queue_entries(start, end))
 
 

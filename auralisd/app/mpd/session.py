@@ -23,6 +23,7 @@ from ...protocol.mpd import (
     AckError,
     CommandListFramer,
     CommandListTooLong,
+    CommandWordError,
     Run,
     format_pairs,
     tokenize,
@@ -171,6 +172,10 @@ class MpdSession:
             raise SessionClosed("empty request line")
         try:
             request = tuple(tokenize(line))
+        except CommandWordError as exc:
+            if not exc.silent:
+                await self.send(exc.to_line())
+            raise SessionClosed(exc.message) from None
         except AckError as exc:
             if self.framer.collecting:  # MPD drops the list being collected with it
                 self.framer = CommandListFramer()

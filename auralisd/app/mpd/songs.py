@@ -62,7 +62,7 @@ def song_pairs(
             if value is not None and value != "":
                 pairs.append((tag, value))
     duration = float(track.duration_s)
-    pairs.append(("Time", int(round(duration))))
+    pairs.append(("Time", int(duration + 0.5)))  # MPD rounds half up
     pairs.append(("duration", duration))
     if pos is not None:
         pairs.append(("Pos", pos))

@@ -69,7 +69,10 @@ def _float(text: str) -> float:
 
 
 def _range(text: str) -> tuple[int, int | None]:
-    """``START:END`` (END excluded; empty END: to the end) or one position ``P`` (``P:P+1``)."""
+    """``START:END`` (END excluded; empty END: to the end), one position ``P`` (``P:P+1``), or
+    ``-1``: everything (what old clients send)."""
+    if text == "-1":
+        return 0, None
     start_text, sep, end_text = text.partition(":")
     start = _uint(start_text) if start_text else 0
     if not sep:
@@ -84,10 +87,8 @@ def _range(text: str) -> tuple[int, int | None]:
 
 def _prio(text: str) -> int:
     value = _int(text)
-    if value > 255:
-        raise AckError(Ack.ARG, f"Number too large: {text}")
-    if value < 0:
-        raise AckError(Ack.ARG, f"Number is negative: {text}")
+    if not 0 <= value <= 255:
+        raise AckError(Ack.ARG, f"Number too large: {text}")  # MPD's words for both ends
     return value
 
 

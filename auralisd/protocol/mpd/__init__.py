@@ -14,10 +14,10 @@ from .framing import (
     Run,
 )
 from .response import GREETING, LIST_OK, OK, PROTOCOL_VERSION, binary_chunk, format_pairs, format_value, parse_pairs
-from .tokenizer import join, quote, tokenize
+from .tokenizer import CommandWordError, join, quote, tokenize
 
 __all__ = [
     "GREETING", "LIST_OK", "MAX_COMMAND_LIST_BYTES", "MAX_LINE_BYTES", "OK", "PROTOCOL_VERSION", "Ack", "AckError",
-    "CommandListFramer", "CommandListTooLong", "LineSplitter", "LineTooLong", "Run", "binary_chunk", "format_pairs",
+    "CommandListFramer", "CommandWordError", "CommandListTooLong", "LineSplitter", "LineTooLong", "Run", "binary_chunk", "format_pairs",
     "format_value", "join", "parse_pairs", "quote", "tokenize",
 ]

@@ -17,6 +17,15 @@ _SPACE: Final = " \t"
 _NEEDS_QUOTES: Final = frozenset(' \t"\'\\')
 
 
+class CommandWordError(AckError):
+    """The command word itself is malformed. MPD answers and then closes the connection; when the
+    line does not even start with a lower-case letter it closes without an answer (``silent``)."""
+
+    def __init__(self, message: str, *, silent: bool = False) -> None:
+        super().__init__(Ack.UNKNOWN, message)
+        self.silent = silent
+
+
 def _is_word_char(char: str) -> bool:
     return char.isascii() and (char.isalnum() or char == "_")
 
@@ -29,8 +38,9 @@ def tokenize(line: str) -> list[str]:
     """``[command, arg, ...]`` of one request line (without its newline).
 
     Raises:
-        AckError: ``ACK_ERROR_UNKNOWN`` naming what is wrong (no command word, a bad
-            character, a missing closing quote...), with an empty command name, as MPD answers.
+        AckError: ``ACK_ERROR_UNKNOWN`` naming what is wrong (a missing closing quote, a bad
+            character in an argument...), with an empty command name, as MPD answers.
+        CommandWordError: the command word is malformed (MPD closes the connection after it).
     """
     i = 0
     n = len(line)
@@ -41,9 +51,11 @@ def tokenize(line: str) -> list[str]:
         i += 1
     name = line[start:i]
     if not name:
-        raise AckError(Ack.UNKNOWN, "No command given")
+        raise CommandWordError("No command given", silent=True)
+    if not ("a" <= name[0] <= "z"):
+        raise CommandWordError("Letter expected", silent=True)
     if i < n and line[i] not in _SPACE:
-        raise AckError(Ack.UNKNOWN, "Invalid word character")
+        raise CommandWordError("Invalid word character")
     out = [name]
     while True:
         while i < n and line[i] in _SPACE:

@@ -177,7 +177,7 @@ class RealMpd:
             f'log_file "{self.root / "log"}"\n'
             f'bind_to_address "127.0.0.1"\n'
             f'port "{self.port}"\n'
-            'audio_output {\n  type "null"\n  name "null"\n}\n'
+            'audio_output {\n  type "null"\n  name "null"\n  mixer_type "software"\n}\n'
         )
         self.proc = subprocess.Popen([mpd, "--no-daemon", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)  # fmt: skip
