@@ -1,49 +1,69 @@
-"""Audio outputs: outputs, enableoutput, disableoutput, toggleoutput.
+"""Audio outputs: outputs, enableoutput, disableoutput, toggleoutput over Auralis's real outputs.
 
-Auralis's output today is the WebSocket ``/stream`` of the HTTP port (every browser or
-``auralisctl listen`` that connects hears the shared player). It is always on: disabling it
-is refused with a clear error rather than pretended.
+The outputs actor (``auralisd/actors/outputs``) lists ``stream`` (the WebSocket ``/stream``, id 0)
+and every configured output (Snapcast, Icecast...); enabling and disabling are its own, saved
+before the reply, and each change is an ``output`` event (idle subsystem ``output``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from ...actors.outputs import Outputs
+from ...errors import NOT_FOUND, RpcError
 from ...protocol.mpd import Ack, AckError
 from .table import Permission, mpd_command
 
 if TYPE_CHECKING:
     from .session import MpdSession
 
-STREAM_OUTPUT: Final = (0, "WebSocket /stream", "websocket")  # id, name, plugin
+
+def _registry(session: MpdSession) -> Outputs:
+    if session.svc.outputs is None:
+        raise AckError(Ack.NO_EXIST, "No such audio output")
+    return session.svc.outputs
 
 
 @mpd_command("outputs")
 async def _outputs(session: MpdSession) -> Any:
-    output_id, name, plugin = STREAM_OUTPUT
-    return [("outputid", output_id), ("outputname", name), ("plugin", plugin), ("outputenabled", True)]
+    if session.svc.outputs is None:
+        return []
+    pairs: list[tuple[str, object]] = []
+    for info in session.svc.outputs.list():
+        pairs += [("outputid", info.output_id), ("outputname", info.name), ("plugin", info.kind),
+                  ("outputenabled", info.enabled)]  # fmt: skip
+    return pairs
 
 
-def _check(output_id: int) -> None:
-    if output_id != STREAM_OUTPUT[0]:
-        raise AckError(Ack.NO_EXIST, "No such audio output")
+async def _switch(session: MpdSession, output_id: int, enable: bool | None) -> None:
+    registry = _registry(session)
+    try:
+        info = registry.find(output_id)
+        if enable is None:
+            enable = not info.enabled
+        if enable:
+            await registry.enable(output_id)
+        else:
+            await registry.disable(output_id)
+    except RpcError as exc:
+        if exc.code == NOT_FOUND:
+            raise AckError(Ack.NO_EXIST, "No such audio output") from None
+        raise
 
 
 @mpd_command("enableoutput", "uint", permission=Permission.ADMIN)
 async def _enableoutput(session: MpdSession, output_id: int) -> Any:
-    _check(output_id)  # always enabled
+    await _switch(session, output_id, True)
 
 
 @mpd_command("disableoutput", "uint", permission=Permission.ADMIN)
 async def _disableoutput(session: MpdSession, output_id: int) -> Any:
-    _check(output_id)
-    raise AckError(Ack.SYSTEM, "the /stream output is always on (listeners disconnect to stop hearing it)")
+    await _switch(session, output_id, False)
 
 
 @mpd_command("toggleoutput", "uint", permission=Permission.ADMIN)
 async def _toggleoutput(session: MpdSession, output_id: int) -> Any:
-    _check(output_id)
-    raise AckError(Ack.SYSTEM, "the /stream output is always on (listeners disconnect to stop hearing it)")
+    await _switch(session, output_id, None)
 
 
 COMMANDS: Final = (_outputs, _enableoutput, _disableoutput, _toggleoutput)

@@ -95,10 +95,11 @@ def test_queue_edits_del_move_shuffle_crop_insert(mpc) -> None:
 
 
 def test_outputs_stats_version_and_misc(mpc) -> None:
-    assert "Output 1 (WebSocket /stream) is enabled" in mpc("outputs")
+    assert "Output 1 (stream) is enabled" in mpc("outputs")
+    assert "Output 1 (stream) is disabled" in mpc("disable", "1")
+    assert "Output 1 (stream) is enabled" in mpc("toggleoutput", "1")
     assert "Songs:        6" in mpc("stats")
     assert "mpd version: 0.23.0" in mpc("version")
-    mpc("enable", "1")
     assert "auralis" not in mpc("channels")  # only channels with subscribers are listed
     assert "replay gain mode: album" in mpc("replaygain", "album").lower() or "album" in mpc("replaygain")
     mpc("replaygain", "auto")

@@ -49,7 +49,7 @@ def test_version_status_and_queue(client: mpd.MPDClient) -> None:
     with pytest.raises(mpd.CommandError) as caught:
         client.deleteid(song_id)
     assert "No such song" in str(caught.value)
-    assert client.outputs()[0]["outputname"] == "WebSocket /stream"
+    assert client.outputs()[0]["outputname"] == "stream"
     assert int(client.stats()["songs"]) == 6
 
 

@@ -136,6 +136,10 @@ def test_idle_wakes_on_changes_and_noidle_ends_it(auralis_mpd: AuralisMpd, conn:
         conn.send("idle")
         conn.send("noidle")
         assert conn.read_reply().pairs == []
+        conn.send("idle output")
+        other.command("disableoutput 0")
+        assert conn.read_reply().pairs == [("changed", "output")]
+        other.command("enableoutput 0")
         conn.send("idle options")
         other.command("random 1")
         other.command("random 0")
@@ -206,7 +210,7 @@ def test_messages_and_the_auralis_channel(auralis_mpd: AuralisMpd, conn: MpdConn
         other.close()
 
 
-def test_commands_tagtypes_outputs_and_misc(conn: MpdConnection) -> None:
+def test_commands_tagtypes_outputs_and_misc(auralis_mpd: AuralisMpd, conn: MpdConnection) -> None:
     commands = conn.command("commands").all("command")
     for name in ("status", "play", "idle", "noidle", "command_list_begin", "sendmessage", "tagtypes"):
         assert name in commands
@@ -222,8 +226,14 @@ def test_commands_tagtypes_outputs_and_misc(conn: MpdConnection) -> None:
     assert conn.command("tagtypes disable Bogus").error == "ACK [2@0] {tagtypes} Unknown tag type"
     assert conn.command("tagtypes all").error is None
     outputs = conn.command("outputs")
-    assert outputs.get("outputid") == "0" and outputs.get("outputenabled") == "1"
-    assert conn.command("enableoutput 0").error is None
+    assert outputs.get("outputid") == "0" and outputs.get("outputname") == "stream"
+    assert outputs.get("plugin") == "stream" and outputs.get("outputenabled") == "1"
+    assert conn.command("disableoutput 0").error is None
+    with auralis_mpd.daemon.client() as rpc:  # the real output registry, as the control protocol sees it
+        assert rpc.call("outputs")["outputs"][0]["enabled"] is False
+    assert conn.command("outputs").get("outputenabled") == "0"
+    assert conn.command("toggleoutput 0").error is None
+    assert conn.command("outputs").get("outputenabled") == "1"
     assert conn.command("enableoutput 5").error == "ACK [50@0] {enableoutput} No such audio output"
     assert conn.command("replay_gain_mode album").error is None
     assert conn.command("replay_gain_status").get("replay_gain_mode") == "album"
