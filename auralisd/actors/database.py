@@ -157,7 +157,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX tracks_in_order ON tracks(music_dir, rel_dir, path);
     """,
     # 7: each track's song block as listings print it (tagquery.STORED_BLOCK_LINES), made by SQL when
-    # first listed after a change (NULL until then), so listallinfo of 10,000 songs reads stored text
+    # written (NULL until then; a listing makes missing ones), so listallinfo of 10,000 songs reads stored text
     """
     ALTER TABLE tracks ADD COLUMN song_block TEXT;
     CREATE INDEX tracks_without_block ON tracks(track_id) WHERE song_block IS NULL;
@@ -506,6 +506,7 @@ class Database:
                     (path_to_wire(path), path_to_wire(music_dir), path_to_wire(rel_dir), path_to_wire(real),
                      _search_text(path, *row), int(track_id)),  # the search text holds the path too
                 )  # fmt: skip
+            _fill_blocks(c)
 
         self._tracks_changed()
         await self._write(job)
@@ -611,6 +612,7 @@ class Database:
                     )
                     c.execute("DELETE FROM fingerprints WHERE track_id = ?", (row[0],))
                     ids.append(int(row[0]))
+            _fill_blocks(c)
             return ids
 
         self._tracks_changed()
@@ -637,6 +639,7 @@ class Database:
                     for t in rows
                 ],
             )
+            _fill_blocks(c)
 
         self._tracks_changed()
         await self._write(job)
@@ -808,7 +811,7 @@ class Database:
             return rows
 
         rows = await self._read(job)
-        if missing:  # store the blocks that were made in passing (once after each change of the library)
+        if missing:  # store the blocks made in passing (after a change of layout; writes make their own)
             await self._write(lambda c: c.execute(f"UPDATE tracks SET song_block = {text} WHERE song_block IS NULL"))
         if key[0] == self._tracks_generation:  # nothing changed meanwhile
             self._blocks[key] = rows
@@ -1057,6 +1060,13 @@ def migrate(conn: sqlite3.Connection) -> int:
             raise
         conn.execute("COMMIT")
     return len(MIGRATIONS)
+
+
+def _fill_blocks(c: sqlite3.Connection) -> None:
+    """Make the stored song blocks of the rows a write just changed (found by the partial index), so
+    that listings after a scan read stored text."""
+    c.execute(f"UPDATE tracks SET song_block = {tagquery.block_expr(tagquery.STORED_BLOCK_LINES)}"
+              " WHERE song_block IS NULL")  # fmt: skip
 
 
 def _check_block_layout(conn: sqlite3.Connection) -> None:
