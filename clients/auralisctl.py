@@ -1142,6 +1142,27 @@ def cmd_move(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_shuffle(ctx: Context) -> int:
+    result = ctx.call("queue.shuffle")
+    if ctx.json:
+        print_json(result)
+    return EXIT_OK
+
+
+def cmd_crop(ctx: Context) -> int:
+    result = ctx.call("queue.crop")
+    if ctx.json:
+        print_json(result)
+    return EXIT_OK
+
+
+def cmd_swap(ctx: Context) -> int:
+    result = ctx.call("queue.swap", {"a": parse_position(ctx.args.first), "b": parse_position(ctx.args.second)})
+    if ctx.json:
+        print_json(result)
+    return EXIT_OK
+
+
 def cmd_clear(ctx: Context) -> int:
     result = ctx.call("queue.clear")
     if ctx.json:
@@ -2088,6 +2109,11 @@ def build_parser() -> argparse.ArgumentParser:
     move.add_argument("source", metavar="FROM")
     move.add_argument("dest", metavar="TO")
     add("clear", cmd_clear, "empty the queue")
+    add("shuffle", cmd_shuffle, "shuffle the queue (the playing track first)")
+    add("crop", cmd_crop, "delete every queue entry but the playing one")
+    swap = add("swap", cmd_swap, "swap the tracks at positions A and B")
+    swap.add_argument("first", metavar="A")
+    swap.add_argument("second", metavar="B")
     add("queue", cmd_queue, "list the queue")
     playlist = add("playlist", cmd_playlist, "the queue; or a stored playlist: playlist [show|add|clear|del|move|rename|rm] NAME ...")
     playlist.add_argument("action", nargs="?", metavar="ACTION|NAME")

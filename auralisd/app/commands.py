@@ -428,6 +428,21 @@ async def _queue_clear(svc: Services, session: Session) -> dict[str, Any]:
     return await svc.player.clear()
 
 
+@command("queue.shuffle", start=("uint", False), end=("uint", False))
+async def _queue_shuffle(svc: Services, session: Session, start: int | None = None, end: int | None = None) -> dict[str, Any]:
+    return await svc.player.shuffle(start or 0, end)
+
+
+@command("queue.crop")
+async def _queue_crop(svc: Services, session: Session) -> dict[str, Any]:
+    return await svc.player.crop()
+
+
+@command("queue.swap", a=("uint", True), b=("uint", True))
+async def _queue_swap(svc: Services, session: Session, a: int, b: int) -> dict[str, Any]:
+    return await svc.player.swap(a, b)
+
+
 @command("queue.list")
 async def _queue_list(svc: Services, session: Session) -> dict[str, Any]:
     return await svc.player.queue_list()
@@ -685,6 +700,9 @@ COMMANDS: Final[MappingProxyType[str, Command]] = MappingProxyType(
         _queue_delete,
         _queue_move,
         _queue_clear,
+        _queue_shuffle,
+        _queue_crop,
+        _queue_swap,
         _queue_list,
         _library_scan,
         _library_list,

@@ -154,6 +154,7 @@ def test_every_contract_method_is_in_the_table() -> None:
     expected = {
         "ping", "auth", "status", "play", "pause", "toggle", "stop", "next", "previous", "seek",
         "queue.add", "queue.insert", "queue.delete", "queue.move", "queue.clear", "queue.list",
+        "queue.shuffle", "queue.crop", "queue.swap",
         "library.scan", "library.list", "library.search", "library.rejected", "library.track", "fingerprint.get",
         "preset.list", "preset.set", "intensity.set", "volume.set", "options.set", "album_mode.set", "subscribe",
         "library.find", "library.values", "library.count", "library.stats",

@@ -469,3 +469,24 @@ def test_listen_format_opus_decodes_the_stream_with_pyav(daemon, ctl, queue3, tm
     lag = int(np.argmax(correlate(opus[:, 0], pcm48[:, 0], mode="full", method="fft"))) - (pcm48.shape[0] - 1)
     assert lag == 0
     assert abs(integrated_loudness(opus, 48_000) - integrated_loudness(pcm, 44_100)) < 0.5
+
+
+def test_shuffle_swap_crop(daemon, ctl, queue3):
+    daemon.call("queue.clear")
+    daemon.call("queue.add", {"paths": [str(daemon.tracks[n]) for n in ("one", "two", "three")] * 4})
+    before = [i["title"] for i in daemon.call("queue.list")["items"]]
+    daemon.call("play", {"pos": 5})
+    daemon.call("pause")
+    playing = daemon.call("status")["track"]["title"]
+    assert ctl("shuffle") == (0, "", "")
+    after = daemon.call("queue.list")
+    assert sorted(i["title"] for i in after["items"]) == sorted(before)
+    assert after["current"] == 0 and after["items"][0]["title"] == playing  # the playing track first, still playing
+    assert ctl("swap", "1", "3") == (0, "", "")
+    swapped = daemon.call("queue.list")
+    assert swapped["current"] == 2 and swapped["items"][2]["title"] == playing
+    assert [i["title"] for i in swapped["items"]][:2] == [after["items"][2]["title"], after["items"][1]["title"]]
+    assert ctl("crop") == (0, "", "")
+    assert [i["title"] for i in daemon.call("queue.list")["items"]] == [playing]
+    assert daemon.call("status")["state"] == "pause"
+    daemon.call("queue.clear")
