@@ -6,8 +6,10 @@ Measured in one run, on the same generated files:
   path) against a 2-worker ``distributed.LocalCluster`` (``analyze_on_cluster``), in files/s and
   seconds of audio per second, with the CPU seconds each side spent (driver + workers): on a
   shared machine wall-clock alone says little (goal: >= 1.8x with 2 workers);
-* **Dask's overhead**: the round trip of empty tasks through the same cluster, per task, and
-  the extra CPU per file of the cluster run over the one-process run;
+* **Dask's overhead**: the round trip of empty tasks through the same cluster, per task; the CPU
+  the analysis itself took inside the tasks (thread CPU time) against the same files in this
+  process, the workers' whole-process CPU, and what idle workers burn per second (heartbeats,
+  the profiler): whole-process minus in-task minus idle is Dask's cost per file;
 * **first audio while the daemon's background analysis runs on the cluster**: the real actors
   (database, pool, resolver with a ClusterAnalysis bridge, mastering, player) with the library's
   background analysis out on the cluster, then ``play`` of a track nobody analysed yet: time to the
@@ -80,6 +82,46 @@ def write_files(folder: Path, count: int, seconds: float) -> list[str]:
     return paths
 
 
+def _timed_file_task(path: str) -> float:
+    """Thread CPU seconds of one file's whole task (identity + fingerprint), where it runs."""
+    started = time.thread_time()
+    result = cluster.file_task(path, 1 << 30)
+    assert isinstance(result, cluster.FileDone), result
+    return time.thread_time() - started
+
+
+def _warm_worker() -> int:
+    import auralis.fingerprint  # noqa: F401 - the first task would pay for these imports
+    import auralis.sidecar  # noqa: F401
+
+    return os.getpid()
+
+
+def _worker_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def in_task_cpu(paths: list[str], client) -> dict[str, float]:
+    """The analysis' own CPU per file here and on the workers, the workers' whole CPU, their idle CPU."""
+    local = sum(_timed_file_task(p) for p in paths)
+    before, t0 = sum(client.run(_worker_cpu).values()), time.perf_counter()
+    remote = sum(client.gather(client.map(_timed_file_task, paths, pure=False)))
+    wall = time.perf_counter() - t0
+    whole = sum(client.run(_worker_cpu).values()) - before
+    before, t0 = sum(client.run(_worker_cpu).values()), time.perf_counter()
+    time.sleep(3.0)
+    idle_per_s = (sum(client.run(_worker_cpu).values()) - before) / (time.perf_counter() - t0)
+    n = len(paths)
+    return {
+        "local_in_task_cpu_per_file_ms": 1000.0 * local / n,
+        "cluster_in_task_cpu_per_file_ms": 1000.0 * remote / n,
+        "cluster_process_cpu_per_file_ms": 1000.0 * whole / n,
+        "idle_workers_cpu_per_s": idle_per_s,
+        "dask_cpu_per_file_ms": 1000.0 * (whole - remote - idle_per_s * wall) / n,
+    }
+
+
 def throughput(paths: list[str], client) -> dict[str, float]:
     """One process vs the cluster on the same files (no sidecars: every file is computed)."""
     none = cluster.SidecarPolicy("none", read=False)
@@ -91,10 +133,7 @@ def throughput(paths: list[str], client) -> dict[str, float]:
     assert all(o.source == "computed" for o in outcomes)
     reference = {o.path: o.fingerprint for o in outcomes}
 
-    def worker_cpu() -> float:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-
+    worker_cpu = _worker_cpu
     before = sum(client.run(worker_cpu).values())
     outcomes = []
     cpu0, t0 = _cpu_s(), time.perf_counter()
@@ -180,7 +219,7 @@ async def first_audio(music: Path, state: Path, mode: str, scheduler: str | None
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=120, help="files for the throughput run (20 s each)")
+    parser.add_argument("--files", type=int, default=60, help="files for the throughput run (20 s each)")
     parser.add_argument("--runs", type=int, default=3, help="daemon lives per first-audio mode (median reported)")
     args = parser.parse_args(argv)
     distributed = cluster.require_distributed()
@@ -191,8 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, object] = {"cores": os.cpu_count()}
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   silence_logs=logging.ERROR) as lc, distributed.Client(lc) as client:  # fmt: skip
+        client.run(_warm_worker)  # imports done before timing, as the daemon's pool warms up
+        _warm_worker()
         results["throughput"] = tp = throughput(paths, client)
         results["overhead"] = oh = task_overhead(client)
+        results["cpu"] = cpu = in_task_cpu(paths[: max(10, len(paths) // 3)], client)
         print(f"throughput on {tp['files']} x {FILE_S:.0f} s FLAC (load {tp['load_before']:.1f} -> {tp['load_after']:.1f}):")
         print(f"  one process      {tp['one_process_files_per_s']:6.2f} files/s  {tp['one_process_x_realtime']:6.0f}x real time"
               f"  wall {tp['one_process_wall_s']:6.2f} s  CPU {tp['one_process_cpu_s']:6.2f} s")
@@ -203,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
               f" {tp['extra_cpu_per_file_ms']:.1f} ms (a file costs {tp['one_process_cpu_per_file_ms']:.0f} ms)")
         print(f"  Dask empty task: {oh['empty_task_batched_ms']:.2f} ms batched, {oh['empty_task_round_trip_ms']:.2f} ms"
               " one at a time")
+        print(f"  CPU per file inside the task: {cpu['local_in_task_cpu_per_file_ms']:.0f} ms here,"
+              f" {cpu['cluster_in_task_cpu_per_file_ms']:.0f} ms on the 2 workers at once;"
+              f" worker processes {cpu['cluster_process_cpu_per_file_ms']:.0f} ms;"
+              f" idle workers {1000 * cpu['idle_workers_cpu_per_s']:.0f} ms/s;"
+              f" Dask per file {cpu['dask_cpu_per_file_ms']:.1f} ms")
 
         music = work / "music"
         shutil.rmtree(music, ignore_errors=True)
