@@ -25,7 +25,7 @@ from ...protocol.mpd.filters import TAG_DISPLAY, FilterArgs, FilterError, parse_
 from ...protocol.paths import path_from_wire, path_to_wire
 from ...protocol.query import And, Base, Query, QueryError
 from .queue import _insert_position
-from .songs import canonical_tag, last_modified, song_pairs
+from .songs import TAG_TYPES, canonical_tag, last_modified, song_pairs
 from .table import ARG_KINDS, Permission, mpd_command
 
 if TYPE_CHECKING:
@@ -127,50 +127,93 @@ async def song_of(session: MpdSession, uri: str) -> Track:
         raise
 
 
-def _dir_mtimes(paths: list[str]) -> dict[str, str]:
+def _dir_mtimes(dir_wire: str, names: list[str]) -> dict[str, str]:
+    """``{name: Last-Modified}`` of folders (wire form) inside the music folder ``dir_wire`` (blocking)."""
     out = {}
-    for path in paths:
+    for name in names:
         try:
-            out[path] = last_modified(os.stat(path).st_mtime_ns)
+            out[name] = last_modified(os.stat(path_from_wire(dir_wire + "/" + name)).st_mtime_ns)
         except OSError:
             pass
     return out
 
 
-async def _walk(session: MpdSession, uri: str, *, info: bool) -> Pairs:
+async def _walk(session: MpdSession, uri: str, *, info: bool) -> Any:
     """``listall``/``listallinfo``: every folder and song under ``uri``, depth first in name order, each
-    folder's songs before its subfolders (MPD's order)."""
+    folder's songs before its subfolders (MPD's order). The song lines are made in SQL
+    (``Database.track_blocks``): one string per song."""
     folder = await _folder(session, uri)
     uris = session.server.uris
     if folder is None:
         track = await song_of(session, uri)
         return _songs(session, [track]) if info else [("file", uris.uri(track.path))]
     music_dir, rel = folder
-    tracks, _ = await session.svc.db.find_tracks(Base(path_to_wire(rel)) if rel else None)
-    tracks = [t for t in tracks if t.music_dir == music_dir]
+    dir_wire, rel_wire = path_to_wire(music_dir), path_to_wire(rel)
+    lines = block_lines(session.tagtypes) if info else [("file", "uri")]
+    rows = await session.svc.db.track_blocks(Base(rel_wire) if rel else None, lines)
+    by_dir: dict[str, list[str]] = {}
+    for row_dir, row_rel, text in rows:
+        if row_dir == dir_wire:
+            by_dir.setdefault(row_rel, []).append(text)
     # every folder on the way, sorted component by component (so "A", "A/B", then "A B")
+    top = rel_wire.split("/") if rel_wire else []
     folders: set[str] = set()
-    for t in tracks:
-        parts = t.rel_dir.split("/") if t.rel_dir else []
-        for i in range(1, len(parts) + 1):
+    for name in by_dir:
+        parts = name.split("/") if name else []
+        for i in range(max(1, len(top)), len(parts) + 1):
             folders.add("/".join(parts[:i]))
-    top = rel.split("/") if rel else []
-    folders = {f for f in folders if f.split("/")[: len(top)] == top}  # the folder itself too (MPD names it)
-    by_dir: dict[str, list[Track]] = {}
-    for t in tracks:
-        by_dir.setdefault(t.rel_dir, []).append(t)
-    mtimes = await trio.to_thread.run_sync(_dir_mtimes, [os.path.join(music_dir, f) for f in folders]) if info else {}
-    out: Pairs = []
-    order = sorted({rel, *folders}, key=lambda f: f.split("/") if f else [])
-    for name in order:
+    mtimes = await trio.to_thread.run_sync(_dir_mtimes, dir_wire, sorted(folders)) if info else {}
+    prefix = _uri_prefix(uris.music_dirs, music_dir)
+    out: list[str] = []
+    for name in sorted({rel_wire, *folders}, key=lambda f: f.split("/") if f else []):
         if name:
-            path = os.path.join(music_dir, name)
-            out.append(("directory", uris.uri(path)))
-            if info and path in mtimes:
-                out.append(("Last-Modified", mtimes[path]))
-        songs = sorted(by_dir.get(name, []), key=lambda t: t.path)
-        out += _songs(session, songs) if info else [("file", uris.uri(t.path)) for t in songs]
-    return out
+            out.append(f"directory: {prefix}{name}\n")
+            if name in mtimes:
+                out.append(f"Last-Modified: {mtimes[name]}\n")
+        texts = by_dir.get(name, [])
+        out += [t.replace("file: ", "file: " + prefix, 1) for t in texts] if prefix else texts
+    return "".join(out).encode("utf-8", "surrogateescape")
+
+
+def _uri_prefix(music_dirs: tuple[str, ...], music_dir: str) -> str:
+    """What leads the URIs of ``music_dir``'s songs: nothing with one music folder, else its name (server.SongUris)."""
+    return "" if len(music_dirs) == 1 else path_to_wire(os.path.basename(music_dir)) + "/"
+
+
+# MPD tag name -> the field of tagquery.BLOCK_FIELDS that holds it
+_BLOCK_TAG_FIELDS: Final = {
+    "Artist": "artist", "Album": "album", "AlbumArtist": "albumartist", "Title": "title", "Track": "track",
+    "Genre": "genre", "Date": "date", "Disc": "disc", "MUSICBRAINZ_ALBUMID": "musicbrainz_albumid",
+    "Composer": "composer", "Performer": "performer", "Comment": "comment",
+}  # fmt: skip
+
+
+def block_lines(tagtypes: Iterable[str]) -> list[tuple[str, str]]:
+    """The lines of a song block made in SQL: the same fields and order as ``songs.song_pairs``."""
+    enabled = set(tagtypes)
+    lines = [("file", "uri"), ("Last-Modified", "last_modified")]
+    lines += [(tag, _BLOCK_TAG_FIELDS[tag]) for tag in TAG_TYPES if tag in enabled and tag in _BLOCK_TAG_FIELDS]
+    return [*lines, ("Time", "time"), ("duration", "duration")]
+
+
+async def _found_blocks(session: MpdSession, query: Query | None, window: tuple[int, int] | None) -> bytes:
+    """find/search without ``sort``: the song blocks made in SQL, the window as LIMIT/OFFSET."""
+    await _check_bases(session, query)
+    limit = offset = None
+    if window is not None:
+        offset = window[0]
+        limit = None if window[1] == -1 else max(0, window[1] - window[0])
+    try:
+        rows = await session.svc.db.track_blocks(query, block_lines(session.tagtypes), limit=limit, offset=offset or 0)
+    except QueryError as exc:
+        raise AckError(Ack.ARG, str(exc)) from None
+    uris = session.server.uris
+    texts = [
+        t.replace("file: ", "file: " + _uri_prefix(uris.music_dirs, path_from_wire(d)), 1) if len(uris.music_dirs) > 1
+        else t
+        for d, _, t in rows
+    ]  # fmt: skip
+    return "".join(texts).encode("utf-8", "surrogateescape")
 
 
 @mpd_command("lsinfo", "str?")
@@ -193,12 +236,12 @@ async def _lsinfo(session: MpdSession, uri: str | None) -> Any:
         db = session.svc.db
         songs = sorted(await db.tracks_under(music_dir, rel, recursive=False), key=lambda t: t.path)
         out += _songs(session, songs)  # MPD: the folder's songs, then its folders
-        subdirs = [os.path.join(music_dir, d) for d in await db.subdirs(music_dir, rel)]
-        mtimes = await trio.to_thread.run_sync(_dir_mtimes, subdirs)
-        for path in subdirs:
-            out.append(("directory", uris.uri(path)))
-            if path in mtimes:
-                out.append(("Last-Modified", mtimes[path]))
+        subdirs = [path_to_wire(d) for d in await db.subdirs(music_dir, rel)]
+        mtimes = await trio.to_thread.run_sync(_dir_mtimes, path_to_wire(music_dir), subdirs)
+        for name in subdirs:
+            out.append(("directory", uris.uri(os.path.join(music_dir, path_from_wire(name)))))
+            if name in mtimes:
+                out.append(("Last-Modified", mtimes[name]))
     if not uri.strip("/") and session.svc.playlists is not None:  # the top also lists stored playlists
         for info in await session.svc.playlists.list_all():
             out += [("playlist", info.name), ("Last-Modified", last_modified(int(info.modified_s * 1e9)))]
@@ -219,12 +262,16 @@ async def _listallinfo(session: MpdSession, uri: str | None) -> Any:
 @mpd_command("find", rest="str")
 async def _find(session: MpdSession, args: tuple[str, ...]) -> Any:
     parsed = _filter(args, fold_case=False, options=("sort", "window"))
+    if parsed.sort is None:
+        return await _found_blocks(session, parsed.query, parsed.window)
     return _songs(session, _sorted(await _query(session, parsed.query), parsed.sort, parsed.window))
 
 
 @mpd_command("search", rest="str")
 async def _search(session: MpdSession, args: tuple[str, ...]) -> Any:
     parsed = _filter(args, fold_case=True, options=("sort", "window"))
+    if parsed.sort is None:
+        return await _found_blocks(session, parsed.query, parsed.window)
     return _songs(session, _sorted(await _query(session, parsed.query), parsed.sort, parsed.window))
 
 

@@ -54,6 +54,9 @@ def entries(reply: Reply) -> list[dict[str, str]]:
             current = {}
             out.append(current)
         current[key] = value
+    for entry in out:
+        if "directory" in entry:  # a folder's mtime changes when .25d sidecars are written beside the audio:
+            entry.pop("Last-Modified", None)  # we report it now, MPD as of its last update (docs/mpd.md)
     return out
 
 
