@@ -310,8 +310,19 @@ async def _list(session: MpdSession, tag_name: str, args: tuple[str, ...]) -> An
     display = canonical_tag(tag_name) or TAG_DISPLAY.get(tag or "", tag_name)
     if tag is None:  # a tag MPD knows that the library does not store: every track lacks it
         return [(display, "")] if (await _query(session, parsed.query)) else []
-    if tag == "file":  # every song's URI, in MPD's walk order
-        return [("file", uri) for uri in _walk_order(session, await _query(session, parsed.query))]
+    if tag == "file":  # every song's URI, in MPD's walk order (folder by folder, songs before subfolders)
+        await _check_bases(session, parsed.query)
+        try:
+            rows = await session.svc.db.track_blocks(parsed.query, [("file", "uri")])
+        except QueryError as exc:
+            raise AckError(Ack.ARG, str(exc)) from None
+        rows.sort(key=lambda r: (r[0], r[1].split("/") if r[1] else []))  # stable: name order within a folder
+        uris = session.server.uris
+        return "".join(
+            t.replace("file: ", "file: " + _uri_prefix(uris.music_dirs, path_from_wire(d)), 1)
+            if len(uris.music_dirs) > 1 else t
+            for d, _, t in rows
+        ).encode("utf-8", "surrogateescape")
     await _check_bases(session, parsed.query)
     try:
         rows = await session.svc.db.tag_values(tag, parsed.groups, parsed.query)
@@ -339,11 +350,7 @@ def _unique_empty(pairs: Pairs) -> Pairs:
     return out
 
 
-def _walk_order(session: MpdSession, tracks: list[Track]) -> list[str]:
-    """URIs in MPD's walk order: folder by folder (component-wise name order), songs before subfolders."""
-    uris = session.server.uris
-    ordered = sorted(tracks, key=lambda t: (t.music_dir, t.rel_dir.split("/") if t.rel_dir else [], t.path))
-    return [uris.uri(t.path) for t in ordered]
+
 
 
 @mpd_command("count", rest="str")
