@@ -313,15 +313,15 @@ async def _list(session: MpdSession, tag_name: str, args: tuple[str, ...]) -> An
     if tag == "file":  # every song's URI, in MPD's walk order (folder by folder, songs before subfolders)
         await _check_bases(session, parsed.query)
         try:
-            rows = await session.svc.db.track_blocks(parsed.query, [("file", "uri")])
+            blocks = await session.svc.db.track_blocks(parsed.query, [("file", "uri")])
         except QueryError as exc:
             raise AckError(Ack.ARG, str(exc)) from None
-        rows.sort(key=lambda r: (r[0], r[1].split("/") if r[1] else []))  # stable: name order within a folder
+        blocks = sorted(blocks, key=lambda r: (r[0], r[1].split("/") if r[1] else []))  # stable: names within a folder
         uris = session.server.uris
         return "".join(
             t.replace("file: ", "file: " + _uri_prefix(uris.music_dirs, path_from_wire(d)), 1)
             if len(uris.music_dirs) > 1 else t
-            for d, _, t in rows
+            for d, _, t in blocks
         ).encode("utf-8", "surrogateescape")
     await _check_bases(session, parsed.query)
     try:
