@@ -184,3 +184,45 @@ def test_idle_reports_stored_playlist_and_database_changes(auralis_mpd) -> None:
     finally:
         watcher.close()
         actor.close()
+
+
+PLAYLIST_SESSION = [
+    "clear", "add Alpha", "add loose.flac", "save p1", "save p1", "listplaylists", "listplaylist p1",
+    "listplaylistinfo p1", "playlistadd p1 \"Beta/01 sea.flac\"", "playlistmove p1 4 0", "listplaylist p1",
+    "playlistdelete p1 1", "listplaylist p1", "playlistdelete p1 9", "rename p1 p2", "rename nosuch p3",
+    "listplaylist p1", "clear", "load p2 0:2", "playlistinfo", "load p2", "playlistclear p2", "listplaylist p2",
+    "playlistadd p3 nosuch.flac", "rm p2", "rm p2", "listplaylists", "load nosuch", "listplaylistinfo nosuch",
+    "save bad/name", "clear",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def real_mpd_playlists(mpd_library: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The real MPD with a playlist_directory (stored playlists are off without one)."""
+    from .conftest import RealMpd
+
+    root = tmp_path_factory.mktemp("real-mpd-playlists")
+    (root / "playlists").mkdir()
+    mpd = RealMpd(root, mpd_library, extra_conf=f'playlist_directory "{root / "playlists"}"\n')
+    try:
+        yield mpd.start()
+    finally:
+        mpd.stop()
+
+
+def test_a_stored_playlist_session_agrees_with_the_real_mpd(auralis_mpd, real_mpd_playlists) -> None:
+    """The same session on both: every reply field by field (a playlist's Last-Modified aside: the
+    two servers saved it at different instants), every error with MPD's code."""
+    ours, theirs = auralis_mpd.connect(), real_mpd_playlists.connect()
+    try:
+        for command in PLAYLIST_SESSION:
+            mine, reference = ours.command(command), theirs.command(command)
+            assert (mine.error or "")[:12] == (reference.error or "")[:12], (command, mine.error, reference.error)
+            strip = [{k: v for k, v in e.items() if not ("playlist" in e and k == "Last-Modified")}
+                     for e in entries(mine)]  # fmt: skip
+            expected = [{k: v for k, v in e.items() if not ("playlist" in e and k == "Last-Modified")}
+                        for e in entries(reference)]  # fmt: skip
+            assert strip == expected, command
+    finally:
+        ours.close()
+        theirs.close()
