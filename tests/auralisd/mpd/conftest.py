@@ -160,9 +160,10 @@ def auralis_mpd(mpd_library: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 class RealMpd:
     """Debian's mpd on a generated config: null output, its own state, a free loopback port."""
 
-    def __init__(self, root: Path, music: Path) -> None:
+    def __init__(self, root: Path, music: Path, *, extra_conf: str = "") -> None:
         self.root = root
         self.music = music
+        self.extra_conf = extra_conf  # more mpd.conf lines (e.g. playlist_directory)
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -177,7 +178,7 @@ class RealMpd:
             f'log_file "{self.root / "log"}"\n'
             f'bind_to_address "127.0.0.1"\n'
             f'port "{self.port}"\n'
-            'audio_output {\n  type "null"\n  name "null"\n  mixer_type "software"\n}\n'
+            'audio_output {\n  type "null"\n  name "null"\n  mixer_type "software"\n}\n' + self.extra_conf
         )
         self.proc = subprocess.Popen([mpd, "--no-daemon", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)  # fmt: skip
