@@ -104,6 +104,16 @@ def _songs(session: MpdSession, tracks: Iterable[Track]) -> Pairs:
 
 
 # ----------------------------------------------------------------- folders
+def _inside(music_dirs: tuple[str, ...], path: str, *, top: bool) -> tuple[str, str] | None:
+    """``(music_dir, rel)`` when ``path`` lies in a music folder (text only, no I/O); the top: the one music folder."""
+    if top:
+        return (music_dirs[0], "") if len(music_dirs) == 1 else None
+    for music_dir in music_dirs:
+        if path == music_dir or path.startswith(music_dir.rstrip("/") + "/"):
+            return music_dir, path[len(music_dir) :].strip("/")
+    return None
+
+
 async def _folder(session: MpdSession, uri: str) -> tuple[str, str] | None:
     """``(music_dir, rel_dir)`` of a library folder URI (``""``: the top); None when it is no folder."""
     uris = session.server.uris
@@ -142,15 +152,20 @@ async def _walk(session: MpdSession, uri: str, *, info: bool) -> Any:
     """``listall``/``listallinfo``: every folder and song under ``uri``, depth first in name order, each
     folder's songs before its subfolders (MPD's order). The song lines are made in SQL
     (``Database.track_blocks``): one string per song."""
-    folder = await _folder(session, uri)
     uris = session.server.uris
-    if folder is None:
-        track = await song_of(session, uri)
-        return _songs(session, [track]) if info else [("file", uris.uri(track.path))]
+    folder = _inside(uris.music_dirs, path_from_wire(uris.path(uri)), top=not uri.strip("/"))
+    lines = block_lines(session.tagtypes) if info else [("file", "uri")]
+    rows = [] if folder is None else await session.svc.db.track_blocks(
+        Base(path_to_wire(folder[1])) if folder[1] else None, lines
+    )
+    if not rows:  # no song below it: an empty folder, a song, or nothing (the file system says which)
+        folder = await _folder(session, uri)
+        if folder is None:
+            track = await song_of(session, uri)
+            return _songs(session, [track]) if info else [("file", uris.uri(track.path))]
+    assert folder is not None
     music_dir, rel = folder
     dir_wire, rel_wire = path_to_wire(music_dir), path_to_wire(rel)
-    lines = block_lines(session.tagtypes) if info else [("file", "uri")]
-    rows = await session.svc.db.track_blocks(Base(rel_wire) if rel else None, lines)
     by_dir: dict[str, list[str]] = {}
     for row_dir, row_rel, text in rows:
         if row_dir == dir_wire:
