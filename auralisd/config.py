@@ -163,6 +163,8 @@ _KEYS: Final[dict[str, tuple[str, str]]] = {
     "sidecar_dir": ("path", "the folder of the sidecar mirror tree (sidecars = \"mirror\"; implies it when sidecars is not set)"),
     "dask_scheduler": ("str", "send background library analysis to this Dask scheduler, e.g. tcp://HOST:8786 (pip install 'auralis[cluster]')"),
     "dask_path_map": ("strs", "LOCAL=REMOTE: the Dask workers see music folder LOCAL as REMOTE (repeatable)"),
+    "icecast": ("outputs", "an Icecast output NAME=http://HOST:PORT/MOUNT?password_file=PATH[&bitrate_kbps=160] "
+                           "(repeatable; docs/outputs.md)"),
 }
 ALBUM_MODES: Final = ("off", "track", "album", "auto")
 SIDECAR_PLACEMENTS: Final = ("beside", "mirror", "none")  # as auralis.sidecar.SIDECAR_PLACEMENTS

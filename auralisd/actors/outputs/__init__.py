@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 
 from ...config import OutputSpec
+from .icecast import IcecastOutput
 from .registry import (
     BACKOFF_MAX_S,
     BACKOFF_START_S,
@@ -23,6 +24,8 @@ def make_outputs(specs: Sequence[OutputSpec], in_rate: int) -> list[OutputKind]:
     for spec in specs:
         if spec.kind == "snapcast":
             out.append(SnapcastOutput(spec, in_rate))
+        elif spec.kind == "icecast":
+            out.append(IcecastOutput(spec, in_rate))
         else:
             raise ValueError(f"unknown output kind {spec.kind!r}")
     return out
@@ -30,5 +33,5 @@ def make_outputs(specs: Sequence[OutputSpec], in_rate: int) -> list[OutputKind]:
 
 __all__ = [
     "BACKOFF_MAX_S", "BACKOFF_START_S", "OUTPUT_EVENT", "OutputFailure", "OutputInfo", "OutputKind", "OutputLink",
-    "Outputs", "SnapcastOutput", "make_outputs", "pcm_feed",
+    "IcecastOutput", "Outputs", "SnapcastOutput", "make_outputs", "pcm_feed",
 ]

@@ -122,6 +122,30 @@ def describe_os_error(exc: OSError) -> str:
     return text[:1].lower() + text[1:]
 
 
+def root_os_error(exc: OSError) -> OSError:
+    """trio's ``all attempts to connect ... failed`` -> the first attempt's own error (``Connection refused``)."""
+    cause = exc.__cause__
+    if isinstance(cause, BaseException):
+        leaf = first_leaf(cause, OSError)
+        if isinstance(leaf, OSError):
+            return leaf
+    return exc
+
+
+async def watch_close(stream: trio.abc.ReceiveStream, closed: list[str], scope: trio.CancelScope, message: str) -> None:
+    """A server that never sends after the handshake: end of file (or a reset) means it went away.
+
+    Appends ``message`` (or what the reset said) to ``closed`` and cancels ``scope``.
+    """
+    try:
+        while await stream.receive_some(4096):
+            pass
+        closed.append(message)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+        closed.append(f"{message} ({exc})")
+    scope.cancel()
+
+
 class Outputs:
     """The outputs actor. Start with ``await nursery.start(outputs.run)``."""
 
@@ -272,5 +296,5 @@ def _classify(name: str, exc: BaseException) -> tuple[str, str]:
 
 __all__ = [
     "BACKOFF_MAX_S", "BACKOFF_START_S", "ENABLED_KEY", "OUTPUT_EVENT", "OutputFailure", "OutputInfo", "OutputKind",
-    "OutputLink", "Outputs", "describe_os_error", "pcm_feed",
+    "OutputLink", "Outputs", "describe_os_error", "pcm_feed", "root_os_error", "watch_close",
 ]

@@ -25,7 +25,7 @@ import trio
 from auralis.pcm import PcmEncoder
 
 from ...config import OutputSpec
-from .registry import OutputFailure, OutputLink, describe_os_error, pcm_feed
+from .registry import OutputFailure, OutputLink, describe_os_error, pcm_feed, root_os_error, watch_close
 
 log = logging.getLogger("auralisd.outputs")
 
@@ -52,7 +52,8 @@ class SnapcastOutput:
             async with pcm_feed(link.player, FEED_BLOCKS) as sub, trio.open_nursery() as nursery:
                 closed: list[str] = []
                 if isinstance(stream, trio.SocketStream):
-                    nursery.start_soon(self._watch_close, stream, closed, nursery.cancel_scope)
+                    nursery.start_soon(watch_close, stream, closed, nursery.cancel_scope,
+                                       "snapserver closed the connection")
                 await self._pump(sub, encoder, stream)
                 nursery.cancel_scope.cancel()
             if closed:
@@ -94,7 +95,7 @@ class SnapcastOutput:
             raise OutputFailure(f"snapserver at {host}:{port} did not answer in {CONNECT_TIMEOUT_S:g} s") from None
         except OSError as exc:
             raise OutputFailure(
-                f"cannot connect to snapserver at {host}:{port} ({describe_os_error(_root_os_error(exc))}): is it "
+                f"cannot connect to snapserver at {host}:{port} ({describe_os_error(root_os_error(exc))}): is it "
                 f"running with a tcp source in server mode there?"
             ) from None
 
@@ -126,29 +127,6 @@ class SnapcastOutput:
                 return f"{where}: the reader closed the pipe"
             return f"cannot write to {where}: {describe_os_error(cause)}"
         return f"{where} closed the connection"
-
-    @staticmethod
-    async def _watch_close(stream: trio.SocketStream, closed: list[str], scope: trio.CancelScope) -> None:
-        """snapserver never sends on a tcp source: end of file (or a reset) means it went away."""
-        try:
-            while await stream.receive_some(4096):
-                pass
-            closed.append("snapserver closed the connection")
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            closed.append(f"snapserver connection lost ({exc})")
-        scope.cancel()
-
-
-def _root_os_error(exc: OSError) -> OSError:
-    """trio's ``all attempts to connect ... failed`` -> the first attempt's own error (``Connection refused``)."""
-    from ...errgroups import first_leaf
-
-    cause = exc.__cause__
-    if isinstance(cause, BaseException):
-        leaf = first_leaf(cause, OSError)
-        if isinstance(leaf, OSError):
-            return leaf
-    return exc
 
 
 def _encode(encoder: PcmEncoder, blocks: list[Any]) -> bytes:
