@@ -135,14 +135,14 @@ def root_os_error(exc: OSError) -> OSError:
 async def watch_close(stream: trio.abc.ReceiveStream, closed: list[str], scope: trio.CancelScope, message: str) -> None:
     """A server that never sends after the handshake: end of file (or a reset) means it went away.
 
-    Appends ``message`` (or what the reset said) to ``closed`` and cancels ``scope``.
+    Appends ``message`` to ``closed`` and cancels ``scope``.
     """
     try:
         while await stream.receive_some(4096):
             pass
-        closed.append(message)
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-        closed.append(f"{message} ({exc})")
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass  # a reset is the same news as an end of file
+    closed.append(message)
     scope.cancel()
 
 
@@ -282,7 +282,7 @@ class Outputs:
 
 def _classify(name: str, exc: BaseException) -> tuple[str, str]:
     """``(state, one-sentence message)`` for a failure of output ``name`` (nurseries wrap it in groups)."""
-    leaf = first_leaf(exc, (OutputFailure, OSError, trio.TooSlowError)) or exc
+    leaf = first_leaf(exc, (OutputFailure, OSError, trio.TooSlowError)) or first_leaf(exc, Exception) or exc
     if isinstance(leaf, OutputFailure):
         return ("error" if leaf.needs_user else "reconnecting"), leaf.message
     if isinstance(leaf, OSError):

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import stat
 from typing import Any, Final
 
+import numpy as np
 import trio
 
 from auralis.pcm import PcmEncoder
@@ -33,6 +35,15 @@ FEED_BLOCKS: Final = 100  # player blocks queued for this output: 5 s (1.8 MB f3
 CONNECT_TIMEOUT_S: Final = 5.0
 SEND_TIMEOUT_S: Final = 5.0  # a server that takes no data for this long is treated as gone
 MAX_BATCH_BLOCKS: Final = 4  # blocks converted in one thread hop (200 ms at most)
+# Each stretch of sound starts LEAD_S late: snapserver reads its source on its own clock (every 20 ms) and
+# resyncs (an audible skip in every room) when a read finds nothing, so the daemon's jitter must never
+# reach it. 300 ms of lead absorbs a loaded machine's scheduling delays; Snapcast's own buffer is 1 s.
+LEAD_S: Final = 0.3
+# A pause ends the data with this much silence: snapclient drops a last period it cannot fill (up to ~70 ms
+# measured), so without it the last notes before a pause would not be heard.
+PAUSE_TAIL_S: Final = 0.2
+FILL_S: Final = 0.1  # silence sent at a time while the player stalls
+FILL_GUARD_S: Final = 0.1  # ... once snapserver has less than this much left
 
 
 class SnapcastOutput:
@@ -62,29 +73,63 @@ class SnapcastOutput:
                 raise OutputFailure("snapserver did not take the stream fast enough; the output fell behind")
 
     async def _pump(self, sub: Any, encoder: PcmEncoder, stream: trio.abc.SendStream) -> None:
-        from ..player import PcmBlock
+        """Convert and send every block, keeping snapserver fed (it reads its source on its own clock and
+        skips, audibly in every room, when a read finds nothing):
 
-        async for message in sub.receive:
-            if not isinstance(message, PcmBlock):
-                continue  # StreamStart / StreamEnd / status: a pause simply stops the data
-            blocks = [message.samples]
-            while len(blocks) < MAX_BATCH_BLOCKS:
+        * each stretch of sound starts :data:`LEAD_S` late (held back, then sent at once), so the
+          daemon's scheduling jitter never reaches snapserver;
+        * while the player stalls (a chunk late), silence keeps that lead from running dry;
+        * a pause or stop ends the data with :data:`PAUSE_TAIL_S` of silence, then nothing is sent and
+          snapserver goes idle.
+        """
+        from ..player import PcmBlock, StreamEnd
+
+        lead_bytes = int(LEAD_S * self.rate) * encoder.frame_bytes
+        bytes_per_s = self.rate * encoder.frame_bytes
+        tail = np.zeros((int(PAUSE_TAIL_S * self.in_rate), 2), dtype=np.float32)
+        fill = np.zeros((int(FILL_S * self.in_rate), 2), dtype=np.float32)
+        pending = bytearray()
+        fed_until: float | None = None  # when snapserver runs out of what was sent (None: not streaming)
+        while True:
+            blocks: list[np.ndarray] = []
+            end = False
+            deadline = math.inf if fed_until is None else fed_until - FILL_GUARD_S
+            with trio.move_on_at(deadline):
                 try:
-                    more = sub.receive.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-                if isinstance(more, PcmBlock):
-                    blocks.append(more.samples)
-            data = await trio.to_thread.run_sync(_encode, encoder, blocks, limiter=self._limiter)
-            if not data:
-                continue
-            try:
-                with trio.fail_after(SEND_TIMEOUT_S):
-                    await stream.send_all(data)
-            except trio.TooSlowError:
-                raise OutputFailure(f"snapserver took no data for {SEND_TIMEOUT_S:g} s") from None
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise OutputFailure(self._write_error(exc), needs_user=_needs_user(exc)) from None
+                    message = await sub.receive.receive()
+                except trio.EndOfChannel:
+                    return
+                for item in [message, *_drain(sub, MAX_BATCH_BLOCKS - 1)]:
+                    if isinstance(item, PcmBlock) and not end:
+                        blocks.append(item.samples)
+                    end = end or isinstance(item, StreamEnd)
+            if not blocks and not end:
+                if fed_until is not None and trio.current_time() >= deadline:  # a stall: keep the lead
+                    blocks.append(fill)
+                else:
+                    continue  # StreamStart / status: nothing to send
+            if end:
+                blocks.append(tail)
+            pending += await trio.to_thread.run_sync(_encode, encoder, blocks, limiter=self._limiter)
+            if fed_until is None and len(pending) < lead_bytes and not end:
+                continue  # still building the lead
+            now = trio.current_time()
+            fed_until = max(fed_until or now, now) + len(pending) / bytes_per_s
+            await self._send(stream, bytes(pending))
+            pending.clear()
+            if end:
+                fed_until = None
+
+    async def _send(self, stream: trio.abc.SendStream, data: bytes) -> None:
+        if not data:
+            return
+        try:
+            with trio.fail_after(SEND_TIMEOUT_S):
+                await stream.send_all(data)
+        except trio.TooSlowError:
+            raise OutputFailure(f"snapserver took no data for {SEND_TIMEOUT_S:g} s") from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise OutputFailure(self._write_error(exc), needs_user=_needs_user(exc)) from None
 
     async def _open_tcp(self) -> trio.SocketStream:
         host, port = self.spec.host, self.spec.port
@@ -127,6 +172,17 @@ class SnapcastOutput:
                 return f"{where}: the reader closed the pipe"
             return f"cannot write to {where}: {describe_os_error(cause)}"
         return f"{where} closed the connection"
+
+
+def _drain(sub: Any, limit: int) -> list[Any]:
+    """Up to ``limit`` more messages that are already waiting (a batch for one thread hop)."""
+    out: list[Any] = []
+    while len(out) < limit:
+        try:
+            out.append(sub.receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+    return out
 
 
 def _encode(encoder: PcmEncoder, blocks: list[Any]) -> bytes:
