@@ -99,10 +99,11 @@ class SnapcastOutput:
                     message = await sub.receive.receive()
                 except trio.EndOfChannel:
                     return
-                for item in [message, *_drain(sub, MAX_BATCH_BLOCKS - 1)]:
-                    if isinstance(item, PcmBlock) and not end:
+                batch = [message] if isinstance(message, StreamEnd) else [message, *_drain(sub, MAX_BATCH_BLOCKS - 1)]
+                for item in batch:
+                    if isinstance(item, PcmBlock):
                         blocks.append(item.samples)
-                    end = end or isinstance(item, StreamEnd)
+                    end = isinstance(item, StreamEnd)
             if not blocks and not end:
                 if fed_until is not None and trio.current_time() >= deadline:  # a stall: keep the lead
                     blocks.append(fill)
@@ -175,12 +176,16 @@ class SnapcastOutput:
 
 
 def _drain(sub: Any, limit: int) -> list[Any]:
-    """Up to ``limit`` more messages that are already waiting (a batch for one thread hop)."""
+    """Up to ``limit`` more messages that are already waiting (a batch for one thread hop), up to a StreamEnd."""
+    from ..player import StreamEnd
+
     out: list[Any] = []
     while len(out) < limit:
         try:
             out.append(sub.receive.receive_nowait())
         except (trio.WouldBlock, trio.EndOfChannel):
+            break
+        if isinstance(out[-1], StreamEnd):
             break
     return out
 
