@@ -373,10 +373,12 @@ def match_runs(client: np.ndarray, reference: np.ndarray, rate: int, *, window_s
                 s += w  # this window matches nothing: skip it
                 continue
             start, offsets, errors = s, [], []
+            ref_end = False
             while s + w <= b:
                 guess = s + offset
                 lo, hi = max(0, guess - search), min(mono_ref.size - w, guess + search)
                 if hi < lo:
+                    ref_end = True  # the reference ends inside this window: the stretch reaches its end
                     break
                 here = locate(mono_client[s : s + w], mono_ref[lo : hi + w]) + lo
                 err = error_db(s, here, w)
@@ -390,6 +392,8 @@ def match_runs(client: np.ndarray, reference: np.ndarray, rate: int, *, window_s
                 s += w
                 continue
             stop = s if s + w <= b else b
+            if ref_end:
+                stop = min(b, mono_ref.size - offset)
             first = offsets[0]
             ref_piece = reference[start + first : stop + first]
             piece = client[start : start + ref_piece.shape[0]]
@@ -397,7 +401,7 @@ def match_runs(client: np.ndarray, reference: np.ndarray, rate: int, *, window_s
             steps = np.abs(np.diff(offsets)) if len(offsets) > 1 else np.zeros(1)
             # ... but the stretch reaches the run's edges (to the 10 ms the silence detector sees)
             lo_edge = run_a if start == a else start
-            hi_edge = run_b if stop + w > b else stop
+            hi_edge = run_b if stop + w > b and not ref_end else stop
             out.append(RunMatch(lo_edge, hi_edge, lo_edge + first, int(steps.max()), float(level),
                                 float(np.median(errors))))
     return out

@@ -126,7 +126,9 @@ def test_a_room_hears_the_stream_across_seek_track_change_pause_and_a_server_res
 
     # 1. What auralisd sent snapserver is the stream: the same samples (dither aside), the same level, no gap
     #    anywhere (a pause adds a short silence, a stall adds silence, nothing is lost) but the restart.
-    sent = match_runs(proxy.audio(), reference, RATE)
+    sent_audio = proxy.audio()
+    (tmp_path / "sent.pcm").write_bytes(bytes(proxy.sent))  # for a look after a failure
+    sent = match_runs(sent_audio, reference, RATE)
     sent_summary = [(round(r.ref_start / RATE, 3), round(r.ref_stop / RATE, 3), r.max_step, round(r.level_db, 3),
                      round(r.residual_db, 1)) for r in sent]
     for run in sent:
