@@ -116,7 +116,18 @@ def test_icecast_listeners_hear_the_stream_titles_change_and_a_restart_and_a_wro
             decoders = [subprocess.Popen(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i",
                                           f"http://127.0.0.1:{ice.port}{MOUNT}", "-t", "9", "-ar", "44100",
                                           "-c:a", "pcm_f32le", str(path)]) for path in decoded]
-            wait_for(lambda: (ice.source(MOUNT) or {}).get("listeners", 0) >= LISTENERS, 20, "100 listeners")
+            peak = 0
+
+            def all_listening() -> bool:
+                nonlocal peak
+                peak = max(peak, int((ice.source(MOUNT) or {}).get("listeners", 0)))
+                return peak >= LISTENERS
+
+            try:
+                wait_for(all_listening, 30, "100 listeners")
+            except TimeoutError:
+                raise AssertionError(f"Icecast counted at most {peak} listeners; errors: "
+                                     f"{[x.error for x in listeners if x.error][:3]}") from None
             client.wait_status(lambda s: s["queue_pos"] == 1 and s["elapsed_s"] > 1.0, timeout_s=30)  # a track change
             for proc in decoders:
                 assert proc.wait(60) == 0
