@@ -97,6 +97,36 @@ def wait_songs(conn: Conn, songs: int, timeout_s: float = 120) -> None:
     raise TimeoutError("library never complete")
 
 
+def wait_daemon_idle(socket_path: Path, timeout_s: float = 600) -> None:
+    """Wait until auralisd's background analysis is done (no pool job for 2 s), so it does not
+    compete with the measurements."""
+    import msgpack
+
+    deadline = time.monotonic() + timeout_s
+    quiet_since = None
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(socket_path))
+            sock.sendall(msgpack.packb([0, 1, "status", {}]))
+            unpacker = msgpack.Unpacker(raw=False)
+            while True:
+                unpacker.feed(sock.recv(65536))
+                reply = next(iter(unpacker), None)
+                if reply is not None:
+                    break
+        pool = reply[3]["pool"]
+        busy = pool["running"] or pool["waiting"] or reply[3]["analysis"].get("queued")
+        now = time.monotonic()
+        if busy:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = now
+        elif now - quiet_since >= 2.0:
+            return
+        time.sleep(0.2)
+    raise TimeoutError("auralisd never went idle")
+
+
 def median_s(fn, rounds: int) -> float:
     times = []
     for _ in range(rounds):
@@ -190,6 +220,7 @@ def main() -> int:
             Conn(mpd_port).command("update")
             wait_songs(Conn(mpd_port), TRACKS)
             wait_songs(Conn(auralis_port), TRACKS)
+            wait_daemon_idle(tmp / "run" / "control.sock")
             results = {"mpd": measure(mpd_port, args.rounds), "auralis": measure(auralis_port, args.rounds)}
         finally:
             for proc in procs:

@@ -284,6 +284,11 @@ class Player:
         queue version ``since_version`` (MPD's ``plchanges``)."""
         return await self._call("queue_entries", start=start, end=end, since_version=since_version)
 
+    async def mpd_status(self) -> dict[str, Any]:
+        """The few fields MPD's ``status`` and ``currentsong`` need, cheaper than :meth:`status`
+        (no plan, no statistics); ``current`` is ``(pos, song_id, prio, track)`` or None."""
+        return await self._call("mpd_status")
+
     async def position_of_id(self, song_id: int) -> int:
         """The queue position of MPD song id ``song_id`` (``RpcError(not_found)`` when it is gone)."""
         return await self._call("position_of_id", song_id=song_id)
@@ -862,6 +867,20 @@ class Player:
             else q.changes_since(since_version)
         )  # fmt: skip
         return [(p, q.ids[p], q.prios[p], q.entries[p]) for p in positions]
+
+    def _cmd_mpd_status(self) -> dict[str, Any]:
+        q = self._q
+        pos = self._pos
+        next_pos = q.next_index(auto=True) if pos is not None else None
+        return {
+            "state": self._state, "queue_pos": pos, "queue_length": len(q), "queue_version": q.version,
+            "song_id": None if pos is None else q.ids[pos], "next_pos": next_pos,
+            "next_song_id": None if next_pos is None else q.ids[next_pos], "volume": self._volume,
+            "elapsed_s": self._out_pos / self.sample_rate, "crossfade_s": self._crossfade_s,
+            "track": None if self._deck is None else self._deck.track, "sample_rate": self.sample_rate,
+            "album_mode": self._album_mode, **self._flags,
+            "current": None if pos is None else (pos, q.ids[pos], q.prios[pos], q.entries[pos]),
+        }  # fmt: skip
 
     def _cmd_position_of_id(self, song_id: int) -> int:
         try:

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ...errors import NOT_FOUND, RpcError
 from ...protocol.mpd import Ack, AckError
-from .songs import song_pairs
 from .table import Permission, mpd_command
 
 if TYPE_CHECKING:
@@ -25,7 +24,7 @@ def _bad_index() -> AckError:
 async def mpd_status(session: MpdSession) -> list[tuple[str, object]]:
     """MPD's own ``status`` fields only (the mastering goes on the ``auralis`` channel)."""
     svc = session.svc
-    s = await svc.player.status()
+    s = await svc.player.mpd_status()
     pairs: list[tuple[str, object]] = [
         ("volume", s["volume"]),
         ("repeat", bool(s["repeat"])),
@@ -44,13 +43,13 @@ async def mpd_status(session: MpdSession) -> list[tuple[str, object]]:
         pairs += [("song", s["queue_pos"]), ("songid", s.get("song_id"))]
     if s["state"] != "stop" and s["track"] is not None:
         elapsed = float(s["elapsed_s"])
-        duration = float(s["duration_s"] or 0.0)
+        duration = float(s["track"].duration_s or 0.0)
         pairs += [
             ("time", f"{int(round(elapsed))}:{int(round(duration))}"),
             ("elapsed", elapsed),
             ("bitrate", 0),
             ("duration", duration),
-            ("audio", f"{s['sample_rate']}:f:{s['channels']}"),
+            ("audio", f"{s['sample_rate']}:f:2"),
         ]
     if s.get("next_pos") is not None:
         pairs += [("nextsong", s["next_pos"]), ("nextsongid", s.get("next_song_id"))]
@@ -67,14 +66,10 @@ async def _status(session: MpdSession) -> Any:
 
 @mpd_command("currentsong")
 async def _currentsong(session: MpdSession) -> Any:
-    s = await session.svc.player.status()
-    if s["queue_pos"] is None:
-        return None
-    entries = await session.svc.player.queue_entries(s["queue_pos"], s["queue_pos"] + 1)
-    if not entries:
-        return None
-    pos, song_id, prio, track = entries[0]
-    return song_pairs(track, session.server.uris.uri(track.path), session.tagtypes, pos=pos, song_id=song_id, prio=prio)
+    from .queue import songs_text
+
+    current = (await session.svc.player.mpd_status())["current"]
+    return None if current is None else songs_text(session, [current])
 
 
 async def _play_pos(session: MpdSession, pos: int | None) -> None:
@@ -114,7 +109,7 @@ async def _pause(session: MpdSession, pause: bool | None) -> Any:
     if pause is None:
         await player.toggle()
         return
-    state = (await player.status())["state"]
+    state = (await player.mpd_status())["state"]
     if pause and state == "play":
         await player.pause()
     elif not pause and state == "pause":
@@ -128,7 +123,7 @@ async def _stop(session: MpdSession) -> Any:
 
 async def _while_playing(session: MpdSession, call: Any) -> None:
     """``next``/``previous`` while stopped: ``ACK [55@0] Not playing``, as MPD answers."""
-    if (await session.svc.player.status())["state"] == "stop":
+    if (await session.svc.player.mpd_status())["state"] == "stop":
         raise AckError(Ack.PLAYER_SYNC, "Not playing")
     await call()
 
@@ -145,7 +140,7 @@ async def _previous(session: MpdSession) -> Any:
 
 async def _seek_in(session: MpdSession, pos: int, seconds: float) -> None:
     player = session.svc.player
-    s = await player.status()
+    s = await player.mpd_status()
     if pos != s["queue_pos"] or s["track"] is None:
         await _play_pos(session, pos)
         if s["state"] != "play":  # seeking a song while paused/stopped leaves it paused (MPD)
@@ -166,7 +161,7 @@ async def _seekid(session: MpdSession, song_id: int, seconds: float) -> Any:
 @mpd_command("seekcur", "reltime", permission=CONTROL)
 async def _seekcur(session: MpdSession, target: tuple[str, float]) -> Any:
     player = session.svc.player
-    s = await player.status()
+    s = await player.mpd_status()
     if s["track"] is None or s["state"] == "stop":
         raise AckError(Ack.PLAYER_SYNC, "Not playing")
     sign, seconds = target
@@ -188,14 +183,14 @@ async def _setvol(session: MpdSession, value: int) -> Any:
 
 @mpd_command("getvol")
 async def _getvol(session: MpdSession) -> Any:
-    return [("volume", (await session.svc.player.status())["volume"])]
+    return [("volume", (await session.svc.player.mpd_status())["volume"])]
 
 
 @mpd_command("volume", "int", permission=CONTROL)
 async def _volume_change(session: MpdSession, change: int) -> Any:
     if not -100 <= change <= 100:
         raise AckError(Ack.ARG, "Invalid volume value")
-    current = int((await session.svc.player.status())["volume"])
+    current = int((await session.svc.player.mpd_status())["volume"])
     await session.svc.player.set_volume(min(100, max(0, current + change)))
 
 
@@ -239,7 +234,7 @@ async def _replay_gain_mode(session: MpdSession, mode: str) -> Any:
 
 @mpd_command("replay_gain_status")
 async def _replay_gain_status(session: MpdSession) -> Any:
-    mode = (await session.svc.player.status()).get("album_mode", "auto")
+    mode = (await session.svc.player.mpd_status()).get("album_mode", "auto")
     return [("replay_gain_mode", mode)]
 
 

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, Final
 from ...actors.database import Track
 from ...errors import NOT_FOUND, OUTSIDE_MUSIC_DIRS, RpcError
 from ...protocol.mpd import Ack, AckError
-from .songs import song_pairs
 from .table import Permission, mpd_command
 
 if TYPE_CHECKING:
@@ -34,7 +33,7 @@ async def resolve_uri(session: MpdSession, uri: str) -> list[Track]:
 
 
 async def _length(session: MpdSession) -> int:
-    return int((await session.svc.player.status())["queue_length"])
+    return int((await session.svc.player.mpd_status())["queue_length"])
 
 
 @mpd_command("add", "str", "str?", permission=ADD)
@@ -51,7 +50,7 @@ async def _insert_position(session: MpdSession, position: str | None) -> int | N
         return None
     from .table import ARG_KINDS
 
-    status = await session.svc.player.status()
+    status = await session.svc.player.mpd_status()
     length = int(status["queue_length"])
     if position[:1] in "+-" and position:
         current = status["queue_pos"]
@@ -112,7 +111,7 @@ async def _deleteid(session: MpdSession, song_id: int) -> Any:
 async def _move_range(session: MpdSession, positions: list[int], to: int) -> None:
     """Move the block ``positions`` (consecutive) so that it starts at ``to``."""
     player = session.svc.player
-    status = await player.status()
+    status = await player.mpd_status()
     length = int(status["queue_length"])
     if to < 0:  # relative to the current song (MPD 0.23)
         if status["queue_pos"] is None:
@@ -175,24 +174,28 @@ async def _swapid(session: MpdSession, a: int, b: int) -> Any:
     await session.svc.player.swap(await pos_of_id(session, a), await pos_of_id(session, b))
 
 
-def _songs(session: MpdSession, entries: list[tuple[int, int, int, Track]]) -> list[tuple[str, object]]:
-    uris = session.server.uris
+def songs_text(session: MpdSession, entries: list[tuple[int, int, int, Track]]) -> bytes:
+    """Queue entries as song blocks (cached per track; Pos, Id and Prio added per entry)."""
+    block = session.server.song_block
     tagtypes = session.tagtypes
-    out: list[tuple[str, object]] = []
+    out = []
     for pos, song_id, prio, track in entries:
-        out += song_pairs(track, uris.uri(track.path), tagtypes, pos=pos, song_id=song_id, prio=prio)
-    return out
+        out.append(block(track, tagtypes))
+        out.append(b"Pos: %d\nId: %d\n" % (pos, song_id) if not prio else b"Pos: %d\nId: %d\nPrio: %d\n" % (pos, song_id, prio))
+    return b"".join(out)
+
+
 
 
 @mpd_command("playlistinfo", "range?")
 async def _playlistinfo(session: MpdSession, span: tuple[int, int | None] | None) -> Any:
     if span is None:
-        return _songs(session, await session.svc.player.queue_entries())
+        return songs_text(session, await session.svc.player.queue_entries())
     start, end = span
     length = await _length(session)
     if start > length:
         raise _bad_index()  # MPD: an end past the queue is clipped, a start at its end answers nothing
-    return _songs(session, await session.svc.player.queue_entries(start, end))
+    return songs_text(session, await session.svc.player.queue_entries(start, end))
 
 
 @mpd_command("playlist")
@@ -204,15 +207,15 @@ async def _playlist(session: MpdSession) -> Any:
 @mpd_command("playlistid", "int?")
 async def _playlistid(session: MpdSession, song_id: int | None) -> Any:
     if song_id is None:
-        return _songs(session, await session.svc.player.queue_entries())
+        return songs_text(session, await session.svc.player.queue_entries())
     pos = await pos_of_id(session, song_id)
-    return _songs(session, await session.svc.player.queue_entries(pos, pos + 1))
+    return songs_text(session, await session.svc.player.queue_entries(pos, pos + 1))
 
 
 @mpd_command("plchanges", "int", "range?")
 async def _plchanges(session: MpdSession, version: int, span: tuple[int, int | None] | None) -> Any:
     entries = await session.svc.player.queue_entries(since_version=version)
-    return _songs(session, _within(entries, span))
+    return songs_text(session, _within(entries, span))
 
 
 def _within(entries: list[tuple[int, int, int, Track]], span: tuple[int, int | None] | None) -> list[tuple[int, int, int, Track]]:

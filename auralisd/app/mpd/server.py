@@ -5,16 +5,21 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Final
 
+from ...actors.database import Track
+from ...protocol.mpd import format_pairs
 from ...protocol.paths import path_from_wire, path_to_wire
 from ..commands import Services
+from .songs import TAG_TYPES, song_pairs
 from .table import MpdCommand
 
 if TYPE_CHECKING:
     from .session import MpdSession
 
+MAX_SONG_BLOCKS: Final = 50_000  # cached song blocks (~300 B each: ~15 MB at most)
 MAX_MESSAGES: Final = 64  # unread messages kept per client (MPD's CLIENT_MAX_MESSAGES)
 MAX_SUBSCRIPTIONS: Final = 16  # channels per client (MPD's CLIENT_MAX_SUBSCRIPTIONS)
 MAX_CHANNEL_MESSAGE_BYTES: Final = 4096  # bounded by the request line anyway
@@ -116,7 +121,38 @@ class MpdServer:
         self.broker = MessageBroker()
         self.max_messages = MAX_MESSAGES
         self.started_at = time.monotonic()
+        self._uris: SongUris | None = None
+        self._uris_of: tuple[str, ...] | None = None
+        # song block text (everything but Pos/Id/Prio) of the full tag selection, per track version
+        self._blocks: OrderedDict[tuple[int, int, str], bytes] = OrderedDict()
 
     @property
     def uris(self) -> SongUris:
-        return SongUris(self.services.library.music_dirs)
+        """The URI mapping of the current music folders (rebuilt when they change, e.g. on SIGHUP)."""
+        music_dirs = self.services.library.music_dirs
+        if self._uris is None or music_dirs != self._uris_of:
+            self._uris, self._uris_of = SongUris(music_dirs), music_dirs
+            self._blocks.clear()
+        return self._uris
+
+    def song_block(self, track: Track, tagtypes: Iterable[str]) -> bytes:
+        """A song's lines up to ``duration`` (``songs.song_pairs`` without Pos/Id/Prio), as bytes.
+
+        Blocks of the full tag selection are cached per (track, mtime, path), at most
+        :data:`MAX_SONG_BLOCKS` (least recently used first out): a 10,000-entry ``playlistinfo``
+        then only joins bytes.
+        """
+        uris = self.uris
+        selection = set(tagtypes)
+        if not selection.issuperset(TAG_TYPES):
+            return format_pairs(song_pairs(track, uris.uri(track.path), selection))
+        key = (track.track_id, track.mtime_ns, track.path)
+        block = self._blocks.get(key)
+        if block is None:
+            block = format_pairs(song_pairs(track, uris.uri(track.path), TAG_TYPES))
+            self._blocks[key] = block
+            if len(self._blocks) > MAX_SONG_BLOCKS:
+                self._blocks.popitem(last=False)
+        else:
+            self._blocks.move_to_end(key)
+        return block

@@ -81,13 +81,15 @@ def test_queue_play_seek_volume_pause(auralis_mpd: AuralisMpd, ncmpcpp: Tmux) ->
     try:
         conn.command("clear")
         conn.command("setvol 50")
+        conn.command("repeat 1")  # with single: the song plays on until paused (the tracks are 2-3 s long)
+        conn.command("single 1")
         conn.command("add Alpha")  # ncmpcpp learns it through idle (changed: playlist)
         screen = tmux.wait_screen(lambda s: "Playlist (3 items" in s and "Dusk" in s, "the queue")
         assert "Ann Arb" in screen and "Noon" in screen and "Dawn" in screen
         tmux.keys("Down")  # the second entry
         tmux.keys("Enter")  # plays it
         wait_status(conn, lambda s: s.get("state") == "play" and s.get("song") == "1", "playing #2")
-        tmux.keys("p")  # (the generated tracks are 2-3 s long: pause before this one ends)
+        tmux.keys("p")
         wait_status(conn, lambda s: s.get("state") == "pause" and s.get("song") == "1", "paused on #2")
         tmux.wait_screen(lambda s: "Noon" in "".join(s.rstrip().splitlines()[-2:]), "the paused song in the status bar")
         tmux.keys("f")  # seek forward
@@ -99,5 +101,7 @@ def test_queue_play_seek_volume_pause(auralis_mpd: AuralisMpd, ncmpcpp: Tmux) ->
         wait_status(conn, lambda s: s.get("state") == "stop", "stopped")
     finally:
         conn.command("setvol 100")
+        conn.command("repeat 0")
+        conn.command("single 0")
         conn.command("clear")
         conn.close()
