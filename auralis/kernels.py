@@ -23,6 +23,7 @@ scipy's own formulas.
 
 from __future__ import annotations
 
+import functools
 import importlib.machinery
 import importlib.util
 import os
@@ -56,7 +57,13 @@ def _load_extension(package: str, name: str) -> ModuleType | None:
     return module
 
 
+@functools.cache
 def _native() -> tuple[Any, Any, Any] | None:
+    """The three compiled kernels, loaded on the first call that needs one (None: use scipy's API).
+
+    Not at import: a process that imports auralis only to plan, probe or read sidecars (the
+    daemon) never maps scipy's extension modules (tests/auralisd/test_imports.py).
+    """
     sosfilt_module = _load_extension("scipy.signal", "_sosfilt")
     sigtools = _load_extension("scipy.signal", "_sigtools")
     pocketfft = _load_extension("scipy.fft._pocketfft", "pypocketfft")
@@ -68,15 +75,14 @@ def _native() -> tuple[Any, Any, Any] | None:
     return kernels if all(k is not None for k in kernels) else None
 
 
-_NATIVE = _native()
-
 
 def sosfilt(sos: np.ndarray, x: np.ndarray) -> np.ndarray:
     """``scipy.signal.sosfilt(sos, x, axis=-1)`` from zero state for 2-D ``x`` ``(rows, frames)``.
 
     Returns a new float64 C-ordered ``(rows, frames)`` array (the input is not modified).
     """
-    if _NATIVE is None:
+    native = _native()
+    if native is None:
         from scipy import signal
 
         return signal.sosfilt(sos, x, axis=-1)
@@ -85,37 +91,40 @@ def sosfilt(sos: np.ndarray, x: np.ndarray) -> np.ndarray:
         raise ValueError("sosfilt needs sos (sections, 6) and x (rows, frames)")
     y = np.array(x, dtype=np.float64, order="C")  # a copy, filtered in place
     zi = np.zeros((y.shape[0], sos.shape[0], 2))
-    _NATIVE[0](sos, y, zi)
+    native[0](sos, y, zi)
     return y
 
 
 def lfilter(b: np.ndarray, a: np.ndarray, x: np.ndarray, axis: int, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``scipy.signal.lfilter(b, a, x, axis=axis, zi=zi)`` for 1-D ``b`` and ``a`` (``len(a) > 1``): ``(y, zf)``."""
-    if _NATIVE is None:
+    native = _native()
+    if native is None:
         from scipy import signal
 
         return signal.lfilter(b, a, x, axis=axis, zi=zi)
     b, a = np.atleast_1d(b), np.atleast_1d(a)
     if b.ndim != 1 or a.ndim != 1 or a.size < 2:
         raise ValueError("lfilter here takes 1-D b and a with len(a) > 1")
-    return _NATIVE[1](b, a, np.asarray(x), axis, np.asarray(zi))
+    return native[1](b, a, np.asarray(x), axis, np.asarray(zi))
 
 
 def rfft(x: np.ndarray, n: int | None = None, axis: int = -1) -> np.ndarray:
     """``scipy.fft.rfft(x, n, axis, workers=1)`` for real float32/float64 ``x`` (float32 stays single precision)."""
-    if _NATIVE is None:
+    native = _native()
+    if native is None:
         import scipy.fft
 
         return scipy.fft.rfft(x, n=n, axis=axis, workers=1)
     tmp = _as_float(x)
     if n is not None:
         tmp = _fit_length(tmp, n, axis)
-    return _NATIVE[2].r2c(tmp, (axis,), True, 0, None, 1)
+    return native[2].r2c(tmp, (axis,), True, 0, None, 1)
 
 
 def irfft(x: np.ndarray, n: int | None = None, axis: int = -1) -> np.ndarray:
     """``scipy.fft.irfft(x, n, axis, workers=1)`` (real input is taken as a real spectrum)."""
-    if _NATIVE is None:
+    native = _native()
+    if native is None:
         import scipy.fft
 
         return scipy.fft.irfft(x, n=n, axis=axis, workers=1)
@@ -126,7 +135,7 @@ def irfft(x: np.ndarray, n: int | None = None, axis: int = -1) -> np.ndarray:
         n = (tmp.shape[axis] - 1) * 2
     else:
         tmp = _fit_length(tmp, n // 2 + 1, axis)
-    return _NATIVE[2].c2r(tmp, (axis,), n, False, 2, None, 1)
+    return native[2].c2r(tmp, (axis,), n, False, 2, None, 1)
 
 
 def _as_float(x: np.ndarray) -> np.ndarray:
@@ -158,11 +167,12 @@ def _fit_length(x: np.ndarray, n: int, axis: int) -> np.ndarray:
 
 def next_fast_len(target: int) -> int:
     """``scipy.fft.next_fast_len(target)``: the least 11-smooth length >= ``target`` (pocketfft's ``good_size``)."""
-    if _NATIVE is None:
+    native = _native()
+    if native is None:
         import scipy.fft
 
         return int(scipy.fft.next_fast_len(target))
-    return int(_NATIVE[2].good_size(int(target), False))
+    return int(native[2].good_size(int(target), False))
 
 
 def sos2tf(sos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -33,13 +33,59 @@ DEFAULT_OPUS_BITRATE_KBPS: Final = 160
 DEFAULT_CONTROL_TCP_HOST: Final = "127.0.0.1"
 DEFAULT_MPD_HOST: Final = "127.0.0.1"
 DEFAULT_MPD_PORT: Final = 6600  # MPD's own port, where every MPD client looks first
-DEFAULT_CACHE_MIB: Final = 256  # issue 4: chunk cache default budget
+# The chunk cache's default budget is sized from the machine (issue 15): 1/256 of its memory,
+# at least 16 MiB (a minute and a half of 44.1 kHz stereo float32, several chunks past the
+# playhead) and at most 128 MiB (about 6 minutes: a whole track, seeks back included).
+CACHE_MEMORY_FRACTION: Final = 256  # MemTotal / this
+CACHE_MIN_MIB: Final = 16
+CACHE_MAX_MIB: Final = 128
+# One worker per core, but at most one per this much memory: a worker holds 40-100 MiB while
+# it renders or analyses, too much for more than one on a 512 MiB board.
+WORKER_MEMORY_MIB: Final = 512
 DEFAULT_SAMPLE_RATE: Final = 44_100  # Hz, issue 4: output format for listeners
 DEFAULT_RENDER_AHEAD: Final = 3  # chunks kept rendered ahead of the playhead
 CONFIG_FILE_NAME: Final = "auralisd.toml"
 DATABASE_FILE_NAME: Final = "auralis.sqlite3"
 CONTROL_SOCKET_NAME: Final = "control.sock"
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+
+
+def machine_memory_bytes() -> int | None:
+    """The machine's memory (``MemTotal`` of /proc/meminfo, else the physical page count), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def default_cache_mib(memory_bytes: int | None = None) -> int:
+    """The chunk cache budget for a machine with ``memory_bytes`` (default: this one), in MiB.
+
+    ``memory / 256``, clamped to 16-128 MiB: 16 MiB on a 512 MiB-4 GiB board, 32 MiB with
+    8 GiB, 64 with 16 GiB, 128 from 32 GiB up. Unknown memory: 64 MiB.
+    """
+    if memory_bytes is None:
+        memory_bytes = machine_memory_bytes()
+    if memory_bytes is None:
+        return 64
+    return max(CACHE_MIN_MIB, min(CACHE_MAX_MIB, memory_bytes // CACHE_MEMORY_FRACTION // (1024 * 1024)))
+
+
+def default_workers(cpu_count: int | None = None, memory_bytes: int | None = None) -> int:
+    """Worker processes by default: one per core, at most one per 512 MiB of memory, at least one."""
+    cores = max(1, cpu_count if cpu_count is not None else (os.cpu_count() or 1))
+    if memory_bytes is None:
+        memory_bytes = machine_memory_bytes()
+    if memory_bytes is None:
+        return cores
+    return max(1, min(cores, memory_bytes // (WORKER_MEMORY_MIB * 1024 * 1024)))
 
 
 class ConfigError(Exception):
@@ -84,8 +130,8 @@ class Settings:
     mpd_port: int = DEFAULT_MPD_PORT  # 0: no MPD frontend
     token_file: str | None = None
     allowed_origin: tuple[str, ...] = ()
-    workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
-    cache_mib: int = DEFAULT_CACHE_MIB
+    workers: int = field(default_factory=default_workers)
+    cache_mib: int = field(default_factory=default_cache_mib)
     sample_rate: int = DEFAULT_SAMPLE_RATE
     render_ahead: int = DEFAULT_RENDER_AHEAD
     restore_paused: bool = False  # like MPD's restore_paused: after a restart, what was playing comes back paused
@@ -151,8 +197,8 @@ _KEYS: Final[dict[str, tuple[str, str]]] = {
     "mpd_port": ("int", f"port of the MPD protocol frontend (default {DEFAULT_MPD_PORT}; 0 turns it off)"),
     "token_file": ("path", "file holding the token TCP/remote clients must send"),
     "allowed_origin": ("strs", "extra allowed browser Origin (repeatable)"),
-    "workers": ("int", "worker processes for analysis and rendering (default: one per core)"),
-    "cache_mib": ("int", "chunk cache budget in MiB"),
+    "workers": ("int", "worker processes for analysis and rendering (default: one per core, at most one per 512 MiB)"),
+    "cache_mib": ("int", "chunk cache budget in MiB (default: 1/256 of the memory, 16-128 MiB)"),
     "sample_rate": ("int", "output sample rate for listeners in Hz"),
     "render_ahead": ("int", "chunks kept rendered ahead of the playhead"),
     "restore_paused": ("bool", "after a restart, come back paused instead of playing on (default: play on)"),
@@ -326,6 +372,8 @@ def load_settings(args: argparse.Namespace | Mapping[str, Any]) -> tuple[Setting
     origin: dict[str, str] = {key: "default" for key in _KEYS}
     for key in ("state_dir", "cache_dir", "runtime_dir"):
         origin[key] = "default (XDG base directory)"
+    origin["workers"] = "default (one per core, at most one per 512 MiB of memory)"
+    origin["cache_mib"] = "default (1/256 of the memory, 16-128 MiB)"
 
     explicit_config = flags.get("config")
     config_path = os.path.abspath(os.path.expanduser(explicit_config)) if explicit_config else default_config_path()

@@ -14,6 +14,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from .malloc import release_free_memory
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -45,6 +47,10 @@ def _job(fn: F) -> F:
             raise JobFailed("internal", "out of memory in a worker") from None
         except Exception as exc:
             raise JobFailed("internal", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}") from None
+        finally:
+            # the job's temporaries are freed; give their pages back, or an idle worker keeps
+            # the peak of its largest job resident (auralisd/malloc.py)
+            release_free_memory()
 
     return wrapper  # type: ignore[return-value]
 

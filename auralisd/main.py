@@ -43,6 +43,7 @@ from .config import ConfigError, Settings
 from .errgroups import first_leaf
 from .hooks import Hooks
 from .logs import setup_logging
+from .malloc import limit_arenas, release_free_memory
 from .transport.control import ControlServer, open_tcp_listener, open_unix_listener
 
 log = logging.getLogger("auralisd")
@@ -181,6 +182,7 @@ class Daemon:
         library.on_scan_complete.append(resolver.schedule_idle)
         library.on_scan_complete.append(lambda: root.start_soon(player.refresh_albums))
         library.on_scan_complete.append(lambda: root.start_soon(self._forget_vanished, services))
+        library.on_scan_complete.append(release_free_memory)  # a scan's lists of every file are garbage now
 
         listeners = await self._control_listeners()
         token = s.read_token()
@@ -391,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(config_mod.format_settings(settings, origin))
         return EXIT_OK
     setup_logging(config_mod.python_log_level(settings.log_level))
+    limit_arenas()  # before trio starts its threads (auralisd/malloc.py)
     if not settings.music_dir:
         log.warning("no music folder configured (--music-dir or music_dir in %s)", config_mod.default_config_path())
     try:

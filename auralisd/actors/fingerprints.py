@@ -50,7 +50,8 @@ from .pool import MasteringPool, PoolTimeout, failure_reason
 log = logging.getLogger("auralisd.fingerprints")
 
 REQUEST_BUFFER: Final = 64  # pending requests (each a small record: ~200 B)
-MEMORY_ENTRIES: Final = 20_000  # fingerprints kept in memory (~2 KB each: ~40 MB worst case)
+MEMORY_ENTRIES: Final = 1_000  # recent fingerprints kept in memory (~2 KB each: ~2 MB); the database holds them all
+# (issue 15: the idle pass over a large library must not leave every fingerprint resident)
 IDLE_BATCH: Final = 50  # tracks fetched per idle-time round
 CLUSTER_IDLE_BATCH: Final = 256  # with a Dask cluster: tracks fetched per round (each a ~200 B request)
 CLUSTER_IDLE_CONCURRENCY: Final = 64  # with a Dask cluster: background tracks in flight at once

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from auralisd.config import ConfigError, format_settings, settings_from_argv
+from auralisd.config import (
+    ConfigError,
+    default_cache_mib,
+    default_workers,
+    format_settings,
+    machine_memory_bytes,
+    settings_from_argv,
+)
 from auralisd.main import main
 
 
@@ -28,7 +35,7 @@ def test_defaults_come_from_the_xdg_directories(tmp_path: Path) -> None:
     assert settings.database_path == str(tmp_path / "xdg_state_home" / "auralis" / "auralis.sqlite3")
     assert settings.control_socket_path == str(tmp_path / "xdg_runtime_dir" / "auralis" / "control.sock")
     assert (settings.http_host, settings.http_port, settings.sample_rate, settings.cache_mib) == (
-        "127.0.0.1", 8765, 44100, 256,
+        "127.0.0.1", 8765, 44100, default_cache_mib(),
     )  # fmt: skip
     assert settings.control_tcp is None and settings.music_dir == ()
     assert origin["http_port"] == "default"
@@ -302,3 +309,39 @@ def test_opus_bitrate_from_flag_and_file_within_libopus_range(tmp_path: Path) ->
     assert settings_from_argv(["--opus-bitrate-kbps", "64"])[0].opus_bitrate_kbps == 64
     with pytest.raises(ConfigError, match="'opus_bitrate_kbps' must be between 6 and 510"):
         settings_from_argv(["--config", str(write_config(tmp_path, "opus_bitrate_kbps = 1000\n"))])
+
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
+def test_the_cache_default_is_a_256th_of_the_memory_between_16_and_128_mib() -> None:
+    # issue 15: sized from the machine, not a fixed 256 MiB (docs/usage.md, "Small boards")
+    assert default_cache_mib(512 * MIB) == 16  # a Raspberry Pi Zero 2: the floor
+    assert default_cache_mib(1 * GIB) == 16
+    assert default_cache_mib(8 * GIB) == 32
+    assert default_cache_mib(16 * GIB) == 64
+    assert default_cache_mib(24 * GIB) == 96
+    assert default_cache_mib(32 * GIB) == 128
+    assert default_cache_mib(256 * GIB) == 128  # the cap
+
+
+def test_the_worker_default_is_one_per_core_and_at_most_one_per_512_mib() -> None:
+    assert default_workers(4, 512 * MIB) == 1  # Pi Zero 2: four cores, one worker
+    assert default_workers(4, 1 * GIB) == 2  # Pi 3
+    assert default_workers(4, 8 * GIB) == 4
+    assert default_workers(2, 24 * GIB) == 2
+    assert default_workers(8, 100 * MIB) == 1  # never none
+
+
+def test_the_defaults_follow_this_machine_and_print_config_says_how() -> None:
+    memory = machine_memory_bytes()
+    assert memory is not None and memory > 0
+    settings, origin = settings_from_argv([])
+    assert settings.cache_mib == default_cache_mib(memory)
+    assert settings.workers == default_workers(None, memory)
+    assert "1/256 of the memory" in origin["cache_mib"]
+    printed = format_settings(settings, origin)
+    assert f"cache_mib = {settings.cache_mib}  # default (1/256 of the memory, 16-128 MiB)" in printed.splitlines()
+    flagged, origin = settings_from_argv(["--cache-mib", "32", "--workers", "1"])
+    assert (flagged.cache_mib, flagged.workers) == (32, 1) and origin["cache_mib"] == "flag --cache-mib"
