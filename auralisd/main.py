@@ -13,38 +13,44 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import logging
 import os
 import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
 from . import config as config_mod
-from .actors.albums import AlbumPlans
-from .actors.cache import ChunkCache
-from .actors.cluster import ClusterAnalysis
-from .actors.database import Database
-from .actors.events import EventHub
-from .actors.fingerprints import FingerprintResolver
-from .actors.library import Library
-from .actors.mastering import Mastering
-from .actors.opus_stream import OpusStreamHub
-from .actors.outputs import Outputs, make_outputs
-from .actors.player import Player
-from .actors.playlists import PLAYLISTS_FOLDER, PlaylistStore
-from .actors.pool import MasteringPool, open_mastering_pool
-from .actors.session import SessionBackend
-from .app.commands import Services
 from .config import ConfigError, Settings
 from .errgroups import first_leaf
 from .hooks import Hooks
 from .logs import setup_logging
 from .malloc import limit_arenas, release_free_memory
-from .transport.control import ControlServer, open_tcp_listener, open_unix_listener
+from .transport.early import EarlyControl, open_tcp_listener, open_unix_listener
+
+if TYPE_CHECKING:
+    from .actors.pool import MasteringPool
+    from .app.commands import Services
+
+# What the daemon needs beyond answering `ping` (numpy, sqlite3, trio-parallel, the actors, the
+# command table, the control server): imported on a thread once the control socket answers, so a
+# client's first contact does not wait for them (issue 15; transport/early.py).
+DAEMON_MODULES: Final = (
+    "auralisd.actors.albums", "auralisd.actors.cache", "auralisd.actors.cluster", "auralisd.actors.database", "auralisd.actors.events",
+    "auralisd.actors.fingerprints", "auralisd.actors.library", "auralisd.actors.mastering",
+    "auralisd.actors.opus_stream", "auralisd.actors.outputs", "auralisd.actors.player", "auralisd.actors.playlists",
+    "auralisd.actors.pool", "auralisd.actors.session", "auralisd.app.commands", "auralisd.transport.control",
+)  # fmt: skip
+
+
+def import_daemon_modules() -> None:
+    """Import :data:`DAEMON_MODULES` (blocking; ``Daemon.run`` runs it on a thread)."""
+    for name in DAEMON_MODULES:
+        importlib.import_module(name)
 
 log = logging.getLogger("auralisd")
 
@@ -60,14 +66,26 @@ class _PoolActor:
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self.pool: MasteringPool | None = None
+        self._warm_up_asked = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        from .actors.pool import open_mastering_pool
+
         async with open_mastering_pool(self.workers) as pool:
             self.pool = pool
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._warm_up, pool)
+                nursery.start_soon(self._warm_up_when_asked, pool)
                 task_status.started()
                 await trio.sleep_forever()
+
+    def warm_up_soon(self) -> None:
+        """Start the workers now, in the background (the daemon calls it once it serves: earlier,
+        the workers' imports would compete with its own start-up for the cores)."""
+        self._warm_up_asked.set()
+
+    async def _warm_up_when_asked(self, pool: MasteringPool) -> None:
+        await self._warm_up_asked.wait()
+        await self._warm_up(pool)
 
     @staticmethod
     async def _warm_up(pool: MasteringPool) -> None:
@@ -140,6 +158,28 @@ class Daemon:
         s = self.settings
         if self._handle_signals:
             root.start_soon(self._signals)
+        # The control socket first: it answers `ping` while the rest is imported and started,
+        # and holds every other request until the real control server takes over below.
+        listeners = await self._control_listeners()
+        early = EarlyControl(listeners)
+        await self._start(root, "control (starting)", early.serve)
+        await trio.to_thread.run_sync(import_daemon_modules)
+        from .actors.albums import AlbumPlans
+        from .actors.cache import ChunkCache
+        from .actors.cluster import ClusterAnalysis
+        from .actors.database import Database
+        from .actors.events import EventHub
+        from .actors.fingerprints import FingerprintResolver
+        from .actors.library import Library
+        from .actors.mastering import Mastering
+        from .actors.opus_stream import OpusStreamHub
+        from .actors.outputs import Outputs, make_outputs
+        from .actors.player import Player
+        from .actors.playlists import PLAYLISTS_FOLDER, PlaylistStore
+        from .actors.session import SessionBackend
+        from .app.commands import Services
+        from .transport.control import ControlServer
+
         db = Database(s.database_path)
         await self._start(root, "database", db.run)
         pool_actor = _PoolActor(s.workers)
@@ -184,10 +224,10 @@ class Daemon:
         library.on_scan_complete.append(lambda: root.start_soon(self._forget_vanished, services))
         library.on_scan_complete.append(release_free_memory)  # a scan's lists of every file are garbage now
 
-        listeners = await self._control_listeners()
         token = s.read_token()
         server = ControlServer(services, token=token)
-        await self._start(root, "control", lambda task_status: server.serve(listeners, task_status=task_status))
+        held = await early.hand_over()
+        await self._start(root, "control", lambda task_status: server.serve(listeners, held=held, task_status=task_status))
         self.http_port = await self._start(root, "http", lambda task_status: self._serve_http(services, token, task_status))
         if s.mpd_port:
             self.mpd_port = await self._start(root, "mpd", lambda task_status: self._serve_mpd(services, token, task_status))
@@ -209,6 +249,7 @@ class Daemon:
         if self.hooks.on_ready is not None:
             self.hooks.on_ready()
         task_status.started()
+        pool_actor.warm_up_soon()
         if self._initial_scan:
             library.scan()
         if self.hooks.on_status is not None:

@@ -15,12 +15,12 @@ hostile, and the byte stream can no longer be trusted), and nobody else is affec
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgpack
-import numpy as np
 
 from .paths import text_to_wire
 
@@ -186,6 +186,13 @@ def _is_msgid(value: Any) -> bool:
 
 
 def _default(obj: Any) -> Any:
+    # numpy is looked up, not imported: the control socket answers before the daemon loads it
+    # (transport/early.py), and without numpy loaded no value can be a numpy one
+    np = sys.modules.get("numpy")
+    if np is None:
+        if isinstance(obj, (tuple, set, frozenset)):
+            return list(obj)
+        raise TypeError(f"cannot encode {type(obj).__name__}")
     if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, np.floating):

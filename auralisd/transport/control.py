@@ -18,12 +18,8 @@ remote clients cannot lock the owner out. Before ``auth`` only commands with
 
 from __future__ import annotations
 
-import errno
 import hmac
 import logging
-import os
-import socket
-import stat
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
@@ -45,6 +41,7 @@ from ..protocol.codec import (
     encode_response,
 )
 from .accept import accept_or_pause
+from .early import HeldConnection, open_tcp_listener, open_unix_listener
 
 log = logging.getLogger("auralisd.control")
 
@@ -219,10 +216,15 @@ class ControlServer:
         self,
         listeners: Sequence[tuple[trio.abc.Listener[trio.abc.Stream], bool]],
         *,
+        held: Sequence[HeldConnection] = (),
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve every ``(listener, require_auth)`` until cancelled."""
+        """Serve every ``(listener, require_auth)`` until cancelled, and first the ``held``
+        connections taken while the daemon started (``transport/early.py``), counted like new ones."""
         async with trio.open_nursery() as nursery:
+            for connection in held:
+                self._connections[connection.require_auth] += 1
+                nursery.start_soon(self._connection, connection.stream, connection.require_auth)
             for listener, require_auth in listeners:
                 nursery.start_soon(self._accept_loop, listener, require_auth)
             task_status.started()
@@ -298,53 +300,6 @@ def _peer_name(stream: trio.abc.Stream) -> str:
     if isinstance(name, tuple):
         return f"{name[0]}:{name[1]}"
     return "unix"
-
-
-async def open_unix_listener(path: str) -> trio.SocketListener:
-    """Listen on ``path``: its folder is created 0700, a stale socket is replaced, the socket is 0600.
-
-    Raises:
-        OSError: the folder is not ours or not private, or another daemon is listening there.
-    """
-    folder = os.path.dirname(path)
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    st = os.stat(folder)
-    if st.st_uid != os.getuid():
-        raise OSError(errno.EPERM, f"{folder} belongs to another user")
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        os.chmod(folder, 0o700)
-    if await trio.Path(path).exists():
-        if await _socket_answers(path):
-            raise OSError(errno.EADDRINUSE, f"another auralisd is listening on {path}")
-        os.unlink(path)
-    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o177)
-    try:
-        await sock.bind(path)
-    finally:
-        os.umask(old_umask)
-    os.chmod(path, 0o600)
-    sock.listen(64)
-    return trio.SocketListener(sock)
-
-
-async def _socket_answers(path: str) -> bool:
-    try:
-        stream = await trio.open_unix_socket(path)
-    except OSError:
-        return False
-    await stream.aclose()
-    return True
-
-
-async def open_tcp_listener(host: str, port: int) -> trio.SocketListener:
-    """Listen on ``host:port``; the OSError of a failed bind names the address."""
-    try:
-        listeners = await trio.open_tcp_listeners(port, host=host)
-    except OSError as exc:
-        shown = f"[{host}]" if ":" in host else host
-        raise OSError(exc.errno, f"control tcp {shown}:{port}: {exc.strerror or exc}") from None
-    return listeners[0]
 
 
 __all__ = ["COMMANDS", "ControlServer", "RpcSession", "open_tcp_listener", "open_unix_listener", "serve", "websocket_control_handler"]

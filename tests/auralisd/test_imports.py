@@ -33,6 +33,7 @@ def test_the_daemon_imports_neither_scipy_nor_pyav() -> None:
         """
         import json, sys
         import auralisd.main
+        auralisd.main.import_daemon_modules()  # what it imports once the control socket answers
         print(json.dumps(sorted(sys.modules)))
         """
     )
@@ -56,6 +57,7 @@ def test_planning_in_the_daemon_loads_no_scipy(tmp_path: Path) -> None:
         f"""
         import json, sys
         import auralisd.main
+        auralisd.main.import_daemon_modules()
         from auralis.fingerprint import PlanInputs
         from auralis.plan import plan_mastering
         from auralis.resample import ChunkGrid, resampler
