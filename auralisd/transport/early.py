@@ -33,7 +33,7 @@ from typing import Any, Final
 import msgpack
 import trio
 
-from ..protocol.codec import MAX_FRAME_BYTES, REQUEST, encode_response
+from ..protocol.codec import MAX_FRAME_BYTES, MAX_MSGID, REQUEST, encode_response
 from .accept import accept_or_pause
 
 log = logging.getLogger("auralisd.control")
@@ -140,7 +140,7 @@ def _is_ping(message: Any) -> int | None:
         and message[0] == REQUEST
         and isinstance(message[1], int)
         and not isinstance(message[1], bool)
-        and 0 <= message[1] <= 0xFFFF_FFFF
+        and 0 <= message[1] <= MAX_MSGID
         and message[2] == "ping"
         and message[3] in (None, [], {})
     ):

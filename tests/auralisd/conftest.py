@@ -98,9 +98,11 @@ class DaemonProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"auralisd exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                with Client.unix(self.socket_path, timeout_s=5) as client:
-                    if client.call("ping") == "pong":
-                        return self
+                # not `ping`: that is answered from the first instant of start-up (transport/early.py),
+                # `status` once the daemon serves (or the connection closes if start-up fails)
+                with Client.unix(self.socket_path, timeout_s=30) as client:
+                    client.call("status")
+                    return self
             except (OSError, ConnectionError):
                 time.sleep(0.05)
         raise TimeoutError(f"auralisd did not start:\n{self.log()}")

@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import msgpack
 import pytest
 from helpers import require_tool
 
@@ -101,7 +102,22 @@ def service(tmp_path_factory):
 def test_first_connection_starts_the_daemon_which_serves_the_passed_socket(service):
     daemon, notify, _, inode = service
     assert notify.messages == [], "nothing runs before the first connection"
-    # The first request waits in the activated socket's backlog while the daemon starts.
+    # The first connection waits in the activated socket's backlog while the daemon execs; its
+    # ping is answered as soon as the control socket is served (transport/early.py), and the
+    # status pipelined behind it once the daemon is up, on the same connection, in order.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(60)
+        client.connect(daemon.socket_path)
+        client.sendall(msgpack.packb([0, 1, "ping", {}]) + msgpack.packb([0, 2, "status", {}]))
+        unpacker = msgpack.Unpacker(raw=False)
+        replies: list = []
+        while len(replies) < 2:
+            data = client.recv(65536)
+            assert data, daemon.log()
+            unpacker.feed(data)
+            replies += list(unpacker)
+    assert replies[0] == [1, 1, None, "pong"]
+    assert replies[1][:3] == [1, 2, None] and replies[1][3]["state"] in ("stop", "play", "pause")
     assert rpc(daemon.socket_path, "ping", timeout_s=60) == "pong"
     ready = notify.wait_for(lambda m: "READY=1" in m.split("\n"), "READY=1")
     assert ready.startswith("READY=1")
