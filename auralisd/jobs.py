@@ -64,6 +64,9 @@ def warm_up() -> int:
             __import__(name)
         except ImportError:
             pass
+    from auralis import kernels
+
+    kernels._native()  # scipy's compiled kernels load on first use (auralis/kernels.py): use is near
     return os.getpid()
 
 
