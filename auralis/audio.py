@@ -208,8 +208,6 @@ def _flac_length(path: str, head: bytes, handle: sf.SoundFile) -> _FlacLength:
 
 def _open_source(path: str) -> _Source:
     """Open ``path`` with the decoder that suits its content; every failure is a typed AudioError."""
-    from .avdecode import AvSource
-
     _check_path(path)
     head = _read_head(path)
     known = _known_magic(head)
@@ -246,6 +244,10 @@ def _open_source(path: str) -> _Source:
             except BaseException:
                 handle.close()
                 raise
+    # PyAV (FFmpeg's libraries, ~15 MiB resident) only for what libsndfile does not read: a
+    # scan of a FLAC/WAV library, or a worker rendering one, never loads it
+    from .avdecode import AvSource
+
     try:
         return AvSource(path, num_frames=frames_override)
     except UnsupportedAudioError as exc:

@@ -217,6 +217,16 @@ class Daemon:
             time.sleep(0.2)
         raise RuntimeError("the scan did not finish")
 
+    def wait_workers(self, timeout_s: float = 120.0) -> None:
+        """Until every worker has started and warmed up (the daemon starts them once it serves)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            pool = self.call("status")["pool"]
+            if pool["jobs_done"] >= pool["workers"] and pool["running"] == 0:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the workers did not come up")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -468,20 +478,31 @@ def main(argv: list[str] | None = None) -> int:
         peaks = {"cold": Peak(), "known": Peak()}
         for life in range(args.audio_runs):
             play_s = args.play_s if life == 0 else 0.0  # memory is sampled in the first lives only
-            forget_sidecars(music)  # cold: nothing known, the track is analysed as it starts
+            # cold: nothing known about the track, the workers warm. The track joins the library
+            # only then (a scan just before `play`), or the idle pass would analyse it first.
+            forget_sidecars(music)
+            hidden = music.parent / f".{track.name}"
+            track.rename(hidden)
             daemon = Daemon(work / key, music, flags)
             try:
                 daemon.wait_scanned()
-                time.sleep(2.0)  # the workers come up after the control socket
+                daemon.wait_workers()
+                hidden.rename(track)
+                scans = daemon.call("status")["scan"]["scans"]
+                daemon.call("library.scan")
+                while daemon.call("status")["scan"]["scans"] <= scans or daemon.call("status")["scan"]["running"]:
+                    time.sleep(0.01)
                 life_peak, first_audio_s = play_and_measure(daemon, track, play_s)
                 peaks["cold"] = life_peak if life == 0 else peaks["cold"]
                 cold.append(first_audio_s)
             finally:
+                if hidden.exists():
+                    hidden.rename(track)
                 daemon.stop()
             daemon = Daemon(work / key, music, flags)  # known: its sidecar is there, nothing is cached
             try:
                 daemon.wait_scanned()
-                time.sleep(2.0)
+                daemon.wait_workers()
                 life_peak, first_audio_s = play_and_measure(daemon, track, play_s)
                 peaks["known"] = life_peak if life == 0 else peaks["known"]
                 known.append(first_audio_s)

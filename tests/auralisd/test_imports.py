@@ -133,3 +133,29 @@ def test_release_free_memory_gives_freed_heap_pages_back() -> None:
     )
     assert result["released"] is True
     assert result["held"] - result["after"] > 32 * 1024, result
+
+
+def test_scanning_and_rendering_flac_and_wav_loads_no_pyav(tmp_path: Path) -> None:
+    # PyAV maps FFmpeg's libraries (~15 MiB resident): only formats libsndfile cannot read need it,
+    # so the daemon scanning a FLAC/WAV library, and a worker rendering one, never load it.
+    from auralis.audio import write_audio
+    from auralis.synth import make_music
+
+    audio = make_music(2.0, 44_100, seed=3)
+    for name in ("a.flac", "b.wav"):
+        write_audio(str(tmp_path / name), audio, 44_100)
+    loaded = modules_after(
+        f"""
+        import json, sys
+        from auralis.audio import probe, read_frames
+        from auralisd.tags import read_tags
+        for name in ("a.flac", "b.wav"):
+            path = {str(tmp_path)!r} + "/" + name
+            assert probe(path).num_frames == 88_200
+            read_tags(path)
+            read_frames(path, 1000, 5000)
+        print(json.dumps(sorted(sys.modules)))
+        """
+    )
+    assert [m for m in loaded if m == "av" or m.startswith("av.")] == []
+    assert "auralis.avdecode" not in loaded
