@@ -499,7 +499,12 @@ def main(argv: list[str] | None = None) -> int:
                 if hidden.exists():
                     hidden.rename(track)
                 daemon.stop()
-            daemon = Daemon(work / key, music, flags)  # known: its sidecar is there, nothing is cached
+            # known: its sidecar is there (written by `auralis analyze`, as docs/usage.md advises
+            # for small boards), a fresh daemon, nothing cached
+            if not any(music.glob("*.25d")):
+                subprocess.run([str(Path(sys.executable).parent / "auralis"), "analyze", str(track)],
+                               check=True, stdout=subprocess.DEVNULL)
+            daemon = Daemon(work / key, music, flags)
             try:
                 daemon.wait_scanned()
                 daemon.wait_workers()
