@@ -16,6 +16,7 @@ from pathlib import Path
 import msgpack
 import pytest
 import trio
+import trio.testing
 
 from auralisd.config import Settings
 from auralisd.hooks import Hooks
