@@ -106,7 +106,7 @@ async def test_the_daemon_answers_ping_before_its_actors_start(tmp_path: Path, m
     monkeypatch.setattr(Database, "run", held_run)
     settings = Settings(
         state_dir=str(tmp_path / "state"), runtime_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
-        http_port=0, workers=1, cache_mib=16,
+        http_port=0, mpd_port=0, workers=1, cache_mib=16,
     )  # fmt: skip
     daemon = Daemon(settings, hooks=Hooks(), handle_signals=False, initial_scan=False)
     with trio.fail_after(BOUND_S):
