@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import trio
 
-from auralis.oggopus import OggOpusStream
-
 from ...config import OutputSpec
 from .registry import OutputFailure, OutputLink, describe_os_error, pcm_feed, root_os_error, watch_close
+
+if TYPE_CHECKING:
+    from auralis.oggopus import OggOpusStream
 
 log = logging.getLogger("auralisd.outputs")
 
@@ -148,6 +149,8 @@ class IcecastOutput:
 
     # ----------------------------------------------------------------- streaming
     async def _pump(self, sub: Any, stream: trio.SocketStream) -> None:
+        from auralis.oggopus import OggOpusStream  # PyAV (FFmpeg's libraries) only once a stream runs
+
         from ..player import PcmBlock, StreamEnd, StreamStart
 
         ogg = OggOpusStream(self.in_rate, bitrate_bps=self.bitrate_kbps * 1000, comments={})
