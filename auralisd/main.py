@@ -348,7 +348,7 @@ class Daemon:
         if self.services is not None:
             self.services.library.set_music_dirs(new.music_dir)
             self.services.library.scan()
-        changed = [k for k in ("workers", "cache_mib", "sample_rate", "http_host", "http_port", "mpd_host", "mpd_port", "http_max_connections", "stream_max_listeners", "control_tcp",
+        changed = [k for k in ("workers", "cache_mib", "sample_rate", "http_host", "http_port", "mpd_host", "mpd_port", "http_max_connections", "stream_max_listeners", "control_tcp", "snapcast", "icecast",
                                "state_dir", "runtime_dir") if getattr(new, k) != getattr(self.settings, k)]  # fmt: skip
         if changed:
             log.warning("reload: %s change only at the next restart", ", ".join(changed))

@@ -61,3 +61,32 @@ def test_outputs_are_listed_switched_saved_and_shown_by_auralisctl(
     log = again.log()  # both runs (one log file)
     assert "Traceback" not in log
     assert log.count(f"output den (snapcast pipe {fifo_dir}/missing): reconnecting") == 1
+
+
+def test_disabling_the_stream_output_closes_its_listeners_and_refuses_new_ones(daemon_factory) -> None:
+    http_port = free_port()
+    daemon = daemon_factory(None, ["--http-port", str(http_port)]).start()
+    url = f"ws://127.0.0.1:{http_port}/stream"
+    listening = auralisctl.WebSocketClient.connect(url)
+    try:
+        with daemon.client() as client:
+            client.call("disable_output", name="stream")
+            while listening.recv() is not None:  # events until the close frame
+                pass
+            assert (listening.close_code, listening.close_reason) == (1013, "the stream output is disabled")
+            refused = auralisctl.WebSocketClient.connect(url)
+            while refused.recv() is not None:
+                pass
+            assert refused.close_code == 1013
+            refused.close()
+            client.call("enable_output", id=0)
+            again = auralisctl.WebSocketClient.connect(url)
+            again.settimeout(1.0)
+            try:
+                again.recv()  # nothing plays: no message, but the connection stays open
+            except (TimeoutError, OSError):
+                pass
+            assert again.close_code is None
+            again.close()
+    finally:
+        listening.close()
