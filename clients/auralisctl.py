@@ -855,6 +855,10 @@ def format_status(status: dict[str, Any]) -> str:
     scan = status.get("scan") or {}
     if scan.get("running"):
         lines.append(f"scanning: {scan.get('done', 0)}/{scan.get('total', 0)}")
+    for output in status.get("outputs") or []:  # only the ones that need a look
+        if output.get("enabled") and output.get("state") != "connected":
+            message = f": {output['message']}" if output.get("message") else ""
+            lines.append(f"output {output.get('name')}: {output.get('state')}{message}")
     return "\n".join(lines)
 
 

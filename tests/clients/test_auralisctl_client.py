@@ -215,6 +215,11 @@ def test_status_text_reads_like_mpc():
         "volume:  80%   repeat: on   random: off   single: off   consume: off",
         "preset: adaptive   intensity: 0.50",
     ]
+    outputs = [{"name": "stream", "enabled": True, "state": "connected", "message": ""},
+               {"name": "house", "enabled": True, "state": "reconnecting", "message": "snapserver closed the connection"},
+               {"name": "radio", "enabled": False, "state": "disabled", "message": ""}]
+    assert auralisctl.format_status({**stopped, "outputs": outputs}).splitlines()[-1] == (
+        "output house: reconnecting: snapserver closed the connection")  # only what needs a look
 
 
 def test_json_output_is_strict_json():
