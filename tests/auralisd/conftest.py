@@ -114,7 +114,18 @@ class DaemonProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def wait_scan(self, client: Client, tracks: int, timeout_s: float = 20.0) -> None:
-        client.wait_status(lambda s: not s["scan"]["running"] and s["scan"]["tracks"] >= tracks, timeout_s=timeout_s)
+        """Until a scan finished with at least ``tracks`` tracks: waits for the scan's last ``scan_progress``
+        event (``running: false``) on a connection of its own (``client``'s subscription is left alone);
+        the deadline is a safety bound only."""
+        deadline = time.monotonic() + timeout_s
+        with self.client() as watcher:
+            watcher.call("subscribe", events=["scan_progress"])
+            while True:
+                scan = watcher.call("status")["scan"]
+                if not scan["running"] and scan["tracks"] >= tracks:
+                    return
+                watcher.wait_event("scan_progress", lambda d: not d["running"],
+                                   timeout_s=max(0.01, deadline - time.monotonic()))
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None

@@ -91,11 +91,12 @@ class Control:
                         raise RpcFailure(message[2]["code"], message[2]["message"])
                     return message[3]
 
-    def wait_notification(self, name: str, predicate: Any = lambda payload: True, timeout_s: float = 60.0) -> Any:
-        """The first ``name`` notification (received so far or next) that ``predicate`` accepts. Blocks on
-        the socket (an event wait); the deadline is a safety bound that fails the test."""
+    def wait_notification(self, name: str, predicate: Any = lambda payload: True, timeout_s: float = 60.0,
+                          since: int = 0) -> Any:
+        """The first ``name`` notification (from ``notifications[since]`` on, received so far or next) that
+        ``predicate`` accepts. Blocks on the socket (an event wait); the deadline is a safety bound."""
         deadline = time.monotonic() + timeout_s
-        seen = 0
+        seen = since
         while True:
             for event, payload in self.notifications[seen:]:
                 if event == name and predicate(payload):
@@ -160,15 +161,19 @@ def _wait_ready(daemon: Daemon) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"auralisd did not serve HTTP within {START_TIMEOUT_S} s:\n{daemon.log()}")
         time.sleep(0.1)
-    with daemon.control() as control:
+    with daemon.control() as control:  # the scan's last scan_progress event (running: false) ends the wait
+        control.call("subscribe", {"events": ["scan_progress"]})
         while True:
+            mark = len(control.notifications)
             status = control.call("status")
             scan = status.get("scan", {})
             if not scan.get("running") and scan.get("tracks", scan.get("total", 0)):
                 return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"auralisd did not finish its scan:\n{daemon.log()}")
-            time.sleep(0.1)
+            try:
+                control.wait_notification("scan_progress", lambda p: not p.get("running"),
+                                          timeout_s=max(0.01, deadline - time.monotonic()), since=mark)
+            except TimeoutError:
+                raise RuntimeError(f"auralisd did not finish its scan:\n{daemon.log()}") from None
 
 
 def track_ids(daemon: Daemon) -> dict[str, int]:
