@@ -54,6 +54,7 @@ def ncmpcpp(auralis_mpd: AuralisMpd, tmp_path: Path) -> Iterator[Tmux]:
     tmux.run("new-session", "-d", "-s", tmux.name, "-x", "160", "-y", "40",
              f"{binary} --config {config} 2>{tmp_path / 'stderr'}")  # fmt: skip
     try:
+        tmux.run("resize-window", "-t", tmux.name, "-x", "160", "-y", "40")  # without a client tmux may keep 80x24
         tmux.wait_screen(lambda s: "Playlist" in s, "ncmpcpp's playlist screen")
         yield tmux
     finally:
@@ -75,7 +76,7 @@ def wait_status(conn: MpdConnection, predicate: Callable[[dict[str, str]], bool]
     return current
 
 
-def test_queue_play_seek_volume_pause(auralis_mpd: AuralisMpd, ncmpcpp: Tmux) -> None:
+def test_browse_add_search_play_seek_volume(auralis_mpd: AuralisMpd, ncmpcpp: Tmux) -> None:
     tmux = ncmpcpp
     conn = auralis_mpd.connect()
     try:
@@ -83,7 +84,29 @@ def test_queue_play_seek_volume_pause(auralis_mpd: AuralisMpd, ncmpcpp: Tmux) ->
         conn.command("setvol 50")
         conn.command("repeat 1")  # with single: the song plays on until paused (the tracks are 2-3 s long)
         conn.command("single 1")
-        conn.command("add Alpha")  # ncmpcpp learns it through idle (changed: playlist)
+        # browse the library (lsinfo) and add an album: Space on the folder
+        tmux.keys("2")
+        tmux.wait_screen(lambda s: "Browse: /" in s and "[Alpha]" in s and "[Beta]" in s, "the library's top folders")
+        tmux.keys("Space")
+        tmux.wait_screen(lambda s: 'Directory "Alpha" added' in s, "the album added")
+        assert [v for k, v in conn.command("playlistinfo").pairs if k == "file"] == [
+            "Alpha/01 dawn.flac", "Alpha/02 noon.flac", "Alpha/03 dusk.flac"]
+        tmux.keys("Up")  # (adding moved the cursor to the next entry)
+        tmux.keys("Enter")  # into the folder
+        tmux.wait_screen(lambda s: "Browse: Alpha" in s and "Dusk" in s, "the album's songs")
+        # search the database (search any "Sky")
+        tmux.keys("3")
+        tmux.wait_screen(lambda s: "Search engine" in s and "Search mode" in s, "the search engine")
+        tmux.keys("Enter")
+        tmux.keys("-l", "Sky")
+        tmux.keys("Enter")
+        tmux.wait_screen(lambda s: "Any          : Sky" in s, "the search phrase")
+        tmux.keys(*["Down"] * 13)  # to the "Search" button
+        tmux.keys("Enter")
+        screen = tmux.wait_screen(lambda s: "Found 1 song" in s, "one search result")
+        assert 'Sky "quoted"' in screen
+        # the queue screen: play the second song, pause, seek, volume, stop
+        tmux.keys("1")
         screen = tmux.wait_screen(lambda s: "Playlist (3 items" in s and "Dusk" in s, "the queue")
         assert "Ann Arb" in screen and "Noon" in screen and "Dawn" in screen
         tmux.keys("Down")  # the second entry
