@@ -98,38 +98,32 @@ def render_chunk_stereo(
     """
     import numpy as np
 
-    from auralis.audio import read_frames
-    from auralis.downmix import stereo_downmix
-
-    grid = _grid(path, chunk_frames, out_rate)
-    if not 0 <= k < grid.count:
-        raise IndexError(f"chunk {k} is outside {path} ({grid.count} chunks)")
-
-    if plan is None:
-        def read(a: int, b: int) -> Any:
-            return stereo_downmix(np.asarray(read_frames(path, a, b)[0], dtype=np.float32))
-    else:
-        from auralis.render import render_frames
-
-        def read(a: int, b: int) -> Any:
-            # Already stereo: the renderer downmixes before the chain, so the true-peak limiter
-            # worked on exactly these samples and nothing may change them after it.
-            return np.asarray(render_frames(path, plan, a, b), dtype=np.float32)
-
-    from auralis.resample import resample_span
-
-    return resample_span(read, grid, k)
-
-
-def _grid(path: str, chunk_frames: int | None, out_rate: int | None) -> Any:
     from auralis.audio import AudioReader
+    from auralis.downmix import stereo_downmix
     from auralis.render import chunk_frames as standard
-    from auralis.resample import ChunkGrid
+    from auralis.render import render_range
+    from auralis.resample import ChunkGrid, resample_span
 
+    # One open for the grid and the samples: an open probes the file (a tail decode), ~1 ms of a
+    # fast-start piece's ~8 ms.
     with AudioReader(path) as reader:
         info = reader.info
-    n = int(chunk_frames) if chunk_frames else standard(info.sample_rate)
-    return ChunkGrid(info.sample_rate, int(out_rate or info.sample_rate), info.num_frames, n)
+        n = int(chunk_frames) if chunk_frames else standard(info.sample_rate)
+        grid = ChunkGrid(info.sample_rate, int(out_rate or info.sample_rate), info.num_frames, n)
+        if not 0 <= k < grid.count:
+            raise IndexError(f"chunk {k} is outside {path} ({grid.count} chunks)")
+
+        if plan is None:
+            def read(a: int, b: int) -> Any:
+                return stereo_downmix(np.asarray(reader.read(a, b), dtype=np.float32))
+        else:
+            def read(a: int, b: int) -> Any:
+                # Already stereo: the renderer downmixes before the chain, so the true-peak limiter
+                # worked on exactly these samples and nothing may change them after it. The same
+                # absolute-grid window as auralis.render.render_frames.
+                return np.asarray(render_range(reader, plan, a, b)[0], dtype=np.float32)
+
+        return resample_span(read, grid, k)
 
 
 def merge_results(path: str, results: Sequence[Any]) -> Any:
