@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,15 @@ def test_disabling_the_stream_output_closes_its_listeners_and_refuses_new_ones(d
     http_port = free_port()
     daemon = daemon_factory(None, ["--http-port", str(http_port)]).start()
     url = f"ws://127.0.0.1:{http_port}/stream"
-    listening = auralisctl.WebSocketClient.connect(url)
+    deadline = time.monotonic() + 30
+    while True:  # the control socket answers a moment before the HTTP port listens
+        try:
+            listening = auralisctl.WebSocketClient.connect(url)
+            break
+        except auralisctl.ConnectError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     try:
         with daemon.client() as client:
             client.call("disable_output", name="stream")
