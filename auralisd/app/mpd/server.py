@@ -37,6 +37,11 @@ class MessageBroker:
 
     def __init__(self) -> None:
         self._members: dict[str, set[MpdSession]] = {}
+        self.sessions: set[MpdSession] = set()  # every connected session: a subscription change wakes all (MPD)
+
+    def _subscriptions_changed(self) -> None:
+        for session in self.sessions:
+            session.note("subscription")
 
     def subscribe(self, session: MpdSession, channel: str) -> bool:
         """False when already subscribed."""
@@ -45,7 +50,7 @@ class MessageBroker:
             return False
         members.add(session)
         session.channels.add(channel)
-        session.note("subscription")
+        self._subscriptions_changed()
         return True
 
     def unsubscribe(self, session: MpdSession, channel: str) -> bool:
@@ -56,10 +61,15 @@ class MessageBroker:
         session.channels.discard(channel)
         if not members:
             del self._members[channel]
-        session.note("subscription")
+        self._subscriptions_changed()
         return True
 
+    def join(self, session: MpdSession) -> None:
+        self.sessions.add(session)
+
     def leave(self, session: MpdSession) -> None:
+        """A session ends: its subscriptions go (and every other session hears of it)."""
+        self.sessions.discard(session)
         for channel in list(session.channels):
             self.unsubscribe(session, channel)
 

@@ -82,6 +82,7 @@ class MpdSession:
         self.closing = trio.Event()
         self.wake = trio.Event()  # set when something arrives for an idle client
         self.local = False  # a Unix-socket client (none yet: TCP only)
+        server.broker.join(self)
 
     # ----------------------------------------------------------------- output
     async def send(self, data: bytes) -> None:

@@ -215,3 +215,37 @@ def test_command_lists(sides: tuple[Side, Side]) -> None:
     errors = [side.conn.read_reply().error for side in sides]
     assert errors[0] == errors[1] == "ACK [2@1] {play} Bad song index"
     check(sides, ["status"])
+
+
+def test_idle_session(real_mpd: RealMpd, auralis_mpd: AuralisMpd) -> None:
+    """The same changes wake the same subsystems on both servers."""
+    answers = []
+    for server in (real_mpd, auralis_mpd):
+        waiter, actor = server.connect(), server.connect()
+        try:
+            actor.command("clear")
+            actor.command("setvol 100")
+            waiter.command("idle")  # drain what is pending from the setup
+            got = []
+            for subsystems, change in [
+                ("playlist", "add loose.flac"),
+                ("player", "play 0"),
+                ("mixer", "setvol 90"),
+                ("options", "random 1"),
+                ("options", "random 0"),
+                ("player playlist", "stop"),
+                ("playlist", "clear"),
+                ("subscription message", "subscribe news"),
+            ]:
+                waiter.send(f"idle {subsystems}")
+                actor.command(change)
+                got.append(waiter.read_reply().pairs)
+            waiter.send("idle")
+            waiter.send("noidle")
+            got.append(waiter.read_reply().pairs)
+            answers.append(got)
+        finally:
+            actor.command("setvol 100")
+            waiter.close()
+            actor.close()
+    assert answers[0] == answers[1]
