@@ -1,7 +1,9 @@
 """``auralisd``: the root nursery. Start the actors in dependency order, stop them in reverse.
 
-Start order: database -> mastering pool -> library -> (Dask bridge, with dask_scheduler) -> fingerprint resolver
--> albums -> chunk renderer -> player -> outputs -> control transport -> HTTP/WebSocket. Each is started with
+Start order: the control listeners, answering ``ping`` at once (``transport/early.py``) while
+the rest is imported on a thread -> database -> mastering pool -> library -> (Dask bridge, with
+dask_scheduler) -> fingerprint resolver -> albums -> chunk renderer -> player -> outputs -> control
+transport (takes over the early connections) -> HTTP/WebSocket. Each is started with
 ``nursery.start`` and counts as up only when its ``run`` called ``task_status.started()``.
 The daemon is *ready* (the one place: :meth:`Daemon.run` calls ``on_ready``) when every
 listener accepts connections. Shutdown (SIGTERM, SIGINT) cancels the actors one by one in
