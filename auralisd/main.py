@@ -403,8 +403,9 @@ def http_routes(services: Services, settings: Settings, token: str | None, *, ba
         backend = SessionBackend(services.db, services.resolver, services.mastering, sample_rate=settings.sample_rate)
     return {
         "/stream": sessions.stream_listener_handler(services.player, services.hub, services.db, services.resolver,
-                                                    backend=backend, outputs=services.outputs, opus_hub=opus_hub),
-        "/session": sessions.private_session_handler(backend),
+                                                    backend=backend, outputs=services.outputs, opus_hub=opus_hub,
+                                                    counters=services.streams),
+        "/session": sessions.private_session_handler(backend, services.streams),
         # A loopback bind needs no token on any WebSocket (as for the Unix socket); elsewhere the
         # handshake carries it and /control also asks for `auth` first.
         "/control": websocket_control_handler(

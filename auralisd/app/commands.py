@@ -30,6 +30,7 @@ from ..protocol.mpd.filters import parse_expression
 from ..protocol.paths import path_from_wire, path_to_wire
 from ..protocol.query import MATCH_TAGS, TAGS, Query, QueryError, TagMatch, conjunction
 from .covers import CoverReader
+from .presentation import StreamCounters
 
 MAX_SEARCH_LIMIT: Final = 1000
 DEFAULT_SEARCH_LIMIT: Final = 100
@@ -62,6 +63,7 @@ class Services:
     playlists: PlaylistStore | None = None
     covers: CoverReader = field(default_factory=CoverReader)  # cover art for HTTP and MPD (app/covers.py)
     outputs: Outputs | None = None
+    streams: StreamCounters = field(default_factory=StreamCounters)  # WebSocket audio peers (transport keeps them)
 
     @property
     def stored_playlists(self) -> PlaylistStore:
@@ -93,6 +95,7 @@ class Services:
             pool=self.mastering.pool.statistics().to_wire(),
             albums=None if self.albums is None else self.albums.statistics().to_wire(),
             outputs=[] if self.outputs is None else [o.to_wire() for o in self.outputs.list()],
+            streams=self.streams.to_wire(),
             uptime_s=time.monotonic() - self.started_at,
         )  # fmt: skip
         return status

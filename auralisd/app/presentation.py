@@ -6,6 +6,7 @@ regions from the ``regions`` field it is sent).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -52,3 +53,16 @@ def fingerprint_summary(inputs: Any) -> dict[str, Any]:
     if "crest_db" in dims:
         measurements["crest_db"] = dims["crest_db"]
     return {"bands": {k: v for k, v in dims.items() if k.endswith("_pct")}, "measurements": measurements}
+
+
+@dataclass
+class StreamCounters:
+    """Live counts of the WebSocket audio peers, kept by the transport and shown in ``status.streams``."""
+
+    private_sessions: int = 0  # /session peers being served
+    listeners: int = 0  # /stream listeners being served
+    listeners_dropped: int = 0  # /stream listeners closed for falling behind, since start
+
+    def to_wire(self) -> dict[str, int]:
+        return {"private_sessions": self.private_sessions, "listeners": self.listeners,
+                "listeners_dropped": self.listeners_dropped}

@@ -48,7 +48,9 @@ from ..actors.session import (
     SinkClosed,
 )
 from ..app.presentation import decision_event, fingerprint_summary, lwrp_regions
+from ..app.presentation import StreamCounters
 from ..config import STREAM_OUTPUT_NAME
+from ..errgroups import first_leaf
 from ..protocol.audio_frames import (
     FORMATS,
     OPUS_SAMPLE_RATE,
@@ -251,11 +253,15 @@ async def serve_private_session(ws: trio_websocket.WebSocketConnection, info: We
 
     async with trio.open_nursery() as nursery:
         async def guarded(fn: Callable[[], Awaitable[None]]) -> None:
+            # except*: the session raises from inside its own nursery, so a peer that went away arrives
+            # wrapped in an ExceptionGroup (a plain `except SessionClosed` let it through as an ERROR).
             try:
                 await fn()
-            except SessionClosed as exc:
-                closing.append(exc)
-            except trio_websocket.ConnectionClosed:
+            except* SessionClosed as group:
+                first = first_leaf(group, SessionClosed)
+                if isinstance(first, SessionClosed):
+                    closing.append(first)
+            except* trio_websocket.ConnectionClosed:
                 pass
             nursery.cancel_scope.cancel()
 
@@ -269,18 +275,9 @@ async def serve_private_session(ws: trio_websocket.WebSocketConnection, info: We
 # Route handlers
 
 
-@dataclass
-class SessionCounters:
-    """Live counts of the WebSocket sessions (for logs and statistics)."""
-
-    private_sessions: int = 0
-    listeners: int = 0
-    listeners_dropped: int = 0
-
-
-def private_session_handler(backend: SessionBackend, counters: SessionCounters | None = None):
+def private_session_handler(backend: SessionBackend, counters: StreamCounters | None = None):
     """The ``/session`` route handler."""
-    counters = counters or SessionCounters()
+    counters = counters or StreamCounters()
 
     async def handler(ws: trio_websocket.WebSocketConnection, info: WebSocketRequestInfo) -> None:
         if counters.private_sessions >= MAX_PRIVATE_SESSIONS:
@@ -598,11 +595,11 @@ def _limit_send_buffer(ws: trio_websocket.WebSocketConnection) -> None:
 
 
 def stream_listener_handler(player: Any, hub: Any, db: Any = None, resolver: Any = None,
-                            counters: SessionCounters | None = None, backend: SessionBackend | None = None,
+                            counters: StreamCounters | None = None, backend: SessionBackend | None = None,
                             outputs: Any = None, opus_hub: Any = None):
     """The ``/stream`` route handler. With ``outputs``, the ``stream`` output gates it: while it is
     disabled new listeners are closed with 1013 and the ones listening are closed when it is disabled."""
-    counters = counters or SessionCounters()
+    counters = counters or StreamCounters()
     chart_cache = _ChartCache()
 
     async def handler(ws: trio_websocket.WebSocketConnection, info: WebSocketRequestInfo) -> None:
