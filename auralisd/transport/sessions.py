@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
@@ -47,8 +46,7 @@ from ..actors.session import (
     SessionBackend,
     SinkClosed,
 )
-from ..app.presentation import decision_event, fingerprint_summary, lwrp_regions
-from ..app.presentation import StreamCounters
+from ..app.presentation import StreamCounters, decision_event, fingerprint_summary, lwrp_regions
 from ..config import STREAM_OUTPUT_NAME
 from ..errgroups import first_leaf
 from ..protocol.audio_frames import (
