@@ -40,7 +40,14 @@ import trio
 
 from ..errors import INVALID_PARAMS, NOT_FOUND, RpcError
 from ..playback import Clock, Crossfade, Deck, PlayQueue, QueueError, VolumeRamp
-from ..playback.mixer import BLOCK_S, CROSSFADE_S, block_frames, crossfade_frames
+from ..playback.mixer import (
+    BLOCK_S,
+    CROSSFADE_S,
+    block_frames,
+    crossfade_frames,
+    track_crossfade_mix,
+    track_crossfade_span,
+)
 from ..playback.mixer import volume_gain as volume_gain
 from .albums import ALBUM_MODES, DEFAULT_ALBUM_MODE, AlbumContext, AlbumPlans, album_key_of
 from .database import Database, Track
@@ -160,7 +167,8 @@ class Player:
         self._preset = "adaptive"
         self._intensity = 1.0
         self._volume = 100
-        self._crossfade_s = 0  # MPD's crossfade setting (whole seconds), kept and reported
+        self._crossfade_s = 0  # MPD's crossfade setting (whole seconds): track changes fade over it
+        self._track_xfade: int | None = None  # frames of the next track already mixed in (a track crossfade runs)
         self._ramp = VolumeRamp()
         self._clock = Clock(self.sample_rate)
         self._deck: Deck | None = None
@@ -525,6 +533,7 @@ class Player:
         if self._clock.recover(now):
             self._publish(StreamStatus("ready", deck.track.track_id))
         samples = self._crossfade(samples, n0, n1)
+        samples = self._track_crossfade(samples, n0, n1)
         deck = self._deck  # the crossfade may have swapped decks
         assert deck is not None
         samples = self._ramp.apply(samples, volume_gain(self._volume))
@@ -535,6 +544,31 @@ class Player:
         self._clock.sent(now, n1 - n0)
         self._out_pos = n1
         self._request_chunks()
+
+    def _track_crossfade(self, samples: np.ndarray, n0: int, n1: int) -> np.ndarray:
+        """MPD's crossfade: the end of the track fades into the prepared next one. It starts only
+        when the next track's deck holds the whole fade at its start (else the change stays gapless)."""
+        deck, nxt = self._deck, self._next
+        if self._crossfade_s <= 0 or deck is None or nxt is None or nxt.plan is None or self._fade is not None:
+            self._track_xfade = None
+            return samples
+        span = track_crossfade_span(deck.end_frame, nxt.out_frames, self._crossfade_s, self.sample_rate)
+        if span is None:
+            return samples
+        start, length = span
+        if n1 <= start:
+            return samples
+        a = max(n0, start)
+        if self._track_xfade is None:
+            if a != start or nxt.frames(0, length) is None:
+                return samples
+            self._track_xfade = length
+        new = nxt.frames(a - start, n1 - start)
+        if new is None:
+            return samples
+        out = np.array(samples, dtype=np.float32)
+        out[a - n0 :] = track_crossfade_mix(out[a - n0 :], new, a - start, length)
+        return out
 
     def _crossfade(self, samples: np.ndarray, n0: int, n1: int) -> np.ndarray:
         fade = self._fade
@@ -645,7 +679,11 @@ class Player:
             self._set_state("stop", reason="end_of_queue")
             self._publish_player()
             return
-        self._load(step.index, auto=auto and not skip)
+        mixed, self._track_xfade = self._track_xfade, None
+        nxt = self._next
+        if mixed is None or nxt is None or self._queue[step.index].track_id != nxt.track.track_id:
+            mixed = 0
+        self._load(step.index, auto=auto and not skip, out_pos=mixed)  # a crossfade already played its start
         self._publish_player()
 
     def _publish_queue(self) -> None:

@@ -55,6 +55,24 @@ class Crossfade:
         return (old * (1.0 - weight) + new * weight).astype(np.float32, copy=False)
 
 
+def track_crossfade_span(end_frame: int, next_frames: int, crossfade_s: float, sample_rate: int) -> tuple[int, int] | None:
+    """MPD's ``crossfade N`` between two tracks: ``(start, length)`` in the ending track's output frames.
+
+    The last ``length`` frames of the ending track (from ``start`` to ``end_frame``) play over the
+    first ``length`` frames of the next one. ``length`` is ``crossfade_s`` at most, and at most half
+    of either track (a short track is never swallowed whole). None: no crossfade.
+    """
+    length = min(int(round(crossfade_s * sample_rate)), end_frame // 2, next_frames // 2)
+    return None if length <= 0 else (end_frame - length, length)
+
+
+def track_crossfade_mix(old: np.ndarray, new: np.ndarray, offset: int, length: int) -> np.ndarray:
+    """Mix ``old`` (the ending track) into ``new`` (the next): frame ``i`` of the block is frame
+    ``offset + i`` of a linear fade of ``length`` frames (0: all old; ``length``: all new)."""
+    weight = np.clip((offset + np.arange(new.shape[0])) / length, 0.0, 1.0).astype(np.float32)[:, None]
+    return (old * (1.0 - weight) + new * weight).astype(np.float32, copy=False)
+
+
 @dataclass
 class VolumeRamp:
     """Gain that moves linearly to a new target over one block (no zipper noise on volume changes)."""

@@ -247,3 +247,48 @@ async def test_a_seek_lands_exactly_and_its_playhead_is_asked_for_most_urgently(
     piece = round(33.3 * RATE) // (CHUNK // PIECES_PER_CHUNK)
     by_urgency = sorted(asked, key=lambda r: r[2])  # the pool starts jobs in priority order
     assert [r[:2] for r in by_urgency[:3]] == [("piece", piece), ("piece", piece + 1), ("chunk", 6)]
+
+
+async def test_crossfade_seconds_fade_the_end_of_a_track_into_the_next(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with player(tmp_path, FakeRenderer()) as p:
+        await p.add([track(1, 6.0), track(2, 4.0)])
+        await p.set_crossfade(1)
+        async with trio.open_nursery() as nursery:
+            result: list[Any] = []
+
+            async def run() -> None:
+                result.extend(await listen(p))
+
+            nursery.start_soon(run)
+            await trio.lowlevel.checkpoint()
+            await p.play()
+        stats = p.statistics()
+    bs = blocks(result)
+    first = [b for _, b in bs if b.track_id == 1]
+    second = [b for _, b in bs if b.track_id == 2]
+    # the first track's blocks cover it whole; its last second carries the next track mixed in
+    frames = np.concatenate([b.samples for b in first])
+    assert frames.shape[0] == 6 * RATE
+    side = frames[:, 1]
+    start = 5 * RATE  # 1 s before the end
+    assert np.all(side[:start] == 10 + PRESET_CODE["adaptive"])
+    ramp = np.arange(RATE) / RATE
+    assert np.max(np.abs(side[start:] - ((1 - ramp) * 11.0 + ramp * 21.0))) < 1e-3  # linear, no step
+    mixed_index = (1 - ramp) * np.arange(start, 6 * RATE) + ramp * np.arange(RATE)
+    assert np.max(np.abs(frames[start:, 0] - mixed_index)) < 0.05  # the next track from its first frame
+    # ... and the second track goes on where the fade left it: nothing of it is played twice
+    assert second[0].offset_frames == RATE
+    assert sum(b.samples.shape[0] for b in second) == 3 * RATE
+    assert np.all(np.concatenate([b.samples[:, 1] for b in second]) == 20 + PRESET_CODE["adaptive"])
+    assert stats.underruns == 0
+
+
+def test_track_crossfade_span_never_takes_more_than_half_a_track() -> None:
+    from auralisd.playback.mixer import track_crossfade_span
+
+    assert track_crossfade_span(10 * RATE, 8 * RATE, 3, RATE) == (7 * RATE, 3 * RATE)
+    assert track_crossfade_span(2 * RATE, 8 * RATE, 3, RATE) == (RATE, RATE)  # a short ending track
+    assert track_crossfade_span(10 * RATE, RATE, 3, RATE) == (10 * RATE - RATE // 2, RATE // 2)  # a short next
+    assert track_crossfade_span(10 * RATE, 8 * RATE, 0, RATE) is None
