@@ -51,8 +51,10 @@ def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM) -> No
 class SnapServer:
     """snapserver with one tcp source in server mode, its JSON-RPC on TCP, optionally a control script."""
 
-    def __init__(self, root: Path, *, controlscript: Path | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, *, controlscript: Path | None = None, env: dict[str, str] | None = None,
+                 sampleformat: str = "48000:16:2") -> None:
         require_tool("snapserver")
+        self.sampleformat = sampleformat
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self.source_port, self.stream_port, self.rpc_port = free_port(), free_port(), free_port()
@@ -63,7 +65,7 @@ class SnapServer:
 
     @property
     def source_uri(self) -> str:
-        uri = f"tcp://127.0.0.1:{self.source_port}/?name=Auralis&mode=server&sampleformat=48000:16:2"
+        uri = f"tcp://127.0.0.1:{self.source_port}/?name=Auralis&mode=server&sampleformat={self.sampleformat}"
         if self.controlscript is not None:
             uri += f"&controlscript={self.controlscript}"
         return uri

@@ -166,3 +166,34 @@ def _resync_ms(line: str) -> float:
         return float(line.rsplit(":", 1)[1].split()[0])
     except (IndexError, ValueError):
         return 0.0
+
+
+def test_24_bit_samples_travel_in_four_bytes_as_snapserver_expects(tmp_path: Path) -> None:
+    """The encoder's 24-bit packing (low-aligned in 4 bytes) is what snapserver and snapclient read."""
+    import socket
+
+    import numpy as np
+
+    from auralis.pcm import PcmEncoder
+
+    server = SnapServer(tmp_path / "snap", sampleformat="48000:24:2").start()
+    room = SnapClient(tmp_path / "snap", server).start()
+    try:
+        encoder = PcmEncoder(RATE, RATE, 24)
+        t = np.arange(3 * RATE) / RATE
+        tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        with socket.create_connection(("127.0.0.1", server.source_port)) as sock:
+            started = time.monotonic()
+            for i in range(0, tone.size, 2400):  # in real time, as the daemon sends
+                block = tone[i : i + 2400]
+                sock.sendall(encoder.encode(np.stack([block, block], axis=1)))
+                time.sleep(max(0.0, started + (i + 2400) / RATE - time.monotonic()))
+            wait_for(lambda: room.path.exists() and np.abs(np.fromfile(room.path, "<i4")).max() > 0, 10, "audio")
+            time.sleep(1.5)  # snapclient's buffer
+    finally:
+        room.stop()
+        server.stop()
+    played = np.fromfile(room.path, dtype="<i4").reshape(-1, 2)
+    peak = np.abs(played).max() / 2**23
+    assert abs(20 * np.log10(peak / 0.5)) < 0.1  # full scale 2^23: the level went through unchanged
+    assert np.abs(played[:, 0] - played[:, 1]).max() <= 2  # the same tone; only each channel's dither differs
