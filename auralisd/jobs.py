@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from .malloc import release_free_memory
+from auralis.malloc import release_free_memory
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,7 +49,7 @@ def _job(fn: F) -> F:
             raise JobFailed("internal", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}") from None
         finally:
             # the job's temporaries are freed; give their pages back, or an idle worker keeps
-            # the peak of its largest job resident (auralisd/malloc.py)
+            # the peak of its largest job resident (auralis/malloc.py)
             release_free_memory()
 
     return wrapper  # type: ignore[return-value]

@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
+from auralis.malloc import limit_arenas, release_free_memory
+
 from . import config as config_mod
 from .config import ConfigError, Settings
 from .errgroups import first_leaf
 from .hooks import Hooks
 from .logs import setup_logging
-from .malloc import limit_arenas, release_free_memory
 from .transport.early import EarlyControl, open_tcp_listener, open_unix_listener
 
 if TYPE_CHECKING:
@@ -437,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(config_mod.format_settings(settings, origin))
         return EXIT_OK
     setup_logging(config_mod.python_log_level(settings.log_level))
-    limit_arenas()  # before trio starts its threads (auralisd/malloc.py)
+    limit_arenas()  # before trio starts its threads (auralis/malloc.py)
     if not settings.music_dir:
         log.warning("no music folder configured (--music-dir or music_dir in %s)", config_mod.default_config_path())
     try:

@@ -86,7 +86,7 @@ def test_a_worker_process_does_not_import_the_daemon() -> None:
         print(json.dumps(sorted(sys.modules)))
         """
     )
-    daemon = [m for m in loaded if m.startswith("auralisd.") and m not in ("auralisd.__main__", "auralisd.jobs", "auralisd.malloc")]
+    daemon = [m for m in loaded if m.startswith("auralisd.") and m not in ("auralisd.__main__", "auralisd.jobs")]
     assert daemon == []
     for heavy in ("trio", "numpy", "scipy", "av", "msgpack", "sqlite3", "mutagen"):
         assert heavy not in loaded, f"a worker imported {heavy} before its first job"
@@ -117,7 +117,7 @@ def test_release_free_memory_gives_freed_heap_pages_back() -> None:
     result = modules_after(
         """
         import json
-        from auralisd.malloc import release_free_memory
+        from auralis.malloc import release_free_memory
 
         def rss_kib():
             with open("/proc/self/status") as handle:
