@@ -26,8 +26,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
-from auralis.malloc import limit_arenas, release_free_memory
-
 from . import config as config_mod
 from .config import ConfigError, Settings
 from .errgroups import first_leaf
@@ -225,6 +223,8 @@ class Daemon:
         library.on_scan_complete.append(resolver.schedule_idle)
         library.on_scan_complete.append(lambda: root.start_soon(player.refresh_albums))
         library.on_scan_complete.append(lambda: root.start_soon(self._forget_vanished, services))
+        from auralis.malloc import release_free_memory
+
         library.on_scan_complete.append(release_free_memory)  # a scan's lists of every file are garbage now
 
         token = s.read_token()
@@ -438,6 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(config_mod.format_settings(settings, origin))
         return EXIT_OK
     setup_logging(config_mod.python_log_level(settings.log_level))
+    from auralis.malloc import limit_arenas  # here, not at import: auralisd.main loads no auralis (early ping)
+
     limit_arenas()  # before trio starts its threads (auralis/malloc.py)
     if not settings.music_dir:
         log.warning("no music folder configured (--music-dir or music_dir in %s)", config_mod.default_config_path())
