@@ -31,7 +31,7 @@ import trio
 
 from ..config import ConfigError
 from ..protocol.paths import path_from_wire, path_to_wire, text_to_wire
-from ..protocol.query import Query
+from ..protocol.query import Query, QueryError
 from . import tagquery
 
 T = TypeVar("T")
@@ -753,6 +753,16 @@ class Database:
         return await self._read(job)
 
     # ----------------------------------------------------------------- tag queries (protocol/query.py)
+    async def _query(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """:meth:`_read` for a library query: a regular expression out of its time budget is the
+        client's error (QueryError), not the database's (tagquery.REGEX_BUDGET_S)."""
+        try:
+            return await self._read(job)
+        except sqlite3.OperationalError as exc:
+            if tagquery.is_regex_timeout(exc):
+                raise QueryError(tagquery.REGEX_TOO_SLOW) from None
+            raise
+
     async def find_tracks(
         self, query: Query | None, *, limit: int | None = None, offset: int = 0
     ) -> tuple[list[Track], int]:
@@ -772,7 +782,7 @@ class Database:
                 return tracks, len(tracks)
             return tracks, int(c.execute(f"SELECT COUNT(*) FROM tracks WHERE {where}", args).fetchone()[0])
 
-        return await self._read(job)
+        return await self._query(job)
 
     def _tracks_changed(self) -> None:
         self._tracks_generation += 1
@@ -810,7 +820,7 @@ class Database:
                 missing = cur.execute("SELECT EXISTS (SELECT 1 FROM tracks WHERE song_block IS NULL)").fetchone()[0]
             return rows
 
-        rows = await self._read(job)
+        rows = await self._query(job)
         if missing:  # store the blocks made in passing (after a change of layout; writes make their own)
             await self._write(lambda c: c.execute(f"UPDATE tracks SET song_block = {text} WHERE song_block IS NULL"))
         if key[0] == self._tracks_generation:  # nothing changed meanwhile
@@ -833,7 +843,7 @@ class Database:
             rows = c.execute(f"SELECT DISTINCT {select} FROM tracks WHERE {where} ORDER BY {order}", args)
             return [tuple(None if v is None else str(v) for v in r) for r in rows]
 
-        return await self._read(job)
+        return await self._query(job)
 
     async def count_matches(self, query: Query | None, group: str | None = None) -> list[tuple[str | None, int, float]]:
         """``[(group value, songs, playtime_s)]`` of the tracks ``query`` matches: one row (value None)
@@ -853,7 +863,7 @@ class Database:
             )
             return [(None if g is None else str(g), int(n), float(t)) for g, n, t in rows]
 
-        return await self._read(job)
+        return await self._query(job)
 
     async def library_totals(self) -> LibraryTotals:
         """Distinct artists and albums, tracks, their total duration and the last time a track was scanned."""

@@ -3,8 +3,12 @@
 Every match runs inside SQLite: exact matches use the tag indexes of migration 5,
 case-insensitive ones compare the folded text (:func:`auralisd.actors.database.fold` as the
 SQL function ``auralis_fold``) behind an ``instr(search_text, ...)`` pre-filter where the tag is part of
-the folded search text, and regular expressions run through ``auralis_regexp`` (Python ``re``,
-compiled once per pattern). :func:`install` registers both functions on a connection.
+the folded search text, and regular expressions run through ``auralis_regexp`` (the ``regex``
+module, ``re``'s syntax, compiled once per pattern) under a time budget: a client's catastrophically
+backtracking pattern (``(a|a)+$``) would otherwise hold the database thread, and with it every queue
+save and every other client, for as long as it likes. Each regular expression of a query gets
+:data:`REGEX_BUDGET_S` over the whole library; past it the statement fails and the caller answers
+:data:`REGEX_TOO_SLOW`. :func:`install` registers both functions on a connection.
 
 A track without the tag never equals, contains, starts with or matches anything; ``!=`` and
 ``!~`` are the negations (a track without the tag matches them), as in MPD.
@@ -13,12 +17,25 @@ A track without the tag never equals, contains, starts with or matches anything;
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+import regex
+
 from ..protocol.query import And, Base, ModifiedSince, Not, Query, QueryError, TagMatch, check_query
+
+REGEX_BUDGET_S: Final = 0.5  # one regular expression of a query, over every row it is tried on
+REGEX_TOO_SLOW: Final = f"the regular expression took more than {REGEX_BUDGET_S} s over the library; simplify it"
+_regex_terms = itertools.count()  # each regular expression term of a compiled query: its own budget
+
+
+class RegexTooSlow(Exception):
+    """A regular expression ran out of :data:`REGEX_BUDGET_S` (SQLite reports it as an OperationalError)."""
+
 
 FILE_EXPR: Final = "substr(path, length(music_dir) + 2)"  # the path relative to its music folder (MPD's URI)
 # tag -> SQL expression of its text (None where the track has no such tag)
@@ -80,23 +97,38 @@ def block_expr(lines: Sequence[tuple[str, str]]) -> str:
 
 
 def install(conn: sqlite3.Connection, fold: Callable[[str], str]) -> None:
-    """Register ``auralis_fold(text)`` and ``auralis_regexp(pattern, flags, text)`` on ``conn``."""
+    """Register ``auralis_fold(text)`` and ``auralis_regexp(pattern, flags, term, text)`` on ``conn``."""
+    budget = {"term": -1, "deadline": 0.0}  # the term being evaluated and when its time is up
 
     def fold_sql(value: Any) -> str | None:
         return None if value is None else fold(str(value))
 
-    def regexp_sql(pattern: str, flags: int, value: Any) -> int | None:
+    def regexp_sql(pattern: str, flags: int, term: int, value: Any) -> int | None:
         if value is None:
             return None
-        return 1 if _regex(pattern, flags).search(str(value)) else 0
+        now = time.monotonic()
+        if term != budget["term"]:  # the first row this term is tried on: its budget starts
+            budget["term"], budget["deadline"] = term, now + REGEX_BUDGET_S
+        remaining = budget["deadline"] - now
+        if remaining <= 0:
+            raise RegexTooSlow(REGEX_TOO_SLOW)
+        try:
+            return 1 if _regex(pattern, flags).search(str(value), timeout=remaining) else 0
+        except TimeoutError:
+            raise RegexTooSlow(REGEX_TOO_SLOW) from None
 
     conn.create_function("auralis_fold", 1, fold_sql, deterministic=True)
-    conn.create_function("auralis_regexp", 3, regexp_sql, deterministic=True)
+    conn.create_function("auralis_regexp", 4, regexp_sql)  # not deterministic: it may give up
+
+
+def is_regex_timeout(exc: sqlite3.OperationalError) -> bool:
+    """Whether a statement failed because a user function raised (here: only :class:`RegexTooSlow`)."""
+    return "user-defined function raised exception" in str(exc)
 
 
 @functools.lru_cache(maxsize=_REGEX_CACHE)
-def _regex(pattern: str, flags: int) -> re.Pattern[str]:
-    return re.compile(pattern, flags)
+def _regex(pattern: str, flags: int) -> Any:
+    return regex.compile(pattern, flags | regex.VERSION0)  # VERSION0: re's syntax and behaviour
 
 
 def compile_where(query: Query | None, fold: Callable[[str], str], *, fts: bool = False) -> tuple[str, list[Any]]:
@@ -152,13 +184,13 @@ def _compile(q: Query, fold: Callable[[str], str], args: list[Any], fts: bool) -
 def _positive(column: str, tag: str, q: TagMatch, fold: Callable[[str], str], args: list[Any], fts: bool) -> str:
     """The un-negated test of ``q`` on one column: NULL or 0 when the track lacks the tag."""
     if q.op in ("=~", "!~"):
-        flags = re.IGNORECASE if q.fold_case else 0
+        flags = int(regex.IGNORECASE) if q.fold_case else 0
         try:
             _regex(q.value, flags)
-        except re.error as exc:
+        except (regex.error, OverflowError, RecursionError) as exc:
             raise QueryError(f"bad regular expression {q.value[:64]!r}: {exc}") from None
-        args += [q.value, flags]
-        return f"auralis_regexp(?, ?, {column})"
+        args += [q.value, flags, next(_regex_terms)]
+        return f"auralis_regexp(?, ?, ?, {column})"
     value = fold(q.value) if q.fold_case else q.value
     text = _folded(column) if q.fold_case else column
     prefilter = ""

@@ -198,3 +198,26 @@ async def test_stored_song_blocks_follow_every_change(db: Database) -> None:
     assert (await db.track_blocks(query, [("file", "uri"), ("Title", "title")]))[0][2] == (
         "file: New/01.flac\nTitle: Hunter\n"
     )
+
+
+async def test_a_catastrophic_regular_expression_is_refused_in_time_and_the_database_goes_on(
+    tmp_path: Path,
+) -> None:
+    """``(a|a)+$`` against 'aaa...a!' backtracks 2^n ways: with Python's re one such title holds the
+    database thread (every queue save, every client) for hours. Each regular expression of a query
+    gets REGEX_BUDGET_S over the library; past it the client gets a QueryError and the next query runs."""
+    from auralisd.actors import tagquery
+
+    database = Database(str(tmp_path / "auralis.sqlite3"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(database.run)
+        await database.upsert_tracks([*LIBRARY, _file("evil/a.flac", title="a" * 40 + "!", artist="Evil")])
+        with trio.fail_after(30):  # a safety bound: the budget is 0.5 s; without it this never returns
+            with pytest.raises(QueryError, match="took more than"):
+                await database.find_tracks(TagMatch("title", "=~", "(a|a)+$"))
+            with pytest.raises(QueryError, match="took more than"):
+                await database.count_matches(TagMatch("title", "=~", "(a|a)+$"))
+        assert await _titles(database, TagMatch("artist", "=~", "^Evi")) == {"a" * 40 + "!"}  # served on
+        assert await _titles(database, TagMatch("title", "=~", "(a|a)+!$")) == {"a" * 40 + "!"}  # a match is quick
+        assert tagquery.REGEX_BUDGET_S <= 1.0
+        nursery.cancel_scope.cancel()
