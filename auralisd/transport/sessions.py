@@ -107,6 +107,29 @@ async def send_to_peer(ws: trio_websocket.WebSocketConnection, message: str | by
     raise SessionClosed(CLOSE_TOO_SLOW, f"the peer took no message for {SEND_TIMEOUT_S:.0f} s")
 
 
+def _guarded_by(
+    nursery: trio.Nursery, closing: list[SessionClosed]
+) -> Callable[[Callable[[], Awaitable[None]]], Awaitable[None]]:
+    """The wrapper of each task of one peer's nursery: the first to end (a peer gone, frozen or
+    breaking a rule, or its work done) ends them all, and a :class:`SessionClosed` is kept in
+    ``closing`` for the close code. ``except*``: a task that runs its own nursery (the private
+    session does) raises it wrapped in an ExceptionGroup, which a plain ``except`` let through as
+    a 50-line ERROR per vanished peer."""
+
+    async def guarded(fn: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await fn()
+        except* SessionClosed as group:
+            first = first_leaf(group, SessionClosed)
+            if isinstance(first, SessionClosed):
+                closing.append(first)
+        except* trio_websocket.ConnectionClosed:
+            pass
+        nursery.cancel_scope.cancel()
+
+    return guarded
+
+
 async def refuse(ws: trio_websocket.WebSocketConnection, message: str, code: int, reason: str) -> None:
     """Tell the peer why (under the send policy), then close the connection with ``code``."""
     try:
@@ -250,18 +273,7 @@ async def serve_private_session(ws: trio_websocket.WebSocketConnection, info: We
                 raise SessionClosed(CLOSE_POLICY, f"more than {COMMAND_BUFFER} commands pending") from None
 
     async with trio.open_nursery() as nursery:
-        async def guarded(fn: Callable[[], Awaitable[None]]) -> None:
-            # except*: the session raises from inside its own nursery, so a peer that went away arrives
-            # wrapped in an ExceptionGroup (a plain `except SessionClosed` let it through as an ERROR).
-            try:
-                await fn()
-            except* SessionClosed as group:
-                first = first_leaf(group, SessionClosed)
-                if isinstance(first, SessionClosed):
-                    closing.append(first)
-            except* trio_websocket.ConnectionClosed:
-                pass
-            nursery.cancel_scope.cancel()
+        guarded = _guarded_by(nursery, closing)
 
         nursery.start_soon(guarded, receive_loop)
         nursery.start_soon(guarded, session.run)
@@ -372,14 +384,7 @@ class ListenerSession:
                 if original is not None:
                     original.nursery = nursery
 
-                async def guarded(fn: Callable[[], Awaitable[None]]) -> None:
-                    try:
-                        await fn()
-                    except SessionClosed as exc:  # a frozen peer (the send policy) or one gone
-                        closing.append(exc)
-                    except trio_websocket.ConnectionClosed:
-                        pass
-                    nursery.cancel_scope.cancel()
+                guarded = _guarded_by(nursery, closing)
 
                 nursery.start_soon(guarded, self._drain_incoming)
                 nursery.start_soon(guarded, lambda: self._forward_events(events, original))
@@ -410,14 +415,7 @@ class ListenerSession:
         closing: list[SessionClosed] = []
         try:
             async with trio.open_nursery() as nursery:
-                async def guarded(fn: Callable[[], Awaitable[None]]) -> None:
-                    try:
-                        await fn()
-                    except SessionClosed as exc:  # a frozen peer (the send policy) or one gone
-                        closing.append(exc)
-                    except trio_websocket.ConnectionClosed:
-                        pass
-                    nursery.cancel_scope.cancel()
+                guarded = _guarded_by(nursery, closing)
 
                 nursery.start_soon(guarded, self._drain_incoming)
                 nursery.start_soon(guarded, lambda: self._forward_events(events, None))

@@ -348,27 +348,43 @@ def test_session_pause_and_resume_continue_where_they_stopped(daemon: Daemon) ->
     assert_continuous(capture.frames)
 
 
-@pytest.mark.parametrize("query", ["", "?format=opus"])
-def test_session_peers_that_vanish_mid_send_are_quiet(daemon: Daemon, query: str) -> None:
-    """A /session peer that resets its connection while audio is being sent ends its session and nothing
-    else: no ERROR, no traceback (the peer-gone error arrived wrapped in the session's exception group and
-    was logged as a 50-line ERROR per disconnect), and status.streams counts it gone."""
+@pytest.mark.parametrize("path", ["/session", "/session?format=opus", "/stream", "/stream?format=opus"])
+def test_peers_that_vanish_mid_send_are_quiet(daemon: Daemon, path: str) -> None:
+    """A /session or /stream peer that resets its connection while audio is being sent ends its own
+    session and nothing else: no ERROR, no traceback (the peer-gone error arrived wrapped in the
+    session's exception group and was logged as a 50-line ERROR per disconnect), and status.streams
+    counts it gone."""
     ids = track_ids(daemon)
+    shared = path.startswith("/stream")
+    counter = "listeners" if shared else "private_sessions"
+    if shared:
+        with daemon.control() as control:
+            control.call("queue.clear")
+            control.call("queue.add", {"track_ids": [ids["dynamic.wav"]]})
+            control.call("options.set", {"repeat": True})
+            control.call("play", {"pos": 0})
     log_before = len(daemon.log())
-    for _ in range(3):
-        sock = _frozen_listener(daemon.port, path="/session" + query)
-        sock.sendall(_masked_text_frame(json.dumps({"type": "play_enhanced", "track_id": ids["dynamic.wav"],
-                                                     "pace": "burst"})))
-        received = 0
-        while received < 40_000:  # audio is flowing: the daemon is in the middle of sending
-            received += len(sock.recv(65536))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close() sends RST
-        sock.close()
-    with daemon.control() as control:
-        # The daemon is another process: poll its own count; the deadline is a safety bound only.
-        deadline = time.monotonic() + 30.0
-        while control.call("status")["streams"]["private_sessions"]:
-            assert time.monotonic() < deadline, "the vanished /session peers were never let go"
-            time.sleep(0.05)
+    try:
+        for _ in range(3):
+            sock = _frozen_listener(daemon.port, path=path)
+            if not shared:
+                sock.sendall(_masked_text_frame(json.dumps({"type": "play_enhanced", "track_id": ids["dynamic.wav"],
+                                                             "pace": "burst"})))
+            received = 0
+            while received < 40_000:  # audio is flowing: the daemon is in the middle of sending
+                received += len(sock.recv(65536))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close() sends RST
+            sock.close()
+        with daemon.control() as control:
+            # The daemon is another process: poll its own count; the deadline is a safety bound only.
+            deadline = time.monotonic() + 30.0
+            while control.call("status")["streams"][counter]:
+                assert time.monotonic() < deadline, f"the vanished {path} peers were never let go"
+                time.sleep(0.05)
+    finally:
+        if shared:
+            with daemon.control() as control:
+                control.call("stop")
+                control.call("options.set", {"repeat": False})
     new_log = daemon.log()[log_before:]
     assert "ERROR" not in new_log and "Traceback" not in new_log, new_log[:3000]
