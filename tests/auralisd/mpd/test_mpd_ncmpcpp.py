@@ -112,6 +112,9 @@ def test_browse_add_search_play_seek_volume(auralis_mpd: AuralisMpd, ncmpcpp: Tm
         tmux.keys("Down")  # the second entry
         tmux.keys("Enter")  # plays it
         wait_status(conn, lambda s: s.get("state") == "play" and s.get("song") == "1", "playing #2")
+        # ncmpcpp's `p` acts on the state ncmpcpp knows (its idle may not have arrived yet when the
+        # daemon already plays: then `p` is ignored and the song never pauses), so wait for its screen
+        tmux.wait_screen(lambda s: "Noon" in "".join(s.rstrip().splitlines()[-2:]), "the playing song in the status bar")
         tmux.keys("p")
         wait_status(conn, lambda s: s.get("state") == "pause" and s.get("song") == "1", "paused on #2")
         tmux.wait_screen(lambda s: "Noon" in "".join(s.rstrip().splitlines()[-2:]), "the paused song in the status bar")
