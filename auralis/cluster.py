@@ -167,18 +167,6 @@ def _unchanged(path: str, identity: FileIdentity) -> FileFailed | None:
     return None
 
 
-_allocator_tuned = False
-
-
-def _tune_allocator() -> None:
-    """Once per process: undo the small malloc thresholds Dask's nanny gives its workers, which
-    nearly double the analysis's CPU (auralis/malloc.py has the figures)."""
-    global _allocator_tuned
-    if not _allocator_tuned:
-        _allocator_tuned = True
-        favour_speed()
-
-
 def file_task(path: str, split_segments: int) -> FileDone | FileSplit | FileFailed:
     """On a worker: the identity of ``path`` and its fingerprint, or its segment count when it is long.
 
@@ -186,7 +174,7 @@ def file_task(path: str, split_segments: int) -> FileDone | FileSplit | FileFail
     """
     from .audio import AudioReader
 
-    _tune_allocator()
+    favour_speed()  # undo the nanny's small malloc thresholds (auralis/malloc.py); idempotent, microseconds
 
     try:
         identity = file_identity(path)
@@ -201,7 +189,7 @@ def file_task(path: str, split_segments: int) -> FileDone | FileSplit | FileFail
 
 def segment_task(path: str, index: int, identity: FileIdentity) -> FingerprintSegment | FileFailed:
     """On a worker: both halves of segment ``index`` of ``path`` (which must still be ``identity``'s file)."""
-    _tune_allocator()
+    favour_speed()
     try:
         changed = _unchanged(path, identity)
         return changed if changed is not None else analyze_fingerprint_segment(path, index)
@@ -211,7 +199,7 @@ def segment_task(path: str, index: int, identity: FileIdentity) -> FingerprintSe
 
 def merge_task(path: str, identity: FileIdentity, *parts: FingerprintSegment | FileFailed) -> FileDone | FileFailed:
     """On a worker: the exact merge of every segment of ``path``; the file must not have changed meanwhile."""
-    _tune_allocator()
+    favour_speed()
     for part in parts:
         if isinstance(part, FileFailed):
             return part
