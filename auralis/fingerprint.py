@@ -409,10 +409,16 @@ def analyze_reader_segment(reader: Any, index: int) -> SegmentResult:
         AudioError: the audio cannot be decoded.
         IndexError: ``index`` is not in ``range(reader_segment_count(reader))``.
     """
+    block, geo = _segment_block(reader, index)
+    return _plan_part(block, geo, index)
+
+
+def _segment_block(reader: Any, index: int) -> tuple[_Block, _Geometry]:
+    """Segment ``index`` of ``reader`` read once for both halves. Raises IndexError out of range."""
     geo = _geometry_of_reader(reader)
     if not 0 <= index < geo.count:
         raise IndexError(f"{reader.path}: segment {index} out of range 0..{geo.count - 1}")
-    return _plan_part(_read_block(reader, geo, index, plan=True), geo, index)
+    return _read_block(reader, geo, index, plan=True), geo
 
 
 def _merge(results: Sequence[SegmentResult]) -> PlanInputs:
@@ -460,7 +466,7 @@ def merge_segments(path: str | os.PathLike[str], results: Sequence[SegmentResult
     """
     try:
         return _merge(results)
-    except ValueError as exc:
+    except ValueError as exc:  # the same complaint, now saying which file
         raise ValueError(f"{os.fspath(path)}: {exc}") from None
 
 
@@ -500,10 +506,7 @@ def analyze_reader_fingerprint_segment(reader: Any, index: int) -> FingerprintSe
         AudioError: the audio cannot be decoded.
         IndexError: ``index`` is not in ``range(reader_segment_count(reader))``.
     """
-    geo = _geometry_of_reader(reader)
-    if not 0 <= index < geo.count:
-        raise IndexError(f"{reader.path}: segment {index} out of range 0..{geo.count - 1}")
-    block = _read_block(reader, geo, index, plan=True)
+    block, geo = _segment_block(reader, index)
     return FingerprintSegment(plan=_plan_part(block, geo, index), detail=_detail_part(block, geo))
 
 
@@ -517,10 +520,7 @@ def merge_fingerprint_segments(path: str | os.PathLike[str], parts: Sequence[Fin
         ValueError: the parts do not cover each segment of one file exactly once.
     """
     ordered = sorted(parts, key=lambda p: p.plan.index)
-    try:
-        plan = _merge([p.plan for p in ordered])
-    except ValueError as exc:
-        raise ValueError(f"{os.fspath(path)}: {exc}") from None
+    plan = merge_segments(path, [p.plan for p in ordered])
     first = ordered[0].plan
     geo = _Geometry.of(first.num_frames, first.sample_rate, first.channels)
     return _assemble(plan, _detail_dimensions([p.detail for p in ordered], geo))

@@ -29,7 +29,15 @@ import numpy as np
 import trio
 
 from ...config import OutputSpec
-from .registry import OutputFailure, OutputLink, describe_os_error, pcm_feed, root_os_error, watch_close
+from .registry import (
+    OutputFailure,
+    OutputLink,
+    describe_os_error,
+    pcm_feed,
+    root_os_error,
+    send_or_fail,
+    watch_close,
+)
 
 if TYPE_CHECKING:
     from auralis.oggopus import OggOpusStream
@@ -39,7 +47,6 @@ log = logging.getLogger("auralisd.outputs")
 FEED_BLOCKS: Final = 100  # player blocks queued for this output: 5 s (1.8 MB f32 at 44.1 kHz); full -> dropped
 CONNECT_TIMEOUT_S: Final = 5.0
 RESPONSE_TIMEOUT_S: Final = 5.0  # Icecast answers the PUT at once (its header-timeout is 15 s)
-SEND_TIMEOUT_S: Final = 5.0  # an Icecast that takes no data for this long is treated as gone
 MAX_RESPONSE_BYTES: Final = 16 * 1024
 MAX_BATCH_BLOCKS: Final = 4  # blocks encoded in one thread hop (200 ms at most)
 IDLE_TICK_S: Final = 0.1  # while nothing plays, silence is encoded in steps of this much
@@ -189,14 +196,8 @@ class IcecastOutput:
             data = await trio.to_thread.run_sync(_encode, ogg, work, limiter=self._limiter)
             if not data:
                 continue
-            try:
-                with trio.fail_after(SEND_TIMEOUT_S):
-                    await stream.send_all(data)
-            except trio.TooSlowError:
-                raise OutputFailure(f"{self.where} took no data for {SEND_TIMEOUT_S:g} s") from None
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                raise OutputFailure(f"{self.where} closed the connection (restarted, or the source was kicked)"
-                                    ) from None
+            await send_or_fail(stream, data, too_slow=self.where, broken=lambda _exc: OutputFailure(
+                f"{self.where} closed the connection (restarted, or the source was kicked)"))
 
 
 def _drain(sub: Any, limit: int) -> list[Any]:

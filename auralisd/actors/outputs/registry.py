@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
@@ -37,6 +37,7 @@ ENABLED_KEY: Final = "outputs.enabled"  # settings table: {name: bool}
 OUTPUT_EVENT: Final = "output"
 BACKOFF_START_S: Final = 1.0  # s: first retry after a failure
 BACKOFF_MAX_S: Final = 30.0  # s: the back-off doubles up to this
+SEND_TIMEOUT_S: Final = 5.0  # s: an output's server that takes no data for this long is treated as gone
 BACKOFF_RESET_AFTER_S: Final = 10.0  # s connected: the next failure starts the back-off again from the start
 STATES: Final = ("disabled", "connecting", "connected", "reconnecting", "error")
 
@@ -114,6 +115,22 @@ async def pcm_feed(player: Any, max_blocks: int) -> AsyncIterator[Any]:
         yield sub
     finally:
         sub.close()
+
+
+async def send_or_fail(stream: trio.abc.SendStream, data: bytes, *, too_slow: str,
+                       broken: Callable[[BaseException], OutputFailure]) -> None:
+    """Send ``data`` to an output's server within :data:`SEND_TIMEOUT_S`, else fail that output.
+
+    ``too_slow`` is the message for a server that takes nothing for that long (a frozen server must not
+    hold the output's task forever); ``broken`` turns a closed or broken connection into the output's
+    own failure (each kind says in its own words what a closed connection usually means)."""
+    try:
+        with trio.fail_after(SEND_TIMEOUT_S):
+            await stream.send_all(data)
+    except trio.TooSlowError:
+        raise OutputFailure(f"{too_slow} took no data for {SEND_TIMEOUT_S:g} s") from None
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+        raise broken(exc) from None
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -296,5 +313,6 @@ def _classify(name: str, exc: BaseException) -> tuple[str, str]:
 
 __all__ = [
     "BACKOFF_MAX_S", "BACKOFF_START_S", "ENABLED_KEY", "OUTPUT_EVENT", "OutputFailure", "OutputInfo", "OutputKind",
-    "OutputLink", "Outputs", "describe_os_error", "pcm_feed", "root_os_error", "watch_close",
+    "OutputLink", "Outputs", "SEND_TIMEOUT_S", "describe_os_error", "pcm_feed", "root_os_error", "send_or_fail",
+    "watch_close",
 ]

@@ -27,13 +27,20 @@ import trio
 from auralis.pcm import PcmEncoder
 
 from ...config import OutputSpec
-from .registry import OutputFailure, OutputLink, describe_os_error, pcm_feed, root_os_error, watch_close
+from .registry import (
+    OutputFailure,
+    OutputLink,
+    describe_os_error,
+    pcm_feed,
+    root_os_error,
+    send_or_fail,
+    watch_close,
+)
 
 log = logging.getLogger("auralisd.outputs")
 
 FEED_BLOCKS: Final = 100  # player blocks queued for this output: 5 s (1.8 MB f32 at 44.1 kHz); full -> dropped
 CONNECT_TIMEOUT_S: Final = 5.0
-SEND_TIMEOUT_S: Final = 5.0  # a server that takes no data for this long is treated as gone
 MAX_BATCH_BLOCKS: Final = 4  # blocks converted in one thread hop (200 ms at most)
 # Each stretch of sound starts LEAD_S late: snapserver reads its source on its own clock (every 20 ms) and
 # resyncs (an audible skip in every room) when a read finds nothing, so the daemon's jitter must never
@@ -124,13 +131,8 @@ class SnapcastOutput:
     async def _send(self, stream: trio.abc.SendStream, data: bytes) -> None:
         if not data:
             return
-        try:
-            with trio.fail_after(SEND_TIMEOUT_S):
-                await stream.send_all(data)
-        except trio.TooSlowError:
-            raise OutputFailure(f"snapserver took no data for {SEND_TIMEOUT_S:g} s") from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise OutputFailure(self._write_error(exc), needs_user=_needs_user(exc)) from None
+        await send_or_fail(stream, data, too_slow="snapserver", broken=lambda exc: OutputFailure(
+            self._write_error(exc), needs_user=_needs_user(exc)))
 
     async def _open_tcp(self) -> trio.SocketStream:
         host, port = self.spec.host, self.spec.port
