@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 import trio
+import trio.testing
 
 from auralis.pcm import PcmEncoder
 from auralisd.actors.database import Database
 from auralisd.actors.events import EventHub
-from auralisd.actors.outputs import BACKOFF_MAX_S, Outputs, make_outputs
+from auralisd.actors.outputs import BACKOFF_MAX_S, OutputFailure, Outputs, make_outputs
+from auralisd.actors.outputs.registry import SEND_TIMEOUT_S, send_or_fail
 from auralisd.actors.player import PcmBlock, PcmSubscription, StreamEnd
 from auralisd.config import parse_output_spec
 from auralisd.errors import RpcError
@@ -215,3 +217,21 @@ async def test_a_pipe_nobody_reads_and_a_reader_that_leaves(tmp_path: Path) -> N
             info = await wait_state(outputs, "pipe", "reconnecting")
             assert info["message"] in (f"{fifo}: the reader closed the pipe",
                                        f"nobody reads the pipe {fifo} (is snapserver running?)")
+
+
+async def test_a_server_that_takes_no_data_fails_the_output_after_the_send_timeout(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A frozen server (it accepted, then reads nothing) must not hold the output's task forever: the send
+    gives up after SEND_TIMEOUT_S with a message naming the server, and a closed connection gets the
+    kind's own words."""
+    frozen, _never_read = trio.testing.lockstep_stream_pair()
+    started = trio.current_time()
+    with pytest.raises(OutputFailure, match=f"snapserver took no data for {SEND_TIMEOUT_S:g} s"):
+        await send_or_fail(frozen, b"x" * 4096, too_slow="snapserver", broken=lambda exc: OutputFailure("closed"))
+    assert trio.current_time() - started == pytest.approx(SEND_TIMEOUT_S)
+
+    gone, reader = trio.testing.lockstep_stream_pair()
+    await reader.aclose()
+    with pytest.raises(OutputFailure, match="the source was kicked"):
+        await send_or_fail(gone, b"x", too_slow="icecast", broken=lambda exc: OutputFailure("the source was kicked"))
