@@ -45,10 +45,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgpack
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from tests.service.daemon_process import free_port, rpc  # noqa: E402
+
 OUT = ROOT / "bench" / "out"
 MIB = 1024 * 1024
 TRACK_S = 300.0
@@ -147,30 +148,6 @@ class Peak:
 
 
 # ---------------------------------------------------------------------------------- the daemon
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def rpc(path: str, method: str, params: dict | None = None, *, timeout_s: float = 120.0):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout_s)
-        sock.connect(path)
-        sock.sendall(msgpack.packb([0, 1, method, params or {}]))
-        unpacker = msgpack.Unpacker(raw=False)
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                raise ConnectionError("daemon closed the connection")
-            unpacker.feed(data)
-            for message in unpacker:
-                if message[0] == 1 and message[1] == 1:
-                    if message[2] is not None:
-                        raise RuntimeError(f"{method}: {message[2]}")
-                    return message[3]
-
-
 class Daemon:
     """One ``auralisd`` process in its own temporary folders."""
 

@@ -36,6 +36,10 @@ import numpy as np
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.procstat import child_pids  # noqa: E402
+
 OUT = ROOT / "bench" / "out"
 LIBRARY = OUT / "mpd_db_library"
 ARTISTS, ALBUMS, TRACKS = 500, 2, 10
@@ -131,19 +135,6 @@ def wait_songs(conn: Mpd, songs: int, timeout_s: float) -> float:
         time.sleep(0.5)
 
 
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                out.append(int(entry))
-    return out
-
-
 # name -> the command of each run. Varying values make every run of Auralis miss its answer cache
 # (Database.track_blocks keeps the last four listings until the library changes); "listallinfo
 # (repeated)" is the same command every time, as a client reconnecting gets it.
@@ -219,7 +210,7 @@ def main() -> int:
             ours_conn = connect(auralis_port, 120)
             wait_songs(ours_conn, songs, 1800)
             auralis_scan_s = time.monotonic() - scan_started
-            paused = children(processes[0].pid)  # the pool workers (idle fingerprinting of the new library)
+            paused = child_pids(processes[0].pid)  # the pool workers (idle fingerprinting of the new library)
             for pid in paused:
                 os.kill(pid, signal.SIGSTOP)
             scan_started = time.monotonic()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,18 +26,13 @@ import websockets  # noqa: E402
 
 from auralis.audio import write_audio  # noqa: E402
 from auralis.synth import make_music  # noqa: E402
+from bench.procstat import process_cpu_s  # noqa: E402
 from tests.web.daemon import running_daemon  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 SAMPLE_RATE = 44_100
 WINDOW_S = 15.0
 MANY = 20
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a whole process (all its threads), from ``/proc/<pid>/stat``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def listen(url: str, seconds: float, counts: list[int]) -> None:

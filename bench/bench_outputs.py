@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import sys
 import threading
@@ -26,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from auralis.audio import write_audio  # noqa: E402
 from auralis.synth import make_music  # noqa: E402
+from bench.procstat import process_cpu_s  # noqa: E402
 from tests.auralisd.outputs_helpers import IcecastServer  # noqa: E402
 from tests.web.daemon import running_daemon  # noqa: E402
 
@@ -34,12 +34,6 @@ SAMPLE_RATE = 44_100
 WINDOW_S = 15.0
 MANY = 100
 MOUNT = "/auralis.opus"
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a whole process (all its threads), from ``/proc/<pid>/stat``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def listener(port: int, stop: threading.Event, counts: list[int]) -> None:
