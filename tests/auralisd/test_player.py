@@ -202,10 +202,16 @@ async def test_worker_killed_mid_render_rerenders_the_same_chunk(tmp_path: Path)
 
         with trio.fail_after(60):
             await r.mastering.render_chunk(track, plan, 0)  # workers are up
+            # Stopped workers take the job but cannot finish it, so the kill lands mid-render however
+            # loaded the machine is (killed right after the job started, a running worker could finish
+            # the 5 s chunk first under load, and then nothing was retried).
+            workers = children_of(os.getpid())
+            for pid in workers:
+                os.kill(pid, signal.SIGSTOP)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(render)
                 await r.mastering.pool.wait_running()
-                for pid in children_of(os.getpid()):
+                for pid in workers:
                     os.kill(pid, signal.SIGKILL)
         stats = r.mastering.pool.statistics()
         assert stats.worker_deaths >= 1 and stats.retries >= 1
