@@ -222,7 +222,7 @@ class Daemon:
         self.services = services
         library.on_scan_complete.append(resolver.schedule_idle)
         library.on_scan_complete.append(lambda: root.start_soon(player.refresh_albums))
-        library.on_scan_complete.append(lambda: root.start_soon(self._forget_vanished, services))
+        library.on_tracks_removed.append(player.forget_tracks)
         from auralis.malloc import release_free_memory
 
         library.on_scan_complete.append(release_free_memory)  # a scan's lists of every file are garbage now
@@ -308,15 +308,6 @@ class Daemon:
         log.info("MPD protocol on %s:%d%s", s.mpd_host, listeners[0].socket.getsockname()[1],
                  " (password: the token)" if remote else "")
         await listener.serve(listeners, task_status=task_status)
-
-    async def _forget_vanished(self, services: Services) -> None:
-        queue = await services.player.queue_list()
-        missing = []
-        for item in queue["items"]:
-            if await services.db.get_track(item["track_id"]) is None:
-                missing.append(item["track_id"])
-        if missing:
-            await services.player.forget_tracks(missing)
 
     async def _status_loop(self, services: Services) -> None:
         assert self.hooks.on_status is not None

@@ -35,7 +35,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -279,7 +279,10 @@ class Library:
         self._scan_id = 0  # the number of the last scan started (MPD's update job id)
         self._scan_only: tuple[str, str] | None = None  # (music_dir, rel_dir): this scan's one folder
         self.finished_at_s: float | None = None  # Unix time the last scan ended (MPD's db_update)
-        self.on_scan_complete: list = []  # callables run (sync) after each scan
+        self.on_scan_complete: list[Callable[[], object]] = []  # callables run (sync) after each scan
+        # awaited with the ids of the tracks a scan removed, before that scan counts as finished (the
+        # queue forgets them then: a client that saw the scan end never sees a removed track queued)
+        self.on_tracks_removed: list[Callable[[list[int]], Awaitable[None]]] = []
 
     @property
     def music_dirs(self) -> tuple[str, ...]:
@@ -405,6 +408,8 @@ class Library:
         if vanished:
             await self._db.delete_tracks(vanished)
             log.info("%d tracks vanished", len(vanished))
+            for hook in self.on_tracks_removed:
+                await hook(vanished)
         rejected = await self._db.rejected_files()
         if only is not None:
             rejected = {p: v for p, v in rejected.items() if _under(p, only)}

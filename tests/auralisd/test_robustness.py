@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -119,9 +118,14 @@ def test_daemon_queue_survives_a_rescan_with_the_music_folder_away(tmp_path: Pat
             scans = client.call("status")["scan"]["scans"]
             client.call("library.scan")
             client.wait_status(lambda s, scans=scans: s["scan"]["scans"] > scans and not s["scan"]["running"])
-            time.sleep(0.3)  # the queue clean-up after a scan runs in its own task
             assert [item["track_id"] for item in client.call("queue.list")["items"]] == queued
             assert client.call("status")["scan"]["tracks"] == 3
+        # control: a file really deleted leaves the queue by the time its scan is seen to end
+        (music / "2.flac").unlink()
+        scans = client.call("status")["scan"]["scans"]
+        client.call("library.scan")
+        client.wait_status(lambda s, scans=scans: s["scan"]["scans"] > scans and not s["scan"]["running"])
+        assert [item["track_id"] for item in client.call("queue.list")["items"]] == [queued[0], queued[2]]
 
 
 # ----------------------------------------------------------------- defect 6: path aliases
