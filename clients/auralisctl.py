@@ -1330,7 +1330,8 @@ def cmd_update(ctx: Context) -> int:
     if ctx.json:
         print_json(result)
     elif not ctx.args.quiet:
-        print(f"updating: job {result.get('job')}" if result.get("started") else "a scan is already running")
+        print(f"updating: job {result.get('job')}" if result.get("started")
+              else f"updating: job {result.get('job')}, after the scan that is running")
     return EXIT_OK
 
 
@@ -1565,7 +1566,7 @@ def cmd_scan(ctx: Context, params: dict[str, Any] | None = None) -> int:
         if ctx.json:
             print_json(result)
         elif not ctx.args.quiet:
-            print("scan started" if result.get("started") else "a scan is already running")
+            print("scan started" if result.get("started") else "scan queued: it starts when the running one ends")
         return EXIT_OK
     tty = sys.stdout.isatty() and not ctx.json and not ctx.args.quiet
     started_at = time.monotonic()

@@ -56,6 +56,7 @@ log = logging.getLogger("auralisd.library")
 PROBE_THREADS: Final = 2  # files probed at once during a scan
 UPSERT_BATCH: Final = 200  # files per database transaction
 PROGRESS_INTERVAL_S: Final = 0.1  # at most ten scan_progress events per second
+MAX_QUEUED_SCANS: Final = 32  # scans waiting behind the running one (MPD's update queue holds 32)
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,15 @@ def _under(path: str, folder: tuple[str, str]) -> bool:
     return path.startswith(top.rstrip("/") + "/")
 
 
+def _covers(waiting: tuple[str, str] | None, wanted: tuple[str, str] | None) -> bool:
+    """Whether a waiting scan of ``waiting`` (None: everything) reads all of ``wanted`` too."""
+    if waiting is None or waiting == wanted:
+        return True
+    if wanted is None or waiting[0] != wanted[0]:
+        return False
+    return not waiting[1] or wanted[1].startswith(waiting[1].rstrip("/") + "/")
+
+
 def read_track_file(found: FoundFile) -> TrackFile:
     """Probe the header and read the tags (blocking). Raises AudioError for unusable files."""
     info = probe(found.path)
@@ -277,6 +287,8 @@ class Library:
         self._scan_finished: trio.Event = trio.Event()
         self._scan_finished.set()
         self._scan_id = 0  # the number of the last scan started (MPD's update job id)
+        self._jobs = 0  # the last job id handed out (started or queued)
+        self._queued: list[tuple[int, tuple[str, str] | None]] = []  # (job id, folder or None) waiting
         self._scan_only: tuple[str, str] | None = None  # (music_dir, rel_dir): this scan's one folder
         self.finished_at_s: float | None = None  # Unix time the last scan ended (MPD's db_update)
         self.on_scan_complete: list[Callable[[], object]] = []  # callables run (sync) after each scan
@@ -306,50 +318,75 @@ class Library:
         )  # fmt: skip
 
     def scan(self) -> bool:
-        """Start a scan in the background; False when one is already running."""
+        """Start a scan of everything in the background; False (and nothing queued) when one is running."""
         if self._running or self._nursery is None:
             return False
-        self._scan_id += 1
-        self._scan_only = None
-        self._running = True
-        self._scan_finished = trio.Event()
-        self._nursery.start_soon(self._scan)
-        return True
+        return self._request(None)[1]
+
+    def _request(self, folder: tuple[str, str] | None) -> tuple[int, bool]:
+        """Start a scan of ``folder`` (None: everything) now, or queue it behind the running one as MPD
+        queues ``update``: ``(job id, started now)``. A request a waiting job already covers gets that
+        job's id; past :data:`MAX_QUEUED_SCANS` waiting jobs the last one widens to everything."""
+        if not self._running and self._nursery is not None:
+            self._jobs += 1
+            self._scan_id, self._scan_only = self._jobs, folder
+            self._running = True
+            self._scan_finished = trio.Event()
+            self._nursery.start_soon(self._scan)
+            return self._scan_id, True
+        for job, waiting in self._queued:
+            if _covers(waiting, folder):
+                return job, False
+        if len(self._queued) >= MAX_QUEUED_SCANS:
+            job = self._queued[-1][0]
+            self._queued[-1] = (job, None)
+            return job, False
+        self._jobs += 1
+        self._queued.append((self._jobs, folder))
+        return self._jobs, False
 
     @property
     def scan_id(self) -> int:
         """The number of the last scan started (1, 2, ...; 0 before the first)."""
         return self._scan_id
 
-    async def scan_folder(self, wire_path: str | None) -> bool:
-        """Start a scan of one library folder (wire form; absolute or relative to a music folder;
-        None or "" scans everything), or of the folder holding one track; False when a scan is
-        running. Only what lies under the folder is read, added or forgotten.
+    async def scan_folder(self, wire_path: str | None) -> tuple[int, bool]:
+        """Scan one library folder (wire form; absolute or relative to a music folder; None or ""
+        scans everything), or the folder holding one track: ``(job id, started now)``. While a scan
+        runs the request waits behind it (see :meth:`_request`), so a folder changed during a long scan
+        is still read. Only what lies under the folder is read, added or forgotten.
 
         Raises:
             RpcError: ``outside_music_dirs`` or ``not_found`` for a path that is no library folder or track.
         """
         if not wire_path:
-            return self.scan()
+            return self._request(None)
         path = path_from_wire(wire_path)
         folder = await trio.to_thread.run_sync(self._folder, path)
         if folder is None:
             track = await self.resolve_track_path(wire_path)  # a file: its folder
             folder = (track.music_dir, track.rel_dir)
-        if self._running or self._nursery is None:
-            return False
-        self._scan_id += 1
-        self._scan_only = folder
-        self._running = True
-        self._scan_finished = trio.Event()
-        self._nursery.start_soon(self._scan)
-        return True
+        return self._request(folder)
 
     async def wait_scan(self) -> None:
         """Wait until no scan is running."""
         await self._scan_finished.wait()
 
     async def _scan(self) -> None:
+        """Run the started scan, then every queued one, in order; ``running`` until the queue is empty."""
+        try:
+            while True:
+                await self._scan_one()
+                if not self._queued:
+                    break
+                self._scan_id, self._scan_only = self._queued.pop(0)
+        finally:
+            self._queued.clear()
+            self._running = False
+            self._publish_progress("")
+            self._scan_finished.set()
+
+    async def _scan_one(self) -> None:
         started = time.monotonic()
         self._error = None
         self._counts = None
@@ -360,11 +397,10 @@ class Library:
             self._error = f"library scan failed ({type(exc).__name__}); see the daemon log"
             self._hub.publish("error", {"code": "internal", "message": self._error})
         finally:
-            self._running = False
             self._scans += 1
             self.finished_at_s = time.time()
-            self._publish_progress("")
-            self._scan_finished.set()
+            if self._queued:  # the last scan of a queue says running: false (in _scan), with its counts
+                self._publish_progress("")
         counts = self._counts
         if self._error is None and counts is not None:
             log.info(

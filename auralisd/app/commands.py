@@ -453,8 +453,8 @@ async def _queue_list(svc: Services, session: Session) -> dict[str, Any]:
 
 @command("library.scan", path=("path", False))
 async def _library_scan(svc: Services, session: Session, path: str | None = None) -> dict[str, Any]:
-    started = await svc.library.scan_folder(path)
-    return {"started": started, "job": svc.library.scan_id}
+    job, started = await svc.library.scan_folder(path)
+    return {"started": started, "queued": not started, "job": job}
 
 
 @command("library.find", limit=("uint", False), offset=("uint", False), tags=Param("tags"), filter=Param("str"))

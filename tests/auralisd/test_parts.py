@@ -128,6 +128,50 @@ async def test_library_scan_skips_unchanged_files_and_follows_changes(tmp_path: 
             nursery.cancel_scope.cancel()
 
 
+async def test_a_folder_update_during_a_scan_waits_and_then_runs(tmp_path: Path) -> None:
+    """MPD queues ``update`` behind a running one: a folder a user changed during a long scan must still
+    be read (before, the request answered the running job's id and nothing more happened). Requests a
+    waiting job covers share its id; ``wait_scan`` and ``running`` last until the queue is empty."""
+    music = tmp_path / "music"
+    write_tracks(music / "A", [("1.flac", 0.3, 44_100, 1, False)])
+    write_tracks(music / "B", [("2.flac", 0.3, 44_100, 2, False)])
+    db = Database(str(tmp_path / "db.sqlite3"))
+    hub = EventHub()
+    library = Library(db, hub, [str(music)])
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(db.run)
+            await nursery.start(library.run)
+            progress = hub.subscribe(frozenset({"scan_progress"}))
+            # a slow disk: scan 1 cannot reach the database until the requests below are in
+            async with db._limiter:  # noqa: SLF001 - the database actor's one thread, held by the test
+                assert await library.scan_folder(None) == (1, True)
+                assert await library.scan_folder(str(music / "A")) == (2, False)  # waits behind scan 1
+                assert await library.scan_folder("A") == (2, False)  # the same folder: the same job
+                assert await library.scan_folder(str(music / "B")) == (3, False)
+                assert await library.scan_folder(None) == (4, False)
+                assert await library.scan_folder("B") == (3, False)
+                assert not library.scan(), "a full scan by the daemon itself is not queued"
+            await library.wait_scan()
+            assert library.statistics().scans == 4 and library.scan_id == 4 and not library.statistics().running
+            events = []
+            while True:
+                try:
+                    events.append(progress.receive.receive_nowait().data)
+                except trio.WouldBlock:
+                    break
+            finals = [e for e in events if not e["running"]]
+            assert len(finals) == 1 and events[-1] is finals[0], "running: false once, when the queue is empty"
+            # the queued scan reads what changed meanwhile
+            write_tracks(music / "A", [("3.flac", 0.3, 44_100, 3, False)])
+            async with db._limiter:  # noqa: SLF001
+                assert await library.scan_folder(None) == (5, True)
+                assert await library.scan_folder("A") == (6, False)
+            await library.wait_scan()
+            assert library.statistics().tracks == 3
+            nursery.cancel_scope.cancel()
+
+
 async def test_rows_from_an_older_schema_get_their_tags_read_again_and_keep_their_fingerprint(tmp_path: Path) -> None:
     from mutagen.flac import FLAC
 

@@ -280,7 +280,7 @@ def test_search_and_ls(daemon, ctl):
 
 def test_scan_and_scan_wait(daemon, ctl):
     code, out, _ = ctl("scan")
-    assert code == 0 and out in ("scan started\n", "a scan is already running\n")
+    assert code == 0 and out in ("scan started\n", "scan queued: it starts when the running one ends\n")
     code, out, _ = ctl("scan", "--wait")
     assert code == 0 and out.splitlines()[-2] == "scan complete: 3/3 files"
     # N files: ... S skipped (the .25d sidecars written so far): N - S are the three tracks, unchanged

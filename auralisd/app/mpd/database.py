@@ -394,13 +394,12 @@ async def _update(session: MpdSession, uri: str | None) -> Any:
     if uri and uri.strip("/"):
         path = session.server.uris.path(uri)
     try:
-        started = await library.scan_folder(path)
+        job, _started = await library.scan_folder(path)  # behind a running scan it waits, as in MPD
     except RpcError as exc:
         if exc.code in (NOT_FOUND, OUTSIDE_MUSIC_DIRS):
             raise AckError(Ack.ARG, "Malformed path") from None
         raise
-    del started  # a running scan answers its own job id (MPD would queue the new one)
-    return [("updating_db", library.scan_id)]
+    return [("updating_db", job)]
 
 
 @mpd_command("update", "str?", permission=ADMIN)
