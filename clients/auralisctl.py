@@ -791,6 +791,14 @@ def print_json(value: Any) -> None:
     print(json.dumps(json_safe(value), allow_nan=False, ensure_ascii=False), flush=True)
 
 
+def quiet_call(ctx: Context, method: str, params: dict[str, Any] | None = None) -> int:
+    """A command that prints nothing on success, as mpc's queue edits (the reply with ``--json``)."""
+    result = ctx.call(method, params)
+    if ctx.json:
+        print_json(result)
+    return EXIT_OK
+
+
 def format_time(seconds: float | None) -> str:
     """``m:ss`` (``h:mm:ss`` from one hour), as mpc prints times."""
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
@@ -1133,45 +1141,27 @@ def cmd_del(ctx: Context) -> int:
     current = None
     if "0" in ctx.args.positions:
         current = ctx.call("status").get("queue_pos")
-    result = ctx.call("queue.delete", {"positions": parse_positions(ctx.args.positions, current)})
-    if ctx.json:
-        print_json(result)
-    return EXIT_OK
+    return quiet_call(ctx, "queue.delete", {"positions": parse_positions(ctx.args.positions, current)})
 
 
 def cmd_move(ctx: Context) -> int:
-    result = ctx.call("queue.move", {"from_pos": parse_position(ctx.args.source), "to_pos": parse_position(ctx.args.dest)})
-    if ctx.json:
-        print_json(result)
-    return EXIT_OK
+    return quiet_call(ctx, "queue.move", {"from_pos": parse_position(ctx.args.source), "to_pos": parse_position(ctx.args.dest)})
 
 
 def cmd_shuffle(ctx: Context) -> int:
-    result = ctx.call("queue.shuffle")
-    if ctx.json:
-        print_json(result)
-    return EXIT_OK
+    return quiet_call(ctx, "queue.shuffle")
 
 
 def cmd_crop(ctx: Context) -> int:
-    result = ctx.call("queue.crop")
-    if ctx.json:
-        print_json(result)
-    return EXIT_OK
+    return quiet_call(ctx, "queue.crop")
 
 
 def cmd_swap(ctx: Context) -> int:
-    result = ctx.call("queue.swap", {"a": parse_position(ctx.args.first), "b": parse_position(ctx.args.second)})
-    if ctx.json:
-        print_json(result)
-    return EXIT_OK
+    return quiet_call(ctx, "queue.swap", {"a": parse_position(ctx.args.first), "b": parse_position(ctx.args.second)})
 
 
 def cmd_clear(ctx: Context) -> int:
-    result = ctx.call("queue.clear")
-    if ctx.json:
-        print_json(result)
-    return EXIT_OK
+    return quiet_call(ctx, "queue.clear")
 
 
 def cmd_queue(ctx: Context) -> int:
@@ -1499,33 +1489,29 @@ def cmd_playlist(ctx: Context) -> int:
             else:
                 print(entry.get("path"))
         return EXIT_OK
+    params: dict[str, Any] = {"name": name}
     if action == "add":
         paths = [p for a in args for p in (stdin_lines() if a == "-" else [a])]
         if not paths:
             raise UsageError("playlist add NAME PATH...: name at least one file or folder (- reads stdin)")
-        result = ctx.call("playlist.add", {"name": name, "paths": [ctx.local_path(p) for p in paths]})
-    elif action == "clear":
-        result = ctx.call("playlist.clear", {"name": name})
+        params["paths"] = [ctx.local_path(p) for p in paths]
     elif action == "del":
         if not args:
             raise UsageError("playlist del NAME POS...: give positions (N or N-M, from 1)")
-        result = ctx.call("playlist.delete", {"name": name, "positions": parse_positions(args, None)})
+        params["positions"] = parse_positions(args, None)
     elif action == "move":
         if len(args) != 2:
             raise UsageError("playlist move NAME FROM TO")
-        result = ctx.call("playlist.move", {"name": name, "from_pos": parse_position(args[0]),
-                                            "to_pos": parse_position(args[1])})  # fmt: skip
+        params.update(from_pos=parse_position(args[0]), to_pos=parse_position(args[1]))
     elif action == "rename":
         if len(args) != 1:
             raise UsageError("playlist rename NAME NEW_NAME")
-        result = ctx.call("playlist.rename", {"name": name, "new_name": args[0]})
-    else:
-        if args:
-            raise UsageError("playlist rm NAME")
-        result = ctx.call("playlist.remove", {"name": name})
-    if ctx.json:
-        print_json(result)
-    return EXIT_OK
+        params["new_name"] = args[0]
+    elif args:  # clear, rm
+        raise UsageError(f"playlist {action} NAME")
+    method = {"add": "playlist.add", "clear": "playlist.clear", "del": "playlist.delete", "move": "playlist.move",
+              "rename": "playlist.rename", "rm": "playlist.remove"}[action]
+    return quiet_call(ctx, method, params)
 
 
 def cmd_rejected(ctx: Context) -> int:
