@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 
 from ...protocol.mpd import Ack, AckError
-from .session import SUBSYSTEMS
+from .session import MAX_BINARY_LIMIT, MIN_BINARY_LIMIT, SUBSYSTEMS
 from .songs import MPD_TAG_NAMES, TAG_TYPES, canonical_tag
 from .table import Permission, mpd_command
 
@@ -27,6 +27,21 @@ async def _ping(session: MpdSession) -> Any:
 @mpd_command("close", permission=NONE)
 async def _close(session: MpdSession) -> Any:
     session.close()
+
+
+@mpd_command("binarylimit", "str", permission=NONE)
+async def _binarylimit(session: MpdSession, size_text: str) -> Any:
+    # MPD parses the size as C's strtoul does: digits only, and a value above the bound (a "-5" wraps
+    # to one) is "Number too large"; then below 64 is "Value too small"
+    digits = size_text[1:] if size_text[:1] in ("+", "-") else size_text
+    if not (digits.isascii() and digits.isdigit()):
+        raise AckError(Ack.ARG, f"Integer expected: {size_text}")
+    size = int(digits)
+    if size > MAX_BINARY_LIMIT or (size_text[0] == "-" and size):
+        raise AckError(Ack.ARG, f"Number too large: {size_text}")
+    if size < MIN_BINARY_LIMIT:
+        raise AckError(Ack.ARG, "Value too small")
+    session.binary_limit = size
 
 
 @mpd_command("password", "str", permission=NONE)
@@ -117,5 +132,5 @@ async def _stats(session: MpdSession) -> Any:
 
 
 COMMANDS: Final = (
-    _ping, _close, _password, _idle, _commands, _notcommands, _tagtypes, _urlhandlers, _decoders, _config, _stats,
+    _ping, _close, _binarylimit, _password, _idle, _commands, _notcommands, _tagtypes, _urlhandlers, _decoders, _config, _stats,
 )  # fmt: skip

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from .session import MpdSession
 
 Pairs = list[tuple[str, object]]
-BINARY_CHUNK_BYTES: Final = 8192  # MPD's default binarylimit
 ADD: Final = Permission.ADD
 ADMIN: Final = Permission.ADMIN
 
@@ -427,7 +426,7 @@ async def _picture(session: MpdSession, uri: str, offset_text: str, *, source: s
     head: Pairs = [("size", len(data))]
     if source == "readpicture":
         head.append(("type", kind))
-    return format_pairs(head) + binary_chunk(data[offset : offset + BINARY_CHUNK_BYTES])
+    return format_pairs(head) + binary_chunk(data[offset : offset + session.binary_limit])
 
 
 @mpd_command("albumart", "str", "str")

@@ -34,7 +34,11 @@ from .table import ALL_PERMISSIONS, Permission
 
 log = logging.getLogger("auralisd.mpd")
 
-MAX_OUTPUT_BYTES: Final = 8 * 1024 * 1024  # one response (MPD's max_output_buffer_size default, 8 MiB)
+# one response: MPD's max_output_buffer_size default (8 MiB) plus the 16 KiB MPD 0.23 allows over it
+MAX_OUTPUT_BYTES: Final = 8 * 1024 * 1024 + 16 * 1024
+DEFAULT_BINARY_LIMIT: Final = 8192  # bytes of one binary chunk until the client sends binarylimit (MPD's)
+MIN_BINARY_LIMIT: Final = 64  # MPD refuses a smaller binarylimit ("Value too small")
+MAX_BINARY_LIMIT: Final = MAX_OUTPUT_BYTES - 4096  # a chunk and its header lines fit one response (MPD's bound)
 SEND_TIMEOUT_S: Final = 30.0  # a client that reads nothing of a response for this long is closed
 
 # Daemon events -> MPD idle subsystems
@@ -75,6 +79,7 @@ class MpdSession:
         self.permissions = Permission.NONE if require_password and server.token else ALL_PERMISSIONS
         self.framer = CommandListFramer()
         self.tagtypes: set[str] = set(server.default_tagtypes)
+        self.binary_limit = DEFAULT_BINARY_LIMIT  # bytes of one albumart/readpicture chunk (binarylimit)
         self.pending: set[str] = set()  # subsystems changed since the last idle answer
         self.idle_on: frozenset[str] | None = None  # subscribed subsystems while idle, None when not idle
         self.channels: set[str] = set()

@@ -109,6 +109,13 @@ def test_albumart_in_chunks_and_readpicture_with_python_mpd2(auralis_mpd, real_m
                 assert ours.command(f'albumart "Alpha/02 noon.flac" {offset}').pairs == theirs.command(
                     f'albumart "Alpha/02 noon.flac" {offset}'
                 ).pairs
+            # binarylimit: a client's own chunk size (M.A.L.P. and Cantata set one), refused as MPD refuses it
+            for line in ("binarylimit 10", "binarylimit 63", "binarylimit abc", "binarylimit -5", "binarylimit ''",
+                         "binarylimit 8400897", "binarylimit 99999999999999999999", "binarylimit +100",
+                         "binarylimit 8400896", "binarylimit 64", "albumart \"Alpha/02 noon.flac\" 0",
+                         "binarylimit 1000", "albumart \"Alpha/02 noon.flac\" 999", "readpicture loose.flac 0"):
+                mine, real = ours.command(line), theirs.command(line)
+                assert (mine.pairs, mine.error) == (real.pairs, real.error), line
         finally:
             ours.close()
             theirs.close()
