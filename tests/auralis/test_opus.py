@@ -1,6 +1,6 @@
 """auralis.opus and auralis.resample.StreamResampler: a live Opus stream that decodes to the input.
 
-The streaming resampler is checked against one pass of ``resample_poly`` (with a per-block control that
+The streaming resampler is checked against one pass of ``resample_poly`` with auralis's filter (with a per-block control that
 shows the seam a stateless-per-block resampler would leave); the encoder's pre-skip and granule
 bookkeeping against a decode that must give back exactly the input's length, aligned to the sample.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.signal import correlate, resample_poly
+from scipy.signal import correlate
 
 from auralis.loudness import integrated_loudness
 from auralis.opus import (
@@ -22,6 +22,7 @@ from auralis.opus import (
 )
 from auralis.resample import StreamResampler
 from auralis.synth import make_music
+from tests.helpers import resample_reference
 
 
 def _random_blocks(x: np.ndarray, rng: np.random.Generator, largest: int = 3000) -> list[np.ndarray]:
@@ -53,15 +54,13 @@ def test_stream_resampler_equals_one_pass_of_resample_poly(in_rate: int, out_rat
     x = (0.1 * rng.standard_normal((in_rate // 2, 2))).astype(np.float32)
     r = StreamResampler(in_rate, out_rate)
     y = np.concatenate([r.process(b) for b in _random_blocks(x, rng)] + [r.flush()])
-    g = np.gcd(in_rate, out_rate)
-    ref = resample_poly(x.astype(np.float64), out_rate // g, in_rate // g, axis=0)
+    ref = resample_reference(x, in_rate, out_rate)
     assert y.shape == ref.shape
     assert np.max(np.abs(y - ref)) < 1e-5
 
     # Control: resampling each block on its own (no carried state) leaves seams the test above would see.
     blocks = _random_blocks(x, np.random.default_rng(3))
-    seamed = np.concatenate([resample_poly(b.astype(np.float64), out_rate // g, in_rate // g, axis=0)
-                             for b in blocks if b.shape[0]])
+    seamed = np.concatenate([resample_reference(b, in_rate, out_rate) for b in blocks if b.shape[0]])
     if in_rate != out_rate:
         n = min(seamed.shape[0], ref.shape[0])
         assert np.max(np.abs(seamed[:n] - ref[:n])) > 1e-2
@@ -70,7 +69,9 @@ def test_stream_resampler_equals_one_pass_of_resample_poly(in_rate: int, out_rat
 def test_stream_resampler_releases_output_with_a_short_latency() -> None:
     r = StreamResampler(44_100, 48_000)
     out = r.process(np.zeros((4410, 2), np.float32))
-    assert 4800 - 20 <= out.shape[0] <= 4800  # half the filter (~10 input frames) held back, no more
+    assert r.latency_input_frames == 77  # half the filter: 1.7 ms at 44.1 kHz
+    held = -(-r.latency_input_frames * 48_000 // 44_100)  # the same, in output frames
+    assert 4800 - held - 1 <= out.shape[0] <= 4800 - held + 1  # that much held back, no more
     with pytest.raises(ValueError):
         r.process(np.zeros(10, np.float32))  # not (frames, channels)
 
@@ -85,8 +86,7 @@ def test_decoded_stream_has_the_input_length_and_is_sample_aligned(rate: int) ->
     enc, packets = _encode(x, rate, _random_blocks(x, rng))
     assert enc.pre_skip == 312  # libopus's look-ahead at 48 kHz, as FFmpeg reports it
     z = _decode(enc, packets)
-    ref = resample_poly(x, OPUS_SAMPLE_RATE // np.gcd(rate, OPUS_SAMPLE_RATE), rate // np.gcd(rate, OPUS_SAMPLE_RATE),
-                        axis=0)
+    ref = resample_reference(x, rate, OPUS_SAMPLE_RATE)
     assert z.shape == ref.shape  # pre-skip dropped and end trimmed: exactly the input's duration at 48 kHz
     lag = int(np.argmax(correlate(z[:, 0], ref[:, 0], mode="full", method="fft"))) - (ref.shape[0] - 1)
     assert lag == 0

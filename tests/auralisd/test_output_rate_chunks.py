@@ -1,4 +1,4 @@
-"""Chunks rendered at the output rate in the worker job: seamless, equal to one pass of resample_poly.
+"""Chunks rendered at the output rate in the worker job: seamless, equal to one pass of resample_poly (auralis's filter).
 
 The event loop only slices these chunks, so any seam at a chunk border would be heard. The control
 resamples each chunk on its own (no neighbouring frames): it must show a seam the real path does not.
@@ -15,18 +15,26 @@ from scipy import signal
 from auralis.audio import write_audio
 from auralis.plan import plan_mastering
 from auralis.render import chunk_count, chunk_frames, render_chunk
-from auralis.resample import ChunkGrid, lowpass_fir
+from auralis.resample import STOPBAND_DESIGN_DB, ChunkGrid, design_filter, kaiser_beta, lowpass_fir
 from auralis.synth import make_music
 from auralisd import jobs
+from tests.helpers import resample_reference
 
 IN_RATE = 48_000
 OUT_RATE = 44_100  # 147 / 160
 
 
-def test_the_numpy_filter_design_is_scipy_firwin() -> None:
-    for taps, cutoff in ((3201, 1 / 160), (961, 1 / 48), (21, 0.5)):
-        reference = signal.firwin(taps, cutoff, window=("kaiser", 5.0))
-        assert np.max(np.abs(lowpass_fir(taps, cutoff) - reference)) < 1e-15
+def test_the_numpy_filter_design_is_scipy_firwin_and_kaiserord() -> None:
+    for taps, cutoff, beta in ((3201, 1 / 160, 5.0), (961, 1 / 48, 11.2), (21, 0.5, 0.0)):
+        reference = signal.firwin(taps, cutoff, window=("kaiser", beta))
+        assert np.max(np.abs(lowpass_fir(taps, cutoff, beta) - reference)) < 1e-15
+    for attenuation_db in (30.0, 60.0, STOPBAND_DESIGN_DB):
+        assert kaiser_beta(attenuation_db) == pytest.approx(signal.kaiser_beta(attenuation_db), abs=1e-12)
+    # the length: kaiserord's for the design attenuation and 48 -> 44.1 kHz's transition (20 to 22.05 kHz)
+    rate = 48_000 * 147  # the intermediate rate
+    taps, beta = signal.kaiserord(STOPBAND_DESIGN_DB, 2 * 2_050 / rate)
+    h = design_filter(48_000, 44_100)
+    assert abs(h.size - taps) <= 1 and beta == pytest.approx(kaiser_beta(STOPBAND_DESIGN_DB))
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +50,7 @@ def test_output_rate_chunks_tile_the_track_and_equal_one_pass_resample_poly(trac
     n = chunk_frames(IN_RATE)
     count = chunk_count(frames, IN_RATE)
     mastered = np.concatenate([render_chunk(str(track), plan, k) for k in range(count)])
-    reference = signal.resample_poly(mastered.astype(np.float64), 147, 160, axis=0)
+    reference = resample_reference(mastered, IN_RATE, OUT_RATE)
     grid = ChunkGrid(IN_RATE, OUT_RATE, frames, n)
     chunks = [jobs.render_chunk_stereo(str(track), plan, k, None, OUT_RATE) for k in range(count)]
     assert [c.shape[0] for c in chunks] == [grid.span(k)[1] - grid.span(k)[0] for k in range(count)]
@@ -55,7 +63,7 @@ def test_output_rate_chunks_tile_the_track_and_equal_one_pass_resample_poly(trac
     a, b = pieces.span(6)
     assert np.max(np.abs(piece - got[a:b])) < 1e-5
     # the control: each chunk resampled on its own misses its neighbours' frames and steps at the border
-    alone = np.concatenate([signal.resample_poly(render_chunk(str(track), plan, k), 147, 160, axis=0)
+    alone = np.concatenate([resample_reference(render_chunk(str(track), plan, k), IN_RATE, OUT_RATE)
                             for k in range(count)])
     border = grid.start(1)
     window = slice(border - 8, border + 8)
@@ -67,7 +75,7 @@ def test_the_original_side_is_the_file_resampled_on_the_same_grid(track: Path) -
     import soundfile as sf
 
     source, _ = sf.read(str(track), dtype="float32", always_2d=True)
-    reference = signal.resample_poly(source.astype(np.float64), 147, 160, axis=0)
+    reference = resample_reference(source, IN_RATE, OUT_RATE)
     got = np.concatenate([jobs.render_chunk_stereo(str(track), None, k, None, OUT_RATE) for k in range(3)])
     assert got.shape == reference.shape and np.max(np.abs(got - reference)) < 1e-5
     same_rate = jobs.render_chunk_stereo(str(track), None, 1, None, None)  # no resampling: the file's frames

@@ -20,6 +20,7 @@ import pytest
 import soundfile as sf
 
 from clients import auralisctl
+from tests.helpers import resample_reference
 from tests.service.daemon_process import free_port, start_daemon, write_library
 
 SCRIPT = Path(auralisctl.__file__)
@@ -452,7 +453,7 @@ def test_listen_to_the_shared_stream_and_a_private_session(daemon, ctl, queue3, 
 
 def test_listen_format_opus_decodes_the_stream_with_pyav(daemon, ctl, queue3, tmp_path):
     """``listen --format opus``: the Opus frames decoded to a 48 kHz float WAV equal to the f32 render."""
-    from scipy.signal import correlate, resample_poly
+    from scipy.signal import correlate
 
     from auralis.loudness import integrated_loudness
 
@@ -466,7 +467,7 @@ def test_listen_format_opus_decodes_the_stream_with_pyav(daemon, ctl, queue3, tm
     opus, opus_rate = sf.read(tmp_path / "opus.wav", dtype="float32", always_2d=True)
     pcm, pcm_rate = sf.read(tmp_path / "f32.wav", dtype="float32", always_2d=True)
     assert (opus_rate, pcm_rate) == (48_000, 44_100) and sf.info(tmp_path / "opus.wav").subtype == "FLOAT"
-    pcm48 = resample_poly(pcm.astype(np.float64), 160, 147, axis=0)
+    pcm48 = resample_reference(pcm, 44_100, 48_000)
     assert opus.shape == pcm48.shape  # the whole 6 s track, every sample once
     lag = int(np.argmax(correlate(opus[:, 0], pcm48[:, 0], mode="full", method="fft"))) - (pcm48.shape[0] - 1)
     assert lag == 0

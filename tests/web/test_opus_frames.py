@@ -11,7 +11,6 @@ import struct
 
 import numpy as np
 import pytest
-from scipy.signal import resample_poly
 
 from auralis.opus import OpusDecoder, OpusEncoder
 from auralis.synth import make_music
@@ -24,6 +23,7 @@ from auralisd.protocol.audio_frames import (
     encode_opus_frame,
     to_opus_frames,
 )
+from tests.helpers import resample_reference
 
 RATE = 44_100
 
@@ -96,7 +96,7 @@ def test_framer_keeps_one_stream_across_a_continuing_epoch_and_resets_at_a_seek(
     assert 0 <= first2.offset_frames - to_opus_frames(2 * RATE, RATE) < 960  # within one packet of the epoch start
 
     # The two streams decode to the input (resampled to 48 kHz), sample-aligned at the claimed offsets.
-    reference = resample_poly(x.astype(np.float64), 160, 147, axis=0)
+    reference = resample_reference(x, 44_100, 48_000)
     for lo_s, hi_s in ((0, 3), (4, 6)):
         parts = [(f, a) for f, a in decoded if lo_s * 48_000 <= f.offset_frames < hi_s * 48_000]
         audio = np.concatenate([a for _, a in parts])

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import correlate, resample_poly
+from scipy.signal import correlate
 from websockets.sync.client import connect
 
 from auralis.audio import write_audio
@@ -22,6 +22,7 @@ from auralis.loudness import integrated_loudness
 from auralis.opus import OpusDecoder
 from auralis.synth import make_music
 from auralisd.protocol.audio_frames import OpusFrame, decode_opus_frame, to_opus_frames
+from tests.helpers import resample_reference
 from tests.web.daemon import Capture, Daemon, receive_into, running_daemon, track_ids
 from tests.web.test_streaming import offline_master
 
@@ -64,7 +65,7 @@ class OpusCapture:
 
 
 def to_48k(x: np.ndarray) -> np.ndarray:
-    return resample_poly(x.astype(np.float64), 160, 147, axis=0)
+    return resample_reference(x, 44_100, 48_000)
 
 
 def lag_of(a: np.ndarray, b: np.ndarray) -> int:
