@@ -3,8 +3,8 @@
 An output (a Snapcast source, an Icecast encoder) receives the mastered stream as consecutive float32
 ``(frames, 2)`` blocks of any length at the player's rate, and needs another rate or integer samples.
 :class:`~auralis.resample.StreamResampler` carries the filter history from block to block, so its
-output is exactly one pass of ``scipy.signal.resample_poly`` over the whole stream, whatever the block
-sizes; :class:`PcmEncoder` adds TPDF dither and packs
+output is exactly one pass of the block resampler (the one filter, docs/mastering.md "Sample-rate
+conversion") over the whole stream, whatever the block sizes; :class:`PcmEncoder` adds TPDF dither and packs
 little-endian integers the way Snapcast's ``sampleformat`` declares them.
 """
 

@@ -54,7 +54,7 @@ STOPBAND_DESIGN_DB: Final = 110.0  # Kaiser design attenuation; >= 100 dB is the
 AUDIO_BAND_HZ: Final = 20_000.0  # the passband reaches this when the Nyquist leaves room ...
 MIN_TRANSITION_HZ: Final = 1_000.0  # ... for at least this much transition band
 MIN_PASSBAND_FRACTION: Final = 0.9  # never less passband than 0.9 x the lower Nyquist
-PERIODS_PER_BLOCK: Final = 32  # periods per matrix product, on the absolute output grid
+PERIODS_PER_BLOCK: Final = 8  # periods per matrix product, on the absolute output grid
 MIN_PERIOD_FRAMES: Final = 64  # output frames per period at least (a period is 1 or more cycles of up/down)
 MAX_MATRIX_ELEMENTS: Final = 1 << 20  # float32 (L, up) period matrix at most 4 MiB, else the tap loop
 TAP_LOOP_FRAMES: Final = 8192  # output frames per pass of the tap loop (bounds its (frames, taps) coefficients)
@@ -206,12 +206,14 @@ class BlockResampler:
         # Input frames [m0*down + offset, (m0 + periods - 1)*down + offset + width), relative to the span.
         first = m0 * down + self._window_offset - lo
         last = (m0 + periods - 1) * down + self._window_offset + width - lo
-        x = np.ascontiguousarray(span.T)  # (channels, frames)
-        before, after = max(0, -first), max(0, last - x.shape[1])
-        if before or after:  # whole blocks reach past the span: frames no kept output depends on
-            x = np.pad(x, ((0, 0), (before, after)))
+        frames, channels = span.shape
+        before, after = max(0, -first), max(0, last - frames)
+        if before or after:  # whole blocks reach past the span: frames no kept output depends on (zeros)
+            x = np.zeros((channels, before + frames + after), dtype=np.float32)
+            x[:, before : before + frames] = span.T
             first += before
-        channels = x.shape[0]
+        else:
+            x = np.ascontiguousarray(span.T)  # (channels, frames)
         windows = np.lib.stride_tricks.as_strided(
             x[:, first:], shape=(channels, periods, width), strides=(x.strides[0], down * x.strides[1], x.strides[1])
         )

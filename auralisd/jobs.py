@@ -93,7 +93,8 @@ def render_chunk_stereo(
     ``chunk_frames`` overrides the chunk length (the player's short fast-start pieces);
     ``out_rate`` (default: the file's rate) resamples here, in the worker, so the daemon's
     event loop only slices: output chunk ``k`` is :meth:`auralis.resample.ChunkGrid.span` ``(k)``
-    of the resampled track, equal to one pass of ``resample_poly`` over the whole mastered track.
+    of the resampled track, bit-identical to one pass of :mod:`auralis.resample` over the whole
+    mastered track.
     With ``plan`` None the chunk is the unprocessed original (the A/B side; no gain applied).
     """
     import numpy as np
