@@ -3,9 +3,9 @@
 The filter (:func:`design_filter`, one per rate pair, cached) is a linear-phase Kaiser-windowed sinc
 designed from its targets (see "Sample-rate conversion" in docs/mastering.md):
 
-* passband flat within +-0.001 dB up to :func:`passband_edge_hz` (20 kHz whenever the lower of the
-  two Nyquist frequencies leaves at least 1 kHz of transition, e.g. 20 kHz for 44.1 kHz, 21.6 kHz
-  for 48 kHz; otherwise 0.9 x that Nyquist);
+* passband flat within +-0.001 dB up to :func:`passband_edge_hz`: the larger of 0.9 x the lower of
+  the two Nyquist frequencies and min(20 kHz, that Nyquist - 1 kHz) (20 kHz when the lower rate is
+  44.1 kHz, 21.6 kHz for 48 kHz, 15 kHz for 32 kHz);
 * stopband from the lower Nyquist frequency on (the output's when downsampling: nothing aliases
   into the audio band; the input's when upsampling: no image of it), attenuated by
   :data:`STOPBAND_DESIGN_DB` by design (>= 100 dB measured through the resampler, in the tests);
@@ -85,7 +85,7 @@ def kaiser_beta(attenuation_db: float) -> float:
 
 
 def passband_edge_hz(in_rate: int, out_rate: int) -> float:
-    """Where the passband ends (Hz): 20 kHz if the lower Nyquist leaves >= 1 kHz above it, else 0.9 x that Nyquist."""
+    """Where the passband ends (Hz): max(0.9 x the lower Nyquist, min(20 kHz, that Nyquist - 1 kHz))."""
     nyquist = min(int(in_rate), int(out_rate)) / 2
     return max(MIN_PASSBAND_FRACTION * nyquist, min(AUDIO_BAND_HZ, nyquist - MIN_TRANSITION_HZ))
 
