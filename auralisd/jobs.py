@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from auralis.malloc import release_free_memory
 
@@ -53,6 +54,30 @@ def _job(fn: F) -> F:
             release_free_memory()
 
     return wrapper  # type: ignore[return-value]
+
+
+class Traced(NamedTuple):
+    """A job's value with the worker-side part of its timeline (``auralisd/actors/pool_timeline.py``)."""
+
+    value: Any
+    pid: int
+    start_s: float  # time.monotonic() in the worker (CLOCK_MONOTONIC: the daemon's clock too)
+    end_s: float
+    cpu_s: float  # this process's CPU time (user + system) inside ``fn``
+
+
+def traced(arena_prefix: str, fn: Callable[..., Any], *args: Any) -> Traced:
+    """Run ``fn(*args)`` and say when and at what CPU cost (the pool runs every job through this).
+
+    A large array result goes back through this worker's shared-memory arena when ``arena_prefix``
+    names one (``auralisd/result_arena.py``): the value is then an ``ArenaRef`` the daemon copies from.
+    """
+    from .result_arena import publish
+
+    start_s, cpu0 = time.monotonic(), time.process_time()
+    value = fn(*args)
+    end_s, cpu_s = time.monotonic(), time.process_time() - cpu0
+    return Traced(publish(arena_prefix, value), os.getpid(), start_s, end_s, cpu_s)
 
 
 def warm_up() -> int:

@@ -361,6 +361,7 @@ async def sessions_48k(url: str, pid: int, track_ids: list[int], n: int, seconds
     async with websockets.connect(url + "/control", proxy=None, max_size=None) as control:
         rpc = Rpc(control)
         pool0 = (await rpc.call("status")).get("pool", {})
+        await rpc.call("pool.timeline", {"reset": True})  # the per-job timeline covers the sessions only
         cpu0, workers0, client0 = thread_cpu_s(pid, pid), workers_cpu_s(pid), time.process_time()
         daemon0 = process_cpu_s(pid)
         wall0 = time.monotonic()
@@ -375,6 +376,10 @@ async def sessions_48k(url: str, pid: int, track_ids: list[int], n: int, seconds
         sampler = asyncio.ensure_future(sample_pool())
         results = await asyncio.gather(*[one(i) for i in range(n)])
         sampler.cancel()
+        try:
+            await sampler  # its status call must end before the next one on the same connection
+        except asyncio.CancelledError:
+            pass
         cpu_s = thread_cpu_s(pid, pid) - cpu0
         workers_s = workers_cpu_s(pid) - workers0
         daemon_s = process_cpu_s(pid) - daemon0  # every thread of the daemon (trio, to_thread work)
@@ -382,6 +387,7 @@ async def sessions_48k(url: str, pid: int, track_ids: list[int], n: int, seconds
         wall_s = time.monotonic() - wall0
         cpu_per_s = cpu_s / wall_s
         pool1 = (await rpc.call("status")).get("pool", {})
+        timeline = await rpc.call("pool.timeline")
     jobs = pool1.get("jobs_done", 0) - pool0.get("jobs_done", 0)
     firsts = sorted(r[0] for r in results)
     worst = max(lateness_s(a, f) for _, a, f in results)
@@ -407,7 +413,26 @@ async def sessions_48k(url: str, pid: int, track_ids: list[int], n: int, seconds
         "first_audio_by_session_s": [round(r[0], 3) for r in results],  # in start order
         "audio_delivered_s": round(audio_s, 1),
         "trio_thread_cpu_ms_per_audio_s": round(1000 * cpu_s / audio_s, 3) if audio_s else None,
+        "pool_timeline": timeline,
     }
+
+
+PHASES = ("ask_to_queue", "queue", "grant_to_dispatch", "dispatch_to_start", "run", "cpu", "handback", "total")
+
+
+def print_timeline(timeline: dict) -> None:
+    """The pool's per-job timeline (``pool.timeline``): phases per kind of job, use per worker."""
+    print(f"pool timeline: {timeline.get('jobs', 0)} jobs over {timeline.get('window_s', 0)} s "
+          "(ms, median / 90th percentile / max)")
+    print(f"  {'job':16s} {'n':>4s} " + " ".join(f"{p:>19s}" for p in PHASES) + "  result_kB via_shm")
+    for label, row in timeline.get("labels", {}).items():
+        cells = " ".join(f"{row[p]['p50']:>6.1f}/{row[p]['p90']:>6.1f}/{row[p]['max']:>5.0f}" for p in PHASES)
+        print(f"  {label:16s} {row['jobs']:4d} {cells}  {row['result_kb']:9.1f} {row['via_shm']:7d}")
+    for pid, row in timeline.get("workers", {}).items():
+        gap = row["idle_gap_ms"]
+        print(f"  worker {pid}: {row['jobs']} jobs, in a job {row['busy']:.0%} of the window, computing "
+              f"{row['cpu']:.0%}; idle between jobs while others waited {row['idle_gaps_s']:.2f} s "
+              f"(gap median {gap['p50']} ms, max {gap['max']} ms)")
 
 
 def main_48k(quick: bool, count: int = SESSIONS_48K) -> int:
@@ -437,7 +462,9 @@ def main_48k(quick: bool, count: int = SESSIONS_48K) -> int:
     result["load_average_1min_before"] = round(load_before, 2)
     result["load_average_1min_after"] = round(os.getloadavg()[0], 2)
     for key, value in result.items():
-        print(f"  {key:40s} {value}")
+        if key != "pool_timeline":
+            print(f"  {key:40s} {value}")
+    print_timeline(result["pool_timeline"])
     print(f"budgets (issue 11), {count} sessions on 48 kHz sources at {SAMPLE_RATE} Hz out:")
     print(f"  first audio, every session      <= {FIRST_AUDIO_LIMIT_S:.2f} s   measured max {result['first_audio_max_s']:.3f} s"
           f" (median {result['first_audio_median_s']:.3f} s): {'met' if result['first_audio_ok'] else 'MISSED'}")

@@ -15,7 +15,9 @@ more is dropped before it starts; a running one finishes (a chunk takes a fracti
 second) and lands in the cache. A render's pool priority is the most urgent of its
 requesters': one that joins a render still waiting for a worker with a lower priority (the
 deck asking again for a look-ahead chunk that became the playhead's) moves it up the pool's
-queue through the flight's :class:`~.pool.JobPriority`.
+queue through the flight's :class:`~.pool.JobPriority`. Among renders of equal priority the one
+asked for first starts first: a requester passes the pool's ticket (:meth:`~.pool.MasteringPool.ticket`,
+taken when it asked), and a flight keeps the earliest ticket of its requesters.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class ChunkKey:
 @dataclass(eq=False)
 class _Flight:
     priority: JobPriority  # the most urgent of its requesters'; lowered while it waits for a worker
+    kind: str = "chunk"  # piece | chunk: the label of its pool job (the pool's timeline)
     done: trio.Event = field(default_factory=trio.Event)
     waiters: int = 0
     result: np.ndarray | None = None
@@ -108,6 +111,11 @@ class Mastering:
             context,
         )  # fmt: skip
 
+    def ticket(self, priority: int = PRIORITY_NORMAL, seq: int | None = None) -> JobPriority:
+        """The pool's ticket for a render asked for now (:meth:`MasteringPool.ticket <.pool.MasteringPool.ticket>`),
+        or at the earlier place ``seq`` (an earlier ticket's, e.g. the command's that wants the render)."""
+        return self.pool.ticket(priority) if seq is None else JobPriority(priority, seq)
+
     def cached_chunk(
         self, track: Track, plan: Any, k: int, piece_frames: int = 0, out_rate: int | None = None, album: Any = None
     ) -> np.ndarray | None:
@@ -117,7 +125,7 @@ class Mastering:
 
     async def render_piece(
         self, track: Track, plan: Any, j: int, piece_frames: int, *, out_rate: int | None = None,
-        priority: int = PRIORITY_NORMAL, album: Any = None,
+        priority: int | JobPriority = PRIORITY_NORMAL, album: Any = None,
     ) -> np.ndarray:
         """Fast-start piece ``j``: frames ``[j * piece_frames, (j + 1) * piece_frames)``, rendered alone.
 
@@ -130,8 +138,8 @@ class Mastering:
         return await self._render_key(key, track.path, plan, priority, album)
 
     async def render_chunk(
-        self, track: Track, plan: Any, k: int, *, out_rate: int | None = None, priority: int = PRIORITY_NORMAL,
-        album: Any = None,
+        self, track: Track, plan: Any, k: int, *, out_rate: int | None = None,
+        priority: int | JobPriority = PRIORITY_NORMAL, album: Any = None,
     ) -> np.ndarray:
         """Output chunk ``k`` as read-only float32 ``(frames, 2)`` at ``out_rate`` (default: the track's).
 
@@ -139,8 +147,9 @@ class Mastering:
         ``album`` (an :class:`~auralisd.actors.albums.AlbumContext`) renders the track from its album
         as one file (album mode: pre-roll and look-ahead across the track's boundaries).
 
-        ``priority`` orders it among playback jobs waiting for a worker (lower first); a
-        render already waiting for a worker takes the most urgent of its requesters' priorities.
+        ``priority`` orders it among playback jobs waiting for a worker (lower first; a pool ticket
+        also says when it was asked for, first asked first served within one priority); a render
+        already waiting for a worker takes the most urgent of its requesters' priorities.
 
         Raises:
             jobs.JobFailed: the file cannot be rendered (code ``bad_audio``/``not_found``).
@@ -150,19 +159,22 @@ class Mastering:
         """
         return await self._render_key(self.key(track, plan, k, 0, out_rate, album), track.path, plan, priority, album)
 
-    async def _render_key(self, key: ChunkKey, path: str, plan: Any, priority: int, album: Any = None) -> np.ndarray:
+    async def _render_key(
+        self, key: ChunkKey, path: str, plan: Any, priority: int | JobPriority, album: Any = None
+    ) -> np.ndarray:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
+        value, seq = (priority.value, priority.seq) if isinstance(priority, JobPriority) else (priority, None)
         flight = self._flights.get(key)
         if flight is None:
             if self._nursery is None:
                 raise RuntimeError("mastering actor is not running")
-            flight = _Flight(JobPriority(priority))
+            flight = _Flight(JobPriority(value, seq), kind="piece" if key.chunk_frames else "chunk")
             self._flights[key] = flight
             self._nursery.start_soon(self._render, key, flight, path, plan, album if key.album else None)
         else:
-            flight.priority.lower(priority)  # the most urgent requester sets its place in the pool's queue
+            flight.priority.lower(value, seq)  # the most urgent requester sets its place in the pool's queue
         flight.waiters += 1
         try:
             await flight.done.wait()
@@ -180,11 +192,13 @@ class Mastering:
                 result = await self.pool.run(
                     jobs.render_album_chunk_stereo, album.layout, album.index, plan, key.k, key.chunk_frames or None,
                     key.out_rate or None, still_wanted=lambda: flight.waiters > 0, priority=flight.priority,
+                    label=f"album {flight.kind}",
                 )  # fmt: skip
             else:
                 result = await self.pool.run(
                     jobs.render_chunk_stereo, path, plan, key.k, key.chunk_frames or None, key.out_rate or None,
                     still_wanted=lambda: flight.waiters > 0, priority=flight.priority,
+                    label=("original " if plan is None else "") + flight.kind,
                 )  # fmt: skip
             self.cache.put(key, result)
             flight.result = result

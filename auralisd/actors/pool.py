@@ -35,6 +35,8 @@ import itertools
 import logging
 import math
 import os
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -43,8 +45,10 @@ from typing import Any, Final, TypeVar
 import trio
 import trio_parallel
 
-from .. import jobs
+from .. import jobs, result_arena
 from ..errgroups import first_leaf
+from ..result_arena import arena_prefix
+from .pool_timeline import TIMELINE_JOBS, JobTrace, summarise
 
 log = logging.getLogger("auralisd.pool")
 T = TypeVar("T")
@@ -71,27 +75,46 @@ class PoolJobAbandoned(Exception):
 
 
 class JobPriority:
-    """A playback job's priority (lower starts first) that can be made more urgent, never less.
+    """A playback job's place in the queue: its priority (lower starts first), then when it was asked for.
 
     Pass one to :meth:`MasteringPool.run` instead of an int when the priority may change while
     the job waits: :meth:`lower` moves the waiting job up the queue at once (O(log n)). Once the
     job started, lowering it has no effect.
+
+    ``seq`` orders jobs of equal priority. Take it when the job is asked for
+    (:meth:`MasteringPool.ticket`), not when its task reaches the pool: the task is started with
+    ``start_soon`` (a render flight, a fetch), and trio may run a batch of ready tasks in reverse,
+    so 64 sessions asking in turn would otherwise reach the queue last-asked first. Without a
+    ``seq`` the pool numbers the job when it joins the queue.
     """
 
-    __slots__ = ("_value", "_on_change")
+    __slots__ = ("_value", "_seq", "_on_change", "asked_s")
 
-    def __init__(self, value: int = PRIORITY_NORMAL) -> None:
+    def __init__(self, value: int = PRIORITY_NORMAL, seq: int | None = None) -> None:
         self._value = int(value)
+        self._seq = seq
         self._on_change: Callable[[], None] | None = None
+        self.asked_s = time.monotonic()  # for the pool's job timeline (not for ordering)
 
     @property
     def value(self) -> int:
         return self._value
 
-    def lower(self, value: int) -> None:
-        """Make the job at least as urgent as ``value`` (a higher ``value`` changes nothing)."""
-        if int(value) < self._value:
-            self._value = int(value)
+    @property
+    def seq(self) -> int | None:
+        return self._seq
+
+    def lower(self, value: int, seq: int | None = None) -> None:
+        """Make the job at least as urgent as ``(value, seq)`` (a less urgent one changes nothing).
+
+        An equal ``value`` asked for earlier (a smaller ``seq``) moves the job ahead of later ones.
+        """
+        value = int(value)
+        earlier = seq is not None and (self._seq is None or seq < self._seq)
+        if value < self._value or (value == self._value and earlier):
+            self._value = value
+            if earlier:
+                self._seq = seq
             if self._on_change is not None:
                 self._on_change()
 
@@ -139,9 +162,19 @@ class PoolStatistics:
 class MasteringPool:
     """Run job functions from :mod:`auralisd.jobs` on worker processes. Use :func:`open_mastering_pool`."""
 
-    def __init__(self, ctx: trio_parallel.WorkerContext, workers: int) -> None:
+    def __init__(
+        self, ctx: trio_parallel.WorkerContext, workers: int, *, traced: bool = False, arena_prefix: str = ""
+    ) -> None:
+        """``traced``: run each job through :func:`auralisd.jobs.traced` (real workers), so its timeline
+        has the worker's own times; a stand-in context in tests gets the job function itself.
+        ``arena_prefix`` (with ``traced``): large array results come back through each worker's
+        shared-memory arena (:mod:`auralisd.result_arena`) instead of its pipe; "" keeps the pipe."""
         self._ctx = ctx
         self.workers = workers
+        self._traced = traced
+        self._arena_prefix = arena_prefix
+        self._worker_pids: set[int] = set()  # workers seen: a new one means an old one may have retired
+        self._timeline: deque[JobTrace] = deque(maxlen=TIMELINE_JOBS)
         self._limiter = trio.CapacityLimiter(workers)
         self._background_limiter = trio.CapacityLimiter(max(1, workers - 1))
         self._no_limit = trio.CapacityLimiter(math.inf)
@@ -150,9 +183,10 @@ class MasteringPool:
         self._foreground_idle = trio.Event()
         self._foreground_idle.set()
         self._foreground_idle_since = -math.inf  # trio time when playback work last went quiet
-        # heap of (priority, seq, waiter) for playback jobs waiting to start; an entry is live when
-        # its waiter is still waiting with that priority, else stale (lazy deletion)
-        self._gate: list[tuple[int, int, _Waiter]] = []
+        # heap of (priority, seq, push number, waiter) for playback jobs waiting to start; an entry is
+        # live when its waiter is still waiting with that priority and seq, else stale (lazy deletion)
+        self._gate: list[tuple[int, int, int, _Waiter]] = []
+        self._pushes = itertools.count()
         self._gate_seq = itertools.count()
         self._gate_live = 0
         self._handing_over: _Waiter | None = None  # granted a token, not yet awake: the next grant waits
@@ -182,6 +216,20 @@ class MasteringPool:
         """Return once a job is running on a worker (at once if one is)."""
         while self._running == 0:
             await self._job_started.wait()
+
+    def ticket(self, priority: int = PRIORITY_NORMAL) -> JobPriority:
+        """A :class:`JobPriority` numbered now: jobs of equal priority start in the order of their tickets.
+
+        Take it in the same step as the request (before any ``start_soon``), and pass it to :meth:`run`.
+        """
+        return JobPriority(priority, next(self._gate_seq))
+
+    def timeline(self, *, reset: bool = False) -> dict[str, Any]:
+        """Where the recent jobs' wall time went (:func:`~.pool_timeline.summarise`); ``reset`` forgets them after."""
+        summary = summarise(list(self._timeline))
+        if reset:
+            self._timeline.clear()
+        return summary
 
     def gate_statistics(self) -> GateStatistics:
         return GateStatistics(self._gate_live, len(self._gate), **self._gate_counts)
@@ -232,6 +280,7 @@ class MasteringPool:
         retries: int = JOB_RETRIES,
         still_wanted: Callable[[], bool] | None = None,
         priority: int | JobPriority = PRIORITY_NORMAL,
+        label: str = "",
     ) -> T:
         """Run ``fn(*args)`` on a worker and return its result.
 
@@ -240,8 +289,10 @@ class MasteringPool:
                 job someone now waits for can move up to playback priority.
             still_wanted: checked when a worker becomes free; if it returns False the job
                 is dropped with :class:`PoolJobAbandoned` instead of started.
-            priority: playback jobs start lowest first (FIFO within one priority); idle
-                jobs ignore it. A :class:`JobPriority` can be lowered while the job waits.
+            priority: playback jobs start lowest first (FIFO within one priority, by ticket:
+                :meth:`ticket`); idle jobs ignore it. A :class:`JobPriority` can be lowered while
+                the job waits.
+            label: the kind of job in the pool's timeline (default: the function's name).
 
         Raises:
             PoolTimeout: the job ran longer than ``timeout_s`` (it was killed).
@@ -250,12 +301,16 @@ class MasteringPool:
 
         Cancellation: the worker running the job is killed; a queued job simply leaves the queue.
         """
+        handle = priority if isinstance(priority, JobPriority) else JobPriority(priority)
+        trace = JobTrace(label or getattr(fn, "__name__", "job"), handle.value, handle.asked_s, time.monotonic())
         if callable(background) or background:
             is_background = background if callable(background) else (lambda: True)
             if is_background():
-                result = await self._run_background(fn, args, timeout_s, retries, is_background)
+                trace.label += " (idle)"
+                result = await self._run_background(fn, args, timeout_s, retries, is_background, trace)
                 if result is not _UPGRADED:
                     return result
+                trace.label = trace.label.removesuffix(" (idle)")
         self._foreground_active += 1
         if self._foreground_idle.is_set():
             self._foreground_idle = trio.Event()
@@ -266,16 +321,17 @@ class MasteringPool:
                 for scope in list(self._background_scopes):
                     self._preempted += 1
                     scope.cancel()
-            handle = priority if isinstance(priority, JobPriority) else JobPriority(priority)
             self._foreground_waiting += 1
             try:
                 token = await self._acquire_in_order(handle)
             finally:
                 self._foreground_waiting -= 1
+            trace.granted_s = time.monotonic()
+            trace.priority = handle.value
             try:
                 if still_wanted is not None and not still_wanted():
                     raise PoolJobAbandoned()
-                return await self._attempts(fn, args, timeout_s, retries)
+                return await self._attempts(fn, args, timeout_s, retries, trace)
             finally:
                 self._limiter.release_on_behalf_of(token)
                 self._dispatch()
@@ -296,13 +352,19 @@ class MasteringPool:
         Cancellation: the job leaves the queue (its heap entry goes stale); a token handed
         over in the same instant is passed on to the next job.
         """
-        waiter = _Waiter(handle.value, next(self._gate_seq))
+        if handle.seq is None:
+            handle._seq = next(self._gate_seq)
+        assert handle.seq is not None
+        waiter = _Waiter(handle.value, handle.seq)
         self._push(waiter)
         self._gate_live += 1
 
         def reprioritise() -> None:
-            if not waiter.granted and not waiter.gone and handle.value < waiter.priority:
-                waiter.priority = handle.value  # the old entry is now stale
+            if waiter.granted or waiter.gone:
+                return
+            seq = waiter.seq if handle.seq is None else handle.seq
+            if (handle.value, seq) < (waiter.priority, waiter.seq):
+                waiter.priority, waiter.seq = handle.value, seq  # the old entry is now stale
                 self._push(waiter)
                 self._maybe_compact()
                 self._dispatch()
@@ -330,7 +392,7 @@ class MasteringPool:
             handle._on_change = None
 
     def _push(self, waiter: _Waiter) -> None:
-        heapq.heappush(self._gate, (waiter.priority, waiter.seq, waiter))
+        heapq.heappush(self._gate, (waiter.priority, waiter.seq, next(self._pushes), waiter))
         self._gate_counts["pushes"] += 1
 
     def _dispatch(self) -> None:
@@ -341,8 +403,8 @@ class MasteringPool:
         """
         gate = self._gate
         while gate and self._handing_over is None:
-            priority, _, waiter = gate[0]
-            if waiter.gone or waiter.granted or priority != waiter.priority:  # stale
+            priority, seq, _, waiter = gate[0]
+            if waiter.gone or waiter.granted or priority != waiter.priority or seq != waiter.seq:  # stale
                 heapq.heappop(gate)
                 self._gate_counts["pops"] += 1
                 continue
@@ -362,7 +424,8 @@ class MasteringPool:
     def _maybe_compact(self) -> None:
         """Drop stale entries when they outnumber the live ones (keeps the heap O(live))."""
         if len(self._gate) > _COMPACT_MIN_ENTRIES and len(self._gate) > 2 * self._gate_live:
-            self._gate = [e for e in self._gate if not e[2].gone and not e[2].granted and e[0] == e[2].priority]
+            self._gate = [e for e in self._gate
+                          if not e[3].gone and not e[3].granted and (e[0], e[1]) == (e[3].priority, e[3].seq)]
             heapq.heapify(self._gate)
             self._gate_counts["compactions"] += 1
 
@@ -371,7 +434,8 @@ class MasteringPool:
         self._dispatch()
 
     async def _run_background(
-        self, fn: Callable[..., T], args: tuple, timeout_s: float, retries: int, is_background: Callable[[], bool]
+        self, fn: Callable[..., T], args: tuple, timeout_s: float, retries: int, is_background: Callable[[], bool],
+        trace: JobTrace,
     ) -> Any:
         async def wait_idle() -> bool:
             """Wait for playback work to finish; False when the job was upgraded meanwhile."""
@@ -399,8 +463,9 @@ class MasteringPool:
                     self._background_scopes.add(scope)
                     try:
                         await self._limiter.acquire()
+                        trace.granted_s = time.monotonic()
                         try:
-                            return await self._attempts(fn, args, timeout_s, retries)
+                            return await self._attempts(fn, args, timeout_s, retries, trace)
                         finally:
                             self._release()
                     finally:
@@ -408,7 +473,7 @@ class MasteringPool:
             # preempted by playback work: wait for it to finish, then start again
             await trio.sleep(0.05)
 
-    async def _attempts(self, fn: Callable[..., T], args: tuple, timeout_s: float, retries: int) -> T:
+    async def _attempts(self, fn: Callable[..., T], args: tuple, timeout_s: float, retries: int, trace: JobTrace) -> T:
         attempt = 0
         while True:
             self._running += 1
@@ -416,13 +481,23 @@ class MasteringPool:
             self._job_started = trio.Event()
             try:
                 with trio.move_on_after(timeout_s) as timeout_scope:
-                    result = await self._ctx.run_sync(fn, *args, kill_on_cancel=True, limiter=self._no_limit)
+                    trace.dispatched_s = time.monotonic()
+                    if self._traced:
+                        outcome = await self._ctx.run_sync(
+                            jobs.traced, self._arena_prefix, fn, *args, kill_on_cancel=True, limiter=self._no_limit
+                        )
+                        result = self._take(outcome, trace)  # no checkpoint in between: the worker waits
+                    else:
+                        result = await self._ctx.run_sync(fn, *args, kill_on_cancel=True, limiter=self._no_limit)
+                    trace.received_s = time.monotonic()
+                    self._timeline.append(trace)
                     self._jobs_done += 1
                     return result
-            except (trio_parallel.BrokenWorkerError, OSError):
+            except (trio_parallel.BrokenWorkerError, OSError, result_arena.ArenaOverwritten):
                 # OSError: the worker died in the middle of sending its result (trio-parallel
-                # only maps a clean end of the pipe to BrokenWorkerError)
+                # only maps a clean end of the pipe to BrokenWorkerError), or its arena was swept
                 self._worker_deaths += 1
+                self._sweep_arenas()
                 if attempt >= retries:
                     log.error("%s failed: its worker died %d times", getattr(fn, "__name__", fn), attempt + 1)
                     raise trio_parallel.BrokenWorkerError(f"the worker died {attempt + 1} times") from None
@@ -437,9 +512,34 @@ class MasteringPool:
                 raise PoolTimeout(f"{getattr(fn, '__name__', fn)} took longer than {timeout_s:g} s")
 
 
+    def _take(self, outcome: jobs.Traced, trace: JobTrace) -> Any:
+        """The job's value out of :func:`jobs.traced`'s record; its worker-side times go to ``trace``."""
+        trace.worker_pid, trace.worker_start_s, trace.worker_end_s, trace.worker_cpu_s = (
+            outcome.pid, outcome.start_s, outcome.end_s, outcome.cpu_s)  # fmt: skip
+        value = outcome.value
+        if outcome.pid not in self._worker_pids:
+            self._worker_pids.add(outcome.pid)
+            self._sweep_arenas()  # a new worker: the one it replaced may have retired (idle timeout) and left its arena
+        if isinstance(value, result_arena.ArenaRef):
+            value = result_arena.take(value)
+            trace.via_shm = True
+        trace.result_bytes = int(getattr(value, "nbytes", 0))
+        return value
+
+    def _sweep_arenas(self) -> None:
+        """Remove the shared-memory arenas of this daemon's workers that are gone (cheap: one listdir)."""
+        if self._arena_prefix:
+            self._worker_pids = {pid for pid in self._worker_pids if result_arena._alive(pid)}
+            result_arena.sweep(os.getpid())
+
+
 @asynccontextmanager
-async def open_mastering_pool(workers: int) -> AsyncIterator[MasteringPool]:
+async def open_mastering_pool(workers: int, *, shared_memory: bool = True) -> AsyncIterator[MasteringPool]:
     """A pool of ``workers`` processes; on exit the workers are stopped (killed after a short grace).
+
+    ``shared_memory``: large array results come back through each worker's arena in ``/dev/shm``
+    (:mod:`auralisd.result_arena`); every arena of this daemon is removed on exit, those of its dead
+    workers as soon as a death is seen, and those of daemons no longer running when a pool opens.
 
     Workers that were already gone at shutdown (systemd and ``timeout`` send SIGTERM to the
     whole process group) are not an error.
@@ -449,10 +549,13 @@ async def open_mastering_pool(workers: int) -> AsyncIterator[MasteringPool]:
     # Spawned workers inherit the environment; the daemon's own, already loaded BLAS is unchanged.
     for variable in _SINGLE_THREAD_ENV:
         os.environ.setdefault(variable, "1")
+    stale = result_arena.sweep()  # arenas left by daemons that were killed
+    if stale:
+        log.info("removed %d shared-memory arenas of daemons no longer running", len(stale))
     manager = trio_parallel.open_worker_context(idle_timeout=WORKER_IDLE_TIMEOUT_S, grace_period=WORKER_GRACE_PERIOD_S)
     ctx = await manager.__aenter__()
     try:
-        yield MasteringPool(ctx, workers)
+        yield MasteringPool(ctx, workers, traced=True, arena_prefix=arena_prefix() if shared_memory else "")
     finally:
         with trio.CancelScope(shield=True):
             try:
@@ -461,6 +564,8 @@ async def open_mastering_pool(workers: int) -> AsyncIterator[MasteringPool]:
                 # idle workers that miss the short grace period are killed; workers that got the
                 # signal with us (systemd, `timeout`) are already gone: neither is an error
                 log.info("worker processes stopped: %s", exc.args[0] if exc.args else exc)
+            finally:
+                result_arena.sweep(os.getpid(), everything=True)
 
 
 def failure_reason(exc: BaseException) -> str:

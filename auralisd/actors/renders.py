@@ -32,7 +32,7 @@ import trio_parallel
 from .. import jobs
 from ..playback import Deck, Fetch
 from .mastering import Mastering
-from .pool import PoolJobAbandoned, PoolTimeout
+from .pool import JobPriority, PoolJobAbandoned, PoolTimeout
 
 log = logging.getLogger("auralisd.renders")
 
@@ -100,22 +100,29 @@ class DeckRenders:
 
         return hit
 
-    def schedule(self, deck: Deck, head: int, render_ahead: int, *, playhead: bool) -> None:
-        """Keep ``deck``'s render window around output frame ``head`` fetched (see :meth:`Deck.schedule`)."""
+    def schedule(self, deck: Deck, head: int, render_ahead: int, *, playhead: bool, asked: int | None = None) -> int:
+        """Keep ``deck``'s render window around output frame ``head`` fetched (see :meth:`Deck.schedule`);
+        returns how many fetches started. ``asked``: their place in the pool's line among equal
+        priorities (a ticket's ``seq`` taken when the command that wants them arrived); default: now."""
         if deck.closed:
-            return
-        for fetch in deck.schedule(head, render_ahead, playhead=playhead, cached=self.cached(deck)):
-            self.start(deck, fetch)
+            return 0
+        fetches = deck.schedule(head, render_ahead, playhead=playhead, cached=self.cached(deck))
+        for fetch in fetches:
+            self.start(deck, fetch, asked)
+        return len(fetches)
 
-    def start(self, deck: Deck, fetch: Fetch) -> None:
+    def start(self, deck: Deck, fetch: Fetch, asked: int | None = None) -> None:
         assert self.nursery is not None, "DeckRenders needs its owner's nursery"
         scope = trio.CancelScope()
         deck.started(fetch, scope)
         if fetch.kind == "piece":
             log.debug("deck %d: fast-start piece %d requested", deck.deck_id, fetch.index)
-        self.nursery.start_soon(self._fetch, deck, fetch, scope)
+        # numbered now, as asked: the fetch task may reach the pool after fetches asked for later
+        # (trio may run the tasks started together in reverse), and equal priorities are served in ticket order
+        ticket = self._mastering.ticket(fetch.priority, asked)
+        self.nursery.start_soon(self._fetch, deck, fetch, scope, ticket)
 
-    async def _fetch(self, deck: Deck, fetch: Fetch, scope: trio.CancelScope) -> None:
+    async def _fetch(self, deck: Deck, fetch: Fetch, scope: trio.CancelScope, ticket: int | JobPriority) -> None:
         track, plan = deck.track, None if deck.original else deck.plan
         album = {} if deck.album is None else {"album": deck.album}  # album mode: rendered from the album
         with scope:
@@ -123,11 +130,11 @@ class DeckRenders:
                 if fetch.kind == "piece":
                     samples = await self._mastering.render_piece(
                         track, plan, fetch.index, deck.pieces_grid.chunk_frames, out_rate=self._out_rate,
-                        priority=fetch.priority, **album,
+                        priority=ticket, **album,
                     )  # fmt: skip
                 else:
                     samples = await self._mastering.render_chunk(
-                        track, plan, fetch.index, out_rate=self._out_rate, priority=fetch.priority, **album
+                        track, plan, fetch.index, out_rate=self._out_rate, priority=ticket, **album
                     )
             except PoolJobAbandoned:
                 return

@@ -26,7 +26,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import numpy as np
 import trio
@@ -105,6 +105,11 @@ class SessionBackend:
         self.opus_bitrate_bps = opus_bitrate_bps
         self.opus_limiter = trio.CapacityLimiter(OPUS_THREADS)  # shared by /stream and every /session
 
+    def ticket(self) -> int | None:
+        """A place in the pool's line, taken when a command arrives (its renders keep it)."""
+        seq = self.mastering.ticket().seq
+        return seq if isinstance(seq, int) else None
+
     def opus_encoder(self) -> Any:
         """A new live Opus encoder at the output rate (``auralis.opus.OpusEncoder``; resamples to 48 kHz)."""
         from auralis.opus import OpusEncoder
@@ -160,7 +165,7 @@ class DeckSource:
     """
 
     def __init__(self, backend: SessionBackend, prepared: PreparedTrack, plan: Any, variant: str,
-                 nursery: trio.Nursery) -> None:
+                 nursery: trio.Nursery, *, asked: int | None = None) -> None:
         self.prepared = prepared
         self.plan = plan
         original = variant == "original"
@@ -174,6 +179,7 @@ class DeckSource:
         self._gain = db_gain(original_gain_db(plan)) if original and plan is not None else 1.0
         self._arrived = trio.Event()
         self._error: BaseException | None = None
+        self.asked = asked  # the pool ticket of the command that started this read (its head start keeps it)
 
     def close(self) -> None:
         """Cancel the renders this source waits for (the mastering actor may still finish them)."""
@@ -193,7 +199,8 @@ class DeckSource:
     async def read(self, out_start: int, out_stop: int) -> np.ndarray:
         """Output-rate frames ``[out_start, out_stop)`` as float32 ``(frames, 2)``: slices, no DSP."""
         while True:
-            self._renders.schedule(self.deck, out_start, RENDER_AHEAD_CHUNKS, playhead=True)
+            if self._renders.schedule(self.deck, out_start, RENDER_AHEAD_CHUNKS, playhead=True, asked=self.asked):
+                self.asked = None  # the head start is asked for; later fetches take their own tickets
             block = self.deck.frames(out_start, out_stop)
             if block is not None:
                 return scale(block, self._gain)
@@ -201,6 +208,13 @@ class DeckSource:
                     and self.deck.grid.start(self.deck.broken_from) < out_stop:
                 raise self._error
             await self._arrived.wait()
+
+
+class _Asked(NamedTuple):
+    """A command and its place in the pool's line (:meth:`SessionBackend.ticket`, taken on arrival)."""
+
+    command: SessionCommand
+    asked: int | None
 
 
 @dataclass
@@ -235,16 +249,21 @@ class PrivateSession:
         self._sink = sink
         self._variant = variant
         self._fmt = fmt  # only reported in audio_stream_start (the transport encodes)
-        self._commands_send, self._commands = trio.open_memory_channel[SessionCommand](COMMAND_BUFFER)
-        self._pending: list[SessionCommand] = []  # received by a race, applied next
+        self._commands_send, self._commands = trio.open_memory_channel[_Asked](COMMAND_BUFFER)
+        self._pending: list[_Asked] = []  # received by a race, applied next
         self._epoch = 0
         self._playback: _Playback | None = None
         self._nursery: trio.Nursery | None = None
         self.frames_sent = 0
 
     def submit_nowait(self, command: SessionCommand) -> None:
-        """Queue a command. Raises ``trio.WouldBlock`` when :data:`COMMAND_BUFFER` are pending (a flood)."""
-        self._commands_send.send_nowait(command)
+        """Queue a command. Raises ``trio.WouldBlock`` when :data:`COMMAND_BUFFER` are pending (a flood).
+
+        The command takes its place in the pool's line now (:meth:`SessionBackend.ticket`): the renders
+        it starts (a play's, a seek's, a preset change's head start) are served before those of equal
+        priority asked for after it, whatever order the sessions' tasks then run in.
+        """
+        self._commands_send.send_nowait(_Asked(command, self._backend.ticket()))
 
     @property
     def held_bytes(self) -> int:
@@ -293,14 +312,14 @@ class PrivateSession:
     async def _command_loop(self) -> None:
         while True:
             if self._pending:
-                await self._apply(self._pending.pop(0))
+                await self._apply(*self._pending.pop(0))
                 continue
             pb = self._playback
             if pb is None or not pb.playing:
-                await self._apply(await self._commands.receive())
+                await self._apply(*await self._commands.receive())
                 continue
             try:
-                await self._apply(self._commands.receive_nowait())
+                await self._apply(*self._commands.receive_nowait())
                 continue
             except trio.WouldBlock:
                 pass
@@ -372,18 +391,18 @@ class PrivateSession:
         self._epoch = (self._epoch + 1) & 0xFFFFFFFF
         return self._epoch
 
-    async def _apply(self, cmd: SessionCommand) -> None:
+    async def _apply(self, cmd: SessionCommand, asked: int | None = None) -> None:
         try:
-            await self._apply_inner(cmd)
+            await self._apply_inner(cmd, asked)
         except SinkClosed:
             raise
         except Exception as exc:  # a bad command: the client is told, the session goes on
             await self._sink.error(exc)
 
-    async def _apply_inner(self, cmd: SessionCommand) -> None:
+    async def _apply_inner(self, cmd: SessionCommand, asked: int | None) -> None:
         pb = self._playback
         if cmd.type == "play_enhanced":
-            await self._play(cmd)
+            await self._play(cmd, asked)
             return
         if pb is None:
             raise RpcError(INVALID_PARAMS, f"{cmd.type}: nothing is playing (send play_enhanced first)")
@@ -403,12 +422,13 @@ class PrivateSession:
         elif cmd.type == "seek":
             assert cmd.position_s is not None
             position = min(int(round(cmd.position_s * pb.prepared.sample_rate)), pb.prepared.num_frames)
+            pb.source.asked = asked
             await self._restart(pb, pb.source, position, fade=False)
         elif cmd.type in ("set_preset", "set_intensity"):
             preset = cmd.preset if cmd.type == "set_preset" and cmd.preset is not None else pb.preset
             intensity = cmd.intensity if cmd.type == "set_intensity" and cmd.intensity is not None else pb.intensity
             plan = self._backend.plan(pb.prepared.inputs, preset, intensity)  # validates both
-            source = DeckSource(self._backend, pb.prepared, plan, self._variant, self._require_nursery())
+            source = DeckSource(self._backend, pb.prepared, plan, self._variant, self._require_nursery(), asked=asked)
             pb.preset, pb.intensity = plan.preset, plan.intensity
             await self._sink.decision(pb.prepared.wire, plan, pb.prepared.inputs)
             await self._restart(pb, source, pb.position, fade=pb.started_sent)
@@ -440,7 +460,7 @@ class PrivateSession:
                 pb.fade_from.close()
         self._playback = None
 
-    async def _play(self, cmd: SessionCommand) -> None:
+    async def _play(self, cmd: SessionCommand, asked: int | None = None) -> None:
         from auralis.presets import PRESET_NAMES
 
         assert cmd.track_id is not None
@@ -466,7 +486,7 @@ class PrivateSession:
         plan = self._backend.plan(inputs, preset, intensity)
         prepared = self._backend.prepare(track, inputs)
         await self._sink.decision(prepared.wire, plan, inputs)
-        source = DeckSource(self._backend, prepared, plan, self._variant, self._require_nursery())
+        source = DeckSource(self._backend, prepared, plan, self._variant, self._require_nursery(), asked=asked)
         position = 0
         if cmd.position_s is not None:
             position = min(int(round(cmd.position_s * prepared.sample_rate)), prepared.num_frames)

@@ -496,6 +496,11 @@ async def _library_stats(svc: Services, session: Session) -> dict[str, Any]:
     return await svc.stats()
 
 
+@command("pool.timeline", reset=("bool", False))
+async def _pool_timeline(svc: Services, session: Session, reset: bool = False) -> dict[str, Any]:
+    return svc.mastering.pool.timeline(reset=reset)
+
+
 @command("library.list", path=("path", False))
 async def _library_list(svc: Services, session: Session, path: str | None = None) -> dict[str, Any]:
     return await svc.library.list_dir(path)
@@ -714,6 +719,7 @@ COMMANDS: Final[MappingProxyType[str, Command]] = MappingProxyType(
         _library_values,
         _library_count,
         _library_stats,
+        _pool_timeline,
         _library_rejected,
         _library_track,
         _fingerprint_get,

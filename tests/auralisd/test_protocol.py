@@ -160,7 +160,7 @@ def test_every_contract_method_is_in_the_table() -> None:
         "library.find", "library.values", "library.count", "library.stats",
         "playlist.list", "playlist.show", "playlist.save", "playlist.load", "playlist.add", "playlist.clear",
         "playlist.delete", "playlist.move", "playlist.rename", "playlist.remove",
-        "outputs", "enable_output", "disable_output",
+        "outputs", "enable_output", "disable_output", "pool.timeline",
     }  # fmt: skip
     assert set(COMMANDS) == expected
 

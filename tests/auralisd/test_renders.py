@@ -10,6 +10,7 @@ raises the render's own error where the track cannot be rendered.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,9 @@ import trio.testing
 import trio_parallel
 
 from auralis.resample import ChunkGrid
+from auralisd.actors.cache import ChunkCache
+from auralisd.actors.mastering import Mastering
+from auralisd.actors.pool import JobPriority, MasteringPool
 from auralisd.actors.renders import DeckRenders, Outcome, RenderReport
 from auralisd.actors.session import DeckSource, PreparedTrack
 from auralisd.jobs import JobFailed
@@ -42,6 +46,9 @@ class Renderer:
 
     def cached_chunk(self, *args: Any) -> None:
         return None
+
+    def ticket(self, priority: int = 10, seq: int | None = None) -> int:
+        return priority  # the pool's ticket; a plain priority here (no pool)
 
     async def _render(self, kind: str, t: Any, k: int, frames: int, out_rate: int, priority: int) -> np.ndarray:
         attempt = sum(1 for r in self.requests if r[:2] == (kind, k))
@@ -179,3 +186,96 @@ async def test_a_session_source_reads_through_a_retry_and_raises_the_renders_err
             await source.read(CHUNK - 10, CHUNK + 10)  # reaches into chunk 1, which cannot be rendered
         source.close()
         nursery.cancel_scope.cancel()
+
+
+# ------------------------------------------------------------------ first come, first served (issue 11)
+class StartOrder:
+    """The trio-parallel stand-in under the real pool and mastering layer: records the order jobs start in
+    as ``(track id, kind, index)``; each job takes 10 ms of virtual time."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[int, str, int]] = []
+
+    async def run_sync(self, fn: Any, path: str, plan: Any, k: int, frames: int | None, out_rate: int | None, *,
+                       kill_on_cancel: bool, limiter: Any) -> np.ndarray:
+        self.started.append((int(path.rsplit("/", 1)[1].split(".")[0]), "piece" if frames else "chunk", k))
+        await trio.sleep(0.01)
+        return np.zeros((4, 2), dtype=np.float32)
+
+
+class KeyedPlan(Plan):
+    def cache_key(self) -> str:
+        return "plan"
+
+
+def session_deck(track_id: int) -> Deck:
+    t = track(track_id, 12.0)
+    d = Deck.open(track_id, t, "adaptive", 1.0, in_rate=RATE, out_rate=RATE, num_frames=t.num_frames,
+                  chunk_frames=CHUNK)
+    d.plan = KeyedPlan()
+    return d
+
+
+SESSIONS = 16
+
+
+@pytest.mark.parametrize("tasks_reversed", [False, True])
+async def test_sessions_asking_in_turn_get_their_first_pieces_in_that_order_and_before_any_look_ahead(
+    autojump_clock: trio.testing.MockClock, tasks_reversed: bool
+) -> None:
+    """Issue 11: at 64 simultaneous ``/session`` starts the first-started sessions heard audio last. Each
+    fetch reaches the pool through two ``start_soon`` hops, and trio may run a batch of ready tasks in
+    reverse, so the pool (which numbered jobs when they joined its queue) served equal priorities in
+    reverse order of asking in about half the runs. A ticket taken when the deck asks keeps the order.
+    Eight rounds: the old numbering passes all of them with probability 1/256 at best.
+
+    ``tasks_reversed``: the sessions' commands arrived in order (each took its place in line then,
+    ``asked``), but their tasks got to ask the deck in reverse: the place in line still decides."""
+    for _ in range(8):
+        ctx = StartOrder()
+        pool = MasteringPool(ctx, workers=2)  # type: ignore[arg-type]
+        mastering = Mastering(pool, ChunkCache(0))  # nothing cached: every fetch is a job
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mastering.run)
+            reports_send, reports = trio.open_memory_channel[RenderReport](math.inf)
+            renders = DeckRenders(mastering, RATE, reports_send.send, nursery)
+            playing = session_deck(100)  # a session already playing: it holds chunk 0, asks for its look-ahead
+            playing.chunks[0] = np.zeros((CHUNK, 2), dtype=np.float32)
+            renders.schedule(playing, 0, 2, playhead=True)
+            decks = [session_deck(i) for i in range(SESSIONS)]
+            if tasks_reversed:
+                places = [pool.ticket().seq for _ in decks]  # the commands arrive, in order
+                for d, asked in reversed(list(zip(decks, places, strict=True))):
+                    renders.schedule(d, 0, 2, playhead=True, asked=asked)
+            else:
+                for d in decks:  # the sessions start one after the other (in one instant)
+                    renders.schedule(d, 0, 2, playhead=True)
+            for _ in range(2 + 3 * SESSIONS):  # two look-ahead chunks; two pieces and chunk 0 per session
+                await reports.receive()
+            nursery.cancel_scope.cancel()
+        first_pieces = [(i, "piece", 0) for i in range(SESSIONS)]
+        second_pieces = [(i, "piece", 1) for i in range(SESSIONS)]
+        playhead_chunks = [(i, "chunk", 0) for i in range(SESSIONS)]
+        assert ctx.started == first_pieces + second_pieces + playhead_chunks + [(100, "chunk", 1), (100, "chunk", 2)]
+
+
+async def test_equal_priorities_start_in_ticket_order_whatever_order_their_tasks_join_the_queue(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ctx = StartOrder()
+    pool = MasteringPool(ctx, workers=1)  # type: ignore[arg-type]
+    tickets = [pool.ticket(0) for _ in range(5)]  # asked for in this order
+    async with trio.open_nursery() as nursery:
+        for i in reversed(range(5)):  # their tasks reach the pool last-asked first, one at a time
+            nursery.start_soon(lambda i=i: pool.run(_job, f"/music/{i}.flac", None, 0, 100, None, priority=tickets[i]))
+            await trio.testing.wait_all_tasks_blocked()
+    assert [i for i, _, _ in ctx.started] == [4, 0, 1, 2, 3]  # 4 found the worker free; then ticket order
+    # a more urgent requester of a waiting job moves it up; an equally urgent later one does not
+    late, early = JobPriority(1, 10), JobPriority(1, 20)
+    early.lower(1, 5)
+    late.lower(1, 30)
+    assert (early.value, early.seq) == (1, 5) and (late.value, late.seq) == (1, 10)
+
+
+def _job(*args: Any) -> None:
+    return None

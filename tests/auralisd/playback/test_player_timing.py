@@ -52,6 +52,9 @@ class FakeRenderer:
     def cached_chunk(self, *args: Any, **kwargs: Any) -> None:
         return None
 
+    def ticket(self, priority: int = 10, seq: int | None = None) -> int:
+        return priority  # the pool's ticket; a plain priority here (no pool)
+
     async def _render(self, kind: str, track: Track, plan: Any, k: int, chunk: int, out_rate: int,
                       priority: int) -> np.ndarray:
         self.requests.append((kind, track.track_id, k, priority, trio.current_time()))
