@@ -122,12 +122,13 @@ class JobPriority:
 class _Waiter:
     """One playback job in the queue; ``granted`` once a worker token was handed to it."""
 
-    __slots__ = ("priority", "seq", "granted", "gone", "event")
+    __slots__ = ("priority", "seq", "granted", "granted_s", "gone", "event")
 
     def __init__(self, priority: int, seq: int) -> None:
         self.priority = priority
         self.seq = seq
         self.granted = False
+        self.granted_s = math.nan  # time.monotonic() when the token was handed over (the job's timeline)
         self.gone = False  # left the queue (cancelled): its heap entries are stale
         self.event = trio.Event()
 
@@ -326,7 +327,7 @@ class MasteringPool:
                 token = await self._acquire_in_order(handle)
             finally:
                 self._foreground_waiting -= 1
-            trace.granted_s = time.monotonic()
+            trace.granted_s = token.granted_s  # grant_to_dispatch then includes the woken task's turn
             trace.priority = handle.value
             try:
                 if still_wanted is not None and not still_wanted():
@@ -415,6 +416,7 @@ class MasteringPool:
             heapq.heappop(gate)
             self._gate_counts["pops"] += 1
             waiter.granted = True
+            waiter.granted_s = time.monotonic()
             self._handing_over = waiter
             self._gate_live -= 1
             self._gate_counts["wakeups"] += 1

@@ -55,7 +55,7 @@ def summarise(traces: list[JobTrace]) -> dict[str, Any]:
     """Phases of ``traces`` per label (ms: median / 90th percentile / max) and per worker (fractions of the window).
 
     Phases: ``ask_to_queue`` (the requester's task reaching the pool), ``queue`` (waiting for a worker
-    token), ``grant_to_dispatch`` (the woken task handing the job over), ``dispatch_to_start`` (the job
+    token), ``grant_to_dispatch`` (the woken task's turn on the event loop, then handing the job over), ``dispatch_to_start`` (the job
     crossing the pipe into the worker), ``run`` (the job function, wall) and ``cpu`` (its CPU),
     ``handback`` (the worker's result reaching the trio thread), ``total`` (asked to received).
     Per worker: ``busy`` (inside a job function), ``cpu`` (computing), ``idle_gap_ms`` (from the end
@@ -84,18 +84,21 @@ def summarise(traces: list[JobTrace]) -> dict[str, Any]:
             "via_shm": sum(1 for t in group if t.via_shm),
         }
     workers: dict[str, Any] = {}
-    queued = sorted((t.queued_s, t.granted_s) for t in done)
+    # (queued, started): a job queued before a worker's previous job ended that started only at the end of
+    # the gap (on any worker) was waiting throughout it
+    queued = sorted((t.queued_s, t.worker_start_s if math.isfinite(t.worker_start_s) else t.dispatched_s)
+                    for t in done)
     queued_at = [q for q, _ in queued]
-    granted_by: list[float] = []  # the latest grant among the jobs queued so far (prefix maximum)
-    for _, granted in queued:
-        granted_by.append(max(granted, granted_by[-1]) if granted_by else granted)
+    started_by: list[float] = []  # the latest start among the jobs queued so far (prefix maximum)
+    for _, started in queued:
+        started_by.append(max(started, started_by[-1]) if started_by else started)
     for pid in sorted({t.worker_pid for t in done if t.worker_pid}):
         runs = sorted((t.worker_start_s, t.worker_end_s, t.worker_cpu_s) for t in done if t.worker_pid == pid)
         gaps = []
         for (_, end_a, _), (start_b, _, _) in zip(runs, runs[1:], strict=False):
-            # a gap counts when some job was waiting for a worker throughout it (the worker could have run it)
+            # a gap counts when some job was waiting throughout it (the worker could have run it)
             i = bisect.bisect_right(queued_at, end_a)
-            if i and granted_by[i - 1] >= start_b:
+            if i and started_by[i - 1] >= start_b:
                 gaps.append(start_b - end_a)
         workers[str(pid)] = {
             "jobs": len(runs),
