@@ -11,7 +11,7 @@ from .events import EventHub
 from .fingerprints import FingerprintResolver
 from .library import Library
 from .mastering import Mastering
-from .player import PcmBlock, PcmSubscription, Player, StreamEnd, StreamStart, StreamStatus
+from .player import PcmBlock, PcmSubscription, Player, PlayerView, StreamEnd, StreamStart, StreamStatus
 from .pool import MasteringPool, open_mastering_pool
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "PcmBlock",
     "PcmSubscription",
     "Player",
+    "PlayerView",
     "StreamEnd",
     "StreamStart",
     "StreamStatus",

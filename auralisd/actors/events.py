@@ -6,12 +6,18 @@ subscriber). A subscriber whose buffer is full is dropped (its channel is closed
 ``dropped`` flag set); the control session then closes that connection. Progress events
 that are superseded by the next one (``scan_progress``) are simply skipped for a full
 subscriber instead, since only the latest matters.
+
+A *listener* (:meth:`EventHub.listen`) is a plain function called with each event inside
+``publish``, in the publisher's task: no buffer and no task hop, for consumers that only mark
+something (the MPD frontend wakes its idle clients this way). It must be quick and must not
+block; an exception it raises is logged and the other consumers are still served.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -60,6 +66,18 @@ class EventHub:
 
     def __init__(self) -> None:
         self._subs: set[Subscription] = set()
+        self._listeners: list[Callable[[Event], None]] = []
+
+    def listen(self, listener: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``listener(event)`` for every event from now on, synchronously inside
+        :meth:`publish`; returns the function that stops it."""
+        self._listeners.append(listener)
+
+        def stop() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return stop
 
     def subscribe(self, events: frozenset[str] | None = None, max_events: int = EVENT_BUFFER) -> Subscription:
         send, receive = trio.open_memory_channel[Event](max_events)
@@ -74,6 +92,11 @@ class EventHub:
 
     def publish(self, name: str, data: Any) -> None:
         event = Event(name, _finite(data))
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("an event listener failed on %s", name)
         for sub in list(self._subs):
             if name not in sub.events:
                 continue

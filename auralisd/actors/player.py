@@ -66,14 +66,22 @@ from .listeners import (
 from .mastering import Mastering, chunk_frames
 from .planning import AlbumArgs, DeckPlanner
 from .player_store import SAVE_INTERVAL_S, PlayerStore, load_saved, send_reply
-from .player_view import mastering_event, mastering_status, options_event, player_event, queue_items, status
+from .player_view import (
+    PlayerView,
+    mastering_event,
+    mastering_status,
+    options_event,
+    player_event,
+    queue_items,
+    status,
+)
 from .renders import DeckRenders, Outcome, RenderReport
 
 log = logging.getLogger("auralisd.player")
 
 __all__ = [
     "BLOCK_S", "CROSSFADE_S", "DEFAULT_SUBSCRIBER_BLOCKS", "MAX_SUBSCRIBER_BLOCKS", "SAVE_INTERVAL_S", "PcmBlock",
-    "PcmSubscription", "Player", "PlayerStatistics", "StreamEnd", "StreamStart", "StreamStatus", "volume_gain",
+    "PcmSubscription", "Player", "PlayerStatistics", "PlayerView", "StreamEnd", "StreamStart", "StreamStatus", "volume_gain",
 ]
 
 ALBUM_WAIT_PLAYHEAD_S: Final = 0.3  # s: a track about to play waits this long for its album's analysis
@@ -186,6 +194,10 @@ class Player:
         )
         self._renders = DeckRenders(mastering, self.sample_rate, self._send.send)  # reports come to the mailbox
         self._counts = dict(blocks_sent=0, crossfades=0, gapless_ready=0, gapless_late=0)
+        self._view_key: tuple[Any, ...] | None = None  # what the published view was built from
+        self._view_version = 0
+        self._view: PlayerView
+        self._refresh_view()
 
     # the queue's state under the names persistence uses
     @property
@@ -292,10 +304,16 @@ class Player:
         queue version ``since_version`` (MPD's ``plchanges``)."""
         return await self._call("queue_entries", start=start, end=end, since_version=since_version)
 
-    async def mpd_status(self) -> dict[str, Any]:
-        """The few fields MPD's ``status`` and ``currentsong`` need, cheaper than :meth:`status`
-        (no plan, no statistics); ``current`` is ``(pos, song_id, prio, track)`` or None."""
-        return await self._call("mpd_status")
+    @property
+    def view(self) -> PlayerView:
+        """What the player is doing now, read without a mailbox hop (:class:`PlayerView`).
+
+        The player publishes a new view whenever one of its fields changes, before it answers
+        the command that changed it: a caller that got a command's reply reads that command's
+        effect here. Other callers may read a change before it is committed (the reply waits
+        for the commit; docs/architecture.md, "Persistence").
+        """
+        return self._view
 
     async def position_of_id(self, song_id: int) -> int:
         """The queue position of MPD song id ``song_id`` (``RpcError(not_found)`` when it is gone)."""
@@ -366,6 +384,7 @@ class Player:
                     if self._resume:
                         self._set_state("play")
                         self._request_chunks()
+                self._refresh_view()
                 task_status.started()
                 await self._loop()
         finally:
@@ -375,6 +394,7 @@ class Player:
 
     async def _loop(self) -> None:
         while True:
+            self._refresh_view()  # after every command, report and tick: before any reply leaves
             now = trio.current_time()
             if self._state == "play" and self._clock.due(now):
                 self._tick(now)
@@ -906,19 +926,43 @@ class Player:
         )  # fmt: skip
         return [(p, q.ids[p], q.prios[p], q.entries[p]) for p in positions]
 
-    def _cmd_mpd_status(self) -> dict[str, Any]:
+    # ================================================================= the published view
+    def _refresh_view(self) -> None:
+        """Publish a new :class:`PlayerView` if anything it shows changed (cheap when nothing did:
+        the run loop calls it after every command, task report and clock tick)."""
         q = self._q
-        pos = self._pos
+        pos = q.pos
+        deck = self._deck
+        clock = self._clock
+        rate = self.sample_rate
+        moving = self._state == "play" and deck is not None and clock.running and not clock.stalled
+        if moving:
+            anchor_time, frames_since = clock.origin
+            position_s = (self._out_pos - frames_since) / rate
+        else:
+            anchor_time, position_s = 0.0, self._out_pos / rate
         next_pos = q.next_index(auto=True) if pos is not None else None
-        return {
-            "state": self._state, "queue_pos": pos, "queue_length": len(q), "queue_version": q.version,
-            "song_id": None if pos is None else q.ids[pos], "next_pos": next_pos,
-            "next_song_id": None if next_pos is None else q.ids[next_pos], "volume": self._volume,
-            "elapsed_s": self._out_pos / self.sample_rate, "crossfade_s": self._crossfade_s,
-            "track": None if self._deck is None else self._deck.track, "sample_rate": self.sample_rate,
-            "album_mode": self._album_mode, **self._flags,
-            "current": None if pos is None else (pos, q.ids[pos], q.prios[pos], q.entries[pos]),
-        }  # fmt: skip
+        flags = q.flags
+        key = (
+            self._state, self._volume, flags["repeat"], flags["random"], flags["single"], flags["consume"],
+            self._crossfade_s, self._album_mode, q.version, len(q.entries), pos, next_pos,
+            None if pos is None else q.prios[pos], None if deck is None else deck.deck_id,
+            None if deck is None else deck.end_frame, position_s, anchor_time, moving,
+        )  # fmt: skip
+        if key == self._view_key:
+            return
+        self._view_key = key
+        self._view_version += 1
+        self._view = PlayerView(
+            version=self._view_version, state=self._state, volume=self._volume,
+            repeat=flags["repeat"], random=flags["random"], single=flags["single"], consume=flags["consume"],
+            crossfade_s=self._crossfade_s, album_mode=self._album_mode, queue_version=q.version,
+            queue_length=len(q.entries), queue_pos=pos, song_id=None if pos is None else q.ids[pos],
+            prio=0 if pos is None else q.prios[pos], entry=None if pos is None else q.entries[pos],
+            track=None if deck is None else deck.track, end_s=0.0 if deck is None else deck.end_frame / rate,
+            next_pos=next_pos, next_song_id=None if next_pos is None else q.ids[next_pos], sample_rate=rate,
+            position_s=position_s, anchor_time=anchor_time, moving=moving,
+        )  # fmt: skip
 
     def _cmd_position_of_id(self, song_id: int) -> int:
         try:

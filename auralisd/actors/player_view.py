@@ -8,11 +8,56 @@ actors do not import the app (docs/architecture.md); the decision event of ``/se
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..playback import Deck
 from .albums import album_key_of, album_name_of
 from .database import Track
+
+
+@dataclass(frozen=True)
+class PlayerView:
+    """What the shared player is doing, as of its latest change: an immutable record the player
+    publishes (:attr:`Player.view <auralisd.actors.player.Player.view>`) whenever one of these
+    fields changes, before it answers the command that changed it.
+
+    Readers (the MPD frontend's ``status`` and ``currentsong``) take it without a mailbox hop:
+    everything is as of the change but the play position, which the reader computes for its
+    own moment with :meth:`elapsed_s` from the anchor (``position_s`` at ``anchor_time``,
+    advancing while ``moving``). ``version`` grows with every new view, so a reader can cache
+    what it derives from one.
+    """
+
+    version: int
+    state: str  # play | pause | stop
+    volume: int  # percent
+    repeat: bool
+    random: bool
+    single: bool
+    consume: bool
+    crossfade_s: int
+    album_mode: str
+    queue_version: int  # MPD's playlist version
+    queue_length: int
+    queue_pos: int | None  # the current entry (it may be stopped)
+    song_id: int | None  # its MPD song id
+    prio: int  # its priority
+    entry: Track | None  # the queue entry at queue_pos
+    track: Track | None  # the track of the deck being played (None: nothing loaded)
+    end_s: float  # where the loaded track ends (s of output)
+    next_pos: int | None  # the entry that plays after the current one
+    next_song_id: int | None
+    sample_rate: int  # Hz, the output rate
+    position_s: float  # the play position at anchor_time
+    anchor_time: float  # trio.current_time() at which position_s held
+    moving: bool  # playing and not stalled: the position advances with the clock
+
+    def elapsed_s(self, now: float) -> float:
+        """The play position at ``now`` (``trio.current_time()``), never past the track's end."""
+        if not self.moving:
+            return self.position_s
+        return min(self.position_s + max(0.0, now - self.anchor_time), self.end_s)
 
 
 def track_brief(track: Track) -> dict[str, Any]:

@@ -45,6 +45,13 @@ class Clock:
             return self._poll_at
         return self._origin_time + self._frames_since_origin / self.sample_rate - self.lead_s
 
+    @property
+    def origin(self) -> tuple[float, int]:
+        """``(time, frames)``: the pacing origin and the frames sent since it. While running and not
+        stalled, the frame playing at time ``t`` is ``frames`` before the last one sent plus
+        ``(t - time) * sample_rate`` (what a published play position is computed from)."""
+        return self._origin_time, self._frames_since_origin
+
     def due(self, now: float) -> bool:
         return now >= self.deadline
 

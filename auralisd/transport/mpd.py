@@ -1,12 +1,15 @@
 """The MPD frontend's TCP server: bytes <-> request lines for :class:`~auralisd.app.mpd.MpdSession`.
 
-One task reads lines (at most :data:`MAX_LINE_BYTES` each) and runs them; one turns daemon
-events into idle answers. Limits, as MPD has them: :data:`MAX_CONNECTIONS` clients counted at
+One task per client reads: each receive is split into lines (at most :data:`MAX_LINE_BYTES`
+each), which the session runs, answering them with one send (commands answered from memory,
+such as ``status``, await nothing in between); a second task answers the client's ``idle``
+when the event hub's listener (registered here, for as long as the listener serves) wakes it. Limits, as MPD has them: :data:`MAX_CONNECTIONS` clients counted at
 accept (more are closed at once), a client that sends nothing for :data:`CONNECTION_TIMEOUT_S`
 while not idle is closed (idle clients may wait forever), a client that does not read a reply
 within the session's send timeout is closed, and a command list or a line over its limit closes
-the connection. Memory per client: one line buffer (4 KiB), one response at a time (at most the
-8 MiB output limit), 64 unread messages; a slow client blocks only its own task.
+the connection. Memory per client: one line buffer (4 KiB), the answers gathered for one receive
+(sent once they pass 64 KiB, so at most that plus one response under the 8 MiB output limit),
+64 unread messages; a slow client blocks only its own task.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import trio
 
 from ..app.mpd import MpdServer, MpdSession, SessionClosed
 from ..app.mpd.messages import post_decisions
+from ..app.mpd.session import SEND_TIMEOUT_S
 from ..logs import RefusalLog
 from ..protocol.mpd import LineSplitter, LineTooLong
 from .accept import accept_or_pause
@@ -28,6 +32,7 @@ log = logging.getLogger("auralisd.mpd")
 MAX_CONNECTIONS: Final = 100  # MPD's max_connections default
 CONNECTION_TIMEOUT_S: Final = 60.0  # MPD's connection_timeout default; idle clients are exempt
 RECEIVE_BYTES: Final = 16_384
+WATCH_INTERVAL_S: Final = SEND_TIMEOUT_S / 2  # a stuck send is found 30-45 s after it started
 REFUSAL_LOG_INTERVAL_S: Final = 10.0
 
 
@@ -48,11 +53,15 @@ class MpdListener:
         task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve until cancelled; ``task_status.started(port)`` with the first listener's port."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(post_decisions, self.server)
-            for listener in listeners:
-                nursery.start_soon(self._accept_loop, listener)
-            task_status.started(listeners[0].socket.getsockname()[1] if listeners else 0)
+        stop_listening = self.server.services.hub.listen(self.server.on_event)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(post_decisions, self.server)
+                for listener in listeners:
+                    nursery.start_soon(self._accept_loop, listener)
+                task_status.started(listeners[0].socket.getsockname()[1] if listeners else 0)
+        finally:
+            stop_listening()
 
     async def _accept_loop(self, listener: trio.SocketListener) -> None:
         async with listener, trio.open_nursery() as nursery:
@@ -70,8 +79,8 @@ class MpdListener:
         session = MpdSession(self.server, stream.send_all, require_password=self.require_password, peer=peer)
         try:
             async with stream, trio.open_nursery() as nursery:
-                nursery.start_soon(session.pump_events)
-                nursery.start_soon(_close_when, session, nursery.cancel_scope)
+                nursery.start_soon(session.answer_idle)
+                nursery.start_soon(_watch, session, nursery.cancel_scope)
                 await session.send(session.greeting())
                 await self._read_loop(stream, session)
                 nursery.cancel_scope.cancel()
@@ -87,13 +96,8 @@ class MpdListener:
     async def _read_loop(self, stream: trio.SocketStream, session: MpdSession) -> None:
         splitter = LineSplitter()
         while not session.closing.is_set():
-            with trio.move_on_after(CONNECTION_TIMEOUT_S) as timeout:
-                data = await stream.receive_some(RECEIVE_BYTES)
-            if timeout.cancelled_caught:
-                if session.idle:
-                    continue
-                log.info("MPD client %s silent for %.0f s; closing it", session.peer, CONNECTION_TIMEOUT_S)
-                return
+            data = await stream.receive_some(RECEIVE_BYTES)  # no timeout scope per receive: _watch
+            session.last_input = trio.current_time()
             if not data:
                 return
             try:
@@ -101,18 +105,36 @@ class MpdListener:
             except LineTooLong as exc:
                 log.info("closing MPD client %s: %s", session.peer, exc)
                 return
-            for line in lines:
-                try:
-                    await session.handle_line(line)
-                except SessionClosed as exc:
-                    log.debug("closing MPD client %s: %s", session.peer, exc)
-                    return
-                if session.closing.is_set():
-                    return
+            try:
+                await session.handle_lines(lines)
+            except SessionClosed as exc:
+                log.debug("closing MPD client %s: %s", session.peer, exc)
+                return
 
 
-async def _close_when(session: MpdSession, scope: trio.CancelScope) -> None:
-    await session.closing.wait()
+async def _watch(session: MpdSession, scope: trio.CancelScope) -> None:
+    """Cancel the connection's ``scope`` when the session closes, when the client sent nothing for
+    :data:`CONNECTION_TIMEOUT_S` while not idle (time spent idle does not count), or when one send
+    to it has not finished for :data:`SEND_TIMEOUT_S` (it stopped reading).
+
+    One task per connection that wakes every :data:`WATCH_INTERVAL_S` at most, so the read loop
+    and each send need no cancel scope of their own (a request answered from memory then costs
+    one receive and one send).
+    """
+    while not session.closing.is_set():
+        now = trio.current_time()
+        sending_since = session.sending_since
+        if sending_since is not None and now - sending_since >= SEND_TIMEOUT_S:
+            log.warning("MPD client %s stopped reading; closing it", session.peer)
+            break
+        if session.idle:
+            session.last_input = now  # idle clients may wait as long as they like
+        elif now - session.last_input >= CONNECTION_TIMEOUT_S:
+            log.info("MPD client %s silent for %.0f s; closing it", session.peer, CONNECTION_TIMEOUT_S)
+            break
+        with trio.move_on_at(min(session.last_input + CONNECTION_TIMEOUT_S, now + WATCH_INTERVAL_S)):
+            await session.closing.wait()
+    session.close()
     await trio.lowlevel.checkpoint()
     scope.cancel()
 

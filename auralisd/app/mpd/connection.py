@@ -1,4 +1,6 @@
-"""Connection and server commands: ping, close, password, idle, commands, tagtypes, stats, ..."""
+"""Connection and server commands: ping, close, password, idle, commands, tagtypes, stats, ...
+
+All but ``stats`` are plain functions: they answer from the session's own state, awaiting nothing."""
 
 from __future__ import annotations
 
@@ -20,12 +22,12 @@ SESSION_COMMANDS: Final = ("command_list_begin", "command_list_ok_begin", "comma
 
 
 @mpd_command("ping", permission=NONE)
-async def _ping(session: MpdSession) -> Any:
+def _ping(session: MpdSession) -> Any:
     return None
 
 
 @mpd_command("close", permission=NONE)
-async def _close(session: MpdSession) -> Any:
+def _close(session: MpdSession) -> Any:
     session.close()
 
 
@@ -45,13 +47,13 @@ async def _binarylimit(session: MpdSession, size_text: str) -> Any:
 
 
 @mpd_command("password", "str", permission=NONE)
-async def _password(session: MpdSession, password: str) -> Any:
+def _password(session: MpdSession, password: str) -> Any:
     if not session.check_password(password):
         raise AckError(Ack.PASSWORD, "incorrect password")
 
 
 @mpd_command("idle", rest="str", permission=Permission.READ)
-async def _idle(session: MpdSession, names: tuple[str, ...]) -> Any:
+def _idle(session: MpdSession, names: tuple[str, ...]) -> Any:
     for name in names:
         if name not in SUBSYSTEMS:
             raise AckError(Ack.ARG, f"Unrecognized idle event: {name}")
@@ -59,19 +61,19 @@ async def _idle(session: MpdSession, names: tuple[str, ...]) -> Any:
 
 
 @mpd_command("commands", permission=NONE)
-async def _commands(session: MpdSession) -> Any:
+def _commands(session: MpdSession) -> Any:
     allowed = [c.name for c in session.server.table.values() if not c.permission & ~session.permissions]
     return [("command", name) for name in sorted([*allowed, *SESSION_COMMANDS])]
 
 
 @mpd_command("notcommands", permission=NONE)
-async def _notcommands(session: MpdSession) -> Any:
+def _notcommands(session: MpdSession) -> Any:
     refused = [c.name for c in session.server.table.values() if c.permission & ~session.permissions]
     return [("command", name) for name in sorted(refused)]
 
 
 @mpd_command("tagtypes", rest="str")
-async def _tagtypes(session: MpdSession, args: tuple[str, ...]) -> Any:
+def _tagtypes(session: MpdSession, args: tuple[str, ...]) -> Any:
     if not args:
         return [("tagtype", tag) for tag in TAG_TYPES if tag in session.tagtypes]
     verb, names = args[0], args[1:]
@@ -98,12 +100,12 @@ async def _tagtypes(session: MpdSession, args: tuple[str, ...]) -> Any:
 
 
 @mpd_command("urlhandlers")
-async def _urlhandlers(session: MpdSession) -> Any:
+def _urlhandlers(session: MpdSession) -> Any:
     return []  # Auralis plays files from its music folders only; no stream URLs
 
 
 @mpd_command("decoders")
-async def _decoders(session: MpdSession) -> Any:
+def _decoders(session: MpdSession) -> Any:
     # One decoder plugin in MPD's terms: libsndfile, then PyAV (FFmpeg) for what it cannot read.
     suffixes = ("flac", "wav", "aiff", "aif", "ogg", "oga", "opus", "mp3", "m4a", "mp4", "aac", "alac", "wv",
                 "ape", "wma", "dsf", "dff")  # fmt: skip
@@ -111,7 +113,7 @@ async def _decoders(session: MpdSession) -> Any:
 
 
 @mpd_command("config", permission=Permission.ADMIN)
-async def _config(session: MpdSession) -> Any:
+def _config(session: MpdSession) -> Any:
     if not session.local:
         raise AckError(Ack.PERMISSION, "Command only permitted to local clients")
     return []

@@ -20,7 +20,7 @@ log = logging.getLogger("auralisd.mpd")
 
 
 @mpd_command("subscribe", "str")
-async def _subscribe(session: MpdSession, channel: str) -> Any:
+def _subscribe(session: MpdSession, channel: str) -> Any:
     if not valid_channel(channel):
         raise AckError(Ack.ARG, "invalid channel name")
     if len(session.channels) >= MAX_SUBSCRIPTIONS and channel not in session.channels:
@@ -30,18 +30,18 @@ async def _subscribe(session: MpdSession, channel: str) -> Any:
 
 
 @mpd_command("unsubscribe", "str")
-async def _unsubscribe(session: MpdSession, channel: str) -> Any:
+def _unsubscribe(session: MpdSession, channel: str) -> Any:
     if not session.server.broker.unsubscribe(session, channel):
         raise AckError(Ack.NO_EXIST, "not subscribed to this channel")
 
 
 @mpd_command("channels")
-async def _channels(session: MpdSession) -> Any:
+def _channels(session: MpdSession) -> Any:
     return [("channel", name) for name in session.server.broker.channels()]
 
 
 @mpd_command("readmessages")
-async def _readmessages(session: MpdSession) -> Any:
+def _readmessages(session: MpdSession) -> Any:
     messages, session.messages = session.messages, []
     out: list[tuple[str, object]] = []
     for channel, text in messages:

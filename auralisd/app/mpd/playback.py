@@ -1,12 +1,22 @@
 """Status and playback commands: status, currentsong, play*, pause, stop, next, previous, seek*,
-volume, the play-order options, crossfade and replay gain (mapped onto album mode)."""
+volume, the play-order options, crossfade and replay gain (mapped onto album mode).
+
+``status``, ``currentsong``, ``getvol`` and ``replay_gain_status`` are plain functions: they
+read the player's published view (:class:`~auralisd.actors.player_view.PlayerView`) and await
+nothing. ``status`` formats the view once (:class:`StatusText`) and adds ``time``/``elapsed``
+for the moment it answers.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+import trio
+
+from ...actors.player_view import PlayerView
 from ...errors import NOT_FOUND, RpcError
-from ...protocol.mpd import Ack, AckError
+from ...protocol.mpd import Ack, AckError, format_pairs
+from .queue import songs_text
 from .table import Permission, mpd_command
 
 if TYPE_CHECKING:
@@ -21,55 +31,71 @@ def _bad_index() -> AckError:
     return AckError(Ack.ARG, "Bad song index")
 
 
-async def mpd_status(session: MpdSession) -> list[tuple[str, object]]:
-    """MPD's own ``status`` fields only (the mastering goes on the ``auralis`` channel)."""
-    svc = session.svc
-    s = await svc.player.mpd_status()
-    pairs: list[tuple[str, object]] = [
-        ("volume", s["volume"]),
-        ("repeat", bool(s["repeat"])),
-        ("random", bool(s["random"])),
-        ("single", bool(s["single"])),
-        ("consume", bool(s["consume"])),
-        ("partition", "default"),
-        ("playlist", s.get("queue_version", 0)),
-        ("playlistlength", s["queue_length"]),
-        ("mixrampdb", 0),
-        ("state", s["state"]),
-    ]
-    if s.get("crossfade_s"):
-        pairs.append(("xfade", s["crossfade_s"]))
-    if s["queue_pos"] is not None:
-        pairs += [("song", s["queue_pos"]), ("songid", s.get("song_id"))]
-    if s["state"] != "stop" and s["track"] is not None:
-        elapsed = float(s["elapsed_s"])
-        duration = float(s["track"].duration_s or 0.0)
-        pairs += [
-            ("time", f"{int(round(elapsed))}:{int(round(duration))}"),
-            ("elapsed", elapsed),
-            ("bitrate", 0),
-            ("duration", duration),
-            ("audio", f"{s['sample_rate']}:f:2"),
+class StatusText:
+    """MPD's own ``status`` fields (the mastering goes on the ``auralis`` channel) for a player view.
+
+    Everything but ``time`` and ``elapsed`` is formatted once per view (the player publishes a
+    new one only when something changed), so an answer joins three byte strings.
+    """
+
+    def __init__(self) -> None:
+        self._view: PlayerView | None = None
+        self._head = self._tail = b""
+        self._duration_s: float | None = None  # None: stopped or nothing loaded (no time fields)
+
+    def _format(self, view: PlayerView) -> None:
+        head: list[tuple[str, object]] = [
+            ("volume", view.volume),
+            ("repeat", view.repeat),
+            ("random", view.random),
+            ("single", view.single),
+            ("consume", view.consume),
+            ("partition", "default"),
+            ("playlist", view.queue_version),
+            ("playlistlength", view.queue_length),
+            ("mixrampdb", 0),
+            ("state", view.state),
+            ("xfade", view.crossfade_s or None),
         ]
-    if s.get("next_pos") is not None:
-        pairs += [("nextsong", s["next_pos"]), ("nextsongid", s.get("next_song_id"))]
-    scan = svc.library.statistics()
-    if scan.running:
-        pairs.append(("updating_db", scan.scans))
-    return pairs
+        if view.queue_pos is not None:
+            head += [("song", view.queue_pos), ("songid", view.song_id)]
+        tail: list[tuple[str, object]] = []
+        self._duration_s = None
+        if view.state != "stop" and view.track is not None:
+            self._duration_s = float(view.track.duration_s or 0.0)
+            tail += [("bitrate", 0), ("duration", self._duration_s), ("audio", f"{view.sample_rate}:f:2")]
+        if view.next_pos is not None:
+            tail += [("nextsong", view.next_pos), ("nextsongid", view.next_song_id)]
+        self._head, self._tail, self._view = format_pairs(head), format_pairs(tail), view
+
+    def text(self, view: PlayerView, now: float, updating_db: int | None = None) -> bytes:
+        """The body of ``status`` at ``now`` (``trio.current_time()``); ``updating_db``: the scan's job id."""
+        if view is not self._view:
+            self._format(view)
+        parts = [self._head]
+        if self._duration_s is not None:
+            elapsed = view.elapsed_s(now)
+            parts.append(b"time: %d:%d\nelapsed: %.3f\n" % (round(elapsed), round(self._duration_s), elapsed))
+        parts.append(self._tail)
+        if updating_db is not None:
+            parts.append(b"updating_db: %d\n" % updating_db)
+        return b"".join(parts)
 
 
 @mpd_command("status")
-async def _status(session: MpdSession) -> Any:
-    return await mpd_status(session)
+def _status(session: MpdSession) -> Any:
+    scan = session.svc.library.statistics()
+    return session.server.status_text.text(
+        session.svc.player.view, trio.current_time(), scan.scans if scan.running else None
+    )
 
 
 @mpd_command("currentsong")
-async def _currentsong(session: MpdSession) -> Any:
-    from .queue import songs_text
-
-    current = (await session.svc.player.mpd_status())["current"]
-    return None if current is None else songs_text(session, [current])
+def _currentsong(session: MpdSession) -> Any:
+    view = session.svc.player.view
+    if view.entry is None or view.queue_pos is None or view.song_id is None:
+        return None
+    return songs_text(session, [(view.queue_pos, view.song_id, view.prio, view.entry)])
 
 
 async def _play_pos(session: MpdSession, pos: int | None) -> None:
@@ -109,7 +135,7 @@ async def _pause(session: MpdSession, pause: bool | None) -> Any:
     if pause is None:
         await player.toggle()
         return
-    state = (await player.mpd_status())["state"]
+    state = player.view.state
     if pause and state == "play":
         await player.pause()
     elif not pause and state == "pause":
@@ -123,7 +149,7 @@ async def _stop(session: MpdSession) -> Any:
 
 async def _while_playing(session: MpdSession, call: Any) -> None:
     """``next``/``previous`` while stopped: ``ACK [55@0] Not playing``, as MPD answers."""
-    if (await session.svc.player.mpd_status())["state"] == "stop":
+    if session.svc.player.view.state == "stop":
         raise AckError(Ack.PLAYER_SYNC, "Not playing")
     await call()
 
@@ -140,10 +166,10 @@ async def _previous(session: MpdSession) -> Any:
 
 async def _seek_in(session: MpdSession, pos: int, seconds: float) -> None:
     player = session.svc.player
-    s = await player.mpd_status()
-    if pos != s["queue_pos"] or s["track"] is None:
+    view = player.view
+    if pos != view.queue_pos or view.track is None:
         await _play_pos(session, pos)
-        if s["state"] != "play":  # seeking a song while paused/stopped leaves it paused (MPD)
+        if view.state != "play":  # seeking a song while paused/stopped leaves it paused (MPD)
             await player.pause()
     await player.seek(seconds)
 
@@ -161,11 +187,11 @@ async def _seekid(session: MpdSession, song_id: int, seconds: float) -> Any:
 @mpd_command("seekcur", "reltime", permission=CONTROL)
 async def _seekcur(session: MpdSession, target: tuple[str, float]) -> Any:
     player = session.svc.player
-    s = await player.mpd_status()
-    if s["track"] is None or s["state"] == "stop":
+    view = player.view
+    if view.track is None or view.state == "stop":
         raise AckError(Ack.PLAYER_SYNC, "Not playing")
     sign, seconds = target
-    elapsed = float(s["elapsed_s"])
+    elapsed = view.elapsed_s(trio.current_time())
     position = elapsed + seconds if sign == "+" else max(0.0, elapsed - seconds) if sign == "-" else seconds
     await player.seek(position)
 
@@ -182,15 +208,15 @@ async def _setvol(session: MpdSession, value: int) -> Any:
 
 
 @mpd_command("getvol")
-async def _getvol(session: MpdSession) -> Any:
-    return [("volume", (await session.svc.player.mpd_status())["volume"])]
+def _getvol(session: MpdSession) -> Any:
+    return [("volume", session.svc.player.view.volume)]
 
 
 @mpd_command("volume", "int", permission=CONTROL)
 async def _volume_change(session: MpdSession, change: int) -> Any:
     if not -100 <= change <= 100:
         raise AckError(Ack.ARG, "Invalid volume value")
-    current = int((await session.svc.player.mpd_status())["volume"])
+    current = session.svc.player.view.volume
     await session.svc.player.set_volume(min(100, max(0, current + change)))
 
 
@@ -233,9 +259,8 @@ async def _replay_gain_mode(session: MpdSession, mode: str) -> Any:
 
 
 @mpd_command("replay_gain_status")
-async def _replay_gain_status(session: MpdSession) -> Any:
-    mode = (await session.svc.player.mpd_status()).get("album_mode", "auto")
-    return [("replay_gain_mode", mode)]
+def _replay_gain_status(session: MpdSession) -> Any:
+    return [("replay_gain_mode", session.svc.player.view.album_mode)]
 
 
 COMMANDS: Final = (

@@ -32,8 +32,8 @@ async def resolve_uri(session: MpdSession, uri: str) -> list[Track]:
         raise
 
 
-async def _length(session: MpdSession) -> int:
-    return int((await session.svc.player.mpd_status())["queue_length"])
+def _length(session: MpdSession) -> int:
+    return session.svc.player.view.queue_length
 
 
 @mpd_command("add", "str", "str?", permission=ADD)
@@ -50,10 +50,10 @@ async def _insert_position(session: MpdSession, position: str | None) -> int | N
         return None
     from .table import ARG_KINDS
 
-    status = await session.svc.player.mpd_status()
-    length = int(status["queue_length"])
+    view = session.svc.player.view
+    length = view.queue_length
     if position[:1] in "+-" and position:
-        current = status["queue_pos"]
+        current = view.queue_pos
         if current is None:
             raise AckError(Ack.ARG, "No current song")
         offset = ARG_KINDS["uint"](position[1:])
@@ -80,7 +80,7 @@ async def _positions(session: MpdSession, span: tuple[int, int | None], *, clip:
     """The positions of a range. Like MPD: a start past the end is ``Bad song index``; an end past
     it is clipped (``clip``) or also refused (``clip=False``, what ``move`` does)."""
     start, end = span
-    length = await _length(session)
+    length = _length(session)
     end = length if end is None else end
     if start > length or (not clip and end > length) or end < start:
         raise _bad_index()
@@ -111,12 +111,12 @@ async def _deleteid(session: MpdSession, song_id: int) -> Any:
 async def _move_range(session: MpdSession, positions: list[int], to: int) -> None:
     """Move the block ``positions`` (consecutive) so that it starts at ``to``."""
     player = session.svc.player
-    status = await player.mpd_status()
-    length = int(status["queue_length"])
+    view = player.view
+    length = view.queue_length
     if to < 0:  # relative to the current song (MPD 0.23)
-        if status["queue_pos"] is None:
+        if view.queue_pos is None:
             raise AckError(Ack.PLAYER_SYNC, "No current song")
-        to = int(status["queue_pos"]) + 1 + to
+        to = view.queue_pos + 1 + to
     if not positions:
         return
     if to > length - len(positions):
@@ -135,7 +135,7 @@ async def _move_range(session: MpdSession, positions: list[int], to: int) -> Non
 @mpd_command("move", "range", "int", permission=CONTROL)
 async def _move(session: MpdSession, span: tuple[int, int | None], to: int) -> Any:
     start, end = span
-    length = await _length(session)
+    length = _length(session)
     if start >= length or (end is not None and end > length):
         raise _bad_index()
     await _move_range(session, await _positions(session, span), to)
@@ -163,7 +163,7 @@ async def _shuffle(session: MpdSession, span: tuple[int, int | None] | None) -> 
 
 @mpd_command("swap", "uint", "uint", permission=CONTROL)
 async def _swap(session: MpdSession, a: int, b: int) -> Any:
-    length = await _length(session)
+    length = _length(session)
     if a >= length or b >= length:
         raise _bad_index()
     await session.svc.player.swap(a, b)
@@ -192,7 +192,7 @@ async def _playlistinfo(session: MpdSession, span: tuple[int, int | None] | None
     if span is None:
         return songs_text(session, await session.svc.player.queue_entries())
     start, end = span
-    length = await _length(session)
+    length = _length(session)
     if start > length:
         raise _bad_index()  # MPD: an end past the queue is clipped, a start at its end answers nothing
     return songs_text(session, await session.svc.player.queue_entries(start, end))

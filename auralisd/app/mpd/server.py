@@ -10,9 +10,11 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Final
 
 from ...actors.database import Track
+from ...actors.events import Event
 from ...protocol.mpd import format_pairs
 from ...protocol.paths import path_from_wire, path_to_wire
 from ..commands import Services
+from .playback import StatusText
 from .songs import TAG_TYPES, song_pairs
 from .table import MpdCommand
 
@@ -25,6 +27,16 @@ MAX_SUBSCRIPTIONS: Final = 16  # channels per client (MPD's CLIENT_MAX_SUBSCRIPT
 MAX_CHANNEL_MESSAGE_BYTES: Final = 4096  # bounded by the request line anyway
 AURALIS_CHANNEL: Final = "auralis"
 _CHANNEL_NAME: Final = re.compile(r"[A-Za-z0-9_\-.:]+")
+
+# Daemon events -> MPD idle subsystems (scan_progress: see MpdServer.on_event)
+EVENT_SUBSYSTEMS: Final = {
+    "player": ("player",),
+    "queue": ("playlist",),
+    "options": ("options",),
+    "volume": ("mixer",),
+    "stored_playlist": ("stored_playlist",),
+    "output": ("output",),
+}
 
 
 def valid_channel(name: str) -> bool:
@@ -129,12 +141,25 @@ class MpdServer:
         self.token = token
         self.default_tagtypes = default_tagtypes
         self.broker = MessageBroker()
+        self.status_text = StatusText()  # status is formatted once per player view
         self.max_messages = MAX_MESSAGES
         self.started_at = time.monotonic()
         self._uris: SongUris | None = None
         self._uris_of: tuple[str, ...] | None = None
         # song block text (everything but Pos/Id/Prio) of the full tag selection, per track version
         self._blocks: OrderedDict[tuple[int, int, str], bytes] = OrderedDict()
+
+    def on_event(self, event: Event) -> None:
+        """The event hub's listener (registered by the transport while it serves): the idle
+        subsystems the event changed are noted on every session, in the publisher's task, so an
+        idle client's own task is woken directly by the change (no task in between)."""
+        subsystems: tuple[str, ...] | None = EVENT_SUBSYSTEMS.get(event.name)
+        if event.name == "scan_progress":
+            running = not isinstance(event.data, dict) or event.data.get("running") is not False
+            subsystems = ("update",) if running else ("update", "database")
+        if subsystems:
+            for session in self.broker.sessions:
+                session.note(*subsystems)
 
     @property
     def uris(self) -> SongUris:

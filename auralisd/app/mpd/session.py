@@ -1,8 +1,16 @@
 """One MPD client connection: greeting, request lines, command lists, idle, permissions.
 
-The transport (``auralisd/transport/mpd.py``) feeds raw lines to :meth:`MpdSession.handle_line`
-and runs :meth:`MpdSession.pump_events` beside it; everything the client receives goes through
-the ``send`` callable it gave, under one lock, so an idle wake-up and a reply never interleave.
+The transport (``auralisd/transport/mpd.py``) feeds the lines of each receive to
+:meth:`MpdSession.handle_lines` and runs :meth:`MpdSession.answer_idle` beside it; everything
+the client receives goes through the ``send`` callable it gave, under one lock, so an idle
+wake-up and a reply never interleave.
+
+The fast path: the answers of the lines that arrived together are gathered and sent at once,
+and a command whose handler is a plain function (:attr:`~.table.MpdCommand.sync`: ``status``,
+``currentsong``, ``ping`` ...) runs without awaiting anything; only a command that waits for an
+actor awaits (the answers gathered before it are sent first). Idle clients are woken by the
+event hub's listener (:meth:`~.server.MpdServer.on_event` calls :meth:`MpdSession.note` inside
+the publisher's task), which sets the event :meth:`answer_idle` waits on: no task in between.
 """
 
 from __future__ import annotations
@@ -10,7 +18,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import trio
 
@@ -30,7 +38,7 @@ from ...protocol.mpd import (
 )
 from ..replies import is_expected_failure
 from .server import MpdServer
-from .table import ALL_PERMISSIONS, Permission
+from .table import ALL_PERMISSIONS, MpdCommand, Permission
 
 log = logging.getLogger("auralisd.mpd")
 
@@ -39,17 +47,11 @@ MAX_OUTPUT_BYTES: Final = 8 * 1024 * 1024 + 16 * 1024
 DEFAULT_BINARY_LIMIT: Final = 8192  # bytes of one binary chunk until the client sends binarylimit (MPD's)
 MIN_BINARY_LIMIT: Final = 64  # MPD refuses a smaller binarylimit ("Value too small")
 MAX_BINARY_LIMIT: Final = MAX_OUTPUT_BYTES - 4096  # a chunk and its header lines fit one response (MPD's bound)
-SEND_TIMEOUT_S: Final = 30.0  # a client that reads nothing of a response for this long is closed
+SEND_TIMEOUT_S: Final = 30.0  # a client that reads nothing of a response for this long is closed (by the transport)
+# gathered answers are sent once they reach this size: a client's pending output stays below
+# FLUSH_BYTES + MAX_OUTPUT_BYTES however many requests one receive holds
+FLUSH_BYTES: Final = 64 * 1024
 
-# Daemon events -> MPD idle subsystems
-EVENT_SUBSYSTEMS: Final = {
-    "player": ("player",),
-    "queue": ("playlist",),
-    "options": ("options",),
-    "volume": ("mixer",),
-    "stored_playlist": ("stored_playlist",),
-    "output": ("output",),
-}
 SUBSYSTEMS: Final = (
     "database", "update", "stored_playlist", "playlist", "player", "mixer", "output", "options",
     "partition", "sticker", "subscription", "message", "neighbor", "mount",
@@ -75,7 +77,9 @@ class MpdSession:
         self.svc = server.services
         self.peer = peer
         self._send = send
-        self._send_lock = trio.Lock()
+        self._sending = False  # a send is in progress (the reader and answer_idle take turns)
+        self._send_turn = trio.lowlevel.ParkingLot()
+        self._denied = 0  # the permission bits this client lacks (ints: cheaper than IntFlag per request)
         self.permissions = Permission.NONE if require_password and server.token else ALL_PERMISSIONS
         self.framer = CommandListFramer()
         self.tagtypes: set[str] = set(server.default_tagtypes)
@@ -87,16 +91,34 @@ class MpdSession:
         self.closing = trio.Event()
         self.wake = trio.Event()  # set when something arrives for an idle client
         self.local = False  # a Unix-socket client (none yet: TCP only)
+        # for the transport's time limits (trio.current_time()): the last input, the send in progress
+        self.last_input = trio.current_time()
+        self.sending_since: float | None = None
         server.broker.join(self)
 
     # ----------------------------------------------------------------- output
+    @property
+    def permissions(self) -> Permission:
+        return self._permissions
+
+    @permissions.setter
+    def permissions(self, value: Permission) -> None:
+        self._permissions = value
+        self._denied = int(ALL_PERMISSIONS) & ~int(value)
+
     async def send(self, data: bytes) -> None:
-        async with self._send_lock:
-            with trio.move_on_after(SEND_TIMEOUT_S) as scope:
-                await self._send(data)
-            if scope.cancelled_caught:
-                log.warning("MPD client %s stopped reading; closing it", self.peer)
-                self.close()
+        """Send ``data`` whole, after any send in progress (the transport closes a send stuck for
+        :data:`SEND_TIMEOUT_S`). Usually nothing else is sending: then no checkpoint but the send's."""
+        while self._sending:
+            await self._send_turn.park()
+        self._sending = True
+        self.sending_since = trio.current_time()
+        try:
+            await self._send(data)
+        finally:
+            self.sending_since = None
+            self._sending = False
+            self._send_turn.unpark()
 
     def close(self) -> None:
         self.server.broker.leave(self)
@@ -113,117 +135,134 @@ class MpdSession:
         if self.idle_on is not None and self.pending & self.idle_on:
             self.wake.set()
 
-    async def pump_events(self) -> None:
-        """Turn daemon events into idle subsystems and answer an idle client (run beside the reader).
-
-        A subscription that fell behind (the hub dropped it) is renewed and every subsystem is
-        reported changed, so a client never misses that something changed.
-        """
-        hub = self.svc.hub
-        while not self.closing.is_set():
-            sub = hub.subscribe()
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._answer_idle_loop)
-                    async for event in sub.receive:
-                        subsystems: tuple[str, ...] | None = EVENT_SUBSYSTEMS.get(event.name)
-                        if event.name == "scan_progress":
-                            subsystems = ("update",) if event.data.get("running") is not False else ("update", "database")
-                        if subsystems:
-                            self.note(*subsystems)
-                    nursery.cancel_scope.cancel()
-            finally:
-                hub.unsubscribe(sub)
-            if sub.dropped:
-                self.note(*SUBSYSTEMS)
-
-    async def _answer_idle_loop(self) -> None:
+    async def answer_idle(self) -> None:
+        """Answer the idle client when :meth:`note` wakes it (run beside the reader until the end)."""
         while True:
             await self.wake.wait()
             self.wake = trio.Event()
             if self.idle_on is not None and self.pending & self.idle_on:
-                await self._finish_idle()
+                await self.send(self._end_idle())
 
-    async def _finish_idle(self) -> None:
+    def _end_idle(self) -> bytes:
+        """Leave idle: the ``changed:`` lines of the subscribed subsystems that changed, and OK."""
         assert self.idle_on is not None
         changed = sorted(self.pending & self.idle_on, key=SUBSYSTEMS.index)
         self.pending.clear()
         self.idle_on = None
-        await self.send(format_pairs(("changed", name) for name in changed) + OK)
+        return format_pairs(("changed", name) for name in changed) + OK
 
     # ----------------------------------------------------------------- input
-    async def handle_line(self, raw: bytes) -> None:
-        """Process one request line (without its newline).
+    async def handle_lines(self, lines: list[bytes]) -> None:
+        """Process request lines (without their newlines) that arrived together, in order.
+
+        Their answers are gathered and sent at once; a command that must await an actor first
+        sends what was gathered before it. Lines after one that closes the session are ignored.
 
         Raises:
             SessionClosed: the connection must close (``close``, an empty line, anything but
-                ``noidle`` while idle, a command list over its limit, ``idle`` inside a list).
+                ``noidle`` while idle, a command list over its limit, ``idle`` inside a list);
+                what was answered before it is sent first.
         """
+        out = bytearray()
+        try:
+            for raw in lines:
+                if self.closing.is_set():
+                    break
+                run = self._feed(raw, out)
+                if run is not None:
+                    await self._run(run, out)
+                if len(out) >= FLUSH_BYTES:
+                    await self.send(bytes(out))
+                    out.clear()
+        except SessionClosed:
+            if out:
+                await self.send(bytes(out))
+            raise
+        if out:
+            await self.send(bytes(out))
+
+    async def handle_line(self, raw: bytes) -> None:
+        """One request line (see :meth:`handle_lines`)."""
+        await self.handle_lines([raw])
+
+    def _feed(self, raw: bytes, out: bytearray) -> Run | None:
+        """Parse one line: what to run, if anything (errors and idle answers go to ``out``)."""
         if self.idle_on is not None:
             if raw.strip() == b"noidle":
-                changed = self.pending & self.idle_on
-                if changed:
-                    await self._finish_idle()
+                if self.pending & self.idle_on:
+                    out += self._end_idle()
                 else:
                     self.idle_on = None
-                    await self.send(OK)
-                return
+                    out += OK
+                return None
             raise SessionClosed("only noidle is allowed while idle")
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            await self.send(AckError(Ack.ARG, "Malformed UTF-8").to_line())
-            return
+            out += AckError(Ack.ARG, "Malformed UTF-8").to_line()
+            return None
         if not line.strip():
             raise SessionClosed("empty request line")
         try:
             request = tuple(tokenize(line))
         except CommandWordError as exc:
             if not exc.silent:
-                await self.send(exc.to_line())
+                out += exc.to_line()
             raise SessionClosed(exc.message) from None
         except AckError as exc:
             if self.framer.collecting:  # MPD drops the list being collected with it
                 self.framer = CommandListFramer()
-            await self.send(exc.to_line())
-            return
+            out += exc.to_line()
+            return None
         if request[0] == "noidle":  # noidle outside idle: MPD ignores it
-            return
+            return None
         try:
-            run = self.framer.feed(request, len(raw) + 1)
+            return self.framer.feed(request, len(raw) + 1)
         except CommandListTooLong as exc:
             raise SessionClosed(str(exc)) from None
         except AckError as exc:
-            await self.send(exc.at(command="").to_line())
-            return
-        if run is not None:
-            await self._run(run)
+            out += exc.at(command="").to_line()
+            return None
 
-    async def _run(self, run: Run) -> None:
+    async def _run(self, run: Run, out: bytearray) -> None:
+        """Run the requests of ``run``, their answers appended to ``out`` (awaiting only for a
+        command that is not :attr:`~.table.MpdCommand.sync`, after sending ``out``)."""
         for index, request in enumerate(run.requests):
             name, args = request[0], list(request[1:])
             if run.in_list and name in ("idle", "noidle"):
                 raise SessionClosed(f"{name} inside a command list")
             if name in ("command_list_begin", "command_list_ok_begin"):
-                await self.send(AckError(Ack.UNKNOWN, f'unknown command "{name}"', index=index).to_line())
+                out += AckError(Ack.UNKNOWN, f'unknown command "{name}"', index=index).to_line()
                 return
             try:
-                body = await self.execute(name, args)
+                command = self._command(name)
+                if command.sync:
+                    body = self._call_nowait(command, args)
+                else:
+                    if out:
+                        await self.send(bytes(out))
+                        out.clear()
+                    body = await self._call(command, args)
             except AckError as exc:
-                await self.send(exc.at(index=index).to_line())
+                out += exc.at(index=index).to_line()
                 return
             if len(body) > MAX_OUTPUT_BYTES:
                 log.warning("MPD client %s: %s answer of %d bytes is over the output limit", self.peer, name, len(body))
-                await self.send(AckError(Ack.SYSTEM, "Output buffer is full", command=name, index=index).to_line())
+                out += AckError(Ack.SYSTEM, "Output buffer is full", command=name, index=index).to_line()
                 return
             if name == "idle":
                 if body:  # changes were pending: answered at once
-                    await self.send(body + OK)
+                    out += body + OK
                 return
-            await self.send(body + (LIST_OK if run.list_ok else b""))
+            out += body
+            if run.list_ok:
+                out += LIST_OK
             if self.closing.is_set():
                 raise SessionClosed("close")
-        await self.send(OK)
+            if len(out) >= FLUSH_BYTES:
+                await self.send(bytes(out))
+                out.clear()
+        out += OK
 
     async def execute(self, name: str, args: list[str]) -> bytes:
         """One command's response body (without the final OK).
@@ -231,29 +270,43 @@ class MpdSession:
         Raises:
             AckError: the command failed; the caller adds the list index.
         """
+        command = self._command(name)
+        if command.sync:
+            return self._call_nowait(command, args)
+        return await self._call(command, args)
+
+    def _command(self, name: str) -> MpdCommand:
         command = self.server.table.get(name)
         if command is None:
             raise AckError(Ack.UNKNOWN, f'unknown command "{name[:64]}"')
-        if command.permission & ~self.permissions:
+        if command.permission_bits & self._denied:
             raise AckError(Ack.PERMISSION, f'you don\'t have permission for "{name}"', command=name)
+        return command
+
+    def _call_nowait(self, command: MpdCommand, args: list[str]) -> bytes:
         try:
-            values = command.parse(args)
-            reply = await command.handler(self, *values)
-        except AckError as exc:
-            raise exc.at(command=name) from None
-        except RpcError as exc:
-            raise AckError(_ACK_OF_RPC.get(exc.code, Ack.SYSTEM), exc.message, command=name) from None
+            reply = command.handler(self, *command.parse(args))
         except Exception as exc:
-            if not is_expected_failure(exc):
-                log.exception("MPD command %s from %s failed", name, self.peer)
-                raise AckError(Ack.SYSTEM, "internal error; see the daemon log", command=name) from None
-            raise AckError(Ack.SYSTEM, str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                           command=name) from None
-        if reply is None:
-            return b""
-        if isinstance(reply, bytes):
-            return reply
-        return format_pairs(reply)
+            raise self._ack_of(command.name, exc) from None
+        return _body(reply)
+
+    async def _call(self, command: MpdCommand, args: list[str]) -> bytes:
+        try:
+            reply = await cast(Awaitable[Any], command.handler(self, *command.parse(args)))
+        except Exception as exc:
+            raise self._ack_of(command.name, exc) from None
+        return _body(reply)
+
+    def _ack_of(self, name: str, exc: Exception) -> AckError:
+        """The ACK a failed command answers (an unexpected failure is logged once, here)."""
+        if isinstance(exc, AckError):
+            return exc.at(command=name)
+        if isinstance(exc, RpcError):
+            return AckError(_ACK_OF_RPC.get(exc.code, Ack.SYSTEM), exc.message, command=name)
+        if not is_expected_failure(exc):
+            log.exception("MPD command %s from %s failed", name, self.peer, exc_info=exc)
+            return AckError(Ack.SYSTEM, "internal error; see the daemon log", command=name)
+        return AckError(Ack.SYSTEM, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, command=name)
 
     # ----------------------------------------------------------------- used by handlers
     def check_password(self, password: str) -> bool:
@@ -281,6 +334,14 @@ class MpdSession:
 
     def greeting(self) -> bytes:
         return GREETING
+
+
+def _body(reply: Any) -> bytes:
+    if reply is None:
+        return b""
+    if isinstance(reply, bytes):
+        return reply
+    return format_pairs(reply)
 
 
 _ACK_OF_RPC: Final[dict[str, Ack]] = {

@@ -7,13 +7,19 @@ table (no import-time registry: ``auralisd/app/mpd/__init__.py`` names the modul
 Arguments are validated here, before the handler runs, with MPD's messages: a wrong count is
 ``ACK [2@i] {name} wrong number of arguments for "name"``, a bad number ``Integer expected: x``
 and so on. The handler receives the converted values positionally after the context.
+
+A handler is ``async def`` when it waits for an actor, or a plain ``def`` when it answers from
+what is already in memory (``status``, ``currentsong`` read the player's published view): the
+session runs a plain one without awaiting anything (:attr:`MpdCommand.sync`), so a request it
+answers costs one receive and one send.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntFlag
 from types import MappingProxyType
 from typing import Any, Final
@@ -133,7 +139,7 @@ class Arg:
 
 # What a handler returns: pairs (``Key: value`` lines), raw bytes (binary responses), or None.
 Reply = Iterable[tuple[str, object]] | bytes | None
-Handler = Callable[..., Awaitable[Reply]]
+Handler = Callable[..., Awaitable[Reply]] | Callable[..., Reply]
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,12 @@ class MpdCommand:
     args: tuple[Arg, ...] = ()
     rest: Arg | None = None
     permission: Permission = Permission.READ
+    sync: bool = field(init=False)  # a plain function: answered without awaiting anything
+    permission_bits: int = field(init=False)  # int(permission), checked on every request
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sync", not inspect.iscoroutinefunction(self.handler))
+        object.__setattr__(self, "permission_bits", int(self.permission))
 
     def parse(self, given: list[str]) -> list[Any]:
         """Converted arguments for the handler.

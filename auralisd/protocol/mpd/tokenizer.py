@@ -9,12 +9,17 @@ followed by a space or the end of the line.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from .errors import Ack, AckError
 
 _SPACE: Final = " \t"
 _NEEDS_QUOTES: Final = frozenset(' \t"\'\\')
+# The common line in one match: a valid command word and unquoted arguments only (what the
+# character-by-character reading below accepts without a quote); anything else takes that path.
+_PLAIN_LINE: Final = re.compile(r"[ \t]*([a-z][A-Za-z0-9_]*)((?:[ \t]+[^\x00-\x20\"'\x7f]+)*)[ \t]*")
+_PLAIN_ARG: Final = re.compile(r"[^ \t]+")
 
 
 class CommandWordError(AckError):
@@ -42,6 +47,16 @@ def tokenize(line: str) -> list[str]:
             character in an argument...), with an empty command name, as MPD answers.
         CommandWordError: the command word is malformed (MPD closes the connection after it).
     """
+    plain = _PLAIN_LINE.fullmatch(line)
+    if plain is not None:
+        name, args = plain.group(1, 2)
+        return [name, *_PLAIN_ARG.findall(args)] if args else [name]
+    return read_words(line)
+
+
+def read_words(line: str) -> list[str]:
+    """:func:`tokenize` character by character (any line; :func:`tokenize` takes a shortcut for
+    plain lines that must give the same answer)."""
     i = 0
     n = len(line)
     while i < n and line[i] in _SPACE:

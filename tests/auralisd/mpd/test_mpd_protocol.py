@@ -21,6 +21,7 @@ from auralisd.protocol.mpd import (
     parse_pairs,
     tokenize,
 )
+from auralisd.protocol.mpd.tokenizer import read_words
 
 
 def test_greeting_names_the_protocol_level() -> None:
@@ -77,6 +78,22 @@ def test_tokenize_never_fails_other_than_with_an_ack(line: str) -> None:
         assert exc.code == Ack.UNKNOWN
     else:
         assert tokens and tokens[0]
+
+
+def _outcome(read, line: str) -> object:
+    try:
+        return read(line)
+    except AckError as exc:
+        return (type(exc), exc.message, getattr(exc, "silent", None))
+
+
+_PLAINISH = st.text(alphabet=st.sampled_from(list("ab_Z9 \t\"'\\\x7f\x85\xa0\u00e4/.-+:")), max_size=24)
+
+
+@given(st.one_of(_PLAINISH, _PLAINISH.map(lambda rest: "status" + rest), st.text(max_size=40)))
+def test_the_plain_line_shortcut_reads_every_line_as_the_full_reader_does(line: str) -> None:
+    # tokenize() answers plain lines (a command word and unquoted arguments) with one regex match
+    assert _outcome(tokenize, line) == _outcome(read_words, line)
 
 
 def test_ack_line_format_and_codes() -> None:
