@@ -21,6 +21,10 @@ data is not ready the clock stalls (an underrun is counted) and restarts from "n
 is, so a stall is never followed by a burst. The event loop does no DSP beyond slicing,
 fading and scaling.
 
+After every command, task report and clock tick the loop republishes :attr:`Player.view` (an
+immutable :class:`~auralisd.actors.player_view.PlayerView`) if anything in it changed, before
+any reply leaves; readers such as the MPD frontend's ``status`` take it without a mailbox hop.
+
 Gapless: when the playhead's render window reaches a track's last chunk, the next track's
 deck is prepared (fingerprint, plan, first chunk); at the end of the track the clock moves
 on in the same tick.
@@ -92,6 +96,15 @@ PREVIOUS_RESTARTS_AFTER_S: Final = 3.0  # `previous` later than this restarts th
 
 
 # ----------------------------------------------------------------- mailbox records
+class StatusAfterChange:
+    """What a command returns when its reply is the status after its change (``play``, ``setvol``
+    ...): the status is built when the reply is sent (after the commit, by the saver), not in the
+    run loop, so the tasks the change woke run without waiting for it."""
+
+
+STATUS_AFTER_CHANGE: Final = StatusAfterChange()
+
+
 @dataclass(frozen=True)
 class _Call:
     name: str
@@ -234,7 +247,11 @@ class Player:
     # ================================================================= facade
     async def _call(self, method: str, /, **kwargs: Any) -> Any:
         reply_send, reply_receive = trio.open_memory_channel[Any](1)
-        await self._send.send(_Call(method, kwargs, reply_send))
+        call = _Call(method, kwargs, reply_send)
+        try:
+            self._send.send_nowait(call)  # the usual case: room in the mailbox, the player runs next
+        except trio.WouldBlock:
+            await self._send.send(call)
         async with reply_receive:
             ok, value = await reply_receive.receive()
         if ok:
@@ -400,7 +417,12 @@ class Player:
                 self._tick(now)
                 self._wake_next_ready()
                 continue
-            with trio.move_on_at(self._clock.deadline):
+            deadline = self._clock.deadline
+            if deadline == math.inf:  # stopped or paused: no cancel scope to set up per message
+                self._dispatch(await self._receive.receive())
+                self._wake_next_ready()
+                continue
+            with trio.move_on_at(deadline):
                 message = await self._receive.receive()
                 self._dispatch(message)
                 self._wake_next_ready()
@@ -414,10 +436,11 @@ class Player:
                 answer = (False, exc)
             except Exception as exc:  # a bug in one command: its caller gets the exception (the control
                 answer = (False, exc)  # edge logs it once and answers `internal`); playback carries on
+            later = answer[1] is STATUS_AFTER_CHANGE
             if self._store.pending:  # acknowledge a change only once it is committed
-                self._store.hold(message.reply, answer)
+                self._store.hold(message.reply, self._status_answer if later else answer)
             else:
-                send_reply(message.reply, answer)
+                send_reply(message.reply, self._status_answer() if later else answer)
         elif isinstance(message, _PlanReady):
             self._on_plan_ready(message)
         elif isinstance(message, RenderReport):
@@ -722,6 +745,9 @@ class Player:
     def _cmd_watch_next_ready(self, ready: trio.Event) -> None:
         self._next_ready_waiters.append(ready)  # _loop sets it (at once if the next track is ready now)
 
+    def _status_answer(self) -> tuple[bool, Any]:
+        return True, self._cmd_status()
+
     def _cmd_status(self) -> dict[str, Any]:
         result = status(
             state=self._state, queue_pos=self._pos, queue_length=len(self._queue), deck=self._deck,
@@ -739,7 +765,7 @@ class Player:
         )
         return result
 
-    def _cmd_play(self, pos: int | None) -> dict[str, Any]:
+    def _cmd_play(self, pos: int | None) -> StatusAfterChange:
         if pos is not None:
             self._check_pos(pos)
             if pos != self._pos or self._deck is None:
@@ -753,40 +779,40 @@ class Player:
             self._load(self._pos if self._pos is not None else self._q.next_index(auto=False))
         self._set_state("play")
         self._request_chunks()
-        return self._cmd_status()
+        return STATUS_AFTER_CHANGE
 
-    def _cmd_pause(self) -> dict[str, Any]:
+    def _cmd_pause(self) -> StatusAfterChange:
         if self._state == "play":
             self._set_state("pause")
-        return self._cmd_status()
+        return STATUS_AFTER_CHANGE
 
-    def _cmd_toggle(self) -> dict[str, Any]:
+    def _cmd_toggle(self) -> StatusAfterChange:
         return self._cmd_pause() if self._state == "play" else self._cmd_play(None)
 
-    def _cmd_stop(self) -> dict[str, Any]:
+    def _cmd_stop(self) -> StatusAfterChange:
         if self._state != "stop":
             self._set_state("stop")
         self._out_pos = 0
         self._request_chunks()
-        return self._cmd_status()
+        return STATUS_AFTER_CHANGE
 
-    def _cmd_next(self) -> dict[str, Any]:
+    def _cmd_next(self) -> StatusAfterChange:
         if self._deck is None and self._pos is None:
             raise RpcError(NOT_FOUND, "nothing is playing")
         self._advance(auto=False)
-        return self._cmd_status()
+        return STATUS_AFTER_CHANGE
 
-    def _cmd_previous(self) -> dict[str, Any]:
+    def _cmd_previous(self) -> StatusAfterChange:
         if self._pos is None:
             raise RpcError(NOT_FOUND, "nothing is playing")
         if self._out_pos / self.sample_rate > PREVIOUS_RESTARTS_AFTER_S:
             self._seek_to(0)
-            return self._cmd_status()
+            return STATUS_AFTER_CHANGE
         self._load(self._q.previous_index())
         self._publish_player()
-        return self._cmd_status()
+        return STATUS_AFTER_CHANGE
 
-    def _cmd_seek(self, position_s: float) -> dict[str, Any]:
+    def _cmd_seek(self, position_s: float) -> StatusAfterChange:
         if self._deck is None:
             raise RpcError(NOT_FOUND, "nothing to seek in")
         if not math.isfinite(position_s) or position_s < 0:
@@ -794,7 +820,7 @@ class Player:
         self._seek_to(position_s)
         if self._state == "stop":
             self._set_state("pause")
-        return self._cmd_status()
+        return STATUS_AFTER_CHANGE
 
     def _seek_to(self, position_s: float) -> None:
         deck = self._deck
@@ -910,11 +936,11 @@ class Player:
                            else NOT_FOUND, str(exc)) from None
         return self._queue_edited()
 
-    def _cmd_set_crossfade(self, seconds: int) -> dict[str, Any]:
+    def _cmd_set_crossfade(self, seconds: int) -> StatusAfterChange:
         self._crossfade_s = max(0, int(seconds))
         self._store.changed()
         self._hub.publish("options", self._options_event())
-        return self._cmd_status()
+        return STATUS_AFTER_CHANGE
 
     def _cmd_queue_entries(
         self, start: int, end: int | None, since_version: int | None
@@ -973,15 +999,15 @@ class Player:
     def _cmd_queue_list(self) -> dict[str, Any]:
         return queue_items(self._queue, self._pos)
 
-    def _cmd_set_preset(self, name: str) -> dict[str, Any]:
+    def _cmd_set_preset(self, name: str) -> StatusAfterChange:
         self._preset = name
         self._replan()
-        return self._cmd_status()
+        return STATUS_AFTER_CHANGE
 
-    def _cmd_set_intensity(self, value: float) -> dict[str, Any]:
+    def _cmd_set_intensity(self, value: float) -> StatusAfterChange:
         self._intensity = float(value)
         self._replan()
-        return self._cmd_status()
+        return STATUS_AFTER_CHANGE
 
     def _replan(self) -> None:
         """Crossfade to the new preset/intensity at the playhead as soon as its chunk is rendered."""
@@ -1007,13 +1033,13 @@ class Player:
         self._fade = self._new_deck(deck.track)
         self._start_prepare(self._fade)
 
-    def _cmd_set_volume(self, percent: int) -> dict[str, Any]:
+    def _cmd_set_volume(self, percent: int) -> StatusAfterChange:
         self._volume = int(percent)
         self._store.changed()
         self._hub.publish("volume", {"volume": self._volume})
-        return self._cmd_status()
+        return STATUS_AFTER_CHANGE
 
-    def _cmd_set_options(self, flags: dict[str, bool]) -> dict[str, Any]:
+    def _cmd_set_options(self, flags: dict[str, bool]) -> StatusAfterChange:
         try:
             self._q.set_flags(flags)
         except QueueError as exc:
@@ -1021,15 +1047,15 @@ class Player:
         self._store.changed()
         self._invalidate_next()
         self._hub.publish("options", self._options_event())
-        return self._cmd_status()
+        return STATUS_AFTER_CHANGE
 
-    def _cmd_set_album_mode(self, mode: str) -> dict[str, Any]:
+    def _cmd_set_album_mode(self, mode: str) -> StatusAfterChange:
         if mode not in ALBUM_MODES:
             raise RpcError(INVALID_PARAMS, f"album mode must be one of {', '.join(ALBUM_MODES)}")
         self._album_mode = mode
         self._replan()  # the playing track crossfades to its new plan; the next one is planned again
         self._prefetch_albums()
-        return self._cmd_status()
+        return STATUS_AFTER_CHANGE
 
     def _cmd_refresh_albums(self) -> None:
         self._prefetch_albums()

@@ -30,6 +30,10 @@ SAVE_INTERVAL_S: Final = 0.5  # s: while playing, the saved position is at most 
 SAVE_ON_EXIT_S: Final = 1.0  # s: the last save at shutdown gives up after this long
 
 
+# a facade call's answer: (ok, value or exception), or a function that makes it when it is sent
+Answer = tuple[bool, Any] | Callable[[], tuple[bool, Any]]
+
+
 def send_reply(reply: trio.MemorySendChannel, answer: tuple[bool, Any]) -> None:
     """Answer a facade call (``(ok, value or exception)``) on its one-shot channel; a caller gone is fine."""
     try:
@@ -87,7 +91,7 @@ class PlayerStore:
         self.dirty = False  # the state map changed since the last commit
         self.queue_dirty = False  # the queue changed since the last commit
         # replies held until the change they acknowledge is committed (at most the mailbox's callers)
-        self._unacked: list[tuple[trio.MemorySendChannel, tuple[bool, Any]]] = []
+        self._unacked: list[tuple[trio.MemorySendChannel, Answer]] = []
         self._wake_send, self._wake_receive = trio.open_memory_channel[None](1)
 
     def changed(self, *, queue: bool = False) -> None:
@@ -101,8 +105,11 @@ class PlayerStore:
         """A change is not committed yet (a reply to a command now must wait for it)."""
         return self.dirty or self.queue_dirty
 
-    def hold(self, reply: trio.MemorySendChannel, answer: tuple[bool, Any]) -> None:
-        """Send ``answer`` once the changes made so far are committed; wakes the saver at once."""
+    def hold(self, reply: trio.MemorySendChannel, answer: Answer) -> None:
+        """Send ``answer`` once the changes made so far are committed; wakes the saver at once.
+
+        ``answer`` may be a function that makes it, called when it is sent (the player's status
+        after a change is built then, not in its run loop)."""
         self._unacked.append((reply, answer))
         try:
             self._wake_send.send_nowait(None)
@@ -122,6 +129,11 @@ class PlayerStore:
                 reply.close()
             raise
         for reply, answer in acks:
+            if callable(answer):
+                try:
+                    answer = answer()
+                except Exception as exc:  # a bug: its caller gets it, the saver carries on
+                    answer = (False, exc)
             send_reply(reply, answer)
 
     async def run(self) -> None:
@@ -135,6 +147,9 @@ class PlayerStore:
         while True:
             with trio.move_on_after(SAVE_INTERVAL_S):
                 await self._wake_receive.receive()
+            # the tasks the same change woke (an idle MPD client's answer, a watcher's event) run
+            # first: the commit's thread would otherwise compete with them for the interpreter
+            await trio.lowlevel.checkpoint()
             if self._unacked or self.pending or self._playing():
                 await self.save()
 

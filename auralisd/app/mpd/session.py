@@ -2,7 +2,7 @@
 
 The transport (``auralisd/transport/mpd.py``) feeds the lines of each receive to
 :meth:`MpdSession.handle_lines` and runs :meth:`MpdSession.answer_idle` beside it; everything
-the client receives goes through the ``send`` callable it gave, under one lock, so an idle
+the client receives goes through the ``send`` callable it gave, one send at a time, so an idle
 wake-up and a reply never interleave.
 
 The fast path: the answers of the lines that arrived together are gathered and sent at once,
@@ -118,7 +118,8 @@ class MpdSession:
         finally:
             self.sending_since = None
             self._sending = False
-            self._send_turn.unpark()
+            if self._send_turn:
+                self._send_turn.unpark()
 
     def close(self) -> None:
         self.server.broker.leave(self)
