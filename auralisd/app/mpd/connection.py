@@ -32,7 +32,7 @@ def _close(session: MpdSession) -> Any:
 
 
 @mpd_command("binarylimit", "str", permission=NONE)
-async def _binarylimit(session: MpdSession, size_text: str) -> Any:
+def _binarylimit(session: MpdSession, size_text: str) -> Any:
     # MPD parses the size as C's strtoul does: digits only, and a value above the bound (a "-5" wraps
     # to one) is "Number too large"; then below 64 is "Value too small"
     digits = size_text[1:] if size_text[:1] in ("+", "-") else size_text
