@@ -9,8 +9,9 @@ Two habits of glibc's allocator cost a music daemon memory it never uses again:
   freed the mmap threshold grows (up to 32 MiB), so the next large arrays come from the heap
   too. A worker that analysed a 30 s segment (tens of MiB of float64 temporaries) keeps that
   much resident until it exits. :func:`release_free_memory` (``malloc_trim(0)``) gives the
-  free pages back; the worker runs it after every job (``auralisd/jobs.py``), the daemon after
-  every library scan. It costs about a millisecond and changes no allocation pattern of the
+  free pages back; the worker runs it after every job that leaves at least 8 MiB free
+  (``auralisd/jobs.py``: a fast-start piece leaves ~4 MB, and trimming it only for the next
+  job to fault it in again cost a third of the piece's CPU), the daemon after every library scan. It costs about a millisecond and changes no allocation pattern of the
   DSP itself (a fixed mmap threshold would, with a page fault per large temporary).
 
 A Dask worker is the opposite case. Dask's nanny starts its workers with
@@ -56,10 +57,36 @@ def limit_arenas(arenas: int = DAEMON_ARENAS) -> bool:
     return bool(libc is not None and libc.mallopt(M_ARENA_MAX, int(arenas)) == 1)
 
 
-def release_free_memory() -> bool:
-    """Return the allocator's free pages to the system (``malloc_trim(0)``); True when some were."""
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]  # fmt: skip
+
+
+def free_heap_bytes() -> int | None:
+    """Bytes free inside malloc's arenas (``mallinfo2().fordblks``, ~3 us), None where unknown (glibc < 2.33)."""
     libc = _libc()
-    return bool(libc is not None and libc.malloc_trim(0) == 1)
+    mallinfo2 = getattr(libc, "mallinfo2", None) if libc is not None else None
+    if mallinfo2 is None:
+        return None
+    mallinfo2.restype = _MallInfo2
+    return int(mallinfo2().fordblks)
+
+
+def release_free_memory(min_free_bytes: int = 0) -> bool:
+    """Return the allocator's free pages to the system (``malloc_trim(0)``); True when some were.
+
+    ``min_free_bytes``: only when at least that much is free in the heap (where that is unknown:
+    always). Giving back a few MiB that the next job faults in again costs more than it saves.
+    """
+    libc = _libc()
+    if libc is None:
+        return False
+    if min_free_bytes > 0:
+        free = free_heap_bytes()
+        if free is not None and free < min_free_bytes:
+            return False
+    return bool(libc.malloc_trim(0) == 1)
 
 
 def favour_speed() -> bool:

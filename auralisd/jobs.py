@@ -13,11 +13,13 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 from auralis.malloc import release_free_memory
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+TRIM_MIN_FREE_BYTES: Final = 8 << 20  # a job that leaves less free heap keeps it for the next (pieces: ~4 MB)
 
 
 class JobFailed(Exception):
@@ -50,8 +52,10 @@ def _job(fn: F) -> F:
             raise JobFailed("internal", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}") from None
         finally:
             # the job's temporaries are freed; give their pages back, or an idle worker keeps
-            # the peak of its largest job resident (auralis/malloc.py)
-            release_free_memory()
+            # the peak of its largest job resident (auralis/malloc.py). Not a few MiB: the
+            # next job faults them in again (a fast-start piece: 9.8 + 0.6 ms of CPU with the
+            # trim, 6.6 ms without, in-process on this machine; a 5 s chunk 41 -> 33 ms)
+            release_free_memory(TRIM_MIN_FREE_BYTES)
 
     return wrapper  # type: ignore[return-value]
 
