@@ -10,8 +10,8 @@ Two habits of glibc's allocator cost a music daemon memory it never uses again:
   too. A worker that analysed a 30 s segment (tens of MiB of float64 temporaries) keeps that
   much resident until it exits. :func:`release_free_memory` (``malloc_trim(0)``) gives the
   free pages back; the worker runs it after every job that leaves at least 8 MiB free
-  (``auralisd/jobs.py``: a fast-start piece leaves ~4 MB, and trimming it only for the next
-  job to fault it in again cost a third of the piece's CPU), the daemon after every library scan. It costs about a millisecond and changes no allocation pattern of the
+  (``auralisd/jobs.py``: a fast-start piece leaves ~4-6 MB, and trimming it only for the next
+  job to fault it in again cost about a quarter of the piece's CPU), the daemon after every library scan. It costs about a millisecond and changes no allocation pattern of the
   DSP itself (a fixed mmap threshold would, with a page fault per large temporary).
 
 A Dask worker is the opposite case. Dask's nanny starts its workers with

@@ -53,8 +53,8 @@ def _job(fn: F) -> F:
         finally:
             # the job's temporaries are freed; give their pages back, or an idle worker keeps
             # the peak of its largest job resident (auralis/malloc.py). Not a few MiB: the
-            # next job faults them in again (a fast-start piece: 9.8 + 0.6 ms of CPU with the
-            # trim, 6.6 ms without, in-process on this machine; a 5 s chunk 41 -> 33 ms)
+            # next job faults them in again (a 1 s first piece of a 48 kHz FLAC: 12-15 ms of CPU
+            # + 0.7 ms of trim with it, 9-11 ms without; in-process, medians of 60, load 4-6)
             release_free_memory(TRIM_MIN_FREE_BYTES)
 
     return wrapper  # type: ignore[return-value]
