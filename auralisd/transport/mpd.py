@@ -15,6 +15,8 @@ the connection. Memory per client: one line buffer (4 KiB), the answers gathered
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
 from typing import Final
 
 import trio
@@ -76,7 +78,8 @@ class MpdListener:
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         peer = _peer(stream)
-        session = MpdSession(self.server, stream.send_all, require_password=self.require_password, peer=peer)
+        session = MpdSession(self.server, stream.send_all, require_password=self.require_password, peer=peer,
+                             send_nowait=_nonblocking_write(stream))
         try:
             async with stream, trio.open_nursery() as nursery:
                 nursery.start_soon(session.answer_idle)
@@ -137,6 +140,24 @@ async def _watch(session: MpdSession, scope: trio.CancelScope) -> None:
     session.close()
     await trio.lowlevel.checkpoint()
     scope.cancel()
+
+
+def _nonblocking_write(stream: trio.SocketStream) -> Callable[[bytes], int]:
+    """Write what the socket takes now (it is non-blocking) and say how much: the session answers
+    an idle client with it inside the event's publish. Nothing once the socket is closed (its
+    number may already belong to another connection)."""
+    sock = stream.socket
+
+    def write(data: bytes) -> int:
+        fd = sock.fileno()
+        if fd < 0:
+            return 0
+        try:
+            return os.write(fd, data)
+        except BlockingIOError:
+            return 0
+
+    return write
 
 
 def _peer(stream: trio.SocketStream) -> str:

@@ -72,11 +72,17 @@ class MpdSession:
         *,
         require_password: bool,
         peer: str = "?",
+        send_nowait: Callable[[bytes], int] | None = None,
     ) -> None:
+        """``send(data)`` sends all of ``data``; ``send_nowait(data)``, if given, writes what the
+        connection takes at once without blocking and returns how many bytes that was (an idle
+        client is then answered inside the event's publish, see :meth:`note`)."""
         self.server = server
         self.svc = server.services
         self.peer = peer
         self._send = send
+        self._send_nowait = send_nowait
+        self._rest = b""  # an idle answer send_nowait did not take whole: answer_idle sends it first
         self._sending = False  # a send is in progress (the reader and answer_idle take turns)
         self._send_turn = trio.lowlevel.ParkingLot()
         self._denied = 0  # the permission bits this client lacks (ints: cheaper than IntFlag per request)
@@ -131,9 +137,28 @@ class MpdSession:
 
     # ----------------------------------------------------------------- events
     def note(self, *subsystems: str) -> None:
-        """Subsystems changed: remembered for the next ``idle``, and an idle client is woken."""
+        """Subsystems changed: remembered for the next ``idle``, and an idle client is answered.
+
+        Called inside the event hub's ``publish`` (in the task that made the change). When
+        nothing else is being sent to the client, the answer is written right here with
+        ``send_nowait`` (one non-blocking socket write: no task in between, as MPD answers from
+        its one thread); what the socket does not take, and every answer while another send is in
+        progress, goes from :meth:`answer_idle`, before anything else is sent.
+        """
         self.pending.update(subsystems)
-        if self.idle_on is not None and self.pending & self.idle_on:
+        if self.idle_on is None or not self.pending & self.idle_on:
+            return
+        if self._send_nowait is None or self._sending:
+            self.wake.set()
+            return
+        data = self._end_idle()
+        try:
+            sent = self._send_nowait(data)
+        except OSError:  # the connection broke: answer_idle's send reports it and the connection closes
+            sent = 0
+        if sent < len(data):
+            self._sending = True  # nothing else is sent before the rest
+            self._rest = data[sent:]
             self.wake.set()
 
     async def answer_idle(self) -> None:
@@ -141,8 +166,22 @@ class MpdSession:
         while True:
             await self.wake.wait()
             self.wake = trio.Event()
-            if self.idle_on is not None and self.pending & self.idle_on:
+            if self._rest:
+                await self._send_rest()
+            elif self.idle_on is not None and self.pending & self.idle_on:
                 await self.send(self._end_idle())
+
+    async def _send_rest(self) -> None:
+        """The part of an idle answer ``send_nowait`` left (the send turn is already taken)."""
+        rest, self._rest = self._rest, b""
+        self.sending_since = trio.current_time()
+        try:
+            await self._send(rest)
+        finally:
+            self.sending_since = None
+            self._sending = False
+            if self._send_turn:
+                self._send_turn.unpark()
 
     def _end_idle(self) -> bytes:
         """Leave idle: the ``changed:`` lines of the subscribed subsystems that changed, and OK."""

@@ -43,7 +43,7 @@ class Library:
         return SimpleNamespace(running=False, scans=0)
 
 
-def session_with(view: PlayerView) -> tuple[MpdSession, list[bytes], Any]:
+def session_with(view: PlayerView, send_nowait: Any = None) -> tuple[MpdSession, list[bytes], Any]:
     services = SimpleNamespace(hub=EventHub(), player=ViewOnlyPlayer(view), library=Library())
     server = make_server(services)  # type: ignore[arg-type]
     sent: list[bytes] = []
@@ -52,7 +52,7 @@ def session_with(view: PlayerView) -> tuple[MpdSession, list[bytes], Any]:
         sent.append(data)
         await trio.lowlevel.checkpoint()
 
-    return MpdSession(server, send, require_password=False), sent, services
+    return MpdSession(server, send, require_password=False, send_nowait=send_nowait), sent, services
 
 
 def test_status_and_currentsong_are_plain_functions_in_the_table() -> None:
@@ -139,3 +139,53 @@ async def test_an_event_wakes_the_idle_client_inside_publish(
     stop()
     assert sent == [f"changed: {subsystem}\nOK\n".encode()]
     assert not session.idle
+
+
+async def test_an_idle_client_is_answered_inside_publish_when_its_socket_takes_the_answer(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    written: list[bytes] = []
+
+    def send_nowait(data: bytes) -> int:  # what the transport gives: a non-blocking socket write
+        written.append(data)
+        return len(data)
+
+    session, sent, services = session_with(VIEW, send_nowait)
+    stop = services.hub.listen(session.server.on_event)
+    await session.handle_lines([b"idle mixer"])
+    services.hub.publish("volume", {"volume": 41})
+    stop()
+    assert written == [b"changed: mixer\nOK\n"]  # written by publish itself: no task ran
+    assert not session.idle and not session.wake.is_set() and sent == []
+
+
+async def test_what_the_socket_did_not_take_goes_first_from_the_idle_task(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    session, sent, services = session_with(VIEW, lambda data: 3)  # the socket takes 3 bytes, then would block
+    stop = services.hub.listen(session.server.on_event)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.answer_idle)
+        await session.handle_lines([b"idle player"])
+        services.hub.publish("player", {})
+        await session.handle_lines([b"getvol"])  # the client asks before the rest is out: it waits its turn
+        nursery.cancel_scope.cancel()
+    stop()
+    assert sent == [b"nged: player\nOK\n", b"volume: 40\nOK\n"]
+
+
+async def test_a_broken_socket_leaves_the_answer_to_the_idle_task(autojump_clock: trio.testing.MockClock) -> None:
+    def broken(data: bytes) -> int:
+        raise BrokenPipeError
+
+    session, sent, services = session_with(VIEW, broken)
+    stop = services.hub.listen(session.server.on_event)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.answer_idle)
+        await session.handle_lines([b"idle options"])
+        services.hub.publish("options", {})
+        while not sent:
+            await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    stop()
+    assert sent == [b"changed: options\nOK\n"]  # its send_all is what reports the broken connection
