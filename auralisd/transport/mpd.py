@@ -2,12 +2,15 @@
 
 One task per client reads: each receive is split into lines (at most :data:`MAX_LINE_BYTES`
 each), which the session runs, answering them with one send (commands answered from memory,
-such as ``status``, await nothing in between); a second task answers the client's ``idle``
-when the event hub's listener (registered here, for as long as the listener serves) wakes it. Limits, as MPD has them: :data:`MAX_CONNECTIONS` clients counted at
-accept (more are closed at once), a client that sends nothing for :data:`CONNECTION_TIMEOUT_S`
-while not idle is closed (idle clients may wait forever), a client that does not read a reply
-within the session's send timeout is closed, and a command list or a line over its limit closes
-the connection. Memory per client: one line buffer (4 KiB), the answers gathered for one receive
+such as ``status``, await nothing in between). The event hub's listener (registered here, for
+as long as the listener serves) answers an idle client inside ``publish`` with a non-blocking
+write on its socket (:func:`_nonblocking_write`); a second task per client sends what that
+write left. A third, :func:`_watch`, keeps the time limits.
+
+Limits, as MPD has them: :data:`MAX_CONNECTIONS` clients counted at accept (more are closed at
+once), a client that sends nothing for :data:`CONNECTION_TIMEOUT_S` while not idle is closed
+(idle clients may wait forever), a client that does not read a reply within the session's send
+timeout is closed, and a command list or a line over its limit closes the connection. Memory per client: one line buffer (4 KiB), the answers gathered for one receive
 (sent once they pass 64 KiB, so at most that plus one response under the 8 MiB output limit),
 64 unread messages; a slow client blocks only its own task.
 """
