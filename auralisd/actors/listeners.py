@@ -11,7 +11,7 @@ player's side; the transports add the other half (every network send under one t
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import numpy as np
@@ -47,6 +47,10 @@ class StreamStart:
     intensity: float
     plan: dict[str, Any] | None
     decision: str | None
+    # The epoch whose last block this epoch's first block follows with nothing skipped or repeated (an
+    # automatic gapless track change, a preset/intensity crossfade), as this subscriber heard it; None when
+    # the audio jumps (seek, a track chosen by a command, resume, start) or the subscriber missed that epoch.
+    follows_epoch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -109,14 +113,22 @@ class Listeners:
             self.send(sub, message)
 
     def announce(self, epoch: int, start: Any) -> None:
-        """``start()`` (a :class:`StreamStart`, built once) to every subscriber that has not seen ``epoch``."""
-        message = None
+        """``start()`` (a :class:`StreamStart`, built once) to every subscriber that has not seen ``epoch``.
+
+        Its ``follows_epoch`` reaches only the subscribers that were announced that epoch (and so received
+        its blocks: a subscriber that missed one is dropped); one that joined since gets None.
+        """
+        message = joined = None
         for sub in list(self._subs):
             if sub.announced_epoch != epoch:
                 if message is None:
                     message = start()
+                if message.follows_epoch is not None and sub.announced_epoch != message.follows_epoch:
+                    joined = joined or replace(message, follows_epoch=None)
+                    self.send(sub, joined)
+                else:
+                    self.send(sub, message)
                 sub.announced_epoch = epoch
-                self.send(sub, message)
 
     def send(self, sub: PcmSubscription, message: Any) -> None:
         """The drop rule: never wait; a full channel drops the subscriber, a closed one leaves."""

@@ -17,7 +17,7 @@ its decoder starts there (the first message it sees is its reset, whatever the f
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import trio
@@ -67,8 +67,9 @@ class _SharedOpusStream:
         self.framer = OpusFramer(player.sample_rate, backend.opus_encoder)
 
     def add(self, feed: OpusFeed) -> None:
-        if self.last_start is not None:
-            feed._send.send_nowait(self.last_start)  # an empty channel: never full
+        if self.last_start is not None:  # what it follows was never sent to this listener: it follows nothing
+            start = replace(self.last_start, start=replace(self.last_start.start, follows_epoch=None))
+            feed._send.send_nowait(start)  # an empty channel: never full
         self.feeds.append(feed)
 
     def broadcast(self, item: Any) -> None:
@@ -119,7 +120,7 @@ class _SharedOpusStream:
                             if original is not None:
                                 await original.start(message.track, message.plan)
                             for data in await self._backend.encode(self.framer.start_epoch, message.epoch,
-                                                                   message.offset_frames):
+                                                                   message.offset_frames, message.follows_epoch):
                                 self.broadcast(data)
                             self.last_start = OpusStart(message, original.gain_db if original is not None else 0.0)
                             self.broadcast(self.last_start)

@@ -198,6 +198,8 @@ class Player:
         self._next: Deck | None = None
         self._out_pos = 0
         self._epoch = 0
+        self._sent_epoch: int | None = None  # epoch of the last block published (None after a StreamEnd)
+        self._continuous_epoch: int | None = None  # an epoch that starts where the last one ended
         self._deck_ids = 0
         self._listeners = Listeners()
         self._next_ready_waiters: list[trio.Event] = []  # set once the next track is ready (wait_next_ready)
@@ -583,6 +585,7 @@ class Player:
         samples = np.array(samples, dtype=np.float32)  # its own copy: subscribers never share a chunk
         self._announce(deck, n0)
         self._publish(PcmBlock(self._epoch, n0, samples, deck.track.track_id))
+        self._sent_epoch = self._epoch
         self._counts["blocks_sent"] += 1
         self._clock.sent(now, n1 - n0)
         self._out_pos = n1
@@ -624,6 +627,7 @@ class Player:
             self._xfade = Crossfade(crossfade_frames(self.sample_rate))
             self._counts["crossfades"] += 1
             self._epoch += 1
+            self._continuous_epoch = self._epoch  # the new plan's audio goes on from the old one's
         out = self._xfade.mix(samples, new)
         if self._xfade.done:
             old = self._deck
@@ -635,10 +639,12 @@ class Player:
         return out
 
     def _announce(self, deck: Deck, offset: int) -> None:
+        follows = self._sent_epoch if self._continuous_epoch == self._epoch != self._sent_epoch else None
         self._listeners.announce(self._epoch, lambda: StreamStart(
             epoch=self._epoch, offset_frames=offset, sample_rate=self.sample_rate, channels=2,
             track=deck.track.to_wire(), preset=deck.preset, intensity=deck.intensity,
             plan=None if deck.plan is None else deck.plan.to_dict(), decision=deck.decision,
+            follows_epoch=follows,
         ))
 
     def _publish(self, message: Any) -> None:
@@ -661,6 +667,7 @@ class Player:
             self._clock.stop()
             if previous == "play":
                 self._publish(StreamEnd(reason or ("paused" if state == "pause" else "stopped")))
+                self._sent_epoch = None
         self._store.changed()
         self._publish_player()
 
@@ -727,6 +734,8 @@ class Player:
         if mixed is None or nxt is None or self._queue[step.index].track_id != nxt.track.track_id:
             mixed = 0
         self._load(step.index, auto=auto and not skip, out_pos=mixed)  # a crossfade already played its start
+        if auto:  # the end of the track (or where its damage starts): the next one follows with no gap
+            self._continuous_epoch = self._epoch
         self._publish_player()
 
     def _publish_queue(self) -> None:

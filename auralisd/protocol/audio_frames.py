@@ -26,7 +26,9 @@ With ``?format=opus`` each binary message carries Opus packets instead (layout v
     24      1     packets        n, 1-255
     25      ...   n x (uint16 LE length, Opus packet of 20 ms)
 
-Text frames are JSON objects with a ``type`` key.
+Text frames are JSON objects with a ``type`` key. On ``/stream`` an epoch's ``audio_stream_start`` names the
+epoch it follows (``follows_epoch``) when its first frame follows that epoch's last one with nothing skipped
+(a gapless track change, a preset crossfade): a client keeps what it queued instead of flushing.
 """
 
 from __future__ import annotations
@@ -307,6 +309,7 @@ def to_opus_frames(offset_frames: int, sample_rate: int) -> int:
 class _EpochMark:
     first_sample: int  # 48 kHz sample index in the Opus stream where this epoch starts
     epoch: int
+    offset: int  # 48 kHz track position of that sample (a gapless track change restarts it at the new track's)
 
 
 class OpusFramer:
@@ -314,9 +317,10 @@ class OpusFramer:
 
     The encoder (``new_encoder()``, e.g. ``auralis.opus.OpusEncoder(sample_rate)``) runs on one continuous
     *Opus stream* for as long as the audio is continuous: an epoch that starts exactly where the previous
-    one ended (a preset or intensity change, crossfaded by the server) goes on in the same stream, so the
-    decoder carries on and nothing clicks. A discontinuity (a seek, a track change, a resume after a
-    pause) or :meth:`end` flushes the stream (its last packets carry the encoder's look-ahead, trimmed by
+    one ended (a preset or intensity change, crossfaded by the server), or that *follows* the previous one
+    (``follows_epoch``: a gapless track change, whose offsets restart at the new track's), goes on in the
+    same stream, so the decoder carries on and nothing clicks. A discontinuity (a seek, a skip to another
+    track, a resume after a pause) or :meth:`end` flushes the stream (its last packets carry the encoder's look-ahead, trimmed by
     ``keep``); the next audio opens a new stream whose first message has the RESET flag and ``skip`` =
     the encoder's pre-skip. Each message is labelled with the epoch and 48 kHz offset of its first kept
     sample, so within an epoch ``offset + keep`` is the next message's offset; the first message of a
@@ -331,28 +335,36 @@ class OpusFramer:
         self._new_encoder = new_encoder
         self._encoder: PacketEncoder | None = None
         self._granule = 0  # decoded samples covered by the packets sent in this Opus stream
-        self._base = 0  # 48 kHz track position of the stream's first sample
         self._next_offset: int | None = None  # output-rate frame the next block must start at to continue
         self._marks: list[_EpochMark] = []
         self._reset_pending = False
         self._sequences: dict[int, int] = {}
         self.streams_opened = 0  # Opus streams started (a statistic for tests and logs)
 
-    def start_epoch(self, stream_epoch: int, offset_frames: int) -> list[bytes]:
-        """An epoch starts at ``offset_frames`` (output rate): ends the Opus stream first unless it continues."""
+    def start_epoch(self, stream_epoch: int, offset_frames: int, follows_epoch: int | None = None) -> list[bytes]:
+        """An epoch starts at ``offset_frames`` (output rate): ends the Opus stream first unless it continues.
+
+        It continues when it starts where the last epoch ended, or when ``follows_epoch`` names the epoch this
+        stream is on (the server says its first frame follows that epoch's last one: a gapless track change).
+        """
         out: list[bytes] = []
-        if self._encoder is not None and offset_frames != self._next_offset:
+        follows = (self._encoder is not None and follows_epoch is not None and self._next_offset is not None
+                   and self._marks[-1].epoch == follows_epoch)
+        if self._encoder is not None and offset_frames != self._next_offset and not follows:
             out = self.end()
+        offset = to_opus_frames(offset_frames, self.sample_rate)
         if self._encoder is None:
             self._encoder = self._new_encoder()
             self._granule = 0
-            self._base = to_opus_frames(offset_frames, self.sample_rate)
-            self._marks = [_EpochMark(0, stream_epoch)]
+            self._marks = [_EpochMark(0, stream_epoch, offset)]
             self._reset_pending = True
             self.streams_opened += 1
         elif self._marks[-1].epoch != stream_epoch:
-            first = to_opus_frames(offset_frames, self.sample_rate) - self._base
-            self._marks.append(_EpochMark(first, stream_epoch))
+            last = self._marks[-1]
+            assert self._next_offset is not None  # set with the encoder
+            # where the audio sent so far ends, in the stream: this epoch's first sample goes there
+            first = last.first_sample + to_opus_frames(self._next_offset, self.sample_rate) - last.offset
+            self._marks.append(_EpochMark(first, stream_epoch, offset))
         self._sequences.setdefault(stream_epoch, 0)
         self._next_offset = offset_frames
         return out
@@ -377,39 +389,39 @@ class OpusFramer:
         return out
 
     def _messages(self, packets: Sequence[EncodedPacket], pre_skip: int) -> list[bytes]:
-        groups: list[tuple[int, int, int, list[bytes], int]] = []  # epoch, first sample, skip, packets, keep
+        groups: list[tuple[int, int, int, list[bytes], int]] = []  # epoch, offset (48 kHz), skip, packets, keep
         for packet in packets:
             start, stop = self._granule, max(self._granule, packet.granule_position)
             self._granule = stop
             kept_from = max(start, min(stop, pre_skip))
             first_sample = kept_from - pre_skip
             skip, keep = kept_from - start, stop - kept_from
-            epoch = self._epoch_of(first_sample)
-            if groups and groups[-1][0] == epoch and len(groups[-1][3]) < MAX_OPUS_PACKETS and skip == 0:
+            mark = self._mark_of(first_sample)
+            if groups and groups[-1][0] == mark.epoch and len(groups[-1][3]) < MAX_OPUS_PACKETS and skip == 0:
                 e, f, s, ps, k = groups[-1]
                 groups[-1] = (e, f, s, [*ps, packet.data], k + keep)
             else:
-                groups.append((epoch, first_sample, skip, [packet.data], keep))
+                groups.append((mark.epoch, mark.offset + first_sample - mark.first_sample, skip, [packet.data], keep))
         out: list[bytes] = []
-        for epoch, first_sample, skip, data, keep in groups:
+        for epoch, offset, skip, data, keep in groups:
             sequence = self._sequences.get(epoch, 0)
             self._sequences[epoch] = sequence + 1
             reset = self._reset_pending
             self._reset_pending = False
-            out.append(encode_opus_frame(epoch, sequence, self._base + first_sample, data, reset=reset, skip=skip,
-                                         keep=keep))
+            out.append(encode_opus_frame(epoch, sequence, offset, data, reset=reset, skip=skip, keep=keep))
         if len(self._sequences) > 64:  # only recent epochs matter; bounded
             for old in list(self._sequences)[:-8]:
                 del self._sequences[old]
         return out
 
-    def _epoch_of(self, first_sample: int) -> int:
+    def _mark_of(self, first_sample: int) -> _EpochMark:
+        """The epoch a message starting at stream sample ``first_sample`` belongs to (its label)."""
         while len(self._marks) > 1 and self._marks[1].first_sample <= first_sample:
             del self._marks[0]  # samples only move forward: older marks are done with (bounded)
         for mark in reversed(self._marks):
             if mark.first_sample <= first_sample:
-                return mark.epoch
-        return self._marks[0].epoch
+                return mark
+        return self._marks[0]
 
 
 def _json_safe(value: Any) -> Any:

@@ -25,7 +25,9 @@ encoder for all). Encoding runs on threads (``SessionBackend.encode``), never on
 Epochs: a new ``stream_epoch`` starts at every seek, track change and preset/intensity change, and
 ``audio_stream_start`` precedes its first audio. A preset/intensity change starts its epoch exactly at
 the next unsent frame (no gap, no repeat) and crossfades from the old plan to the new one over
-:data:`~auralisd.playback.mixer.CROSSFADE_S` (the shared player's crossfade), so it never clicks.
+:data:`~auralisd.playback.mixer.CROSSFADE_S` (the shared player's crossfade), so it never clicks. On
+``/stream`` its ``follows_epoch`` names the epoch whose last frame the new epoch's first one follows
+(such a crossfade, or a gapless track change at the end of a track), so a client keeps what it queued.
 """
 
 from __future__ import annotations
@@ -444,7 +446,8 @@ class ListenerSession:
                 fields = opus_start_fields(dict(
                     sample_rate=start.sample_rate, channels=start.channels, variant=variant, track=start.track,
                     preset=start.preset, intensity=start.intensity, plan=start.plan, decision=start.decision,
-                    stream_epoch=start.epoch, offset_frames=start.offset_frames, gain_db=item.gain_db),
+                    stream_epoch=start.epoch, offset_frames=start.offset_frames, follows_epoch=start.follows_epoch,
+                    gain_db=item.gain_db),
                     rate, self._backend.opus_bitrate_bps if self._backend is not None else 0)
                 await send_to_peer(self._ws, event_message("audio_stream_start", **fields))
                 try:
@@ -506,7 +509,7 @@ class ListenerSession:
                     "audio_stream_start", sample_rate=message.sample_rate, channels=message.channels, format=fmt,
                     variant=variant, track=message.track, preset=message.preset, intensity=message.intensity,
                     plan=message.plan, decision=message.decision, stream_epoch=message.epoch,
-                    offset_frames=message.offset_frames,
+                    offset_frames=message.offset_frames, follows_epoch=message.follows_epoch,
                     gain_db=original.gain_db if original is not None else 0.0))
                 try:
                     self._decision_send.send_nowait(message)

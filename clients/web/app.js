@@ -230,7 +230,8 @@ function openStream(variant) {
   const path = `/stream?format=${state.format}${variant === "original" ? "&variant=original" : ""}`;
   const ws = new WebSocket(withToken(`${wsBase}${path}`));
   ws.binaryType = "arraybuffer";
-  const info = { ws, channels: 2, format: state.format, lastEpoch: null, lastSeq: -1, opus: null };
+  // follows: epoch -> the epoch it follows (audio_stream_start's follows_epoch), for the worklet (a few kept)
+  const info = { ws, channels: 2, format: state.format, lastEpoch: null, lastSeq: -1, opus: null, follows: new Map() };
   streams[variant] = info;
   ws.onmessage = (ev) => {
     if (variant === "mastered") countBytes(typeof ev.data === "string" ? ev.data.length : ev.data.byteLength);
@@ -329,7 +330,9 @@ function onOpusFrame(variant, info, buf) {
 }
 
 function postFrame(variant, epoch, offset, data) {
-  const msg = { type: "frame", variant, epoch, offset, data };
+  const info = streams[variant];
+  const follows = info && info.follows.has(epoch) ? info.follows.get(epoch) : null;
+  const msg = { type: "frame", variant, epoch, offset, data, follows };
   if (node) node.port.postMessage(msg, [data.buffer]);
   else if (pendingFrames.length < 80) pendingFrames.push(msg);
 }
@@ -354,6 +357,11 @@ function onAudioFrame(variant, info, buf) {
 }
 
 function onStreamEvent(variant, ev) {
+  if (ev.type === "audio_stream_start") { // a gapless track change names the epoch it follows: keep the queue
+    const follows = streams[variant].follows;
+    follows.set(ev.stream_epoch, typeof ev.follows_epoch === "number" ? ev.follows_epoch : null);
+    if (follows.size > 16) follows.delete(follows.keys().next().value);
+  }
   if (variant === "original") {
     if (ev.type === "audio_stream_start") { streams.original.format = ev.format; streams.original.channels = ev.channels; }
     return; // the mastered stream carries the status shown on the page
@@ -412,8 +420,9 @@ async function buildAudio(sampleRate) {
   gain = ctx.createGain();
   gain.gain.value = Number($("local-volume").value);
   node.connect(gain).connect(ctx.destination);
-  node.port.onmessage = (ev) => onStats(ev.data);
+  node.port.onmessage = (ev) => onWorkletMessage(ev.data);
   node.port.postMessage({ type: "ab", variant: state.variant });
+  if (captureWaiter) node.port.postMessage({ type: "capture", seconds: captureSeconds });
   ctx.onstatechange = () => { state.contextState = ctx.state; $("ctx-state").textContent = ctx.state; };
   for (const msg of pendingFrames) node.port.postMessage(msg, [msg.data.buffer]);
   pendingFrames = [];
@@ -440,6 +449,27 @@ async function listen() {
   // Created inside the click handler: browsers only start audio after a user gesture.
   await buildAudio(state.sampleRate || 44100);
   btn.dataset.on = "true"; btn.textContent = "❚❚ Listening";
+}
+
+// Capture what the worklet plays (diagnostics; the browser tests use it): window.auralis.capture(seconds)
+// resolves with {left, right (Float32Array), frames, marks: [{at, epoch, offset, frames}], flushes,
+// starts, underruns, drops, sampleRate} (worklet.js) once `seconds` are recorded or window.auralis.stopCapture().
+let captureWaiter = null, captureSeconds = 0; // a new AudioContext (the stream's rate) captures anew
+state.capture = (seconds) => new Promise((resolve, reject) => {
+  if (!node) { reject(new Error("no audio yet: press Listen first")); return; }
+  captureWaiter = resolve; captureSeconds = seconds;
+  node.port.postMessage({ type: "capture", seconds });
+});
+state.stopCapture = () => { if (node) node.port.postMessage({ type: "capture_stop" }); };
+
+function onWorkletMessage(msg) {
+  if (msg.type === "capture") {
+    const done = captureWaiter;
+    captureWaiter = null;
+    if (done) done({ ...msg, sampleRate: ctx ? ctx.sampleRate : null });
+    return;
+  }
+  onStats(msg);
 }
 
 function onStats(s) {

@@ -5,6 +5,18 @@
 // (epoch, offset) of the next mastered frame. The original stream (same epochs and offsets,
 // level-matched by the server) is looked up at the same offset, so switching A/B is sample aligned;
 // the switch is a 20 ms linear crossfade (both sides are correlated, so equal-gain is right).
+//
+// A new epoch either continues the queue or flushes it. It continues when the server says it follows the
+// epoch being queued (`follows`, from audio_stream_start's follows_epoch: a gapless track change, a preset
+// crossfade) or when it starts where the queued audio ends (a resume); then nothing is dropped and no
+// re-buffering happens, so a gapless track change plays gaplessly. Anything else (a seek, a track chosen
+// by a command) flushes at once and re-buffers PREBUFFER_S from the new position.
+//
+// Capture (diagnostics and the browser tests): {type: "capture", seconds} records what process() outputs
+// (both channels) and which chunk (epoch, offset) starts at which output frame, until the buffer is full
+// or {type: "capture_stop"}; then it posts {type: "capture", left, right, frames, marks, flushes, starts
+// (where playing started and how much was queued then), underruns (where it ran dry), drops (audio
+// dropped because more than MAX_BUFFER_S was queued: the audio thread fell behind)}.
 
 const PREBUFFER_S = 0.5; // start (and restart after an underrun) once this much is queued (Snapcast uses 1 s)
 const MAX_BUFFER_S = 2.0; // beyond this (clock drift), drop the oldest audio
@@ -31,6 +43,7 @@ class AuralisStreamProcessor extends AudioWorkletProcessor {
     this.abTarget = 0; // 0 = mastered (A), 1 = original (B)
     this.abGain = 0;
     this.quanta = 0;
+    this.capture = null; // {left, right, frames, marks, flushes} while capturing
     this.port.onmessage = (event) => this.onMessage(event.data);
   }
 
@@ -47,8 +60,9 @@ class AuralisStreamProcessor extends AudioWorkletProcessor {
       if (this.epoch === null || msg.epoch > this.epoch) {
         const last = this.mastered[this.mastered.length - 1];
         const queuedEnd = last ? last.offset + last.frames : this.pos;
-        // Same offset as the queued audio's end (preset change, resume): a continuation, keep the queue.
-        if (this.epoch !== null && msg.offset === queuedEnd) this.epoch = msg.epoch;
+        // It follows the epoch being queued (gapless track change, preset crossfade), or starts where the
+        // queued audio ends (resume): a continuation, keep the queue. Else (seek, skip): flush.
+        if (this.epoch !== null && (msg.follows === this.epoch || msg.offset === queuedEnd)) this.epoch = msg.epoch;
         else this.startEpoch(msg.epoch, msg.offset);
       } else if (msg.epoch < this.epoch) return; // stale frame from before a seek or track change
       this.mastered.push(chunk);
@@ -58,6 +72,7 @@ class AuralisStreamProcessor extends AudioWorkletProcessor {
         const old = this.mastered.shift();
         this.buffered -= old.frames - old.read;
         this.dropped += old.frames - old.read;
+        if (this.capture) this.capture.drops.push({ at: this.capture.frames, frames: old.frames - old.read });
         this.pos = this.mastered[0].offset;
       }
     } else if (msg.type === "ab") {
@@ -66,10 +81,26 @@ class AuralisStreamProcessor extends AudioWorkletProcessor {
       this.draining = true; // paused / stopped / track over: play what is queued, count no underrun
     } else if (msg.type === "flush") {
       this.mastered = []; this.original = []; this.buffered = 0; this.playing = false;
+    } else if (msg.type === "capture") {
+      const n = Math.max(1, Math.round(Math.min(msg.seconds, 60) * sampleRate));
+      this.capture = { left: new Float32Array(n), right: new Float32Array(n), frames: 0, marks: [], flushes: [],
+        starts: [], underruns: [], drops: [] };
+    } else if (msg.type === "capture_stop") {
+      this.endCapture();
     }
   }
 
+  endCapture() {
+    const cap = this.capture;
+    if (!cap) return;
+    this.capture = null;
+    const left = cap.left.slice(0, cap.frames), right = cap.right.slice(0, cap.frames);
+    this.port.postMessage({ type: "capture", left, right, frames: cap.frames, marks: cap.marks, flushes: cap.flushes,
+      starts: cap.starts, underruns: cap.underruns, drops: cap.drops }, [left.buffer, right.buffer]);
+  }
+
   startEpoch(epoch, offset) {
+    if (this.capture) this.capture.flushes.push({ at: this.capture.frames, epoch, offset, dropped: this.buffered });
     this.epoch = epoch;
     this.mastered = [];
     this.buffered = 0;
@@ -96,17 +127,24 @@ class AuralisStreamProcessor extends AudioWorkletProcessor {
     const out = outputs[0];
     const n = out[0].length;
     const ch = Math.min(this.channels, out.length);
-    if (!this.playing && this.buffered >= (this.draining ? 1 : this.prebufferFrames)) this.playing = true;
+    if (!this.playing && this.buffered >= (this.draining ? 1 : this.prebufferFrames)) {
+      this.playing = true;
+      if (this.capture) this.capture.starts.push({ at: this.capture.frames, queued: this.buffered });
+    }
     for (let i = 0; i < n; i++) {
       if (!this.playing || this.mastered.length === 0) {
         if (this.playing) {
           this.playing = false;
-          if (!this.draining) this.underruns++;
+          if (!this.draining) {
+            this.underruns++;
+            if (this.capture) this.capture.underruns.push(this.capture.frames + i);
+          }
         }
         for (let c = 0; c < out.length; c++) out[c][i] = 0;
         continue;
       }
       const m = this.mastered[0];
+      if (m.read === 0 && this.capture) this.capture.marks.push({ at: this.capture.frames + i, epoch: m.epoch, offset: m.offset, frames: m.frames });
       const mi = m.read * this.channels;
       const oi = this.abTarget || this.abGain > 0 ? this.originalSampleIndex(m.epoch) : -1;
       const target = oi >= 0 ? this.abTarget : 0;
@@ -127,6 +165,14 @@ class AuralisStreamProcessor extends AudioWorkletProcessor {
         this.mastered.shift();
         if (this.mastered.length) this.pos = this.mastered[0].offset;
       }
+    }
+    const cap = this.capture;
+    if (cap) {
+      const take = Math.min(n, cap.left.length - cap.frames);
+      cap.left.set(out[0].subarray(0, take), cap.frames);
+      cap.right.set(out[Math.min(1, out.length - 1)].subarray(0, take), cap.frames);
+      cap.frames += take;
+      if (cap.frames >= cap.left.length) this.endCapture();
     }
     if (++this.quanta % STATS_EVERY_QUANTA === 0) {
       this.port.postMessage({

@@ -120,6 +120,9 @@ async def test_queue_plays_gapless_and_sample_exact(tmp_path: Path) -> None:
         messages += await collect(sub)
     starts = [m for _, m in messages if isinstance(m, StreamStart)]
     assert [s.track["path"] for s in starts] == [str(a), str(a), str(b)]
+    # the second track follows the first with nothing skipped (a client keeps what it queued); the start
+    # and the resume after the pause follow nothing
+    assert [s.follows_epoch for s in starts] == [None, None, starts[1].epoch]
     assert isinstance(messages[-1][1], StreamEnd) and messages[-1][1].reason == "end_of_queue"
     by_track: dict[int, list[PcmBlock]] = {}
     for _, m in messages:
@@ -159,6 +162,7 @@ async def test_preset_change_crossfades_within_a_second_without_a_click(tmp_path
                     if not got_first:
                         got_first = True
                         first_at = trio.current_time()
+                    last_epoch = message.epoch
                     if trio.current_time() - first_at > 0.8:
                         break
         changed_at = trio.current_time()
@@ -170,6 +174,7 @@ async def test_preset_change_crossfades_within_a_second_without_a_click(tmp_path
     blocks = [m for _, m in rest if isinstance(m, PcmBlock)]
     starts = [(t, m) for t, m in rest if isinstance(m, StreamStart)]
     assert starts and starts[0][1].preset == "bright" and starts[0][0] - changed_at < 1.0
+    assert starts[0][1].follows_epoch == last_epoch  # the crossfaded epoch continues the audio
     # re-read the whole played signal: before + after the change, then compare with both plans
     ref_old = reference(a, "adaptive")
     ref_new = reference(a, "bright")
@@ -187,6 +192,52 @@ async def test_preset_change_crossfades_within_a_second_without_a_click(tmp_path
     region = slice(max(fade_start - 1, 0), fade_end + 1)
     step = np.max(np.abs(np.diff(out[region], axis=0)))
     assert step <= 1.01 * max(np.max(np.abs(np.diff(old[region], axis=0))), np.max(np.abs(np.diff(new[region], axis=0))))
+
+
+async def test_a_seek_or_a_chosen_track_follows_nothing_and_a_late_listener_is_not_told_it_does(
+        tmp_path: Path) -> None:
+    """``follows_epoch`` tells a client to keep what it queued: never after a jump (a seek, ``next``), and
+    never to a listener that joined after the epoch it names (it has not heard that epoch)."""
+    music = tmp_path / "music"
+    a, b = write_tracks(music, [("1.flac", 2.0, 44_100, 1, False), ("2.flac", 1.0, 44_100, 2, False)])
+    write_sidecar(str(b), compute_fingerprint(str(b)))
+
+    async def next_start(sub) -> StreamStart:
+        with trio.fail_after(30):
+            async for message in sub.receive:
+                if isinstance(message, StreamStart):
+                    return message
+        raise AssertionError("the stream ended")
+
+    async def next_block(sub) -> PcmBlock:
+        with trio.fail_after(30):
+            async for message in sub.receive:
+                if isinstance(message, PcmBlock):
+                    return message
+        raise AssertionError("the stream ended")
+
+    async with rig(tmp_path, music) as r:
+        await r.player.add(await r.library.resolve_paths([str(a), str(b)]))
+        sub = await r.player.subscribe(max_blocks=400)
+        await r.player.play()
+        await next_block(sub)
+        await r.player.seek(1.0)
+        seek = await next_start(sub)
+        assert (seek.offset_frames, seek.follows_epoch) == (OUT_RATE, None)
+        await r.player.next()
+        chosen = await next_start(sub)
+        assert (chosen.track["path"], chosen.offset_frames, chosen.follows_epoch) == (str(b), 0, None)
+        await r.player.play(0)  # the first track again, to the end: the second follows it
+        await r.player.pause()
+        await r.player.wait_next_ready()
+        await r.player.play()
+        first = await next_start(sub)
+        gapless = await next_start(sub)
+        assert gapless.track["path"] == str(b) and gapless.follows_epoch == first.epoch
+        late = await r.player.subscribe(max_blocks=400)  # joins while the second track plays
+        start = await next_start(late)  # the epoch playing, announced to it: it never heard the first track
+        assert (start.epoch, start.follows_epoch) == (gapless.epoch, None)
+        await r.player.stop()
 
 
 async def test_worker_killed_mid_render_rerenders_the_same_chunk(tmp_path: Path) -> None:

@@ -181,3 +181,43 @@ async def test_a_failing_shared_encoder_closes_its_listeners_and_spares_the_hub(
         assert hub.encoders == 1
         again.close()
         nursery.cancel_scope.cancel()
+
+
+def test_framer_keeps_one_stream_through_a_gapless_track_change() -> None:
+    """Two tracks that split one piece, the second following the first (``follows_epoch``): one Opus stream,
+    its decoded audio the whole piece with nothing lost or repeated; the second track's offsets restart at 0.
+    The control: the same change without ``follows_epoch`` (or following another epoch) resets."""
+    x = make_music(4.0, RATE, seed=11)
+    split = int(1.7 * RATE) + 5
+    framer = OpusFramer(RATE, lambda: OpusEncoder(RATE))
+    messages = _feed(framer, 1, 0, x[:split])
+    messages += framer.start_epoch(2, 0, follows_epoch=1)
+    for i in range(0, x.shape[0] - split, 2205):
+        messages += framer.feed(2, i, x[split + i : split + i + 2205])
+    messages += framer.end()
+    decoded = decode_messages(messages)
+    frames = [f for f, _ in decoded]
+    assert [f.reset for f in frames] == [True] + [False] * (len(frames) - 1)  # one stream: the decoder goes on
+    for epoch in (1, 2):
+        mine = [f for f in frames if f.stream_epoch == epoch]
+        assert [f.sequence for f in mine] == list(range(len(mine)))
+        for a, b in zip(mine, mine[1:], strict=False):
+            assert b.offset_frames == a.offset_frames + a.keep
+    last1 = [f for f in frames if f.stream_epoch == 1][-1]
+    first2 = next(f for f in frames if f.stream_epoch == 2)
+    split48 = to_opus_frames(split, RATE)
+    # the packet that held the boundary goes out with track 1 (its samples run on past track 1's end)
+    assert split48 <= last1.offset_frames + last1.keep < split48 + 960
+    assert first2.offset_frames == last1.offset_frames + last1.keep - split48  # track 2's own offsets
+    audio = np.concatenate([a for _, a in decoded])
+    assert audio.shape[0] == to_opus_frames(x.shape[0], RATE)  # nothing lost, nothing repeated
+    reference = resample_poly(x.astype(np.float64), 160, 147, axis=0)[: audio.shape[0]]
+    seam = slice(split48 - 4800, split48 + 4800)  # 100 ms each side of the track change
+    err = audio[seam] - reference[seam]
+    assert 10 * np.log10(np.mean(reference[seam] ** 2) / np.mean(err**2)) > 20
+
+    for follows in (None, 7):  # the control: not following the epoch on the stream starts a new stream
+        framer = OpusFramer(RATE, lambda: OpusEncoder(RATE))
+        messages = _feed(framer, 1, 0, x[:split]) + framer.start_epoch(2, 0, follows_epoch=follows)
+        messages += framer.feed(2, 0, x[split : split + 2205]) + framer.end()
+        assert [decode_opus_frame(m).reset for m in messages].count(True) == 2
