@@ -6,7 +6,9 @@ listeners. A shared stream subscribes to the player once, encodes on a thread
 (:meth:`~auralisd.actors.session.SessionBackend.encode`: DSP never runs on the event loop) and hands the
 same bytes to every listener's bounded channel, so the daemon's CPU does not grow with the number of
 Opus listeners. The player's records (``StreamStart``, ``StreamStatus``, ``StreamEnd``) pass through in
-order, after the encoded audio before them (an epoch's tail goes out before the next epoch starts).
+order, after the encoded audio before them (an epoch's tail goes out before the next epoch starts); a
+``StreamStart`` goes out right before its epoch's first message, so that the messages of the epoch before,
+which a continuing Opus stream may still send (the packet that held the boundary), precede it.
 
 Backpressure: each listener's channel holds :data:`LISTENER_ITEMS` items (about 4 s of 50 ms messages,
 ~100 kB); a listener whose channel is full is dropped (``dropped`` set, channel closed), never waited for.
@@ -22,7 +24,7 @@ from typing import Any, Final
 
 import trio
 
-from ..protocol.audio_frames import OpusFramer
+from ..protocol.audio_frames import MAX_EPOCH, OpusFramer
 from .session import OriginalSide, SessionBackend
 
 log = logging.getLogger("auralisd.opus")
@@ -61,7 +63,8 @@ class _SharedOpusStream:
         self._events = events
         self._backend = backend
         self.feeds: list[OpusFeed] = []
-        self.last_start: OpusStart | None = None
+        self.last_start: OpusStart | None = None  # the epoch whose audio flows now (a new listener gets it first)
+        self.pending_start: OpusStart | None = None  # the next epoch's, until its first message
         self.scope = trio.CancelScope()
         self.closing = False  # no listener left: it is stopping, a new listener starts a new one
         self.framer = OpusFramer(player.sample_rate, backend.opus_encoder)
@@ -71,6 +74,19 @@ class _SharedOpusStream:
             start = replace(self.last_start, start=replace(self.last_start.start, follows_epoch=None))
             feed._send.send_nowait(start)  # an empty channel: never full
         self.feeds.append(feed)
+
+    def broadcast_audio(self, messages: list[bytes]) -> None:
+        """Encoded messages, each epoch's ``OpusStart`` (pending) right before its first message: every message
+        of an epoch goes out before the next epoch's ``audio_stream_start`` (a client that takes the event's
+        epoch as the current one never sees an older epoch's audio after it). An epoch that sent no audio
+        before the next one started is never announced."""
+        for data in messages:
+            start = self.pending_start
+            if start is not None and int.from_bytes(data[:4], "little") == start.start.epoch & MAX_EPOCH:
+                self.pending_start = None
+                self.last_start = start
+                self.broadcast(start)
+            self.broadcast(data)
 
     def broadcast(self, item: Any) -> None:
         for feed in list(self.feeds):
@@ -112,23 +128,21 @@ class _SharedOpusStream:
                             if original is not None:
                                 samples = await original.read(message.offset_frames,
                                                               message.offset_frames + samples.shape[0])
-                            for data in await self._backend.encode(self.framer.feed, message.epoch,
-                                                                   message.offset_frames, samples):
-                                self.broadcast(data)
+                            self.broadcast_audio(await self._backend.encode(self.framer.feed, message.epoch,
+                                                                            message.offset_frames, samples))
                             continue
                         if isinstance(message, StreamStart):
                             if original is not None:
                                 await original.start(message.track, message.plan)
-                            for data in await self._backend.encode(self.framer.start_epoch, message.epoch,
-                                                                   message.offset_frames, message.follows_epoch):
-                                self.broadcast(data)
-                            self.last_start = OpusStart(message, original.gain_db if original is not None else 0.0)
-                            self.broadcast(self.last_start)
+                            self.broadcast_audio(await self._backend.encode(
+                                self.framer.start_epoch, message.epoch, message.offset_frames, message.follows_epoch))
+                            # sent just before its epoch's first message: a continuing Opus stream may still
+                            # send messages of the epoch before (the packet that held the boundary)
+                            self.pending_start = OpusStart(message, original.gain_db if original is not None else 0.0)
                             continue
                         if isinstance(message, StreamEnd):
-                            for data in await self._backend.encode(self.framer.end):
-                                self.broadcast(data)
-                            self.last_start = None
+                            self.broadcast_audio(await self._backend.encode(self.framer.end))
+                            self.pending_start = self.last_start = None
                         self.broadcast(message)
                     nursery.cancel_scope.cancel()
             finally:

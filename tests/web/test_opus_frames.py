@@ -174,7 +174,7 @@ async def test_a_failing_shared_encoder_closes_its_listeners_and_spares_the_hub(
         await player.subs[0].send.send(start)
         await player.subs[0].send.send(PcmBlock(1, 0, np.zeros((2205, 2), np.float32), 1))
         items = [item async for item in feed.receive]  # ends when the failed stream closes its feeds
-        assert items and items[0].start == start
+        assert items == []  # the start goes out with its epoch's first message, which never came
         assert hub.encoders == 0
         assert "encoder exploded" in caplog.text
         again = hub.join("mastered")  # the hub still serves: a new listener starts a new stream
@@ -221,3 +221,79 @@ def test_framer_keeps_one_stream_through_a_gapless_track_change() -> None:
         messages = _feed(framer, 1, 0, x[:split]) + framer.start_epoch(2, 0, follows_epoch=follows)
         messages += framer.feed(2, 0, x[split : split + 2205]) + framer.end()
         assert [decode_opus_frame(m).reset for m in messages].count(True) == 2
+
+
+async def test_the_shared_stream_sends_an_epochs_messages_before_the_next_epochs_start() -> None:
+    """Through a gapless track change the shared Opus stream goes on (no RESET), and the packet that held the
+    boundary still belongs to the first track's epoch: it goes out before the second track's
+    ``audio_stream_start``, so a client that switches epochs at the event (``auralisctl listen``) keeps it.
+    A listener that joins mid-epoch is told its first start follows nothing."""
+    import trio
+
+    from auralisd.actors.opus_stream import OpusStart, OpusStreamHub
+    from auralisd.actors.player import PcmBlock, StreamStart
+
+    class Sub:
+        def __init__(self) -> None:
+            self.send, self.receive = trio.open_memory_channel(100)
+
+        async def wait_dropped(self) -> None:
+            await trio.sleep_forever()
+
+        def close(self) -> None:
+            self.receive.close()
+
+    class Player:
+        sample_rate = RATE
+
+        def __init__(self) -> None:
+            self.sub = Sub()
+            self.subscribed = trio.Event()
+
+        async def subscribe(self, max_blocks: int) -> Sub:
+            self.subscribed.set()
+            return self.sub
+
+    class Backend:
+        opus_bitrate_bps = 160_000
+
+        def opus_encoder(self):
+            return OpusEncoder(RATE)
+
+        async def encode(self, fn, *args):
+            return fn(*args)
+
+    x = make_music(1.0, RATE, seed=2)
+    split = 22_050 + 1000  # not on a packet boundary
+    player = Player()
+    hub = OpusStreamHub(player, None, Backend())  # type: ignore[arg-type]
+    track = {"track_id": 1}
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        feed = hub.join("mastered")
+        await player.subscribed.wait()
+        send = player.sub.send
+        await send.send(StreamStart(1, 0, RATE, 2, track, "adaptive", 1.0, None, None))
+        for i in range(0, split, 2205):
+            await send.send(PcmBlock(1, i, x[i : min(i + 2205, split)], 1))
+        await send.send(StreamStart(2, 0, RATE, 2, track, "adaptive", 1.0, None, None, follows_epoch=1))
+        for i in range(0, x.shape[0] - split, 2205):
+            await send.send(PcmBlock(2, i, x[split + i : split + i + 2205], 2))
+        items = []
+        with trio.fail_after(30):
+            while len([i for i in items if isinstance(i, bytes)]) < 15:
+                items.append(await feed.receive.receive())
+        late = hub.join("mastered")
+        first = late.receive.receive_nowait()
+        assert isinstance(first, OpusStart) and first.start.epoch == 2 and first.start.follows_epoch is None
+        late.close()
+        feed.close()
+        nursery.cancel_scope.cancel()
+    starts = [i for i, item in enumerate(items) if isinstance(item, OpusStart)]
+    assert [items[i].start.epoch for i in starts] == [1, 2] and items[starts[1]].start.follows_epoch == 1
+    frames = [(i, decode_opus_frame(item)) for i, item in enumerate(items) if isinstance(item, bytes)]
+    assert [f.reset for _, f in frames].count(True) == 1  # one Opus stream through the change
+    assert all(i < starts[1] for i, f in frames if f.stream_epoch == 1)
+    assert all(i > starts[1] for i, f in frames if f.stream_epoch == 2)
+    last1 = [f for _, f in frames if f.stream_epoch == 1][-1]
+    assert last1.offset_frames + last1.keep > to_opus_frames(split, RATE)  # it carried the boundary
