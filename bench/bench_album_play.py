@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         db = sqlite3.connect(state)
         with db:
             db.execute("DELETE FROM player_state")
-            db.execute("DELETE FROM queue")
+            db.execute("DELETE FROM queue_entries")
         db.close()
 
     for _ in range(max(1, args.runs)):

@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         db = sqlite3.connect(state)  # forget the saved player, so nothing is prepared at start-up
         with db:
             db.execute("DELETE FROM player_state")
-            db.execute("DELETE FROM queue")
+            db.execute("DELETE FROM queue_entries")
         db.close()
         warms.append(trio.run(play_latencies, music, state, 2, 250.0))  # fingerprint in the database, no chunk cached
         print(

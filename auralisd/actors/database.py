@@ -23,7 +23,7 @@ import sqlite3
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Final, TypeVar
 
@@ -165,6 +165,34 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     # 8: a folder and everything below it (MPD's base filter, listallinfo FOLDER) by a range of rel_dir
     """
     CREATE INDEX tracks_by_rel_dir ON tracks(rel_dir);
+    """,
+    # 9: the queue written entry by entry (docs/architecture.md, "Persistence"): a row per entry with its
+    # song id, an order key with gaps (an insertion writes one row, not the queue) and its priority (it
+    # follows its song; the priorities were a map by position in player_state, wrong once a track
+    # vanished). The old queue is copied in order (song ids 1.., keys 2**32 apart) with its priorities;
+    # the current entry is named by its song id too.
+    """
+    CREATE TABLE queue_entries (
+        song_id INTEGER PRIMARY KEY,
+        sort_key INTEGER NOT NULL,
+        track_id INTEGER NOT NULL REFERENCES tracks(track_id) ON DELETE CASCADE,
+        prio INTEGER NOT NULL DEFAULT 0 CHECK (prio BETWEEN 0 AND 255)
+    );
+    CREATE INDEX queue_entries_in_order ON queue_entries(sort_key);
+    CREATE INDEX queue_entries_by_track ON queue_entries(track_id);
+    INSERT INTO queue_entries (song_id, sort_key, track_id, prio)
+        SELECT n, n * 4294967296, track_id, COALESCE((
+            SELECT CASE WHEN j.type = 'integer' AND j.value BETWEEN 0 AND 255 THEN j.value ELSE 0 END
+            FROM player_state s, json_each(CASE WHEN json_valid(s.value) AND json_type(s.value) = 'object'
+                                                THEN s.value ELSE '{}' END) j
+            WHERE s.key = 'prios' AND j.key = CAST(n - 1 AS TEXT)), 0)
+        FROM (SELECT ROW_NUMBER() OVER (ORDER BY pos) AS n, track_id FROM queue);
+    INSERT OR REPLACE INTO player_state (key, value)
+        SELECT 'current_song_id', CAST(value AS INTEGER) + 1 FROM player_state
+        WHERE key = 'queue_pos' AND json_valid(value) AND json_type(value) = 'integer';
+    INSERT OR REPLACE INTO player_state (key, value) SELECT 'next_song_id', COUNT(*) + 1 FROM queue;
+    DELETE FROM player_state WHERE key = 'prios';
+    DROP TABLE queue;
     """,
 )
 TAGS_VERSION: Final = 3  # rows with an older tags_version get their tags read again at the next scan
@@ -331,6 +359,27 @@ class StoredFingerprint:
     complete: bool  # False: only the plan inputs are filled
     dimensions: dict[str, float | None]
     measurements: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """One queue entry as stored (``queue_entries``): MPD's song id, its order key (the queue is the rows
+    in ascending key order; keys have gaps, see ``playback/queue.py``), its priority (0-255) and track."""
+
+    song_id: int
+    sort_key: int
+    prio: int
+    track_id: int
+
+
+@dataclass(frozen=True)
+class QueueWrite:
+    """The queue's changes since the last commit: with ``clear`` every stored row goes first, then the
+    song ids ``removed`` are deleted and ``rows`` written (inserted, or replaced by song id)."""
+
+    clear: bool = False
+    rows: Sequence[QueueRow] = ()
+    removed: Sequence[int] = ()
 
 
 _PATH_COLUMNS: Final = frozenset({"path", "music_dir", "rel_dir"})
@@ -654,8 +703,7 @@ class Database:
         ids = [(int(i),) for i in track_ids]
 
         def job(c: sqlite3.Connection) -> None:
-            c.executemany("DELETE FROM tracks WHERE track_id = ?", ids)
-            _renumber_queue(c)
+            c.executemany("DELETE FROM tracks WHERE track_id = ?", ids)  # their queue entries go too (cascade)
 
         self._tracks_changed()
         await self._write(job)
@@ -951,25 +999,52 @@ class Database:
 
     # ----------------------------------------------------------------- queue and player state
     async def load_queue(self) -> list[int]:
-        return await self._read(lambda c: [r[0] for r in c.execute("SELECT track_id FROM queue ORDER BY pos")])
+        """The queued track ids in queue order."""
+        return await self._read(
+            lambda c: [r[0] for r in c.execute("SELECT track_id FROM queue_entries ORDER BY sort_key, song_id")]
+        )
 
-    async def save_player(self, queue: Sequence[int] | None, state: dict[str, Any]) -> None:
-        """Persist the queue (when given) and the player state map in one transaction."""
+    async def load_queue_entries(self) -> list[tuple[QueueRow, Track]]:
+        """The queue's rows in queue order, each with its track (one query; an entry's track is never gone:
+        the rows of a forgotten track go with it)."""
 
-        def job(c: sqlite3.Connection) -> None:
+        def job(c: sqlite3.Connection) -> list[tuple[QueueRow, Track]]:
+            rows = c.execute(
+                "SELECT q.song_id AS q_song_id, q.sort_key AS q_sort_key, q.prio AS q_prio, t.*"
+                " FROM queue_entries q JOIN tracks t ON t.track_id = q.track_id ORDER BY q.sort_key, q.song_id"
+            )
+            return [
+                (QueueRow(r["q_song_id"], r["q_sort_key"], r["q_prio"], r["track_id"]), _row_to_track(r)) for r in rows
+            ]
+
+        return await self._read(job)
+
+    async def save_player(self, queue: QueueWrite | None, state: Mapping[str, Any]) -> int:
+        """Commit the queue's changes (when given) and these keys of the player state map in one
+        transaction; returns the number of rows written (what a test of "only what changed" counts).
+
+        A row whose track is gone (forgotten by a scan meanwhile) is not written: the entry is gone
+        with its track, as :meth:`delete_tracks` removed the ones that were stored.
+        """
+
+        def job(c: sqlite3.Connection) -> int:
+            before = c.total_changes
             if queue is not None:
-                c.execute("DELETE FROM queue")
+                if queue.clear:
+                    c.execute("DELETE FROM queue_entries")
+                c.executemany("DELETE FROM queue_entries WHERE song_id = ?", [(int(i),) for i in queue.removed])
                 c.executemany(
-                    "INSERT INTO queue (pos, track_id) SELECT ?, track_id FROM tracks WHERE track_id = ?",
-                    [(i, int(t)) for i, t in enumerate(queue)],
+                    "INSERT OR REPLACE INTO queue_entries (song_id, sort_key, prio, track_id)"
+                    " SELECT ?, ?, ?, track_id FROM tracks WHERE track_id = ?",
+                    [(int(r.song_id), int(r.sort_key), int(r.prio), int(r.track_id)) for r in queue.rows],
                 )
-                _renumber_queue(c)
             c.executemany(
                 "INSERT OR REPLACE INTO player_state (key, value) VALUES (?, ?)",
                 [(k, json.dumps(v)) for k, v in state.items()],
             )
+            return int(c.total_changes - before)
 
-        await self._write(job)
+        return await self._write(job)
 
     async def load_player_state(self) -> dict[str, Any]:
         return await self._read(
@@ -1094,12 +1169,6 @@ def _check_block_layout(conn: sqlite3.Connection) -> None:
 
 def _split_sql(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
-
-
-def _renumber_queue(c: sqlite3.Connection) -> None:
-    ids = [r[0] for r in c.execute("SELECT track_id FROM queue ORDER BY pos")]
-    c.execute("DELETE FROM queue")
-    c.executemany("INSERT INTO queue (pos, track_id) VALUES (?, ?)", list(enumerate(ids)))
 
 
 def _finite_or_none(value: Any) -> float | None:

@@ -183,7 +183,7 @@ class Player:
         self._album_mode = album_mode if album_mode in ALBUM_MODES else DEFAULT_ALBUM_MODE
         self._resume = False  # set by _restore: the saved state was "play" and it plays on
         # --- owned state
-        self._q: PlayQueue[Track] = PlayQueue(rng)
+        self._q: PlayQueue[Track] = PlayQueue(rng, journal=True)  # journalled: the store writes what changed
         self._state = "stop"
         self._preset = "adaptive"
         self._intensity = 1.0
@@ -204,8 +204,7 @@ class Player:
         self._listeners = Listeners()
         self._next_ready_waiters: list[trio.Event] = []  # set once the next track is ready (wait_next_ready)
         self._store = PlayerStore(
-            db, snapshot=self._snapshot, queue_ids=lambda: [t.track_id for t in self._queue],
-            playing=lambda: self._state == "play",
+            db, queue=self._q, snapshot=self._snapshot, playing=lambda: self._state == "play",
         )
         self._renders = DeckRenders(mastering, self.sample_rate, self._send.send)  # reports come to the mailbox
         self._counts = dict(blocks_sent=0, crossfades=0, gapless_ready=0, gapless_late=0)
@@ -722,7 +721,7 @@ class Player:
         """Move to the next track (end of track, ``next``, or a track that cannot play)."""
         step = self._q.advance(auto=auto, skip=skip)
         if step.consumed:
-            self._store.changed(queue=True)
+            self._store.changed()
             self._publish_queue()
         if step.index is None:
             self._load(None)
@@ -855,7 +854,7 @@ class Player:
             pos = self._q.add(tracks, pos)
         except QueueError as exc:
             raise RpcError(NOT_FOUND, str(exc)) from None
-        self._store.changed(queue=True)
+        self._store.changed()
         self._invalidate_next()
         self._publish_queue()
         self._prefetch_albums()
@@ -873,7 +872,7 @@ class Player:
         for p in positions:
             self._check_pos(p)
         removing_current = self._q.delete(positions)
-        self._store.changed(queue=True)
+        self._store.changed()
         if removing_current:
             was = self._state
             self._load(self._pos)
@@ -890,7 +889,7 @@ class Player:
         self._check_pos(from_pos)
         self._check_pos(to_pos)
         self._q.move(from_pos, to_pos)
-        self._store.changed(queue=True)
+        self._store.changed()
         self._invalidate_next()
         self._publish_queue()
         return {"queue_length": len(self._queue)}
@@ -902,7 +901,7 @@ class Player:
             self._next = None
         self._load(None)
         self._set_state("stop")
-        self._store.changed(queue=True)
+        self._store.changed()
         self._publish_queue()
         self._publish_player()
         return {"queue_length": 0}
@@ -913,7 +912,7 @@ class Player:
             self._cmd_delete(positions)
 
     def _queue_edited(self) -> dict[str, Any]:
-        self._store.changed(queue=True)
+        self._store.changed()
         self._invalidate_next()
         self._publish_queue()
         return {"queue_length": len(self._queue), "queue_version": self._q.version}
@@ -1113,7 +1112,8 @@ class Player:
             "volume": self._volume,
             "album_mode": self._album_mode,
             "crossfade_s": self._crossfade_s,
-            "prios": {str(p): prio for p, prio in enumerate(self._q.prios) if prio},
+            "current_song_id": None if self._pos is None else self._q.ids[self._pos],
+            "next_song_id": self._q.next_id,  # ids are not handed out twice, across restarts too
             **self._flags,
         }
 
@@ -1122,12 +1122,7 @@ class Player:
 
         restored = await load_saved(self._db)
         saved = restored.state
-        self._q.add(restored.queue)  # through the queue, so every entry gets its song id
-        prios = saved.get("prios")
-        if isinstance(prios, dict):
-            for key, prio in prios.items():
-                if str(key).isdigit() and int(key) < len(self._queue) and isinstance(prio, int) and 0 <= prio <= 255:
-                    self._q.prios[int(key)] = prio
+        self._q.restore(restored.queue, restored.next_song_id())  # song ids and priorities as they were
         crossfade = saved.get("crossfade_s", 0)
         self._crossfade_s = crossfade if isinstance(crossfade, int) and crossfade >= 0 else 0
         self._preset = str(saved.get("preset", self._preset))

@@ -1,13 +1,14 @@
 """The player's persistence: an acknowledged change survives ``kill -9``.
 
-The queue and the player state (queue position, play state, position, preset, intensity,
-volume, album mode, repeat/random/single/consume) live in SQLite (``queue``,
-``player_state``). A command that changes any of them is *committed before it is answered*:
-the player applies the change at once (its clock never waits for the disk), marks the store
-:meth:`~PlayerStore.changed`, and hands the reply to :meth:`~PlayerStore.hold`; the saver task
-(:meth:`PlayerStore.run`) takes one snapshot, commits it in one transaction and only then
-sends every reply it was holding (a group commit: a burst of changes costs one transaction).
-While playing it also saves the position every :data:`SAVE_INTERVAL_S`.
+The queue (``queue_entries``: a row per entry with its song id, order key and priority) and the player
+state (``player_state``: current entry, play state, position, preset, intensity, volume, album mode,
+repeat/random/single/consume) live in SQLite. A command that changes any of them is *committed
+before it is answered*: the player applies the change at once (its clock never waits for the disk),
+marks the store :meth:`~PlayerStore.changed`, and hands the reply to :meth:`~PlayerStore.hold`; the
+saver task (:meth:`PlayerStore.run`) commits in one transaction what changed since the last commit
+(the queue's journal, :meth:`~auralisd.playback.PlayQueue.take_changes`, and the state keys whose value
+changed) and only then sends every reply it was holding (a group commit: a burst of changes costs one
+transaction). While playing it also saves the position every :data:`SAVE_INTERVAL_S`.
 
 SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed transaction survives the
 death of the process. ``tests/auralisd/test_kill9.py`` checks the promise on a real daemon.
@@ -22,7 +23,8 @@ from typing import Any, Final
 
 import trio
 
-from .database import Database, Track
+from ..playback import PlayQueue, QueueChanges
+from .database import Database, QueueRow, QueueWrite, Track
 
 log = logging.getLogger("auralisd.player")
 
@@ -45,14 +47,27 @@ def send_reply(reply: trio.MemorySendChannel, answer: tuple[bool, Any]) -> None:
 
 @dataclass(frozen=True)
 class SavedPlayer:
-    """What a previous run left in the database, read back at start."""
+    """What a previous run left in the database, read back at start: the queue as
+    ``(song id, order key, priority, track)`` in queue order, and the state map."""
 
-    queue: list[Track]
+    queue: list[tuple[int, int, int, Track]]
     state: dict[str, Any] = field(default_factory=dict)
 
     def queue_pos(self) -> int | None:
-        pos = self.state.get("queue_pos")
-        return pos if isinstance(pos, int) and 0 <= pos < len(self.queue) else None
+        """The current entry's position: found by its song id (so a vanished entry before it does not
+        shift it), else by the saved position (a state saved before song ids were)."""
+        song_id = self.state.get("current_song_id")
+        if isinstance(song_id, int) and not isinstance(song_id, bool):
+            for pos, row in enumerate(self.queue):
+                if row[0] == song_id:
+                    return pos
+            return None
+        saved_pos = self.state.get("queue_pos")
+        return saved_pos if isinstance(saved_pos, int) and 0 <= saved_pos < len(self.queue) else None
+
+    def next_song_id(self) -> int:
+        value = self.state.get("next_song_id")
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
 
     def elapsed_s(self) -> float:
         try:
@@ -62,48 +77,57 @@ class SavedPlayer:
 
 
 async def load_saved(db: Database) -> SavedPlayer:
-    """The saved queue (entries whose track is gone are skipped) and the saved state map."""
+    """The saved queue (the entries of forgotten tracks went with them) and the saved state map."""
     state = await db.load_player_state()
-    queue = []
-    for track_id in await db.load_queue():
-        track = await db.get_track(track_id)
-        if track is not None:
-            queue.append(track)
+    queue = [(row.song_id, row.sort_key, row.prio, track) for row, track in await db.load_queue_entries()]
     return SavedPlayer(queue, state)
+
+
+def queue_write(changes: QueueChanges[Track]) -> QueueWrite:
+    """The rows a commit writes for the queue's journalled changes."""
+    rows = []
+    removed = []
+    for song_id, row in changes.rows.items():
+        if row is None:
+            removed.append(song_id)
+        else:
+            key, prio, track = row
+            rows.append(QueueRow(song_id, key, prio, track.track_id))
+    return QueueWrite(changes.cleared, rows, removed)
 
 
 class PlayerStore:
     """Group commit of the player's state, owned by the player actor.
 
-    ``snapshot()`` returns the state map as it is now, ``queue_ids()`` the queue's track ids and
-    ``playing()`` whether the position moves (it is then saved every :data:`SAVE_INTERVAL_S`).
-    Every method but :meth:`run` and :meth:`save` is non-blocking and called from the actor's loop.
+    ``queue`` is the player's queue (made with ``journal=True``): each commit writes the entries its
+    journal names. ``snapshot()`` returns the state map as it is now (only the keys whose value changed
+    since the last commit are written) and ``playing()`` whether the position moves (it is then saved
+    every :data:`SAVE_INTERVAL_S`). Every method but :meth:`run` and :meth:`save` is non-blocking and
+    called from the actor's loop.
     """
 
     def __init__(
-        self, db: Database, *, snapshot: Callable[[], dict[str, Any]], queue_ids: Callable[[], list[int]],
+        self, db: Database, *, queue: PlayQueue[Track], snapshot: Callable[[], dict[str, Any]],
         playing: Callable[[], bool],
     ) -> None:
         self._db = db
+        self._queue = queue
         self._snapshot = snapshot
-        self._queue_ids = queue_ids
         self._playing = playing
         self.dirty = False  # the state map changed since the last commit
-        self.queue_dirty = False  # the queue changed since the last commit
+        self._saved: dict[str, Any] = {}  # the state map as last committed (what the database holds)
         # replies held until the change they acknowledge is committed (at most the mailbox's callers)
         self._unacked: list[tuple[trio.MemorySendChannel, Answer]] = []
         self._wake_send, self._wake_receive = trio.open_memory_channel[None](1)
 
-    def changed(self, *, queue: bool = False) -> None:
-        """The state (and, with ``queue``, the queue) changed: the next save commits it."""
+    def changed(self) -> None:
+        """The state changed: the next save commits it (queue edits are journalled by the queue itself)."""
         self.dirty = True
-        if queue:
-            self.queue_dirty = True
 
     @property
     def pending(self) -> bool:
         """A change is not committed yet (a reply to a command now must wait for it)."""
-        return self.dirty or self.queue_dirty
+        return self.dirty or self._queue.has_changes
 
     def hold(self, reply: trio.MemorySendChannel, answer: Answer) -> None:
         """Send ``answer`` once the changes made so far are committed; wakes the saver at once.
@@ -116,18 +140,29 @@ class PlayerStore:
         except trio.WouldBlock:  # a wake-up is already pending
             pass
 
-    async def save(self) -> None:
-        """Commit the state as it is now, then send the replies held for the changes it contains."""
+    async def save(self) -> int:
+        """Commit what changed since the last commit, then send the replies held for the changes it
+        contains. Returns the number of rows written."""
         acks, self._unacked = self._unacked, []  # every held change happened before this snapshot
-        queue = self._queue_ids() if self.queue_dirty else None
-        snapshot = self._snapshot()
-        self.dirty = self.queue_dirty = False
+        changes = self._queue.take_changes()
+        state = {k: v for k, v in self._snapshot().items() if not _same(self._saved.get(k, _MISSING), v)}
+        self.dirty = False
+        if changes is None and not state:  # the database holds all of it already
+            for reply, answer in acks:
+                send_reply(reply, answer)
+            return 0
         try:
-            await self._db.save_player(queue, snapshot)
+            written = await self._db.save_player(None if changes is None else queue_write(changes), state)
         except BaseException:
-            for reply, _ in acks:  # not committed: the callers get no acknowledgement
+            # not known to be committed: the next save writes the whole queue and state map again,
+            # and the callers get no acknowledgement
+            self._queue.journal_everything()
+            self._saved.clear()
+            self.dirty = True
+            for reply, _ in acks:
                 reply.close()
             raise
+        self._saved.update(state)
         for reply, answer in acks:
             if callable(answer):
                 try:
@@ -135,6 +170,7 @@ class PlayerStore:
                 except Exception as exc:  # a bug: its caller gets it, the saver carries on
                     answer = (False, exc)
             send_reply(reply, answer)
+        return written
 
     async def run(self) -> None:
         """The saver task: held replies wake it at once (one transaction for all waiting), and while
@@ -165,3 +201,11 @@ class PlayerStore:
             for reply, _ in self._unacked:
                 reply.close()
             self._unacked.clear()
+
+
+_MISSING: Final = object()
+
+
+def _same(a: Any, b: Any) -> bool:
+    """The same JSON value (``True`` is not ``1``, ``1.0`` is not ``1``)."""
+    return type(a) is type(b) and a == b

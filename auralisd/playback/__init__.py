@@ -11,9 +11,9 @@ The shared player and every private ``/session`` are actors over these pieces:
 from .clock import Clock
 from .deck import Deck, Fetch
 from .mixer import BLOCK_S, CROSSFADE_S, Crossfade, VolumeRamp, volume_gain
-from .queue import Advance, PlayQueue, QueueError
+from .queue import Advance, PlayQueue, QueueChanges, QueueError
 
 __all__ = [
-    "Advance", "BLOCK_S", "CROSSFADE_S", "Clock", "Crossfade", "Deck", "Fetch", "PlayQueue", "QueueError",
+    "Advance", "BLOCK_S", "CROSSFADE_S", "Clock", "Crossfade", "Deck", "Fetch", "PlayQueue", "QueueChanges", "QueueError",
     "VolumeRamp", "volume_gain",
 ]

@@ -10,16 +10,26 @@ drawn when it is first needed and kept, so the prepared track is the one played.
 stored position, so the order survives adds, deletes and moves.
 
 For MPD's clients every entry also carries a song id (stable while the entry is in the queue,
-never reused in one run), a priority (0-255: in random mode higher priorities play first) and
+never handed out twice; the player's store keeps ids across restarts), a priority (0-255: in random mode higher priorities play first) and
 the queue version at which it last changed place or content; ``version`` grows with every edit,
 so :meth:`PlayQueue.changes_since` answers MPD's ``plchanges``.
+
+Persistence (``journal=True``, the player's queue): every entry also has an order key, an integer
+that grows along the queue with gaps between neighbours (:data:`KEY_GAP` apart when appended), so
+an insertion or a move takes a key between its new neighbours' and no other entry changes. Keys
+belong to places, not entries, in a permutation (``shuffle``, ``swap``): only the entries that
+changed place get another key. When two neighbours have no key left between them, the smallest
+window around the insertion that leaves :data:`MIN_KEY_STEP` between keys is spread out again
+(a window that doubles until it fits; the whole queue at worst). Each edit records the entries it
+wrote or removed (song id -> order key, priority, entry) in a journal that the store takes at
+its next commit (:meth:`PlayQueue.take_changes`): a commit writes what changed, not the queue.
 """
 
 from __future__ import annotations
 
 import random
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
@@ -28,6 +38,9 @@ T = TypeVar("T")
 MAX_PRIO: Final = 255  # MPD's priority range is 0..255
 HISTORY_LENGTH: Final = 100  # queue positions remembered for `previous` in random mode
 FLAGS: Final = ("repeat", "random", "single", "consume")
+KEY_GAP: Final = 1 << 32  # order keys of appended entries lie this far apart: 32 halvings before a relabel
+KEY_LIMIT: Final = 1 << 62  # order keys lie in (0, KEY_LIMIT), inside SQLite's signed 64-bit INTEGER
+MIN_KEY_STEP: Final = 1 << 16  # a relabelled window leaves at least this much between neighbouring keys
 
 
 class QueueError(LookupError):
@@ -42,10 +55,23 @@ class Advance:
     consumed: bool
 
 
-class PlayQueue(Generic[T]):
-    """Entries of type ``T`` with MPD's play order. ``rng`` draws the random order (seed it in tests)."""
+@dataclass(frozen=True)
+class QueueChanges(Generic[T]):
+    """The queue's changes since the last :meth:`PlayQueue.take_changes`, for the store to commit.
 
-    def __init__(self, rng: random.Random | None = None) -> None:
+    ``cleared``: every stored entry goes first. ``rows``: by song id, the entry's ``(order key,
+    priority, entry)`` as it is now, or None when it left the queue.
+    """
+
+    cleared: bool
+    rows: dict[int, tuple[int, int, T] | None]
+
+
+class PlayQueue(Generic[T]):
+    """Entries of type ``T`` with MPD's play order. ``rng`` draws the random order (seed it in tests);
+    ``journal``: record every change for :meth:`take_changes` (the queue that is persisted)."""
+
+    def __init__(self, rng: random.Random | None = None, *, journal: bool = False) -> None:
         self.rng = rng if rng is not None else random.Random()
         self.entries: list[T] = []
         self.pos: int | None = None
@@ -57,11 +83,21 @@ class PlayQueue(Generic[T]):
         self.ids: list[int] = []
         self.prios: list[int] = []
         self.changed: list[int] = []
+        self.keys: list[int] = []  # order keys, strictly increasing along the queue (persistence)
         self.version = 1  # grows by one with every edit (MPD's playlist version)
         self._next_id = 1
+        # changes not taken yet (journal=True): at most one per entry plus one per entry removed since
+        self._journal = journal
+        self._cleared = False
+        self._rows: dict[int, tuple[int, int, T] | None] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    @property
+    def next_id(self) -> int:
+        """The song id the next added entry gets (saved, so that ids are not reused after a restart)."""
+        return self._next_id
 
     @property
     def current(self) -> T | None:
@@ -164,6 +200,8 @@ class PlayQueue(Generic[T]):
         self._next_id += count
         self.prios[pos:pos] = [0] * count
         self.changed[pos:pos] = [0] * count
+        self.keys[pos:pos] = [0] * count
+        self._place(pos, pos + count)
         self._touch(pos, len(self.entries))
         if self.pos is not None and self.pos >= pos:
             self.pos += count
@@ -205,6 +243,9 @@ class PlayQueue(Generic[T]):
         self.entries.insert(to_pos, self.entries.pop(from_pos))
         for meta in (self.ids, self.prios, self.changed):
             meta.insert(to_pos, meta.pop(from_pos))
+        del self.keys[from_pos]
+        self.keys.insert(to_pos, 0)
+        self._place(to_pos, to_pos + 1)  # a key between its new neighbours': no other entry is written
         self._touch(min(from_pos, to_pos), max(from_pos, to_pos) + 1)
         order = list(range(len(self.entries)))
         order.insert(to_pos, order.pop(from_pos))
@@ -223,6 +264,10 @@ class PlayQueue(Generic[T]):
         self.ids.clear()
         self.prios.clear()
         self.changed.clear()
+        self.keys.clear()
+        if self._journal:
+            self._cleared = True
+            self._rows.clear()
         self.version += 1
         self.history.clear()
         self.upcoming.clear()
@@ -268,6 +313,7 @@ class PlayQueue(Generic[T]):
             self.pos = new_of_old[self.pos]
         self._remap(new_of_old.__getitem__)
         moved = [new for new, old in enumerate(order) if new != old]
+        self._mark(moved)  # keys stay with the places: an entry that changed place takes its new place's key
         if moved:
             self._touch(min(moved), max(moved) + 1)
 
@@ -318,6 +364,7 @@ class PlayQueue(Generic[T]):
             if self.prios[p] != prio:
                 self.prios[p] = prio
                 self.changed[p] = self.version + 1
+                self._mark((p,))
         self.version += 1
         self._order_by_prio()
 
@@ -328,7 +375,90 @@ class PlayQueue(Generic[T]):
             return list(range(len(self.entries)))
         return [p for p, changed in enumerate(self.changed) if changed > version]
 
+    # ------------------------------------------------------------------ persistence (journal=True)
+    def restore(self, rows: Sequence[tuple[int, int, int, T]], next_id: int = 1) -> None:
+        """Load the entries an earlier run saved, into an empty queue: ``(song id, order key, priority,
+        entry)`` in queue order. Song ids and priorities come back as they were; ids from ``next_id`` on
+        (and above every restored one) are handed out next. Keys that are not strictly increasing inside
+        ``(0, KEY_LIMIT)`` are spread out again (and journalled); nothing else is journalled."""
+        if self.entries:
+            raise QueueError("restore needs an empty queue")
+        ids = [int(r[0]) for r in rows]
+        if len(set(ids)) != len(ids):
+            raise QueueError("restored song ids are not unique")
+        self.ids = ids
+        self.keys = [int(r[1]) for r in rows]
+        self.prios = [min(max(int(r[2]), 0), MAX_PRIO) for r in rows]
+        self.entries = [r[3] for r in rows]
+        self.changed = [0] * len(rows)
+        self._next_id = max(int(next_id), max(ids, default=0) + 1)
+        self._touch(0, len(rows))
+        keys = self.keys
+        if any(not 0 < k < KEY_LIMIT for k in keys) or any(a >= b for a, b in zip(keys, keys[1:], strict=False)):
+            self._relabel(0, len(keys))
+
+    @property
+    def has_changes(self) -> bool:
+        """Changes are journalled that :meth:`take_changes` has not taken yet."""
+        return self._cleared or bool(self._rows)
+
+    def take_changes(self) -> QueueChanges[T] | None:
+        """The changes since the last call (None: none), and a fresh journal."""
+        if not self.has_changes:
+            return None
+        changes = QueueChanges(self._cleared, self._rows)
+        self._cleared, self._rows = False, {}
+        return changes
+
+    def journal_everything(self) -> None:
+        """Journal the whole queue as a replacement (a commit failed: what it held is unknown)."""
+        if self._journal:
+            self._cleared = True
+            self._rows = {}
+            self._mark(range(len(self.entries)))
+
     # ------------------------------------------------------------------ internals
+    def _mark(self, positions: Iterable[int]) -> None:
+        """Journal the entries at ``positions`` as they are now (their order key, priority or place changed)."""
+        if self._journal:
+            for p in positions:
+                self._rows[self.ids[p]] = (self.keys[p], self.prios[p], self.entries[p])
+
+    def _place(self, start: int, end: int) -> None:
+        """Give the entries just put at ``[start, end)`` order keys between their neighbours' (evenly spread;
+        :data:`KEY_GAP` apart at the end of the queue); a relabel when there is no room."""
+        keys = self.keys
+        count = end - start
+        lo = keys[start - 1] if start > 0 else 0
+        if end < len(keys):
+            step = (keys[end] - lo) // (count + 1)
+        else:
+            step = KEY_GAP if lo + KEY_GAP * count < KEY_LIMIT else 0
+        if step < 1:
+            self._relabel(start, end)
+            return
+        keys[start:end] = range(lo + step, lo + step * count + 1, step)
+        self._mark(range(start, end))
+
+    def _relabel(self, start: int, end: int) -> None:
+        """Spread out the keys of the smallest window around ``[start, end)`` (growing by doubling) in which
+        they can lie at least :data:`MIN_KEY_STEP` apart; the whole queue always can."""
+        keys = self.keys
+        n = len(keys)
+        grow = 1
+        while True:
+            a, b = max(0, start - grow), min(n, end + grow)
+            lo = keys[a - 1] if a > 0 else 0
+            hi = keys[b] if b < n else KEY_LIMIT
+            step = (hi - lo) // (b - a + 1)
+            if b == n:  # leave room after the last entry: appends come there
+                step = min(step, KEY_GAP)
+            if step >= MIN_KEY_STEP or (a == 0 and b == n):
+                break
+            grow *= 2
+        keys[a:b] = range(lo + step, lo + step * (b - a) + 1, step)
+        self._mark(range(a, b))
+
     def _touch(self, start: int, end: int) -> None:
         """One edit: the version grows and entries ``[start, end)`` are marked changed in it."""
         self.version += 1
@@ -338,7 +468,9 @@ class PlayQueue(Generic[T]):
     def _remove_meta(self, removed: Sequence[int]) -> None:
         """Drop the metadata of ``removed`` (ascending positions); later entries moved up."""
         for p in reversed(removed):
-            del self.ids[p], self.prios[p], self.changed[p]
+            if self._journal:
+                self._rows[self.ids[p]] = None
+            del self.ids[p], self.prios[p], self.changed[p], self.keys[p]
         self._touch(removed[0] if removed else len(self.ids), len(self.ids))
 
     def _order_by_prio(self) -> None:

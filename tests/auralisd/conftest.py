@@ -147,6 +147,19 @@ class DaemonProcess:
             _reap_workers(self.proc.pid)
             self._log.close()
 
+    def kill9(self) -> None:
+        """``kill -9`` the daemon (no clean-up of its own), then its worker processes."""
+        assert self.proc is not None
+        children = children_of(self.proc.pid, workers_only=False)
+        self.proc.kill()
+        self.proc.wait(10)
+        for child in children:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._log.close()
+
     def worker_pids(self) -> list[int]:
         assert self.proc is not None
         return children_of(self.proc.pid)

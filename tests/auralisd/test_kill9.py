@@ -3,9 +3,10 @@
 Each cycle starts ``auralisd`` on the same state folder, checks that everything the previous
 daemon acknowledged is there (queue, queue position, play state, preset, intensity, volume,
 options) and that the play position came back at most 1 s early, then makes one to four
-random changes and kills the daemon's whole process group with SIGKILL at a random moment
-after the last reply: at once (the reply and the kill race each other) or after up to 1.2 s
-(the periodic position save is what is tested then). ``AURALIS_KILL9_CYCLES`` changes the
+random changes (the queue edits: add, insert, delete, move, swap, shuffle) and kills the
+daemon's whole process group with SIGKILL at a random moment after the last reply: at once
+(the reply and the kill race each other) or after up to 1.2 s (the periodic position save is
+what is tested then). ``AURALIS_KILL9_CYCLES`` changes the
 number of cycles (default 100; about 2-3 minutes on a loaded 2-core machine).
 """
 
@@ -92,6 +93,7 @@ class Expected:
         self.status: dict[str, Any] = {}
         self.position_at_most_s = 0.0
         self.position_at_least_s = 0.0
+        self.log: list[str] = []  # the last cycle's queue edits and their replies (said when a check fails)
 
 
 def _change(c: Client, rng: random.Random, exp: Expected, library: list[int]) -> dict[str, Any] | None:
@@ -106,24 +108,38 @@ def _change(c: Client, rng: random.Random, exp: Expected, library: list[int]) ->
 
 def _try_change(c: Client, rng: random.Random, exp: Expected, library: list[int]) -> dict[str, Any] | None:
     n = len(exp.queue)
-    kind = rng.choice(["add", "insert", "delete", "move", "play", "pause", "next", "previous", "seek", "stop",
-                       "preset", "intensity", "volume", "options", "options"])  # fmt: skip
+    kind = rng.choice(["add", "insert", "delete", "move", "swap", "shuffle", "play", "pause", "next", "previous",
+                       "seek", "stop", "preset", "intensity", "volume", "options", "options"])  # fmt: skip
     if kind == "add" and n < 8:
         track_id = rng.choice(library)
         c.call("queue.add", track_ids=[track_id])
         exp.queue.append(track_id)
+        exp.log.append(f"add {track_id} -> {exp.queue}")
     elif kind == "insert" and n < 8:
         track_id, pos = rng.choice(library), rng.randrange(n + 1)
         c.call("queue.insert", pos=pos, track_ids=[track_id])
         exp.queue.insert(pos, track_id)
+        exp.log.append(f"insert {track_id} at {pos} -> {exp.queue}")
     elif kind == "delete" and n > 2:
         pos = rng.randrange(n)
         c.call("queue.delete", positions=[pos])
         del exp.queue[pos]
+        exp.log.append(f"delete {pos} -> {exp.queue}")
     elif kind == "move" and n > 1:
         a, b = rng.randrange(n), rng.randrange(n)
         c.call("queue.move", from_pos=a, to_pos=b)
         exp.queue.insert(b, exp.queue.pop(a))
+        exp.log.append(f"move {a} {b} -> {exp.queue}")
+    elif kind == "swap" and n > 1:
+        a, b = rng.randrange(n), rng.randrange(n)
+        c.call("queue.swap", a=a, b=b)
+        exp.queue[a], exp.queue[b] = exp.queue[b], exp.queue[a]
+        exp.log.append(f"swap {a} {b} -> {exp.queue}")
+    elif kind == "shuffle" and n > 1:
+        start = rng.randrange(n)
+        c.call("queue.shuffle", start=start, end=rng.randrange(start, n + 1))
+        exp.queue = [item["track_id"] for item in c.call("queue.list")["items"]]  # the order it acknowledged
+        exp.log.append(f"shuffle {start}: -> {exp.queue}")
     elif kind == "play":
         return c.call("play", pos=rng.randrange(n)) if rng.random() < 0.5 else c.call("play")
     elif kind in ("pause", "next", "previous", "stop"):
@@ -147,7 +163,7 @@ def _check(c: Client, exp: Expected, restarted_at: float, cycle: int) -> dict[st
     since_start_s = time.monotonic() - restarted_at
     queue = [item["track_id"] for item in c.call("queue.list")["items"]]
     where = f"cycle {cycle}"
-    assert queue == exp.queue, f"{where}: queue lost an acknowledged edit"
+    assert queue == exp.queue, f"{where}: queue lost an acknowledged edit ({'; '.join(exp.log)})"
     want = {k: exp.status[k] for k in KEPT}
     want["queue_length"] = len(exp.queue)
     got = {k: status[k] for k in KEPT}
@@ -182,6 +198,7 @@ def test_acknowledged_changes_survive_kill9_at_random_moments(killable) -> None:
                 status = _check(c, exp, restarted_at, cycle)
             else:
                 status = exp.status
+            exp.log = []
             changes = rng.randrange(1, 5)
             for _ in range(changes - 1):
                 _change(c, rng, exp, library)

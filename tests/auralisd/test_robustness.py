@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from auralisd.actors.database import Database, StoredFingerprint
+from auralisd.actors.database import Database, QueueRow, QueueWrite, StoredFingerprint
 from auralisd.actors.events import EventHub
 from auralisd.actors.library import Library
 from auralisd.errors import RpcError
@@ -32,6 +32,11 @@ async def open_library(db_path: Path, music_dirs: list[Path]) -> AsyncIterator[t
         await nursery.start(library.run)
         yield db, library
         nursery.cancel_scope.cancel()
+
+
+def queue_of(track_ids: list[int]) -> QueueWrite:
+    """A whole queue of these tracks, as the player's first commit writes it."""
+    return QueueWrite(rows=[QueueRow(i + 1, (i + 1) << 32, 0, t) for i, t in enumerate(track_ids)])
 
 
 async def rescan(library: Library) -> None:
@@ -54,7 +59,7 @@ async def test_a_missing_empty_or_unlistable_folder_keeps_tracks_queue_and_finge
             tracks = sorted((await db.tracks_under(str(music), "", recursive=True)), key=lambda t: t.path)
             ids = [t.track_id for t in tracks]
             assert len(ids) == 3
-            await db.save_player(ids, {"queue_pos": 1})
+            await db.save_player(queue_of(ids), {"queue_pos": 1})
             for t in tracks:
                 await db.put_fingerprint(fingerprint_of(t.track_id, t.size, t.mtime_ns))
 
@@ -162,7 +167,7 @@ async def test_aliases_answer_one_track_and_outside_paths_are_refused(tmp_path: 
             write_tracks(music / "sub", [("b.flac", 0.3, 44_100, 3, False)])
             b = await library.resolve_track_path("sub/loop/loop/b.flac")
             assert b.path == str(music / "sub" / "b.flac") and b.rel_dir == "sub"
-            await db.save_player([a.track_id, b.track_id, linked.track_id], {})
+            await db.save_player(queue_of([a.track_id, b.track_id, linked.track_id]), {})
             await rescan(library)  # nothing vanishes, nothing is added twice
             assert await db.count_tracks() == 3
             assert await db.load_queue() == [a.track_id, b.track_id, linked.track_id]
