@@ -148,8 +148,7 @@ class PlayerStore:
         state = {k: v for k, v in self._snapshot().items() if not _same(self._saved.get(k, _MISSING), v)}
         self.dirty = False
         if changes is None and not state:  # the database holds all of it already
-            for reply, answer in acks:
-                send_reply(reply, answer)
+            _send_acks(acks)
             return 0
         try:
             written = await self._db.save_player(None if changes is None else queue_write(changes), state)
@@ -163,13 +162,7 @@ class PlayerStore:
                 reply.close()
             raise
         self._saved.update(state)
-        for reply, answer in acks:
-            if callable(answer):
-                try:
-                    answer = answer()
-                except Exception as exc:  # a bug: its caller gets it, the saver carries on
-                    answer = (False, exc)
-            send_reply(reply, answer)
+        _send_acks(acks)
         return written
 
     async def run(self) -> None:
@@ -204,6 +197,17 @@ class PlayerStore:
 
 
 _MISSING: Final = object()
+
+
+def _send_acks(acks: list[tuple[trio.MemorySendChannel, Answer]]) -> None:
+    """Send the replies held for committed changes (an answer that is a function is made now)."""
+    for reply, answer in acks:
+        if callable(answer):
+            try:
+                answer = answer()
+            except Exception as exc:  # a bug: its caller gets it, the saver carries on
+                answer = (False, exc)
+        send_reply(reply, answer)
 
 
 def _same(a: Any, b: Any) -> bool:
