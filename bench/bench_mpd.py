@@ -9,6 +9,11 @@ plain line client:
   send to A's ``changed: mixer`` (median of 100),
 * ``playlistinfo`` of a 10,000-entry queue (median of 5; goal: within 2x MPD).
 
+The round trips and wake-ups are taken in alternating blocks of 25 (MPD, Auralis, then the other
+way round), so a change in the machine's load weighs on both alike. A third peer, ``trio floor``,
+is a minimal trio server (``trio.serve_tcp``, one ``receive_some`` and one ``send_all`` per
+line) answering fixed ``status``/``currentsong`` blocks: what any trio server costs here.
+
 Prints the ratios Auralis / MPD and writes ``bench/out/mpd.json``. ``listallinfo`` and
 ``search`` are the database side's (their own bench). Run: ``.venv/bin/python bench/bench_mpd.py``.
 """
@@ -136,7 +141,7 @@ def median_s(fn, rounds: int) -> float:
     return statistics.median(times)
 
 
-def idle_wakeup_s(port: int, rounds: int) -> float:
+def idle_wakeups_s(port: int, rounds: int) -> list[float]:
     waiter, poker = Conn(port), Conn(port)
     times = []
     woken: list[float] = []
@@ -154,20 +159,65 @@ def idle_wakeup_s(port: int, rounds: int) -> float:
         poker.command(f"setvol {50 + i % 2}")
         reader.join(10)
         times.append(woken[-1] - t0)
-    return statistics.median(times)
+    return times
 
 
-def measure(port: int, rounds: int) -> dict[str, float]:
+BLOCK = 25  # round trips per server before switching to the other
+
+# A minimal trio server: what one receive_some and one send_all per request line cost here.
+FLOOR_SERVER = """
+import sys, trio
+STATUS = (b"volume: 50\\nrepeat: 0\\nrandom: 0\\nsingle: 0\\nconsume: 0\\npartition: default\\nplaylist: 3\\n"
+          b"playlistlength: 1\\nmixrampdb: 0\\nstate: pause\\nsong: 0\\nsongid: 1\\ntime: 0:1\\nelapsed: 0.000\\n"
+          b"bitrate: 0\\nduration: 1.000\\naudio: 44100:f:2\\nOK\\n")
+SONG = (b"file: Album/t000.flac\\nLast-Modified: 2026-12-03T00:00:00Z\\nFormat: 44100:16:2\\nTime: 1\\n"
+        b"duration: 1.000\\nPos: 0\\nId: 1\\nOK\\n")
+async def handle(stream):
+    await stream.send_all(b"OK MPD 0.23.0\\n")
+    buf = b""
+    while data := await stream.receive_some(16384):
+        buf += data
+        while b"\\n" in buf:
+            line, buf = buf.split(b"\\n", 1)
+            await stream.send_all(STATUS if line == b"status" else SONG)
+trio.run(lambda: trio.serve_tcp(handle, int(sys.argv[1]), host="127.0.0.1"))
+"""
+
+
+def prepare(port: int) -> Conn:
     conn = Conn(port)
     conn.command("clear")
     conn.command("add Album/t000.flac")
     conn.command("play 0")
     conn.command("pause 1")
-    out = {
-        "status_ms": median_s(lambda: conn.command("status"), rounds) * 1e3,
-        "currentsong_ms": median_s(lambda: conn.command("currentsong"), rounds) * 1e3,
-        "idle_wakeup_ms": idle_wakeup_s(port, 100) * 1e3,
-    }
+    return conn
+
+
+def round_trips(ports: dict[str, int], rounds: int, *, idle: set[str]) -> dict[str, dict[str, float]]:
+    """``status`` and ``currentsong`` round trips on every server (and the idle wake-up on those
+    in ``idle``), in alternating blocks of :data:`BLOCK`; medians in ms."""
+    conns = {name: Conn(port) if name not in idle else prepare(port) for name, port in ports.items()}
+    times: dict[str, dict[str, list[float]]] = {name: {} for name in ports}
+    order = list(ports)
+    for block in range(max(1, rounds // BLOCK)):
+        for name in order if block % 2 == 0 else order[::-1]:
+            for command in ("status", "currentsong"):
+                conn = conns[name]
+                for _ in range(BLOCK):
+                    t0 = time.perf_counter()
+                    conn.command(command)
+                    times[name].setdefault(f"{command}_ms", []).append(time.perf_counter() - t0)
+    idle_order = [name for name in order if name in idle]
+    for block in range(100 // BLOCK):
+        for name in idle_order if block % 2 == 0 else idle_order[::-1]:
+            times[name].setdefault("idle_wakeup_ms", []).extend(idle_wakeups_s(ports[name], BLOCK))
+    return {name: {key: statistics.median(values) * 1e3 for key, values in kinds.items()}
+            for name, kinds in times.items()}  # fmt: skip
+
+
+def measure(port: int, rounds: int) -> dict[str, float]:
+    conn = prepare(port)
+    out: dict[str, float] = {}
     conn.command("stop")
     conn.command("clear")
     t0 = time.perf_counter()
@@ -196,7 +246,7 @@ def main() -> int:
         music.mkdir(parents=True)
         for i in range(TRACKS):
             write_audio(str(music / f"t{i:03d}.flac"), make_music(1.0, 44_100, seed=i), 44_100)
-        mpd_port, auralis_port = free_port(), free_port()
+        mpd_port, auralis_port, floor_port = free_port(), free_port(), free_port()
         (tmp / "mpd").mkdir()
         conf = tmp / "mpd" / "mpd.conf"
         conf.write_text(
@@ -213,6 +263,7 @@ def main() -> int:
                  "--workers", "1", "--mpd-port", str(auralis_port), "--log-level", "warning"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT,
             ),
+            subprocess.Popen([sys.executable, "-c", FLOOR_SERVER, str(floor_port)]),
         ]  # fmt: skip
         try:
             wait_port(mpd_port, procs[0])
@@ -221,7 +272,11 @@ def main() -> int:
             wait_songs(Conn(mpd_port), TRACKS)
             wait_songs(Conn(auralis_port), TRACKS)
             wait_daemon_idle(tmp / "run" / "control.sock")
-            results = {"mpd": measure(mpd_port, args.rounds), "auralis": measure(auralis_port, args.rounds)}
+            wait_port(floor_port, procs[2])
+            ports = {"mpd": mpd_port, "auralis": auralis_port, "trio floor": floor_port}
+            results = round_trips(ports, args.rounds, idle={"mpd", "auralis"})
+            results["mpd"].update(measure(mpd_port, args.rounds))
+            results["auralis"].update(measure(auralis_port, args.rounds))
         finally:
             for proc in procs:
                 proc.send_signal(signal.SIGTERM)
@@ -230,10 +285,11 @@ def main() -> int:
                     proc.wait(10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-    print(f"{'measure':<22}{'MPD':>12}{'Auralis':>12}{'ratio':>8}")
+    print(f"{'measure':<22}{'MPD':>12}{'Auralis':>12}{'ratio':>8}{'trio floor':>12}")
     for key in results["mpd"]:
         a, b = results["mpd"][key], results["auralis"][key]
-        print(f"{key:<22}{a:>12.3f}{b:>12.3f}{b / a:>8.2f}")
+        floor = results["trio floor"].get(key)
+        print(f"{key:<22}{a:>12.3f}{b:>12.3f}{b / a:>8.2f}" + ("" if floor is None else f"{floor:>12.3f}"))
     (OUT / "mpd.json").write_text(json.dumps(results, indent=2))
     return 0
 
