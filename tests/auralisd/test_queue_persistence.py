@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from auralisd.actors.database import MIGRATIONS, Database, Track, TrackFile
@@ -191,6 +192,29 @@ async def test_every_kind_of_edit_round_trips_through_a_restart_exactly(tmp_path
         assert view(restored) == view(q)
         restored.add([tracks[0]])
         assert restored.ids[-1] == q.next_id  # no song id handed out twice, across a restart either
+
+
+async def test_after_a_failed_commit_the_next_one_writes_the_queue_whole(tmp_path: Path) -> None:
+    """A commit that fails (here: another process holds the write lock past the busy timeout) leaves
+    unknown what the file holds: the next commit writes the whole queue and state map again."""
+    path = tmp_path / "db.sqlite3"
+    with trio.fail_after(BOUND_S):
+        async with open_db(path) as db:
+            tracks = await make_tracks(db, 3)
+            s = Saved(db)
+            s.queue.add(tracks)
+            await s.commit()
+            s.queue.swap(0, 2)
+            s.queue.set_prio(7, [1])
+            blocker = sqlite3.connect(path, timeout=0, isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")
+            with pytest.raises(sqlite3.OperationalError):
+                await s.commit()  # waits out the busy timeout (5 s), then fails
+            blocker.execute("ROLLBACK")
+            blocker.close()
+            assert s.queue.has_changes
+            assert await s.commit() == 3 + 3 + 3  # the stored rows deleted, every entry and state key written
+        assert view(await restart(path)) == view(s.queue)
 
 
 # ----------------------------------------------------------------- a vanished track
