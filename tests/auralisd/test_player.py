@@ -252,7 +252,8 @@ async def test_worker_killed_mid_render_rerenders_the_same_chunk(tmp_path: Path)
             result.append(await r.mastering.render_chunk(track, plan, 1))
 
         with trio.fail_after(60):
-            await r.mastering.render_chunk(track, plan, 0)  # workers are up
+            await r.mastering.render_chunk(track, plan, 0)
+            await r.mastering.pool.warm_up()  # every worker is up (one started later would not be stopped)
             # Stopped workers take the job but cannot finish it, so the kill lands mid-render however
             # loaded the machine is (killed right after the job started, a running worker could finish
             # the 5 s chunk first under load, and then nothing was retried).

@@ -119,8 +119,8 @@ def test_browse_add_search_play_seek_volume(auralis_mpd: AuralisMpd, ncmpcpp: Tm
         tmux.wait_screen(lambda s: "Any          : Sky" in s, "the search phrase")
         tmux.keys(*["Down"] * 13)  # to the "Search" button
         tmux.keys("Enter")
-        screen = tmux.wait_screen(lambda s: "Found 1 song" in s, "one search result")
-        assert 'Sky "quoted"' in screen
+        # the count shows in the status line before the result list is drawn
+        tmux.wait_screen(lambda s: "Found 1 song" in s and 'Sky "quoted"' in s, "one search result")
         # the queue screen: play the second song, pause, seek, volume, stop
         tmux.keys("1")
         screen = tmux.wait_screen(lambda s: "Playlist (3 items" in s and "Dusk" in s, "the queue")
