@@ -276,6 +276,42 @@ def test_flac_lying_header_reports_real_length(library: dict[str, str], tmp_path
             np.testing.assert_array_equal(reader.read(start, start + 1000)[: max(0, N - start)], honest[start : start + 1000])
 
 
+def test_a_flac_length_is_checked_once_per_file_and_again_when_the_file_changes(
+    library: dict[str, str], tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker opens the same file for every chunk and piece it renders: the seek to the last frame that
+    checks STREAMINFO (65-75 ms for some files) happens once per file identity (path, size, mtime)."""
+    path = str(tmp_path / "again.flac")
+    shutil.copyfile(library["x.flac"], path)
+    seeks: list[int] = []
+    real_seek = sf.SoundFile.seek
+
+    def spy(self: sf.SoundFile, frames: int, whence: int = sf.SEEK_SET) -> int:
+        seeks.append(frames)
+        return real_seek(self, frames, whence)
+
+    monkeypatch.setattr(sf.SoundFile, "seek", spy)
+    assert probe(path).num_frames == N
+    assert N - 1 in seeks  # checked against the data
+    seeks.clear()
+    with AudioReader(path) as reader:
+        opening = list(seeks)
+        assert reader.info.num_frames == N
+        np.testing.assert_array_equal(reader.read(N - 1000, N), read_audio(library["x.flac"])[0][N - 1000 :])
+    assert N - 1 not in opening  # trusted: opening it again does not seek to the last frame
+    # the same path now holds a cut file whose header still claims N frames: checked again, and caught
+    with open(library["x.flac"], "rb") as handle:
+        cut = handle.read()[:300_000]
+    with open(path, "wb") as handle:
+        handle.write(cut)
+    seeks.clear()
+    with AudioReader(path) as reader:
+        assert N - 1 in seeks  # not trusted: a new identity (size, mtime)
+        assert reader.info.num_frames == N  # what the header says; the data ends early
+        with pytest.raises(CorruptAudioError):
+            reader.read(0, N)
+
+
 def test_truncated_flac_keeps_its_header_length_and_fails_where_data_ends(library: dict[str, str], tmp_path) -> None:
     path = tmp_path / "cut.flac"
     with open(library["x.flac"], "rb") as handle:
