@@ -8,19 +8,31 @@ daemon's whole process group with SIGKILL at a random moment after the last repl
 (the reply and the kill race each other) or after up to 1.2 s (the periodic position save is
 what is tested then). ``AURALIS_KILL9_CYCLES`` changes the
 number of cycles (default 100; about 2-3 minutes on a loaded 2-core machine).
+
+Every restart runs the code it finds on disk: the test checks that the daemon's source did not change
+during the run (an edit made meanwhile, say in the worktree under test, would put other code under test
+from that cycle on, and its failures or passes would prove nothing). When the queue comes back wrong it
+says the last cycle's edits, the rows the killed daemon left in ``queue_entries`` (song id, order key,
+priority, track id, in the order a restart loads them) and the end of that daemon's log.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+import auralis
+import auralisd
 
 from .conftest import DaemonProcess, write_tracks
 from .rpc import Client, RpcError
@@ -34,12 +46,23 @@ PRESETS = ("adaptive", "gentle", "warm", "bright", "punchy")
 KEPT = ("state", "queue_pos", "queue_length", "preset", "intensity", "volume", "repeat", "random", "single", "consume")
 
 
+def source_digest() -> str:
+    """A digest of the Python source a daemon started now would run (``auralisd`` and ``auralis``)."""
+    digest = hashlib.sha256()
+    for package in (auralisd, auralis):
+        root = Path(str(package.__file__)).resolve().parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 class KillableDaemon:
     """``auralisd`` in its own session, so one ``killpg`` takes the daemon and its workers at once."""
 
     def __init__(self, root: Path, music: Path) -> None:
         self.spec = DaemonProcess(root, music, ["--workers", "1", "--log-level", "info"])
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log_offset = 0  # where the log of the daemon started last begins
         root.mkdir(parents=True, exist_ok=True)
 
     def start(self, timeout_s: float = 60.0) -> float:
@@ -48,6 +71,7 @@ class KillableDaemon:
         env["XDG_CONFIG_HOME"] = str(self.spec.root / "config")
         started = time.monotonic()
         with open(self.spec.log_path, "ab") as log:
+            self.log_offset = log.tell()
             self.proc = subprocess.Popen(
                 self.spec.args(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
@@ -73,6 +97,34 @@ class KillableDaemon:
     def client(self) -> Client:
         return Client.unix(self.spec.socket_path)
 
+    def life_log(self, chars: int = 3000) -> str:
+        """The end of the log of the daemon started last."""
+        with open(self.spec.log_path, "rb") as log:
+            log.seek(self.log_offset)
+            return log.read().decode(errors="replace")[-chars:]
+
+    def keep_killed_state(self) -> None:
+        """Copy the database the killed daemon left (with its WAL) aside, untouched: the next daemon
+        recovers the original, and the copy says what it found (:meth:`stored_queue`)."""
+        kept = self.spec.root / "killed-state"
+        shutil.rmtree(kept, ignore_errors=True)
+        kept.mkdir()
+        for suffix in ("", "-wal", "-shm"):
+            path = self.spec.state_dir / f"auralis.sqlite3{suffix}"
+            if path.exists():
+                shutil.copy2(path, kept / path.name)
+
+    def stored_queue(self) -> list[tuple[int, int, int, int]]:
+        """``(song id, order key, priority, track id)`` in the copy :meth:`keep_killed_state` made, in the
+        order a restart loads them."""
+        conn = sqlite3.connect(self.spec.root / "killed-state" / "auralis.sqlite3")
+        try:
+            return conn.execute(
+                "SELECT song_id, sort_key, prio, track_id FROM queue_entries ORDER BY sort_key, song_id"
+            ).fetchall()
+        finally:
+            conn.close()
+
 
 @pytest.fixture
 def killable(tmp_path: Path):
@@ -94,6 +146,7 @@ class Expected:
         self.position_at_most_s = 0.0
         self.position_at_least_s = 0.0
         self.log: list[str] = []  # the last cycle's queue edits and their replies (said when a check fails)
+        self.daemon_log = ""  # the end of the killed daemon's log
 
 
 def _change(c: Client, rng: random.Random, exp: Expected, library: list[int]) -> dict[str, Any] | None:
@@ -158,12 +211,15 @@ def _try_change(c: Client, rng: random.Random, exp: Expected, library: list[int]
     return None
 
 
-def _check(c: Client, exp: Expected, restarted_at: float, cycle: int) -> dict[str, Any]:
+def _check(c: Client, exp: Expected, restarted_at: float, cycle: int, daemon: KillableDaemon) -> dict[str, Any]:
     status = c.call("status")
     since_start_s = time.monotonic() - restarted_at
     queue = [item["track_id"] for item in c.call("queue.list")["items"]]
     where = f"cycle {cycle}"
-    assert queue == exp.queue, f"{where}: queue lost an acknowledged edit ({'; '.join(exp.log)})"
+    assert queue == exp.queue, (
+        f"{where}: queue lost an acknowledged edit ({'; '.join(exp.log)}); the killed daemon left the rows"
+        f" (song id, order key, priority, track id) {daemon.stored_queue()}; the end of its log:\n{exp.daemon_log}"
+    )
     want = {k: exp.status[k] for k in KEPT}
     want["queue_length"] = len(exp.queue)
     got = {k: status[k] for k in KEPT}
@@ -184,6 +240,7 @@ def test_acknowledged_changes_survive_kill9_at_random_moments(killable) -> None:
     daemon, music = killable
     rng = random.Random(11)
     exp = Expected()
+    source = source_digest()
     started = time.monotonic()
     restarted_at = daemon.start()
     with daemon.client() as c:
@@ -195,7 +252,7 @@ def test_acknowledged_changes_survive_kill9_at_random_moments(killable) -> None:
     for cycle in range(CYCLES):
         with daemon.client() as c:
             if cycle > 0:
-                status = _check(c, exp, restarted_at, cycle)
+                status = _check(c, exp, restarted_at, cycle, daemon)
             else:
                 status = exp.status
             exp.log = []
@@ -218,12 +275,18 @@ def test_acknowledged_changes_survive_kill9_at_random_moments(killable) -> None:
                 reference_s = c.call("status")["elapsed_s"]
             killed_at = time.monotonic()
             daemon.kill9()
+        daemon.keep_killed_state()
+        exp.daemon_log = daemon.life_log()
+        assert source_digest() == source, (
+            f"cycle {cycle}: the daemon's source changed during the run (edited meanwhile?): the next daemon"
+            " would run other code, and what the run found would prove nothing"
+        )
         moving = exp.status["state"] == "play"
         exp.position_at_least_s = reference_s
         exp.position_at_most_s = reference_s + ((killed_at - reference_sent) + BLOCK_S if moving else 0.0)
         restarted_at = daemon.start()
     with daemon.client() as c:
-        _check(c, exp, restarted_at, CYCLES)
+        _check(c, exp, restarted_at, CYCLES, daemon)
     runtime_s = time.monotonic() - started
     print(f"kill -9 test: {CYCLES} cycles ({immediate_kills} kills right after the reply) in {runtime_s:.1f} s")
     assert 0 < immediate_kills < CYCLES
