@@ -26,12 +26,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
-import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
@@ -46,6 +47,7 @@ from auralis.audio import write_audio  # noqa: E402
 from auralis.fingerprint import compute_plan_inputs  # noqa: E402
 from auralis.loudness import integrated_loudness  # noqa: E402
 from auralis.synth import make_music  # noqa: E402
+from bench.procstat import own_and_children_cpu_s  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 TRACKS = 9
@@ -55,19 +57,13 @@ LEVELS_LUFS = (-24.0, -16.0, -20.0, -12.0, -18.0, -26.0, -14.0, -22.0, -17.0)
 REPEATS = 2
 
 
-def _cpu_s() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def best_of(fn, repeats: int = REPEATS) -> tuple[float, float, object]:
     best_wall, best_cpu, value = float("inf"), float("inf"), None
     for _ in range(repeats):
-        w0, c0 = time.perf_counter(), _cpu_s()
+        w0, c0 = time.perf_counter(), own_and_children_cpu_s()
         value = fn()
         best_wall = min(best_wall, time.perf_counter() - w0)
-        best_cpu = min(best_cpu, _cpu_s() - c0)
+        best_cpu = min(best_cpu, own_and_children_cpu_s() - c0)
     return best_wall, best_cpu, value
 
 

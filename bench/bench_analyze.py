@@ -26,11 +26,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one core: no BLAS threads 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import json  # noqa: E402
-import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
@@ -38,18 +39,12 @@ import soundfile as sf  # noqa: E402
 from auralis.audio import write_audio  # noqa: E402
 from auralis.fingerprint import compute_detail_dimensions, compute_fingerprint, compute_plan_inputs  # noqa: E402
 from auralis.synth import make_music  # noqa: E402
+from bench.procstat import own_and_children_cpu_s  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 DURATION_S = 300.0
 SAMPLE_RATE = 44_100
 REPEATS = 3
-
-
-def _cpu_s() -> float:
-    """CPU seconds (user + system) of this process and its waited-for children."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def best_of(fn, repeats: int = REPEATS) -> tuple[float, float]:
@@ -60,10 +55,10 @@ def best_of(fn, repeats: int = REPEATS) -> tuple[float, float]:
     """
     best_wall = best_cpu = float("inf")
     for _ in range(repeats):
-        wall, cpu = time.perf_counter(), _cpu_s()
+        wall, cpu = time.perf_counter(), own_and_children_cpu_s()
         fn()
         best_wall = min(best_wall, time.perf_counter() - wall)
-        best_cpu = min(best_cpu, _cpu_s() - cpu)
+        best_cpu = min(best_cpu, own_and_children_cpu_s() - cpu)
     return best_wall, best_cpu
 
 

@@ -22,19 +22,22 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import json  # noqa: E402
-import resource  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from auralis import avdecode  # noqa: E402
 from auralis.audio import AudioReader, probe, read_audio, write_audio  # noqa: E402
 from auralis.synth import make_music  # noqa: E402
+from bench.procstat import best_cpu  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 DURATION_S = 180.0
@@ -57,21 +60,6 @@ FORMATS = {
     "wv": ["-c:a", "wavpack"],
     "wma": ["-c:a", "wmav2", "-b:a", "192k"],
 }
-
-
-def _cpu_s() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def best_cpu(fn, repeats: int = REPEATS) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = _cpu_s()
-        fn()
-        best = min(best, _cpu_s() - start)
-    return best
 
 
 def build(folder: Path) -> dict[str, Path]:
@@ -119,11 +107,11 @@ def main() -> int:
         info = probe(path)
         duration = info.num_frames / info.sample_rate
         # Cold: the memo of scanned lengths (MP3 without Xing, WMA) is cleared before each run.
-        probe_s = best_cpu(lambda p=path: (avdecode._SCANNED_LENGTHS.clear(), probe(p)))
-        decode_s = best_cpu(lambda p=path: (avdecode._SCANNED_LENGTHS.clear(), read_audio(p)))
+        probe_s = best_cpu(lambda p=path: (avdecode._SCANNED_LENGTHS.clear(), probe(p)), REPEATS)
+        decode_s = best_cpu(lambda p=path: (avdecode._SCANNED_LENGTHS.clear(), read_audio(p)), REPEATS)
         ffmpeg_s = best_cpu(lambda p=path: subprocess.run(
-            ["ffmpeg", "-v", "error", "-nostdin", "-i", str(p), "-f", "null", "-"], check=True))
-        random_s = best_cpu(lambda p=path, i=info: random_reads(p, i.num_frames, i.sample_rate), repeats=2)
+            ["ffmpeg", "-v", "error", "-nostdin", "-i", str(p), "-f", "null", "-"], check=True), REPEATS)
+        random_s = best_cpu(lambda p=path, i=info: random_reads(p, i.num_frames, i.sample_rate), 2)
         rows.append({
             "file": name, "format": info.format, "codec": info.subtype, "duration_s": round(duration, 3),
             "probe_ms": round(probe_s * 1000, 2), "auralis_x_rt": round(duration / decode_s, 1),

@@ -28,17 +28,19 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import json  # noqa: E402
-import resource  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from functools import partial  # noqa: E402
 from math import gcd  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
@@ -46,6 +48,7 @@ from scipy import signal  # noqa: E402
 
 from auralis.resample import BlockResampler, StreamResampler, design_filter  # noqa: E402
 from auralis.synth import make_music  # noqa: E402
+from bench.procstat import best_cpu  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 DURATION_S = 60.0
@@ -57,21 +60,6 @@ try:
     import soxr  # type: ignore[import-untyped,import-not-found,unused-ignore]
 except ImportError:  # the bench extra installs it; without it the soxr rows are skipped
     soxr = None
-
-
-def _cpu_s() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def best_cpu(fn: Callable[[], object], repeats: int = REPEATS) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = _cpu_s()
-        fn()
-        best = min(best, _cpu_s() - start)
-    return best
 
 
 def auralis_whole(x: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
@@ -178,14 +166,14 @@ def main() -> int:
             row: dict[str, object] = {"in_rate": in_rate, "out_rate": out_rate, "x_rt": {}}
             speeds: dict[str, float] = {}
             for name, method in methods.items():
-                speeds[name] = DURATION_S / best_cpu(partial(method, x, in_rate, out_rate))
+                speeds[name] = DURATION_S / best_cpu(partial(method, x, in_rate, out_rate), REPEATS)
             if has_ffmpeg:
                 wav = folder / f"in_{in_rate}.wav"
                 sf.write(wav, x, in_rate, subtype="FLOAT")
-                base = best_cpu(partial(ffmpeg_run, wav, None))
+                base = best_cpu(partial(ffmpeg_run, wav, None), REPEATS)
                 for name, template in FFMPEG_FILTERS.items():
                     af = template.format(rate=out_rate)
-                    total = best_cpu(partial(ffmpeg_run, wav, af))
+                    total = best_cpu(partial(ffmpeg_run, wav, af), REPEATS)
                     speeds[name] = DURATION_S / max(total - base, 1e-3)
             row["x_rt"] = {k: round(v, 1) for k, v in speeds.items()}
             rows.append(row)
