@@ -11,6 +11,7 @@ import struct
 
 import numpy as np
 import pytest
+import trio
 
 from auralis.opus import OpusDecoder, OpusEncoder
 from auralis.synth import make_music
@@ -26,6 +27,19 @@ from auralisd.protocol.audio_frames import (
 from tests.helpers import resample_reference
 
 RATE = 44_100
+
+
+class SubscriptionStandIn:
+    """What the Opus hub uses of a player subscription: a channel of messages, never dropped."""
+
+    def __init__(self, capacity: int) -> None:
+        self.send, self.receive = trio.open_memory_channel(capacity)
+
+    async def wait_dropped(self) -> None:
+        await trio.sleep_forever()
+
+    def close(self) -> None:
+        self.receive.close()
 
 
 def decode_messages(messages: list[bytes]) -> list[tuple[OpusFrame, np.ndarray]]:
@@ -119,30 +133,18 @@ def test_an_end_then_the_same_offset_opens_a_new_stream() -> None:
 
 async def test_a_failing_shared_encoder_closes_its_listeners_and_spares_the_hub(caplog) -> None:
     """An encoder that raises ends that shared stream (its listeners' feeds close), never the hub."""
-    import trio
-
     from auralisd.actors.opus_stream import OpusStreamHub
     from auralisd.actors.player import PcmBlock, StreamStart
-
-    class Sub:
-        def __init__(self) -> None:
-            self.send, self.receive = trio.open_memory_channel(10)
-
-        async def wait_dropped(self) -> None:
-            await trio.sleep_forever()
-
-        def close(self) -> None:
-            self.receive.close()
 
     class Player:
         sample_rate = RATE
 
         def __init__(self) -> None:
-            self.subs: list[Sub] = []
+            self.subs: list[SubscriptionStandIn] = []
             self.subscribed = trio.Event()
 
-        async def subscribe(self, max_blocks: int) -> Sub:
-            self.subs.append(Sub())
+        async def subscribe(self, max_blocks: int) -> SubscriptionStandIn:
+            self.subs.append(SubscriptionStandIn(10))
             self.subscribed.set()
             return self.subs[-1]
 
@@ -228,29 +230,17 @@ async def test_the_shared_stream_sends_an_epochs_messages_before_the_next_epochs
     boundary still belongs to the first track's epoch: it goes out before the second track's
     ``audio_stream_start``, so a client that switches epochs at the event (``auralisctl listen``) keeps it.
     A listener that joins mid-epoch is told its first start follows nothing."""
-    import trio
-
     from auralisd.actors.opus_stream import OpusStart, OpusStreamHub
     from auralisd.actors.player import PcmBlock, StreamStart
-
-    class Sub:
-        def __init__(self) -> None:
-            self.send, self.receive = trio.open_memory_channel(100)
-
-        async def wait_dropped(self) -> None:
-            await trio.sleep_forever()
-
-        def close(self) -> None:
-            self.receive.close()
 
     class Player:
         sample_rate = RATE
 
         def __init__(self) -> None:
-            self.sub = Sub()
+            self.sub = SubscriptionStandIn(100)
             self.subscribed = trio.Event()
 
-        async def subscribe(self, max_blocks: int) -> Sub:
+        async def subscribe(self, max_blocks: int) -> SubscriptionStandIn:
             self.subscribed.set()
             return self.sub
 
