@@ -13,7 +13,8 @@
 // by a command) flushes at once and re-buffers PREBUFFER_S from the new position.
 //
 // Capture (diagnostics and the browser tests): {type: "capture", seconds} records what process() outputs
-// (both channels) and which chunk (epoch, offset) starts at which output frame, until the buffer is full
+// (both channels) and which chunk (epoch, offset) starts at which output frame (the rest of a chunk playing
+// when the capture starts counts as one), until the buffer is full
 // or {type: "capture_stop"}; then it posts {type: "capture", left, right, frames, marks, flushes, starts
 // (where playing started and how much was queued then), underruns (where it ran dry), drops (audio
 // dropped because more than MAX_BUFFER_S was queued: the audio thread fell behind)}.
@@ -85,6 +86,12 @@ class AuralisStreamProcessor extends AudioWorkletProcessor {
       const n = Math.max(1, Math.round(Math.min(msg.seconds, 60) * sampleRate));
       this.capture = { left: new Float32Array(n), right: new Float32Array(n), frames: 0, marks: [], flushes: [],
         starts: [], underruns: [], drops: [] };
+      // A chunk already part played: its rest is what plays first, so the capture says where it is (without
+      // this, a seek before the next chunk boundary would leave no record of what played before it).
+      const m = this.mastered[0];
+      if (this.playing && m && m.read > 0) {
+        this.capture.marks.push({ at: 0, epoch: m.epoch, offset: m.offset + m.read, frames: m.frames - m.read });
+      }
     } else if (msg.type === "capture_stop") {
       this.endCapture();
     }
