@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -130,8 +129,7 @@ def test_idle_wakes_on_changes_and_noidle_ends_it(auralis_mpd: AuralisMpd, conn:
     try:
         other.command("add loose.flac")
         assert conn.read_reply().pairs == [("changed", "playlist")]
-        other.command("setvol 70")
-        time.sleep(0.05)
+        other.command("setvol 70")  # its reply comes after the change was published to every connection
         assert conn.command("idle mixer").pairs == [("changed", "mixer")]  # pending: answered at once
         conn.send("idle")
         conn.send("noidle")
