@@ -53,6 +53,7 @@ from ..config import STREAM_OUTPUT_NAME
 from ..errgroups import first_leaf
 from ..protocol.audio_frames import (
     FORMATS,
+    MAX_EPOCH,
     OPUS_SAMPLE_RATE,
     VARIANTS,
     AudioFramer,
@@ -210,25 +211,46 @@ def opus_start_fields(fields: dict[str, Any], sample_rate: int, bitrate_bps: int
 
 
 class _OpusWebSocketSink(_WebSocketSink):
-    """``/session?format=opus``: the session's own Opus encoder, run on a thread, its tail sent before the
-    ``audio_stream_start`` of a new epoch that does not continue the last one and before ``audio_stream_end``."""
+    """``/session?format=opus``: the session's own Opus encoder, run on a thread.
+
+    One stream's messages stay in order: every message of an epoch goes out before the next epoch's
+    ``audio_stream_start``. A new epoch that does not continue the last one (a seek) ends the Opus stream
+    first: its tail goes out, then the event. One that continues it (a preset or intensity change) keeps
+    the encoder, whose look-ahead still holds the old epoch's last samples: the next packets belong to the
+    old epoch, so the event waits (:attr:`_pending_start`) until the first message of its own epoch, or until
+    the stream ends (``audio_stream_end``, an error, a next epoch) with no message of it, when it goes out
+    after the old epoch's tail."""
 
     def __init__(self, ws: trio_websocket.WebSocketConnection, backend: SessionBackend) -> None:
         super().__init__(ws, AudioFramer(backend.sample_rate))
         self._backend = backend
         self._opus = OpusFramer(backend.sample_rate, backend.opus_encoder)
+        self._pending_start: tuple[int, dict[str, Any]] | None = None  # (epoch, fields) held back
 
     async def _send_all(self, messages: list[bytes]) -> None:
         for data in messages:
+            pending = self._pending_start
+            if pending is not None and int.from_bytes(data[:4], "little") == pending[0] & MAX_EPOCH:
+                await self._release_start()
             await self._send(data)
+
+    async def _release_start(self) -> None:
+        pending, self._pending_start = self._pending_start, None
+        if pending is not None:
+            await super().event("audio_stream_start", **pending[1])
 
     async def event(self, kind: str, **fields: Any) -> None:
         if kind == "audio_stream_start":
-            await self._send_all(await self._backend.encode(self._opus.start_epoch, int(fields["stream_epoch"]),
+            epoch = int(fields["stream_epoch"])
+            await self._send_all(await self._backend.encode(self._opus.start_epoch, epoch,
                                                             int(fields["offset_frames"])))
-            fields = opus_start_fields(fields, self._backend.sample_rate, self._backend.opus_bitrate_bps)
-        elif kind == "audio_stream_end":
+            await self._release_start()  # an epoch that had no message of its own: announced after its tail
+            self._pending_start = (epoch, opus_start_fields(fields, self._backend.sample_rate,
+                                                            self._backend.opus_bitrate_bps))
+            return
+        if kind == "audio_stream_end":
             await self._send_all(await self._backend.encode(self._opus.end))
+        await self._release_start()
         await super().event(kind, **fields)
 
     async def audio(self, epoch: int, offset_frames: int, samples: np.ndarray) -> None:

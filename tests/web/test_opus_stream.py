@@ -37,11 +37,13 @@ class OpusCapture:
         self.frames: list[OpusFrame] = []
         self.audio: list[np.ndarray] = []
         self.raw: list[bytes] = []
+        self.order: list[tuple[str, int]] = []  # ("event", i) / ("frame", i): what arrived, in order
         self._decoder: OpusDecoder | None = None
 
     def add(self, message: str | bytes) -> None:
         if isinstance(message, str):
             self.events.append(json.loads(message))
+            self.order.append(("event", len(self.events) - 1))
             return
         frame = decode_opus_frame(message)
         if frame.reset or self._decoder is None:
@@ -50,6 +52,23 @@ class OpusCapture:
         self.frames.append(frame)
         self.raw.append(bytes(message))
         self.audio.append(decoded[frame.skip : frame.skip + frame.keep])
+        self.order.append(("frame", len(self.frames) - 1))
+
+    def epochs_out_of_order(self) -> list[str]:
+        """Messages that break the order of one stream: audio of an epoch after a later epoch's
+        ``audio_stream_start``, or audio of an epoch before its own ``audio_stream_start``."""
+        announced: list[int] = []
+        wrong = []
+        for kind, i in self.order:
+            if kind == "event":
+                if self.events[i]["type"] == "audio_stream_start":
+                    announced.append(self.events[i]["stream_epoch"])
+                continue
+            epoch = self.frames[i].stream_epoch
+            if not announced or announced[-1] != epoch:
+                wrong.append(f"message {i} of epoch {epoch} (offset {self.frames[i].offset_frames}) after the "
+                             f"start of epoch {announced[-1] if announced else None}")
+        return wrong
 
     def receive(self, ws, until, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -143,6 +162,39 @@ def test_opus_session_seek_resets_and_preset_change_continues(daemon: Daemon, tm
     assert snr_db > 15, f"the Opus stream is not the crossfaded master around the preset change ({snr_db:.1f} dB)"
     worst = float(np.max(np.abs(err)))
     assert worst < 0.25, f"a click at the preset change: {worst:.3f}"
+
+
+def test_opus_session_sends_the_old_epochs_last_packet_before_a_preset_changes_start(daemon: Daemon) -> None:
+    """A preset change mid-play continues the Opus stream, and the packet that holds the boundary belongs to the
+    old epoch: it must reach the client before the new epoch's ``audio_stream_start`` (a client that takes the
+    event's epoch as the current one would otherwise drop it as stale, or file it under the new epoch)."""
+    ids = track_ids(daemon)
+    capture = OpusCapture()
+
+    def new_epoch_playing(before: set[int]):
+        """A start of an epoch not in ``before``, and 4 messages of the epoch now playing, itself new."""
+        def done(c: OpusCapture) -> bool:
+            last = c.frames[-1].stream_epoch
+            return (last not in before and sum(f.stream_epoch == last for f in c.frames) >= 4
+                    and any(e["type"] == "audio_stream_start" and e["stream_epoch"] == last for e in c.events))
+        return done
+
+    with connect(daemon.ws + "/session?format=opus", proxy=None, max_size=None) as ws:
+        ws.send(json.dumps({"type": "play_enhanced", "track_id": ids["dynamic.wav"], "preset": "warm"}))
+        capture.receive(ws, lambda c: len(c.frames) >= 6)
+        first = capture.frames[0].stream_epoch
+        for preset in ("bright", "punchy"):  # two changes: each one's boundary packet
+            ws.send(json.dumps({"type": "set_preset", "preset": preset}))
+            before = {e["stream_epoch"] for e in capture.events if e["type"] == "audio_stream_start"}
+            capture.receive(ws, new_epoch_playing(before))
+        ws.send(json.dumps({"type": "stop"}))
+        capture.receive(ws, lambda c: c.events[-1]["type"] == "audio_stream_end")
+    starts = [e["stream_epoch"] for e in capture.events if e["type"] == "audio_stream_start"]
+    assert len(starts) == 3 and starts[0] == first
+    assert not any(f.reset for f in capture.frames[1:])  # one Opus stream throughout: the changes continue it
+    assert capture.epochs_out_of_order() == []
+    for a, b in zip(capture.frames, capture.frames[1:], strict=False):
+        assert b.offset_frames == a.offset_frames + a.keep  # nothing lost or repeated across the changes
 
 
 def test_stream_opus_listeners_share_one_encoder_and_match_pcm(daemon: Daemon) -> None:
