@@ -812,18 +812,20 @@ class Database:
             raise
 
     async def find_tracks(
-        self, query: Query | None, *, limit: int | None = None, offset: int = 0
+        self, query: Query | None, *, limit: int | None = None, offset: int = 0, uri_roots: tagquery.UriRoots = ()
     ) -> tuple[list[Track], int]:
         """``(tracks, total)``: the tracks ``query`` matches (all when None), folder by folder in path
         order; ``limit`` of them (all when None) from ``offset``, and how many match in all.
+        ``uri_roots``: several music folders seen as folders of one (MPD's URIs, ``tagquery.UriRoots``).
 
         Raises:
             QueryError: a regular expression that does not compile, or a query over the limits.
         """
-        where, args = tagquery.compile_where(query, fold, fts=self._fts)
+        where, args = tagquery.compile_where(query, fold, fts=self._fts, uri_roots=uri_roots)
+        order = tagquery.list_order(uri_roots)
 
         def job(c: sqlite3.Connection) -> tuple[list[Track], int]:
-            sql = f"SELECT * FROM tracks WHERE {where} ORDER BY {_LIST_ORDER} LIMIT ? OFFSET ?"
+            sql = f"SELECT * FROM tracks WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
             rows = c.execute(sql, [*args, -1 if limit is None else int(limit), int(offset)])
             tracks = [_row_to_track(r) for r in rows]
             if limit is None and offset == 0:
@@ -837,20 +839,28 @@ class Database:
         self._blocks.clear()
 
     async def track_blocks(
-        self, query: Query | None, lines: Sequence[tuple[str, str]], *, limit: int | None = None, offset: int = 0
+        self,
+        query: Query | None,
+        lines: Sequence[tuple[str, str]],
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        uri_roots: tagquery.UriRoots = (),
     ) -> list[tuple[str, str, str]]:
         """``(music_dir, rel_dir, text)`` of each track ``query`` matches, in ``find_tracks`` order, its
         text made in SQL from ``lines`` (``tagquery.block_expr``): a listing of 10,000 songs costs one
         string per row instead of a ``Track`` and a formatting pass in Python. Paths in wire form.
+        ``uri_roots`` as :meth:`find_tracks` (the ``uri`` field stays the path inside its music folder).
 
         Raises:
             QueryError: as :meth:`find_tracks`.
         """
-        key = (self._tracks_generation, query, tuple(tuple(x) for x in lines), limit, offset)
+        key = (self._tracks_generation, query, tuple(tuple(x) for x in lines), limit, offset, uri_roots)
         if key in self._blocks:
             self._blocks.move_to_end(key)
             return self._blocks[key]
-        where, args = tagquery.compile_where(query, fold, fts=self._fts)
+        where, args = tagquery.compile_where(query, fold, fts=self._fts, uri_roots=uri_roots)
+        order = tagquery.list_order(uri_roots)
         text = tagquery.block_expr(lines)
         stored = [tuple(x) for x in lines] == [tuple(x) for x in tagquery.STORED_BLOCK_LINES]
 
@@ -862,7 +872,7 @@ class Database:
             nonlocal missing
             cur = c.cursor()
             cur.row_factory = None
-            sql = f"SELECT music_dir, rel_dir, {column} FROM tracks WHERE {where} ORDER BY {_LIST_ORDER} LIMIT ? OFFSET ?"
+            sql = f"SELECT music_dir, rel_dir, {column} FROM tracks WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
             rows = cur.execute(sql, [*args, -1 if limit is None else int(limit), int(offset)]).fetchall()
             if stored:  # a partial index answers this at once
                 missing = cur.execute("SELECT EXISTS (SELECT 1 FROM tracks WHERE song_block IS NULL)").fetchone()[0]
@@ -878,12 +888,14 @@ class Database:
         return rows
 
     async def tag_values(
-        self, tag: str, group: Sequence[str] = (), query: Query | None = None
+        self, tag: str, group: Sequence[str] = (), query: Query | None = None, *, uri_roots: tagquery.UriRoots = ()
     ) -> list[tuple[str | None, ...]]:
         """The distinct ``(group values..., tag value)`` rows of the tracks ``query`` matches, sorted
-        (MPD's ``list TAG group G...``); None where a track has no such tag. ``tag`` may be ``file``."""
-        columns = [tagquery.COLUMNS[name] for name in (*group, tag)]
-        where, args = tagquery.compile_where(query, fold, fts=self._fts)
+        (MPD's ``list TAG group G...``); None where a track has no such tag. ``tag`` may be ``file``.
+        ``uri_roots`` as :meth:`find_tracks`."""
+        by_tag = tagquery.columns(uri_roots)
+        columns = [by_tag[name] for name in (*group, tag)]
+        where, args = tagquery.compile_where(query, fold, fts=self._fts, uri_roots=uri_roots)
         select = ", ".join(columns)
         order = ", ".join(f"{c} IS NOT NULL, {c}" for c in columns)
 
@@ -893,17 +905,20 @@ class Database:
 
         return await self._query(job)
 
-    async def count_matches(self, query: Query | None, group: str | None = None) -> list[tuple[str | None, int, float]]:
+    async def count_matches(
+        self, query: Query | None, group: str | None = None, *, uri_roots: tagquery.UriRoots = ()
+    ) -> list[tuple[str | None, int, float]]:
         """``[(group value, songs, playtime_s)]`` of the tracks ``query`` matches: one row (value None)
-        without ``group``, else one per value of the tag ``group`` (None: tracks without it)."""
-        where, args = tagquery.compile_where(query, fold, fts=self._fts)
+        without ``group``, else one per value of the tag ``group`` (None: tracks without it).
+        ``uri_roots`` as :meth:`find_tracks`."""
+        where, args = tagquery.compile_where(query, fold, fts=self._fts, uri_roots=uri_roots)
 
         def job(c: sqlite3.Connection) -> list[tuple[str | None, int, float]]:
             if group is None:
                 row = c.execute(f"SELECT COUNT(*), COALESCE(SUM(duration_s), 0) FROM tracks WHERE {where}", args)
                 songs, playtime = row.fetchone()
                 return [(None, int(songs), float(playtime))]
-            column = tagquery.COLUMNS[group]
+            column = tagquery.columns(uri_roots)[group]
             rows = c.execute(
                 f"SELECT {column} AS g, COUNT(*), COALESCE(SUM(duration_s), 0) FROM tracks WHERE {where}"
                 " GROUP BY g ORDER BY g IS NOT NULL, g",
@@ -1178,8 +1193,6 @@ def _finite_or_none(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-# listings and query results: music folder, then folder by folder, each in name order
-_LIST_ORDER: Final = "music_dir, rel_dir, path"
 # folder by folder, then album order: disc, track number (untagged after tagged), name
 _ALBUM_ORDER: Final = (
     "rel_dir, disc_number IS NULL, disc_number, track_number IS NULL, track_number, path"

@@ -22,6 +22,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import regex
@@ -131,9 +132,48 @@ def _regex(pattern: str, flags: int) -> Any:
     return regex.compile(pattern, flags | regex.VERSION0)  # VERSION0: re's syntax and behaviour
 
 
-def compile_where(query: Query | None, fold: Callable[[str], str], *, fts: bool = False) -> tuple[str, list[Any]]:
+UriRoots = tuple[tuple[str, str], ...]
+"""``((music_dir, name), ...)``: with several music folders, the name that leads the URIs of each
+folder's tracks (MPD's view of them as folders of one music directory); empty with one folder,
+whose URIs are the paths inside it. ``music_dir`` is the ``tracks.music_dir`` value (wire form)."""
+
+
+def _literal(text: str) -> str:
+    """``text`` as an SQL string literal (configured folder names, never a client's value)."""
+    if "\x00" in text:
+        raise ValueError("a folder name cannot hold NUL")
+    return "'" + text.replace("'", "''") + "'"
+
+
+def file_expr(uri_roots: UriRoots = ()) -> str:
+    """SQL for a track's MPD URI: its path in its music folder, led by the folder's name when there
+    are several (``Music2/Alpha/01.flac``)."""
+    if not uri_roots:
+        return FILE_EXPR
+    cases = " ".join(f"WHEN {_literal(d)} THEN {_literal(name + '/')}" for d, name in uri_roots)
+    return f"((CASE music_dir {cases} ELSE '' END) || {FILE_EXPR})"
+
+
+def columns(uri_roots: UriRoots = ()) -> dict[str, str]:
+    """:data:`COLUMNS` with ``file`` as :func:`file_expr` of ``uri_roots``."""
+    return {**COLUMNS, "file": file_expr(uri_roots)} if uri_roots else COLUMNS
+
+
+def list_order(uri_roots: UriRoots = ()) -> str:
+    """``ORDER BY`` terms of a listing in MPD's walk order: folder by folder (the music folders by
+    name when there are several), then by path."""
+    if not uri_roots:
+        return "music_dir, rel_dir, path"
+    cases = " ".join(f"WHEN {_literal(d)} THEN {_literal(name)}" for d, name in uri_roots)
+    return f"(CASE music_dir {cases} ELSE music_dir END), music_dir, rel_dir, path"
+
+
+def compile_where(
+    query: Query | None, fold: Callable[[str], str], *, fts: bool = False, uri_roots: UriRoots = ()
+) -> tuple[str, list[Any]]:
     """``(sql, args)``: a boolean SQL expression over ``tracks`` ("1" for no query). ``fts``: the
     trigram index ``track_search`` exists (:func:`install_search_index`) and pre-filters substrings.
+    ``uri_roots``: ``file`` and ``base`` see the URIs of several music folders (:data:`UriRoots`).
 
     Raises:
         QueryError: a regular expression that does not compile, or a query over the limits.
@@ -142,47 +182,73 @@ def compile_where(query: Query | None, fold: Callable[[str], str], *, fts: bool 
         return "1", []
     check_query(query)
     args: list[Any] = []
-    sql = _compile(query, fold, args, fts)
+    sql = _compile(query, _Context(fold, args, fts, uri_roots, columns(uri_roots)))
     return sql, args
 
 
-def _compile(q: Query, fold: Callable[[str], str], args: list[Any], fts: bool) -> str:
+@dataclass(frozen=True)
+class _Context:
+    fold: Callable[[str], str]
+    args: list[Any]  # the statement's parameters, appended in the order their ``?`` appear
+    fts: bool
+    uri_roots: UriRoots
+    columns: dict[str, str]
+
+
+def _compile(q: Query, ctx: _Context) -> str:
+    args = ctx.args
     if isinstance(q, And):
         if not q.parts:
             return "1"
-        return "(" + " AND ".join(_compile(p, fold, args, fts) for p in q.parts) + ")"
+        return "(" + " AND ".join(_compile(p, ctx) for p in q.parts) + ")"
     if isinstance(q, Not):
-        return f"(NOT COALESCE({_compile(q.part, fold, args, fts)}, 0))"
+        return f"(NOT COALESCE({_compile(q.part, ctx)}, 0))"
     if isinstance(q, Base):
-        rel = q.path.strip("/")
-        if not rel:
+        uri = q.path.strip("/")
+        if not uri:
             return "1"
-        args += [rel, rel + "/", rel + "0"]  # "0" follows "/": the range of every folder below (index tracks_by_rel_dir)
-        return "(rel_dir = ? OR (rel_dir >= ? AND rel_dir < ?))"
+        if not ctx.uri_roots:
+            return _base(uri, args)
+        parts = []  # the music folders the URI's first name names (the same name twice: both)
+        for music_dir, name in ctx.uri_roots:
+            if uri == name or uri.startswith(name + "/"):
+                args.append(music_dir)
+                rel = uri[len(name) + 1 :]
+                parts.append(f"(music_dir = ? AND {_base(rel, args)})" if rel else "(music_dir = ?)")
+        return "(" + " OR ".join(parts) + ")" if parts else "0"
     if isinstance(q, ModifiedSince):
         args.append(int(q.timestamp_s * 1e9))
         return "(mtime_ns >= ?)"
     assert isinstance(q, TagMatch)
+    fold, fts = ctx.fold, ctx.fts
     negated = q.op in ("!=", "!~")
     if q.tag == "any" and q.op == "contains" and q.fold_case and "\x1f" not in q.value:
         # one folded text of every tag per row (one SQL function call, not one per tag): a value
         # holding no U+001F separator is inside it exactly when it is inside one of the tags
-        joined = " || char(31) || ".join(f"COALESCE({col}, '')" for col in COLUMNS.values())
+        joined = " || char(31) || ".join(f"COALESCE({col}, '')" for col in ctx.columns.values())
         value = fold(q.value)
         prefilter = _prefilter(value, args, fts)  # search_text holds every tag folded
         args.append(value)
         positive = f"({prefilter}instr({_folded(joined)}, ?) > 0)"
     elif q.tag == "any":
-        parts = [_positive(col, tag, q, fold, args, fts) for tag, col in COLUMNS.items()]
+        parts = [_positive(col, tag, q, fold, args, fts) for tag, col in ctx.columns.items()]
         positive = "(" + " OR ".join(parts) + ")"
     else:
-        positive = _positive(COLUMNS[q.tag], q.tag, q, fold, args, fts)
+        positive = _positive(ctx.columns[q.tag], q.tag, q, fold, args, fts)
     # NULL (no such tag) counts as false: a WHERE drops it, and a negation turns it into true
     return f"(NOT COALESCE({positive}, 0))" if negated else positive
 
 
+def _base(rel: str, args: list[Any]) -> str:
+    """Tracks in the folder ``rel`` (a path inside a music folder) or below it."""
+    args += [rel, rel + "/", rel + "0"]  # "0" follows "/": the range of every folder below (index tracks_by_rel_dir)
+    return "(rel_dir = ? OR (rel_dir >= ? AND rel_dir < ?))"
+
+
 def _positive(column: str, tag: str, q: TagMatch, fold: Callable[[str], str], args: list[Any], fts: bool) -> str:
-    """The un-negated test of ``q`` on one column: NULL or 0 when the track lacks the tag."""
+    """The un-negated test of ``q`` on one column: NULL or 0 when the track lacks the tag. The
+    pre-filter on ``search_text`` holds for a URI led by its folder's name too: ``search_text``
+    holds the absolute path, which ends with that URI."""
     if q.op in ("=~", "!~"):
         flags = int(regex.IGNORECASE) if q.fold_case else 0
         try:

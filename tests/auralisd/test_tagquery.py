@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from auralisd.actors.database import Database, TrackFile
+from auralisd.actors import tagquery
+from auralisd.actors.database import Database, TrackFile, fold
 from auralisd.protocol.query import And, Base, ModifiedSince, Not, QueryError, TagMatch
 
 MUSIC = "/music"
@@ -221,3 +223,60 @@ async def test_a_catastrophic_regular_expression_is_refused_in_time_and_the_data
         assert await _titles(database, TagMatch("title", "=~", "(a|a)+!$")) == {"a" * 40 + "!"}  # a match is quick
         assert tagquery.REGEX_BUDGET_S <= 1.0
         nursery.cancel_scope.cancel()
+
+
+# Several music folders, seen by MPD clients as folders of one music directory: one folder's name is a
+# prefix of another's, one holds a space and a quote (a literal in the compiled SQL)
+ROOTS = (("/m/Music", "Music"), ("/m/Music2", "Music2"), ("/m/Old 'Songs", "Old 'Songs"))
+
+
+def _in(music_dir: str, rel: str, title: str) -> TrackFile:
+    return dataclasses.replace(_file(rel, title=title), path=f"{music_dir}/{rel}", music_dir=music_dir)
+
+
+async def test_file_and_base_see_the_folder_name_that_leads_each_uri(db: Database) -> None:
+    """``uri_roots``: ``file``, ``base`` and ``any`` match ``Music2/Alpha/01.flac``, as MPD does for a
+    music directory holding ``Music`` and ``Music2``; without roots a path inside its folder."""
+    await db.upsert_tracks([
+        _in("/m/Music2", "Alpha/01.flac", "M2 one"), _in("/m/Music", "Alpha/01.flac", "M1 one"),
+        _in("/m/Music", "Music2/01.flac", "M1 in a folder named Music2"), _in("/m/Old 'Songs", "x.flac", "Old x"),
+    ])  # fmt: skip
+    m = [t for _, t in ROOTS]
+
+    async def titles(query: object, **kwargs: object) -> set[str | None]:
+        tracks, _ = await db.find_tracks(query, uri_roots=ROOTS, **kwargs)  # type: ignore[arg-type]
+        return {t.title for t in tracks}
+
+    assert await titles(TagMatch("file", "==", "Music2/Alpha/01.flac")) == {"M2 one"}
+    assert await titles(TagMatch("file", "==", "Alpha/01.flac")) == set()
+    assert await _titles(db, TagMatch("file", "==", "Alpha/01.flac")) == {"M2 one", "M1 one"}  # no roots
+    assert await titles(TagMatch("file", "==", "Music/Music2/01.flac")) == {"M1 in a folder named Music2"}
+    assert await titles(TagMatch("file", "starts_with", "Music/")) == {"M1 one", "M1 in a folder named Music2"}
+    assert await titles(TagMatch("file", "starts_with", "Music2")) == {"M2 one"}
+    assert await titles(TagMatch("file", "=~", "^Old 'Songs/")) == {"Old x"}
+    assert await titles(TagMatch("file", "contains", "SIC2/AL", fold_case=True)) == {"M2 one"}
+    assert await titles(TagMatch("any", "contains", "old 'songs/x", fold_case=True)) == {"Old x"}
+    assert await titles(TagMatch("file", "!=", "Music2/Alpha/01.flac")) >= {"M1 one", "Old x"}
+    assert "M2 one" not in await titles(TagMatch("file", "!=", "Music2/Alpha/01.flac"))
+    # base: the first name picks the music folder, exactly ("Music" is not "Music2")
+    assert await titles(Base("Music2")) == {"M2 one"}
+    assert await titles(Base("Music2/Alpha/")) == {"M2 one"}
+    assert await titles(Base("Music")) == {"M1 one", "M1 in a folder named Music2"}
+    assert await titles(Base("Music/Music2")) == {"M1 in a folder named Music2"}
+    assert await titles(Base("Alpha")) == set() and await titles(Base("Mus")) == set()
+    assert await titles(Base("Old 'Songs")) == {"Old x"}
+    assert await titles(Not(Base("Music"))) >= {"M2 one", "Old x"}
+    assert await titles(And((Base("Music"), TagMatch("title", "contains", "one")))) == {"M1 one"}
+    # listings: the music folders in name order, whatever order the rows came in
+    tracks, _ = await db.find_tracks(Base("Music2"), uri_roots=ROOTS)
+    everything, _ = await db.find_tracks(TagMatch("title", "=~", "^(M|Old)"), uri_roots=ROOTS)
+    assert [t.title for t in everything] == ["M1 one", "M1 in a folder named Music2", "M2 one", "Old x"]
+    blocks = await db.track_blocks(Base("Music2"), [("file", "uri")], uri_roots=ROOTS)
+    assert [(d, text) for d, _, text in blocks] == [("/m/Music2", "file: Alpha/01.flac\n")]
+    assert await db.count_matches(TagMatch("file", "starts_with", "Music/"), uri_roots=ROOTS) == [(None, 2, 120.0)]
+    assert await db.tag_values("title", query=Base(m[2]), uri_roots=ROOTS) == [("Old x",)]
+    where, args = tagquery.compile_where(Base("Music2/Alpha"), fold, uri_roots=ROOTS)
+    conn = sqlite3.connect(db.path)
+    plan = " ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN SELECT * FROM tracks WHERE {where}", args))
+    conn.close()
+    assert "INDEX" in plan and "SCAN tracks" not in plan, plan  # still index ranges

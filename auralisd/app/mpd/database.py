@@ -6,8 +6,10 @@ Filters are parsed by ``protocol/mpd/filters.py`` into a query the database acto
 malformed filter is ``ACK [2@i]`` with the parser's message, an unknown folder or song
 ``ACK [50@i]``.
 
-URIs are paths relative to the music folder (``server.SongUris``). ``file`` and ``base``
-filters take them as they are when there is one music folder.
+URIs are paths relative to the music folder (``server.SongUris``); with several music folders
+each folder's name leads its URIs, and ``file``/``base``/``any`` filters match those URIs (the
+database compiles them with ``SongUris.roots``), as MPD does for one music directory holding the
+folders.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def _filter(args: Sequence[str], *, fold_case: bool, options: tuple[str, ...] = 
 async def _query(session: MpdSession, query: Query | None) -> list[Track]:
     await _check_bases(session, query)
     try:
-        tracks, _ = await session.svc.db.find_tracks(query)
+        tracks, _ = await session.svc.db.find_tracks(query, uri_roots=session.server.uris.roots)
     except QueryError as exc:  # a regular expression that does not compile
         raise AckError(Ack.ARG, str(exc)) from None
     return tracks
@@ -103,10 +105,10 @@ def _songs(session: MpdSession, tracks: Iterable[Track]) -> Pairs:
 
 
 # ----------------------------------------------------------------- folders
-def _inside(music_dirs: tuple[str, ...], path: str, *, top: bool) -> tuple[str, str] | None:
-    """``(music_dir, rel)`` when ``path`` lies in a music folder (text only, no I/O); the top: the one music folder."""
-    if top:
-        return (music_dirs[0], "") if len(music_dirs) == 1 else None
+def _inside(music_dirs: tuple[str, ...], path: str | None) -> tuple[str, str] | None:
+    """``(music_dir, rel)`` when ``path`` lies in a music folder (text only, no I/O)."""
+    if path is None:
+        return None
     for music_dir in music_dirs:
         if path == music_dir or path.startswith(music_dir.rstrip("/") + "/"):
             return music_dir, path[len(music_dir) :].strip("/")
@@ -118,7 +120,10 @@ async def _folder(session: MpdSession, uri: str) -> tuple[str, str] | None:
     uris = session.server.uris
     if not uri.strip("/") and len(uris.music_dirs) == 1:
         return uris.music_dirs[0], ""
-    path = path_from_wire(uris.path(uri))
+    wire = uris.path(uri)
+    if wire is None:  # several music folders: the top, or a first name that is none of theirs
+        return None
+    path = path_from_wire(wire)
     for music_dir in uris.music_dirs:
         if path == music_dir or path.startswith(music_dir.rstrip("/") + "/"):
             is_dir = await trio.to_thread.run_sync(os.path.isdir, path)
@@ -128,8 +133,11 @@ async def _folder(session: MpdSession, uri: str) -> tuple[str, str] | None:
 
 
 async def song_of(session: MpdSession, uri: str) -> Track:
+    path = session.server.uris.path(uri)
+    if path is None:
+        raise AckError(Ack.NO_EXIST, "No such song")
     try:
-        return await session.svc.library.resolve_track_path(session.server.uris.path(uri))
+        return await session.svc.library.resolve_track_path(path)
     except RpcError as exc:
         if exc.code in (NOT_FOUND, OUTSIDE_MUSIC_DIRS):
             raise AckError(Ack.NO_EXIST, "No such song") from None
@@ -150,9 +158,14 @@ def _dir_mtimes(dir_wire: str, names: list[str]) -> dict[str, str]:
 async def _walk(session: MpdSession, uri: str, *, info: bool) -> Any:
     """``listall``/``listallinfo``: every folder and song under ``uri``, depth first in name order, each
     folder's songs before its subfolders (MPD's order). The song lines are made in SQL
-    (``Database.track_blocks``): one string per song."""
+    (``Database.track_blocks``): one string per song. With several music folders, the top is each
+    of them in name order, each listed as a folder of the top."""
     uris = session.server.uris
-    folder = _inside(uris.music_dirs, path_from_wire(uris.path(uri)), top=not uri.strip("/"))
+    if uris.several and not uri.strip("/"):
+        walks = [await _walk(session, uris.uri(music_dir), info=info) for music_dir in uris.by_name]
+        return b"".join(w for w in walks if isinstance(w, bytes))
+    wire = uris.path(uri)
+    folder = _inside(uris.music_dirs, None if wire is None else path_from_wire(wire))
     lines = block_lines(session.tagtypes) if info else [("file", "uri")]
     rows = [] if folder is None else await session.svc.db.track_blocks(
         Base(path_to_wire(folder[1])) if folder[1] else None, lines
@@ -179,9 +192,11 @@ async def _walk(session: MpdSession, uri: str, *, info: bool) -> Any:
     mtimes = await trio.to_thread.run_sync(_dir_mtimes, dir_wire, sorted(folders)) if info else {}
     prefix = _uri_prefix(uris.music_dirs, music_dir)
     out: list[str] = []
+    if info and prefix and not rel_wire:  # a music folder itself, as a folder of the top
+        mtimes.update(await trio.to_thread.run_sync(_dir_mtimes, dir_wire, [""]))
     for name in sorted({rel_wire, *folders}, key=lambda f: f.split("/") if f else []):
-        if name:
-            out.append(f"directory: {prefix}{name}\n")
+        if name or prefix:
+            out.append(f"directory: {prefix}{name}\n" if name else f"directory: {prefix[:-1]}\n")
             if name in mtimes:
                 out.append(f"Last-Modified: {mtimes[name]}\n")
         texts = by_dir.get(name, [])
@@ -218,7 +233,9 @@ async def _found_blocks(session: MpdSession, query: Query | None, window: tuple[
         offset = window[0]
         limit = None if window[1] == -1 else max(0, window[1] - window[0])
     try:
-        rows = await session.svc.db.track_blocks(query, block_lines(session.tagtypes), limit=limit, offset=offset or 0)
+        rows = await session.svc.db.track_blocks(
+            query, block_lines(session.tagtypes), limit=limit, offset=offset or 0, uri_roots=session.server.uris.roots
+        )
     except QueryError as exc:
         raise AckError(Ack.ARG, str(exc)) from None
     uris = session.server.uris
@@ -235,9 +252,12 @@ async def _lsinfo(session: MpdSession, uri: str | None) -> Any:
     uri = uri or ""
     uris = session.server.uris
     out: Pairs = []
-    if not uri.strip("/") and len(uris.music_dirs) > 1:
-        for music_dir in uris.music_dirs:
+    if not uri.strip("/") and uris.several:  # the music folders are the top's folders, in name order
+        for music_dir in uris.by_name:
             out.append(("directory", uris.uri(music_dir)))
+            mtime = await trio.to_thread.run_sync(_dir_mtimes, path_to_wire(music_dir), [""])
+            if "" in mtime:
+                out.append(("Last-Modified", mtime[""]))
     else:
         folder = await _folder(session, uri)
         if folder is None:
@@ -327,11 +347,13 @@ async def _list(session: MpdSession, tag_name: str, args: tuple[str, ...]) -> An
     if tag == "file":  # every song's URI, in MPD's walk order (folder by folder, songs before subfolders)
         await _check_bases(session, parsed.query)
         try:
-            blocks = await session.svc.db.track_blocks(parsed.query, [("file", "uri")])
+            uris = session.server.uris
+            blocks = await session.svc.db.track_blocks(parsed.query, [("file", "uri")], uri_roots=uris.roots)
         except QueryError as exc:
             raise AckError(Ack.ARG, str(exc)) from None
-        blocks = sorted(blocks, key=lambda r: (r[0], r[1].split("/") if r[1] else []))  # stable: names within a folder
-        uris = session.server.uris
+        rank = {d: i for i, (d, _) in enumerate(uris.roots)}  # several music folders: by name
+        # stable: names within a folder
+        blocks = sorted(blocks, key=lambda r: (rank.get(r[0], -1), r[0], r[1].split("/") if r[1] else []))
         return "".join(
             t.replace("file: ", "file: " + _uri_prefix(uris.music_dirs, path_from_wire(d)), 1)
             if len(uris.music_dirs) > 1 else t
@@ -339,7 +361,7 @@ async def _list(session: MpdSession, tag_name: str, args: tuple[str, ...]) -> An
         ).encode("utf-8", "surrogateescape")
     await _check_bases(session, parsed.query)
     try:
-        rows = await session.svc.db.tag_values(tag, parsed.groups, parsed.query)
+        rows = await session.svc.db.tag_values(tag, parsed.groups, parsed.query, uri_roots=session.server.uris.roots)
     except QueryError as exc:
         raise AckError(Ack.ARG, str(exc)) from None
     names = [TAG_DISPLAY[g] for g in parsed.groups] + [display]
@@ -375,7 +397,7 @@ async def _count(session: MpdSession, args: tuple[str, ...]) -> Any:
     group = parsed.groups[0] if parsed.groups else None
     await _check_bases(session, parsed.query)
     try:
-        rows = await session.svc.db.count_matches(parsed.query, group)
+        rows = await session.svc.db.count_matches(parsed.query, group, uri_roots=session.server.uris.roots)
     except QueryError as exc:
         raise AckError(Ack.ARG, str(exc)) from None
     out: Pairs = []
@@ -392,6 +414,8 @@ async def _update(session: MpdSession, uri: str | None) -> Any:
     path = None
     if uri and uri.strip("/"):
         path = session.server.uris.path(uri)
+        if path is None:
+            raise AckError(Ack.ARG, "Malformed path")
     try:
         job, _started = await library.scan_folder(path)  # behind a running scan it waits, as in MPD
     except RpcError as exc:

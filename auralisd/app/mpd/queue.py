@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ...actors.database import Track
 from ...errors import NOT_FOUND, OUTSIDE_MUSIC_DIRS, RpcError
 from ...protocol.mpd import Ack, AckError
+from ...protocol.paths import path_to_wire
 from .table import Permission, mpd_command
 
 if TYPE_CHECKING:
@@ -24,8 +25,16 @@ async def resolve_uri(session: MpdSession, uri: str) -> list[Track]:
     """The tracks a URI names: one song, or every song under a folder (``""`` or ``/``: all)."""
     if "://" in uri:
         raise AckError(Ack.NO_EXIST, "Unsupported URI scheme")
+    uris = session.server.uris
+    if uris.several and not uri.strip("/"):  # the top: every music folder, in name order
+        paths = [path_to_wire(d) for d in uris.by_name]
+    else:
+        path = uris.path(uri)
+        if path is None:
+            raise AckError(Ack.NO_EXIST, "No such directory")
+        paths = [path]
     try:
-        return await session.svc.library.resolve_paths([session.server.uris.path(uri)])
+        return await session.svc.library.resolve_paths(paths)
     except RpcError as exc:
         if exc.code in (NOT_FOUND, OUTSIDE_MUSIC_DIRS):
             raise AckError(Ack.NO_EXIST, "No such directory") from None

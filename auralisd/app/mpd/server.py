@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Final
 
 from ...actors.database import Track
 from ...actors.events import Event
+from ...actors.tagquery import UriRoots
 from ...protocol.mpd import format_pairs
 from ...protocol.paths import path_from_wire, path_to_wire
 from ..commands import Services
@@ -98,31 +99,42 @@ class MessageBroker:
 
 class SongUris:
     """MPD's song URIs: paths relative to the music folder. With several music folders, each
-    folder's name leads its URIs (``Music/Album/01.flac``), as if they shared one root."""
+    folder's name leads its URIs (``Music/Album/01.flac``), as if they were the folders of one
+    music directory (MPD's view, and its order: by name)."""
 
     def __init__(self, music_dirs: tuple[str, ...]) -> None:
         self.music_dirs = tuple(os.path.abspath(d) for d in music_dirs)
+        self.several = len(self.music_dirs) > 1
+        # the music folders in MPD's order of the top folder's entries (by name)
+        self.by_name = tuple(sorted(self.music_dirs, key=lambda d: (os.path.basename(d), d))) if self.several else ()
+        self.roots: UriRoots = tuple((path_to_wire(d), path_to_wire(os.path.basename(d))) for d in self.by_name)
+        """What ``file``/``base`` filters see (``tagquery.UriRoots``): empty with one music folder."""
 
     def uri(self, path: str) -> str:
         """The URI of an OS path (wire-escaped text: a name that is not UTF-8 shows ``\\xHH``)."""
         for music_dir in self.music_dirs:
             rel = os.path.relpath(path, music_dir)
-            if not rel.startswith(".."):
-                if len(self.music_dirs) > 1:
-                    rel = os.path.join(os.path.basename(music_dir), rel)
-                return path_to_wire(rel)
+            if rel != ".." and not rel.startswith("../"):
+                if self.several:
+                    name = os.path.basename(music_dir)
+                    rel = name if rel == "." else os.path.join(name, rel)
+                return path_to_wire("" if rel == "." else rel)
         return path_to_wire(path)
 
-    def path(self, uri: str) -> str:
-        """The wire path (absolute) the library resolves for a URI (``""``: the root)."""
+    def path(self, uri: str) -> str | None:
+        """The wire path (absolute) the library resolves for a URI (``""``: the one music folder);
+        None for a URI that names no music folder (with several, its first name is none of theirs,
+        or it is the top, which is no folder on disk)."""
         rel = path_from_wire(uri.strip("/"))
-        if len(self.music_dirs) == 1:
+        if not self.music_dirs:
+            return None
+        if not self.several:
             return path_to_wire(os.path.join(self.music_dirs[0], rel) if rel else self.music_dirs[0])
         head, _, rest = rel.partition("/")
-        for music_dir in self.music_dirs:
+        for music_dir in self.by_name:
             if os.path.basename(music_dir) == head:
                 return path_to_wire(os.path.join(music_dir, rest) if rest else music_dir)
-        return path_to_wire(rel)
+        return None
 
 
 class MpdServer:
