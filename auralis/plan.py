@@ -16,6 +16,11 @@ Regions (T = preset target loudness, TP = true peak after EQ):
   capped at +20 dB (``bound_hit``), the preset's gentle compression, at most 6 dB of limiter
   gain reduction.
 
+A track whose loudness cannot be measured (L at the -70 LUFS absolute gate: no 400 ms block above
+it, because the track is silent or shorter than one block) gets no gain, EQ or dynamics, only the
+safety limiter: without a loudness there is nothing to aim the gain from (a 0.3 s sound effect at
+-10 dBTP would otherwise read as "quiet" and be pushed into the limiter).
+
 ``L_eq`` is the loudness after EQ, predicted from the band fractions (K-weighted).
 """
 
@@ -49,6 +54,7 @@ LIMITER_MAX_GR_DB: Final = 6.0  # largest planned limiter gain reduction (quiet 
 TRUE_PEAK_CEILING_DBTP: Final = -1.0  # every streaming platform's ceiling
 DYNAMIC_LOUD_PEAK_DBTP: Final = -1.5  # dynamic_loud keeps its true peak at or below this
 QUIET_MARGIN_LU: Final = 1.0  # "quiet" means more than this below the target
+UNMEASURED_LUFS: Final = -70.0  # a fingerprint's `lufs` when no block passes the absolute gate (ITU-R BS.1770-4)
 DYNAMIC_LOUD_EQ_SCALE: Final = 0.5  # dynamic_loud applies half the preset's character (respect the master)
 # The input true peak is a BS.1770 4x reading, which under-reads an 8x one by up to ~0.3 dB (EBU
 # Tech 3341 case 17): the A/B original keeps this much more headroom below the ceiling.
@@ -289,6 +295,21 @@ def plan_mastering(fingerprint: Any, preset: str, intensity: float) -> Mastering
     lufs, crest, bands = inputs.lufs, inputs.crest_db, inputs.bands
     tp_in = inputs.true_peak_dbtp
     tp_known = math.isfinite(tp_in) or tp_in == -math.inf
+    if lufs <= UNMEASURED_LUFS:
+        decisions = (
+            f"[2D LWRP] loudness not measurable (LUFS {lufs:.1f}: silent, or shorter than one 400 ms block) "
+            f"-> gain 0.0 dB, no EQ, no dynamics; DC removal and the {TRUE_PEAK_CEILING_DBTP:.1f} dBTP "
+            "safety limiter only",
+            f"[preset] {p.name} at intensity {intensity:.2f} (character not applied without a loudness)",
+        )
+        plan = MasteringPlan(
+            region="quiet", neutral=False, input_lufs=_round(lufs), input_crest_db=_round(crest),
+            input_true_peak_dbtp=_round(tp_in) if tp_known else math.nan, target_lufs=math.nan, gain_db=0.0,
+            expansion_factor=0.0, bound_hit=False, eq_gains_db=(0.0, 0.0, 0.0, 0.0), comp_ratio=1.0,
+            expander_factor=0.0, decisions=decisions, **common,
+        )
+        _log(plan)
+        return plan
     # Without a measured true peak, estimate it from loudness and crest (sample peak + 0.5 dB).
     tp = tp_in if tp_known else lufs + crest + 0.5
     target = p.target_lufs

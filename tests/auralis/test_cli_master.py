@@ -67,7 +67,7 @@ def test_master_flac_and_silence_json_nulls(tmp_path, capsys: pytest.CaptureFixt
     code, report = run_json(capsys, "master", silent, out, "--json")
     assert code == 0
     assert report["input"]["integrated_lufs"] is None and report["output"]["true_peak_dbtp"] is None
-    assert report["plan"]["bound_hit"] is True
+    assert report["plan"]["gain_db"] == 0.0 and report["plan"]["bound_hit"] is False  # no loudness: no gain
     info = probe(out)
     assert info.subtype == "PCM_24" and info.num_frames == SR * 2
     assert np.max(np.abs(read_audio(out)[0])) == 0.0

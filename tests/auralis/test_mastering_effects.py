@@ -187,12 +187,35 @@ def test_silence_stays_silence_and_nothing_is_nan() -> None:
     x = np.zeros((SR * 3, 2), dtype=np.float32)
     for preset in PRESET_NAMES:
         y, _, plan = master(x, preset)
-        assert plan.region == "quiet" and plan.bound_hit  # -70 LUFS: the +20 dB cap
+        assert plan.gain_db == 0.0 and not plan.bound_hit  # -70 LUFS: no loudness to aim a gain from
         assert np.isfinite(y).all() and np.max(np.abs(y)) == 0.0
     # near-silence plus a single click: finite, under the ceiling
     x[SR, :] = 1.5
     y, _, _ = master(x, "adaptive")
     assert np.isfinite(y).all() and true_peak_8x(y) <= CEILING_DBTP
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_a_sound_shorter_than_one_loudness_block_plays_at_its_own_level(preset: str, tmp_path) -> None:
+    """A 0.3 s sound effect has no BS.1770 loudness (no 400 ms block): it keeps its level.
+
+    Before, its -70 LUFS reading made it "quiet": +56 dB towards the target, cut back to the
+    limiter's 6 dB, so a -10 dBFS blip played about 9 dB louder, squashed by the limiter.
+    """
+    from auralis.audio import write_audio
+    from auralis.fingerprint import compute_plan_inputs
+
+    t = np.arange(int(0.3 * SR)) / SR
+    x = np.repeat((0.3 * np.sin(2 * np.pi * 330.0 * t))[:, None], 2, axis=1).astype(np.float32)
+    write_audio(tmp_path / "blip.flac", x, SR)
+    plan = plan_mastering(compute_plan_inputs(str(tmp_path / "blip.flac")), preset, 1.0)
+    assert (plan.gain_db, plan.eq_gains_db, plan.comp_ratio, plan.expander_factor) == (0.0, (0.0,) * 4, 1.0, 0.0)
+    assert "loudness not measurable" in plan.decision, plan.decision
+    y, stats = render_samples(x, SR, plan)
+    core = slice(int(0.05 * SR), int(0.25 * SR))  # away from the edges
+    rms_in, rms_out = (float(np.sqrt(np.mean(a[core] ** 2))) for a in (x, y))
+    assert 20 * np.log10(rms_out / rms_in) == pytest.approx(0.0, abs=0.5)
+    assert stats["limiter_gr_db"] <= 0.1 and true_peak_8x(y) <= CEILING_DBTP
 
 
 def test_dc_offset_is_removed_not_amplified(music: np.ndarray) -> None:
