@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Final
 
+PLAN_LOGGER: Final = "auralis.plan"  # the DSP library's decision lines (auralis/plan.py)
+
 # syslog priorities (RFC 5424) that sd-daemon(3) prefixes understand.
 _SYSLOG_PRIORITY: Final = {
     logging.CRITICAL: 2,
@@ -45,6 +47,10 @@ def setup_logging(level: int, *, stream=None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # The player logs each decision once, with its track (auralisd.player); auralis.plan's own
+    # lines (3 to 5 for every plan: each preset or intensity change, each private session, each
+    # album) made up most of a day's log. They stay available at debug level.
+    logging.getLogger(PLAN_LOGGER).setLevel(logging.NOTSET if level <= logging.DEBUG else logging.WARNING)
 
 
 class RefusalLog:

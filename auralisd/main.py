@@ -232,6 +232,7 @@ class Daemon:
         held = await early.hand_over()
         await self._start(root, "control", lambda task_status: server.serve(listeners, held=held, task_status=task_status))
         self.http_port = await self._start(root, "http", lambda task_status: self._serve_http(services, token, task_status))
+        services.http_address = (s.http_host, self.http_port)  # status tells clients (auralisctl listen) where
         if s.mpd_port:
             self.mpd_port = await self._start(root, "mpd", lambda task_status: self._serve_mpd(services, token, task_status))
         for extra in self.hooks.extra_tasks:

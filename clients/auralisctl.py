@@ -757,6 +757,18 @@ def path_to_wire(path: str) -> str:
     return _ESCAPE.sub(lambda m: "\\\\" if m.group() == "\\" else f"\\x{ord(m.group()) - 0xDC00:02X}", path)
 
 
+_CONTROL: Final = re.compile(r"[\x01-\x1f\x7f]")
+
+
+def shown(text: Any) -> str:
+    """Text for one line of output: a control character (a line break or tab in a file name) as ``\\xHH``.
+
+    The daemon reads ``\\x01``-``\\x1F`` and ``\\x7F`` back as those characters (docs/protocol.md,
+    "Paths"), so a printed path stays one line and still names its file: ``ls | add -`` works.
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02X}", str(text))
+
+
 def arg_to_wire(text: str) -> str:
     """A path as the user gave it, for the daemon: a printed (wire-form) path goes back unchanged; bytes
     that are not UTF-8 (a tab-completed name) become ``\\xHH``."""
@@ -815,7 +827,7 @@ def track_label(track: dict[str, Any] | None) -> str:
         return ""
     title = track.get("title") or os.path.basename(str(track.get("path") or "")) or f"track {track.get('track_id')}"
     artist = track.get("artist")
-    return f"{artist} - {title}" if artist else str(title)
+    return shown(f"{artist} - {title}" if artist else title)
 
 
 def on_off(value: Any) -> str:
@@ -1180,9 +1192,10 @@ def cmd_queue(ctx: Context) -> int:
 def _print_tracks(ctx: Context, tracks: Sequence[dict[str, Any]]) -> None:
     for track in tracks:
         if ctx.args.long:
-            print(f"{track.get('track_id'):>6}  {format_time(track.get('duration_s')):>8}  {track_label(track)}  {track.get('path')}")
+            print(f"{track.get('track_id'):>6}  {format_time(track.get('duration_s')):>8}  {track_label(track)}  "
+                  f"{shown(track.get('path'))}")
         else:
-            print(track.get("path"))
+            print(shown(track.get("path")))
 
 
 SEARCH_PAGE: Final = 1000  # the daemon's largest page
@@ -1485,9 +1498,10 @@ def cmd_playlist(ctx: Context) -> int:
             track = entry.get("track")
             if ctx.args.long:
                 label = track_label(track) if track else "(not in the library)"
-                print(f"{entry['pos'] + 1:>5}  {format_time((track or {}).get('duration_s')):>8}  {label}  {entry['path']}")
+                print(f"{entry['pos'] + 1:>5}  {format_time((track or {}).get('duration_s')):>8}  {label}  "
+                      f"{shown(entry['path'])}")
             else:
-                print(entry.get("path"))
+                print(shown(entry.get("path")))
         return EXIT_OK
     params: dict[str, Any] = {"name": name}
     if action == "add":
@@ -1521,7 +1535,7 @@ def cmd_rejected(ctx: Context) -> int:
         print_json({"files": files})
         return EXIT_OK
     for item in files:
-        print(f"{item.get('kind', '?'):<11}  {item.get('path')}: {item.get('reason')}")
+        print(f"{item.get('kind', '?'):<11}  {shown(item.get('path'))}: {shown(item.get('reason'))}")
     return EXIT_OK
 
 
@@ -1532,7 +1546,7 @@ def cmd_ls(ctx: Context) -> int:
         print_json(result)
         return EXIT_OK
     for directory in result.get("dirs", []):
-        print(directory.rstrip("/") + "/")
+        print(shown(directory.rstrip("/")) + "/")
     _print_tracks(ctx, result.get("tracks", []))
     return EXIT_OK
 
@@ -1573,7 +1587,7 @@ def cmd_scan(ctx: Context, params: dict[str, Any] | None = None) -> int:
                 sys.stdout.write("\rscanning " + _progress_bar(done, total) + "\x1b[K")
                 sys.stdout.flush()
             elif not ctx.args.quiet:
-                print(f"scan: {done}/{total} {event[1].get('path') or ''}".rstrip(), flush=True)
+                print(f"scan: {done}/{total} {shown(event[1].get('path') or '')}".rstrip(), flush=True)
         now = time.monotonic()
         if event is None or now - last_poll >= 0.5 or last_poll == 0.0:
             last_poll = now
@@ -1844,9 +1858,34 @@ def _open_output(spec: str) -> tuple[IO[bytes], bool]:
         raise UsageError(f"cannot write {spec}: {exc.strerror}") from None
 
 
+def http_address(ctx: Context) -> tuple[str, int]:
+    """The daemon's HTTP port: ``--http``, ``$AURALIS_HTTP``, else where the daemon says it listens.
+
+    The daemon's ``status`` carries its HTTP address (``http``); a daemon started with another
+    ``--http-port`` is found without the user repeating it. The default address is the last resort
+    (a daemon that cannot be asked, or one too old to say).
+    """
+    address = ctx.args.http or os.environ.get("AURALIS_HTTP")
+    if address:
+        return parse_host_port(address, default_port=8765)
+    try:
+        http = ctx.call("status").get("http")
+    except CtlError:
+        http = None
+    if not (isinstance(http, dict) and isinstance(http.get("host"), str) and isinstance(http.get("port"), int)):
+        return parse_host_port(DEFAULT_HTTP)
+    host = http["host"]
+    if not ctx.target.is_local and ctx.target.host:
+        host = ctx.target.host  # over TCP the daemon's name for itself may not be ours for it
+    elif host in ("", "0.0.0.0"):
+        host = "127.0.0.1"  # listening everywhere: loopback is one of them
+    elif host == "::":
+        host = "::1"
+    return host, int(http["port"])
+
+
 def listen_url(ctx: Context) -> str:
-    address = ctx.args.http or os.environ.get("AURALIS_HTTP") or DEFAULT_HTTP
-    host, port = parse_host_port(address, default_port=8765)
+    host, port = http_address(ctx)
     host_text = f"[{host}]" if ":" in host else host
     path = "/session" if ctx.args.session is not None else "/stream"
     query = {"format": ctx.args.format}
@@ -2182,7 +2221,8 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--intensity", type=float, help="intensity of the private session (default: the daemon's)")
     listen.add_argument("--burst", action="store_true", help="render the session as fast as possible")
     listen.add_argument("--variant", choices=("mastered", "original"), help="original: the unprocessed, level-matched audio")
-    listen.add_argument("--http", metavar="HOST:PORT", help=f"the daemon's HTTP port (default $AURALIS_HTTP or {DEFAULT_HTTP})")
+    listen.add_argument("--http", metavar="HOST:PORT",
+                        help="the daemon's HTTP port (default $AURALIS_HTTP, else where the daemon says it listens)")
     return parser
 
 

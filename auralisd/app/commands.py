@@ -64,6 +64,7 @@ class Services:
     covers: CoverReader = field(default_factory=CoverReader)  # cover art for HTTP and MPD (app/covers.py)
     outputs: Outputs | None = None
     streams: StreamCounters = field(default_factory=StreamCounters)  # WebSocket audio peers (transport keeps them)
+    http_address: tuple[str, int] | None = None  # where the HTTP/WebSocket server listens, once it does (main sets it)
 
     @property
     def stored_playlists(self) -> PlaylistStore:
@@ -96,6 +97,7 @@ class Services:
             albums=None if self.albums is None else self.albums.statistics().to_wire(),
             outputs=[] if self.outputs is None else [o.to_wire() for o in self.outputs.list()],
             streams=self.streams.to_wire(),
+            http=None if self.http_address is None else {"host": self.http_address[0], "port": self.http_address[1]},
             uptime_s=time.monotonic() - self.started_at,
         )  # fmt: skip
         return status

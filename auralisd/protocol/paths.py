@@ -10,9 +10,11 @@ daemon in *wire form*:
 * everything else is the path's own text, unchanged.
 
 :func:`path_from_wire` undoes it and is lenient: ``\\\\`` is one backslash, ``\\xHH`` with HH
-from 80 to FF (either case) is that byte, and any other backslash stands for itself (so a
-typed ``a\\b.flac`` still names ``a\\b.flac``). ``path_from_wire(path_to_wire(p)) == p`` for
-every path, and a path printed by a client can be given back to the daemon as it is.
+from 80 to FF (either case) is that byte, ``\\xHH`` with HH from 01 to 1F or 7F is that control
+character (clients print a name holding a line break as ``\\x0A``, so that a line-oriented
+listing keeps one path per line and gives it back intact), and any other backslash stands for
+itself (so a typed ``a\\b.flac`` still names ``a\\b.flac``). ``path_from_wire(path_to_wire(p)) == p``
+for every path, and a path printed by a client can be given back to the daemon as it is.
 
 Pure functions, no I/O: ``auralisctl`` carries an identical copy (it imports nothing of ours;
 ``tests/clients`` checks that the two agree).
@@ -24,7 +26,7 @@ import re
 from typing import Final
 
 _ESCAPE: Final = re.compile(r"[\\\udc80-\udcff]")
-_UNESCAPE: Final = re.compile(r"\\(\\|[xX][89a-fA-F][0-9a-fA-F])")
+_UNESCAPE: Final = re.compile(r"\\(\\|[xX](?:[89a-fA-F][0-9a-fA-F]|0[1-9a-fA-F]|1[0-9a-fA-F]|7[fF]))")
 
 
 def _escape_one(match: re.Match[str]) -> str:
@@ -34,7 +36,10 @@ def _escape_one(match: re.Match[str]) -> str:
 
 def _unescape_one(match: re.Match[str]) -> str:
     body = match.group(1)
-    return "\\" if body == "\\" else chr(0xDC00 + int(body[1:], 16))
+    if body == "\\":
+        return "\\"
+    byte = int(body[1:], 16)
+    return chr(0xDC00 + byte) if byte >= 0x80 else chr(byte)  # a control character is itself (ASCII)
 
 
 def path_to_wire(path: str) -> str:

@@ -27,6 +27,9 @@ def test_every_os_path_round_trips_through_its_wire_form(name: str) -> None:
     assert path_from_wire(text) == path
     assert auralisctl.path_to_wire(path) == text  # the client's copy agrees
     assert auralisctl.arg_to_wire(text) == text  # a printed path goes back unchanged
+    printed = auralisctl.shown(text)  # as a text listing prints it: one line, no control characters
+    assert "\n" not in printed and not any(ord(c) < 0x20 for c in printed)
+    assert path_from_wire(auralisctl.arg_to_wire(printed)) == path  # and given back, it names the file
 
 
 def test_the_documented_examples() -> None:
@@ -35,7 +38,10 @@ def test_the_documented_examples() -> None:
     assert path_to_wire("/m/Björk/Jóga.flac") == "/m/Björk/Jóga.flac"  # valid UTF-8 is left alone
     assert path_from_wire("/m/caf\\xe9.flac") == os.fsdecode(b"/m/caf\xe9.flac")  # either case
     assert path_from_wire("/m/a\\b.flac") == "/m/a\\b.flac"  # a lone backslash stands for itself
-    assert path_from_wire("/m/\\x41.flac") == "/m/\\x41.flac"  # ASCII bytes are never escaped
+    assert path_from_wire("/m/\\x41.flac") == "/m/\\x41.flac"  # printable ASCII is never escaped
+    assert path_from_wire("/m/new\\x0Aline.flac") == "/m/new\nline.flac"  # a control character is
+    assert path_from_wire("/m/\\x00.flac") == "/m/\\x00.flac"  # never a NUL
+    assert auralisctl.shown("/m/new\nline\t.flac") == "/m/new\\x0Aline\\x09.flac"
     assert auralisctl.arg_to_wire(os.fsdecode(b"/m/caf\xe9.flac")) == "/m/caf\\xE9.flac"  # tab-completed
     assert text_to_wire(os.fsdecode(b"caf\xe9: a\\b")) == "caf\\xE9: a\\b"
 

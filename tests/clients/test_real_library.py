@@ -48,6 +48,11 @@ FORMATS = {"a.flac": 9, "b.mp3": 8, "c.m4a": 7, "d.ogg": 6, "e.opus": 5, "f_id3.
 MB_ALBUM = "2d9b0a9c-1111-4e4e-9d9d-000000000001"
 LATIN1_DIR = os.fsdecode(b"Bj\xf6rk")
 LATIN1_FILE = os.fsdecode(b"caf\xe9.flac")
+# Messy/: what a real folder also holds. name -> what the library makes of it (a track, or rejected)
+NEWLINE = "new\nline.flac"
+MESSY = {"id3v1.mp3": "track", NEWLINE: "track", "it's \"quoted\" \U0001f3b5.flac": "track", "blip.flac": "track",
+         "outside.flac": "track", "empty.flac": "damaged", "lyrics.mp3": "unsupported"}  # fmt: skip
+BLIP_S = 0.3  # shorter than one 400 ms BS.1770 block: no measurable loudness
 
 
 def ffmpeg(*args: str) -> None:
@@ -153,6 +158,25 @@ def build_formats(folder: Path, src: Path, art: Path, jpeg: bytes) -> None:
             meta.save()
 
 
+def build_messy(folder: Path, root: Path, src: Path) -> None:
+    """ID3v1 tags only, a line break and quotes and an emoji in names, a 0.3 s sound, a 0-byte file,
+    text named .mp3, a symlink to itself, a symlink to the folder above (a loop) and one to a file
+    outside the music folder."""
+    folder.mkdir()
+    ffmpeg("-i", str(src), "-c:a", "libmp3lame", "-write_id3v2", "0", "-write_id3v1", "1", "-metadata", "title=Old Rip",
+           "-metadata", "artist=Tape Deck", "-metadata", "album=Cassette", str(folder / "id3v1.mp3"))  # fmt: skip
+    write_wav(folder / NEWLINE, 1.0, 7)
+    write_wav(folder / "it's \"quoted\" \U0001f3b5.flac", 1.0, 8)
+    t = np.arange(int(BLIP_S * RATE)) / RATE
+    sf.write(str(folder / "blip.flac"), np.repeat(0.3 * np.sin(2 * np.pi * 330 * t)[:, None], 2, axis=1), RATE)
+    (folder / "empty.flac").write_bytes(b"")
+    (folder / "lyrics.mp3").write_text("la la la\n" * 100)
+    os.symlink("loop", folder / "loop")
+    os.symlink("..", folder / "up")
+    write_wav(root / "outside.flac", 1.0, 9)
+    os.symlink(root / "outside.flac", folder / "outside.flac")
+
+
 def decodes(path: Path) -> bool:
     try:
         probe(str(path))
@@ -204,6 +228,7 @@ def lib(tmp_path_factory):
     tiny = (0.1 * np.sin(np.arange(4000) / 8.0)).astype(np.float32)
     for i in range(BULK):
         sf.write(str(bulk / f"bulk {i:04d}.flac"), tiny, 8000)
+    build_messy(music / "Messy", root, src)
 
     daemon = start_daemon(root, music)
     daemon.music = music  # type: ignore[attr-defined]
@@ -242,9 +267,11 @@ def wire(path: str | Path) -> str:
 
 def expected_files(lib) -> dict[str, int]:
     decodable = sum(lib.decodes.values())
-    audio = decodable + 1 + 4 + 2 + BULK  # Formats, Info, Discs, the two Latin-1 names, Bulk
-    unsupported = (len(FORMATS) - decodable) + 3  # undecodable formats, notes.txt, photo.jpg, folder.png
-    return {"tracks": audio, "unsupported": unsupported, "damaged": 1}
+    messy = list(MESSY.values())
+    audio = decodable + 1 + 4 + 2 + BULK + messy.count("track")  # Formats, Info, Discs, the Latin-1 names, Bulk, Messy
+    # undecodable formats, notes.txt, photo.jpg, folder.png, Messy's text file
+    unsupported = (len(FORMATS) - decodable) + 3 + messy.count("unsupported")
+    return {"tracks": audio, "unsupported": unsupported, "damaged": 1 + messy.count("damaged")}
 
 
 def wait_for(predicate, what: str, timeout_s: float = 60.0):
@@ -278,12 +305,13 @@ def test_scan_counts_add_up_to_the_files_on_disk_and_scan_wait_prints_them(lib, 
     assert (counts["unchanged"], counts["added"], counts["removed"]) == (want["tracks"], 0, 0)
     # skipped: the hidden file and the .25d sidecars the daemon writes meanwhile (counted apart here,
     # since background fingerprinting keeps adding them)
-    others = sum(not f.endswith(".25d") and not f.startswith(".") for _, _, files in os.walk(lib.music) for f in files)
+    others = sum(not f.endswith(".25d") and not f.startswith(".") and os.path.exists(os.path.join(d, f))
+                 for d, _, files in os.walk(lib.music) for f in files)  # a dangling link (Messy/loop) is no file
     assert counts["files"] - counts["skipped"] == others == want["tracks"] + want["unsupported"] + want["damaged"]
     assert counts["skipped"] >= 1
     code, out, err = ctl("scan", "--wait")
     assert code == 0, err
-    assert f"{want['unsupported']} unsupported, 1 damaged" in out and "0 added" in out
+    assert f"{want['unsupported']} unsupported, {want['damaged']} damaged" in out and "0 added" in out
     assert "auralisctl rejected lists why" in out
 
 
@@ -294,7 +322,8 @@ def test_the_last_scan_progress_event_says_the_scan_ended(lib) -> None:
         client.call("subscribe", events=["scan_progress"])
         assert client.call("library.scan")["started"] is True
         last = client.wait_event("scan_progress", lambda data: data["running"] is False, timeout_s=60)
-    assert last["counts"]["damaged"] == 1 and last["error"] is None and last["done"] == last["total"]
+    assert last["counts"]["damaged"] == expected_files(lib)["damaged"]
+    assert last["error"] is None and last["done"] == last["total"]
 
 
 def test_rejected_lists_every_file_the_library_could_not_use_with_its_reason(lib, ctl) -> None:
@@ -303,6 +332,7 @@ def test_rejected_lists_every_file_the_library_could_not_use_with_its_reason(lib
     want = {str(formats / "damaged.flac"): "damaged", str(formats / "notes.txt"): "unsupported",
             str(formats / "photo.jpg"): "unsupported", str(lib.music / "Info" / "folder.png"): "unsupported"}  # fmt: skip
     want.update({str(formats / name): "unsupported" for name, ok in lib.decodes.items() if not ok})
+    want.update({str(lib.music / "Messy" / name): kind for name, kind in MESSY.items() if kind != "track"})
     assert {path: f["kind"] for path, f in rejected.items()} == want
     assert all(f["reason"] for f in rejected.values())
     code, out, _ = ctl("rejected")
@@ -443,3 +473,64 @@ def test_add_names_what_is_wrong_with_a_path(lib, ctl) -> None:
         with pytest.raises(RuntimeError, match=code):
             lib.call("queue.add", {"paths": [path]})
     assert lib.call("ping") == "pong"
+
+
+# ---------------------------------------------------------------- Messy/: what else real folders hold
+def test_a_name_with_a_line_break_is_printed_on_one_line_and_goes_back_to_add(lib, ctl) -> None:
+    """``ls`` and ``search`` print one path per line (a line break in a name as ``\\x0A``), and
+    ``ls | auralisctl add -`` adds every track of the folder, the line-break one included."""
+    messy = lib.music / "Messy"
+    printed = str(messy / "new\\x0Aline.flac")
+    code, out, _ = ctl("ls", str(messy))
+    lines = out.splitlines()
+    assert code == 0 and printed in lines, lines
+    tracks = sorted(str(messy / n).replace("\n", "\\x0A") for n, kind in MESSY.items() if kind == "track")
+    assert sorted(lines) == tracks  # one line per track: no name split in two
+    assert ctl("search", "new")[1].splitlines() == [printed]
+    lib.call("queue.clear")
+    code, out, err = ctl("add", "-", stdin=out.encode())
+    assert (code, out.strip()) == (0, f"added {len(tracks)} tracks at #1-#{len(tracks)}"), err
+    queue = json.loads(ctl("queue", "--json")[1])["items"]
+    assert str(messy / NEWLINE) in [item["path"] for item in queue]  # JSON carries the name itself
+    assert ctl("queue")[1].count("\n") == len(tracks)  # and the text listing one line per entry
+    pos = [item["path"] for item in queue].index(str(messy / NEWLINE))
+    assert ctl("play", str(pos + 1))[0] == 0
+    wait_for(lambda: (s := lib.call("status"))["state"] == "play" and s["track"]["path"] == str(messy / NEWLINE)
+             and s["elapsed_s"] > 0.1, "the file with a line break in its name to play")  # fmt: skip
+    assert ctl("stop")[0] == 0
+    lib.call("queue.clear")
+
+
+def test_listen_finds_the_daemons_http_port_and_a_short_sound_keeps_its_level(lib, ctl, monkeypatch, tmp_path) -> None:
+    """``listen`` with neither ``--http`` nor ``$AURALIS_HTTP`` asks the daemon where it listens (this one
+    is on a free port, not 8765); and a 0.3 s sound, too short for a BS.1770 loudness, plays at its own
+    level (it was taken for a -70 LUFS "quiet" track and pushed into the limiter, about 9 dB louder)."""
+    monkeypatch.delenv("AURALIS_HTTP", raising=False)
+    assert lib.call("status")["http"] == {"host": "127.0.0.1", "port": lib.http_port}
+    out = tmp_path / "blip.wav"
+    code, _, err = ctl("listen", "--session", str(lib.music / "Messy" / "blip.flac"), "--burst", "--out", str(out))
+    assert code == 0, err
+    heard, rate = sf.read(str(out), dtype="float32")
+    original, _ = sf.read(str(lib.music / "Messy" / "blip.flac"), dtype="float32")
+    assert rate == RATE and heard.shape == original.shape
+    core = slice(int(0.05 * RATE), int(0.25 * RATE))
+    level_db = 20 * np.log10(np.sqrt(np.mean(heard[core] ** 2)) / np.sqrt(np.mean(original[core] ** 2)))
+    assert abs(level_db) < 0.5, level_db
+
+
+def test_the_log_says_each_decision_once_and_bad_files_without_a_traceback(lib, ctl) -> None:
+    """After everything above (scans, the damaged and unsupported files, plays, sessions, a symlink loop):
+    no traceback, and each plan once, as the player's line, not 3-5 lines of ``auralis.plan`` per plan."""
+    id3v1 = lib.music / "Messy" / "id3v1.mp3"
+    lib.call("queue.clear")
+    assert ctl("add", str(id3v1))[0] == 0 and ctl("play")[0] == 0
+    status = wait_for(lambda: (s := lib.call("status"))["state"] == "play" and s.get("decision") and s, "a decision")
+    track = status["track"]
+    assert (track["title"], track["artist"], track["album"]) == ("Old Rip", "Tape Deck", "Cassette")  # ID3v1 only
+    assert ctl("preset", "warm")[0] == 0 and ctl("preset", "adaptive")[0] == 0
+    assert ctl("stop")[0] == 0
+    lib.call("queue.clear")
+    log = lib.log()
+    assert "Traceback" not in log, log
+    assert f"{id3v1}: [2D LWRP]" in log, log
+    assert " auralis.plan: " not in log, [line for line in log.splitlines() if "auralis.plan" in line][:5]
