@@ -38,7 +38,7 @@ from .errors import (
     EmptyAudioError,
     UnsupportedAudioError,
 )
-from .flacinfo import flac_frames_from_data, streaminfo
+from .flacinfo import flac_frames_before_damage, flac_frames_from_data, streaminfo
 
 MIN_SAMPLE_RATE: Final = 8_000  # Hz
 MAX_SAMPLE_RATE: Final = 192_000  # Hz
@@ -73,6 +73,7 @@ class AudioInfo:
     channels: int
     format: str  # container, e.g. "FLAC", "MP4", "OGG" (libsndfile's major format names where it decodes)
     subtype: str  # e.g. "PCM_24", "AAC", "OPUS"
+    damage: str = ""  # what is wrong with a file that still plays (a FLAC cut short: only its intact frames)
 
     @property
     def duration_s(self) -> float:
@@ -174,6 +175,7 @@ class _FlacLength(NamedTuple):
     frames: int
     handle_ok: bool  # libsndfile's handle is still usable (its check seek succeeded)
     header_lies: bool  # STREAMINFO disagrees with the frames: decode with FFmpeg, which can seek in it
+    damage: str = ""  # the file is cut short or damaged at its end: ``frames`` are its intact frames
 
 
 class _TrustedLengths:
@@ -221,11 +223,15 @@ def _flac_length(path: str, head: bytes, handle: sf.SoundFile) -> _FlacLength:
     (one seek: about a millisecond for most files, tens of ms for some), once per file identity
     in a process (:class:`_TrustedLengths`). Otherwise the header lies (or says 0, "unknown") or the
     file is damaged at its end; :func:`~auralis.flacinfo.flac_frames_from_data` tells which: a
-    complete last frame gives the real length, an incomplete one leaves the header's count (the
-    decode then fails where the data does, so the start stays playable).
+    complete last frame gives the real length. A file cut short (an interrupted copy or download)
+    is as long as its intact frames (:func:`~auralis.flacinfo.flac_frames_before_damage`), decoded
+    by FFmpeg (libsndfile fails on the last intact frame, looking for the next one): it plays to
+    where the damage starts and ends there, with its real duration, instead of promising the
+    header's length and failing a whole chunk before the damage. Only without any intact frame
+    near the end is the header's count kept (the decode then fails where the data does).
 
     Raises:
-        CorruptAudioError: the header says 0 ("unknown") and the last frame is incomplete.
+        CorruptAudioError: the header says 0 ("unknown") and no intact frame ends the data.
     """
     info = streaminfo(head)
     claimed = info[2] if info is not None else 0
@@ -243,6 +249,11 @@ def _flac_length(path: str, head: bytes, handle: sf.SoundFile) -> _FlacLength:
             pass  # libsndfile's handle is unusable after a failed seek
     real = flac_frames_from_data(path)
     if real is None:
+        intact = flac_frames_before_damage(path)
+        if intact:
+            promised = f"the header promises {claimed} frames" if claimed > 0 else "the header gives no length"
+            damage = f"cut short or damaged at its end: {promised}, the intact frames end at frame {intact}"
+            return _FlacLength(intact, handle_ok=False, header_lies=True, damage=damage)
         if claimed > 0:
             return _FlacLength(claimed, handle_ok=False, header_lies=False)
         raise CorruptAudioError(path, "no length in the header (0) and the last frame is incomplete")
@@ -255,6 +266,7 @@ def _open_source(path: str) -> _Source:
     head = _read_head(path)
     known = _known_magic(head)
     frames_override: int | None = None
+    damage = ""
     try:
         if _ffmpeg_first(head):
             raise _SkipSndfile
@@ -278,7 +290,7 @@ def _open_source(path: str) -> _Source:
                     frames = length.frames
                     if length.header_lies:  # libsndfile cannot seek in it, FFmpeg can
                         handle.close()
-                        frames_override = length.frames
+                        frames_override, damage = length.frames, length.damage
                     elif not length.handle_ok:
                         handle.close()
                         handle = sf.SoundFile(os.fsencode(path))
@@ -292,7 +304,9 @@ def _open_source(path: str) -> _Source:
     from .avdecode import AvSource
 
     try:
-        return AvSource(path, num_frames=frames_override)
+        source = AvSource(path, num_frames=frames_override)
+        source.damage = damage
+        return source
     except UnsupportedAudioError as exc:
         if known:
             detail = exc.reason.removeprefix("not a supported audio file (").removesuffix(")")
@@ -312,6 +326,7 @@ def _check_info(source: _Source, path: str) -> AudioInfo:
         channels=int(source.channels),
         format=source.format,
         subtype=source.subtype,
+        damage=getattr(source, "damage", ""),
     )
     if not MIN_SAMPLE_RATE <= info.sample_rate <= MAX_SAMPLE_RATE:
         raise UnsupportedAudioError(

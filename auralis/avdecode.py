@@ -154,6 +154,7 @@ class AvSource:
             raise CorruptAudioError(path, "no sample rate or channel count in the stream header")
         self.format = _CONTAINER_NAMES[container.format.name]
         self.subtype = AV_CODECS[codec]
+        self.damage = ""  # set by the opener for a file that plays only in part (auralis.audio)
         self._preroll = PREROLL_FRAMES.get(self.subtype, 0)
         tb = stream.time_base
         self._tb_num, self._tb_den = int(tb.numerator), int(tb.denominator)

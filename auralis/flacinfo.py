@@ -5,12 +5,15 @@ encoder or a tool that patched the file can write anything there. The frames the
 numbered: the header of the last frame (found from the end of the file and checked by its
 CRC-8, the whole frame by its CRC-16) gives the first sample it holds and its block size,
 so ``first + block size`` is the stream's length, derived from data actually present. Cost:
-reading at most :data:`TAIL_BYTES` from the end and a CRC over one frame (a few ms).
+reading at most :data:`TAIL_BYTES` from the end and a CRC over one frame (a few ms). A file that
+does not end with a complete frame (cut short) is as long as its intact frames:
+:func:`flac_frames_before_damage` finds where they end.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Final
 
 TAIL_BYTES: Final = 1 << 20  # the last frame starts within this many bytes of the end
@@ -106,12 +109,8 @@ def _frame_start(data: bytes, pos: int, fixed_blocksize: int) -> tuple[int, int]
     return first_sample, blocksize
 
 
-def flac_frames_from_data(path: str) -> int | None:
-    """The number of frames (samples per channel) a FLAC file really holds, from its last frame.
-
-    Returns None when the file does not end with a complete frame (truncated or damaged; an
-    ID3v1 tag after the last frame is allowed) or is not FLAC.
-    """
+def _tail(path: str) -> tuple[bytes, int] | None:
+    """The last bytes of a FLAC file (enough for two frames) and its fixed block size; None if not FLAC."""
     with open(os.fsencode(path), "rb") as handle:
         info = streaminfo(handle.read(42))
         if info is None:
@@ -120,10 +119,11 @@ def flac_frames_from_data(path: str) -> int | None:
         size = handle.seek(0, os.SEEK_END)
         window = min(size, (max(2 * max_frame, 65536) if max_frame else TAIL_BYTES) + ID3V1_BYTES)
         handle.seek(size - window)
-        data = handle.read(window)
-    ends = [len(data)]
-    if len(data) > ID3V1_BYTES and data[-ID3V1_BYTES : -ID3V1_BYTES + 3] == b"TAG":
-        ends.append(len(data) - ID3V1_BYTES)
+        return handle.read(window), min_block
+
+
+def _headers_from_end(data: bytes, min_block: int) -> Iterator[tuple[int, tuple[int, int]]]:
+    """``(pos, (first_sample, blocksize))`` of every CRC-8-valid frame header in ``data``, last first."""
     pos = len(data) - 16
     while pos >= 0:
         pos = data.rfind(b"\xff", 0, pos + 1)
@@ -131,8 +131,46 @@ def flac_frames_from_data(path: str) -> int | None:
             break
         header = _frame_start(data, pos, min_block) if pos + 1 < len(data) and data[pos + 1] & 0xFE == 0xF8 else None
         if header is not None:
-            for end in ends:
-                if end - pos > 2 and _crc16(data[pos : end - 2]) == int.from_bytes(data[end - 2 : end], "big"):
-                    return header[0] + header[1]
+            yield pos, header
         pos -= 1
+
+
+def flac_frames_before_damage(path: str) -> int | None:
+    """Where the intact frames of a FLAC file that does not end with a complete frame end (cut short
+    while copying or downloading, or damaged at its end): the end of the last frame whose CRC-16
+    checks and that the next frame header follows directly, in sample order. None if there is none
+    in the file's last :data:`TAIL_BYTES` (or two frames' worth), or the file is not FLAC.
+    """
+    tail = _tail(path)
+    if tail is None:
+        return None
+    data, min_block = tail
+    later: tuple[int, tuple[int, int]] | None = None  # the header found just after the current one
+    for pos, header in _headers_from_end(data, min_block):
+        if later is not None:
+            end = later[0]
+            intact = end - pos > 2 and _crc16(data[pos : end - 2]) == int.from_bytes(data[end - 2 : end], "big")
+            if intact and header[0] + header[1] == later[1][0]:
+                return header[0] + header[1]
+        later = (pos, header)
+    return None
+
+
+def flac_frames_from_data(path: str) -> int | None:
+    """The number of frames (samples per channel) a FLAC file really holds, from its last frame.
+
+    Returns None when the file does not end with a complete frame (truncated or damaged; an
+    ID3v1 tag after the last frame is allowed) or is not FLAC.
+    """
+    tail = _tail(path)
+    if tail is None:
+        return None
+    data, min_block = tail
+    ends = [len(data)]
+    if len(data) > ID3V1_BYTES and data[-ID3V1_BYTES : -ID3V1_BYTES + 3] == b"TAG":
+        ends.append(len(data) - ID3V1_BYTES)
+    for pos, header in _headers_from_end(data, min_block):
+        for end in ends:
+            if end - pos > 2 and _crc16(data[pos : end - 2]) == int.from_bytes(data[end - 2 : end], "big"):
+                return header[0] + header[1]
     return None

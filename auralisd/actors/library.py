@@ -226,6 +226,8 @@ def _covers(waiting: tuple[str, str] | None, wanted: tuple[str, str] | None) -> 
 def read_track_file(found: FoundFile) -> TrackFile:
     """Probe the header and read the tags (blocking). Raises AudioError for unusable files."""
     info = probe(found.path)
+    if info.damage:  # once per new or changed file: an unchanged one is not probed again
+        log.warning("%s: %s; it plays to there (%.2f s)", path_to_wire(found.path), info.damage, info.duration_s)
     tags = read_tags(found.path)
     return TrackFile(
         path=found.path,

@@ -215,8 +215,14 @@ def test_truncated_flac(tmp_path):
     write_audio(good, test_signal(44_100 * 3, 2, 44_100) + np.float32(0.01), 44_100)
     path = tmp_path / "truncated.flac"
     path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    samples, _ = read_audio(path)  # the header promises 3 s; the data ends half way: that half plays
+    whole, _ = read_audio(good)
+    assert 0.4 * len(whole) < len(samples) < 0.5 * len(whole)
+    np.testing.assert_array_equal(samples, whole[: len(samples)])
+    assert "cut short" in probe(path).damage
+    path.write_bytes(good.read_bytes()[:200])  # cut inside the first frame: nothing intact to play
     with pytest.raises(errors.CorruptAudioError) as info:
-        read_audio(path)  # the header promises 3 s; the data ends half way
+        read_audio(path)
     assert_names_file(info.value, path)
     assert info.value.code == "corrupt_audio"
 

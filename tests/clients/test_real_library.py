@@ -51,7 +51,8 @@ LATIN1_FILE = os.fsdecode(b"caf\xe9.flac")
 # Messy/: what a real folder also holds. name -> what the library makes of it (a track, or rejected)
 NEWLINE = "new\nline.flac"
 MESSY = {"id3v1.mp3": "track", NEWLINE: "track", "it's \"quoted\" \U0001f3b5.flac": "track", "blip.flac": "track",
-         "outside.flac": "track", "empty.flac": "damaged", "lyrics.mp3": "unsupported"}  # fmt: skip
+         "outside.flac": "track", "cut.flac": "track", "empty.flac": "damaged", "lyrics.mp3": "unsupported"}  # fmt: skip
+CUT_FULL_S = 4.0  # what cut.flac's header promises; it holds about 60 % of it
 BLIP_S = 0.3  # shorter than one 400 ms BS.1770 block: no measurable loudness
 
 
@@ -169,6 +170,9 @@ def build_messy(folder: Path, root: Path, src: Path) -> None:
     write_wav(folder / "it's \"quoted\" \U0001f3b5.flac", 1.0, 8)
     t = np.arange(int(BLIP_S * RATE)) / RATE
     sf.write(str(folder / "blip.flac"), np.repeat(0.3 * np.sin(2 * np.pi * 330 * t)[:, None], 2, axis=1), RATE)
+    write_wav(root / "full.flac", CUT_FULL_S, 10)
+    full = (root / "full.flac").read_bytes()
+    (folder / "cut.flac").write_bytes(full[: int(len(full) * 0.6)])  # an interrupted copy
     (folder / "empty.flac").write_bytes(b"")
     (folder / "lyrics.mp3").write_text("la la la\n" * 100)
     os.symlink("loop", folder / "loop")
@@ -516,6 +520,25 @@ def test_listen_finds_the_daemons_http_port_and_a_short_sound_keeps_its_level(li
     core = slice(int(0.05 * RATE), int(0.25 * RATE))
     level_db = 20 * np.log10(np.sqrt(np.mean(heard[core] ** 2)) / np.sqrt(np.mean(original[core] ** 2)))
     assert abs(level_db) < 0.5, level_db
+
+
+def test_a_flac_cut_short_plays_to_the_cut_and_the_scan_says_so_once(lib, ctl, tmp_path) -> None:
+    """An interrupted copy is a track as long as its intact frames, and plays all of them with no error.
+
+    Before, it kept the 4 s its header promises: the chunk holding the cut failed whole (a second or
+    more of good audio lost) and the player reported a decode error there.
+    """
+    cut = lib.music / "Messy" / "cut.flac"
+    track = lib.call("library.track", {"path": str(cut)})
+    assert 0.5 * CUT_FULL_S < track["duration_s"] < 0.65 * CUT_FULL_S, track
+    out = tmp_path / "cut.wav"
+    code, _, err = ctl("listen", "--session", str(cut), "--burst", "--variant", "original", "--out", str(out))
+    assert code == 0, err
+    heard, rate = sf.read(str(out), dtype="float32")
+    assert abs(len(heard) - track["duration_s"] * rate) <= 1  # every intact frame
+    assert np.sqrt(np.mean(heard[-rate // 10 :] ** 2)) > 0.05  # sound to the very end, not silence
+    lines = [line for line in lib.log().splitlines() if "cut short" in line]
+    assert len(lines) == 1 and str(cut) in lines[0] and "WARNING" in lines[0], lines
 
 
 def test_the_log_says_each_decision_once_and_bad_files_without_a_traceback(lib, ctl) -> None:
