@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 from typing import Final
@@ -26,7 +27,31 @@ _SYSLOG_PRIORITY: Final = {
 }
 
 
-class JournalFormatter(logging.Formatter):
+# What would make one event more than one line, or not text: control characters (a line break in a
+# file name) and lone surrogates (the bytes of a file name that are not UTF-8, PEP 383).
+_UNPRINTABLE: Final = re.compile(r"[\x00-\x1f\x7f\udc80-\udcff]")
+
+
+def printable(text: str) -> str:
+    """``text`` on one line: control characters and non-UTF-8 bytes of file names as ``\\xHH``.
+
+    The same ``\\xHH`` a client prints for such a name (docs/protocol.md, "Paths"), so a path
+    copied from the log names its file; a name holding a line break no longer splits its event.
+    """
+    if not _UNPRINTABLE.search(text):
+        return text
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()) & 0xFF:02X}", text)
+
+
+class PrintableFormatter(logging.Formatter):
+    """Every message on one line (:func:`printable`); a traceback after it keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
+class JournalFormatter(PrintableFormatter):
     """``<N>name: message`` lines (sd-daemon(3) level prefixes, no timestamp)."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -41,7 +66,7 @@ def setup_logging(level: int, *, stream=None) -> None:
     if os.environ.get("JOURNAL_STREAM"):
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -21,6 +21,7 @@ import http.client
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -555,5 +556,11 @@ def test_the_log_says_each_decision_once_and_bad_files_without_a_traceback(lib, 
     lib.call("queue.clear")
     log = lib.log()
     assert "Traceback" not in log, log
+    # one event per line, even for a name holding a line break; bytes that are not UTF-8 as \xHH (as
+    # clients print them), not Python's \udcXX
+    event = re.compile(r"\d\d:\d\d:\d\d [A-Z]+ [a-z_.]+: ")
+    assert [line for line in log.splitlines() if not event.match(line)] == []
+    assert f"{lib.music / 'Messy'}/new\\x0Aline.flac: [2D LWRP]" in log
+    assert f"{wire(os.path.join(lib.music, 'Latin', LATIN1_FILE))}: [2D LWRP]" in log and "\\udc" not in log
     assert f"{id3v1}: [2D LWRP]" in log, log
     assert " auralis.plan: " not in log, [line for line in log.splitlines() if "auralis.plan" in line][:5]
