@@ -140,6 +140,11 @@ def render_chunk_stereo(
         info = reader.info
         n = int(chunk_frames) if chunk_frames else standard(info.sample_rate)
         grid = ChunkGrid(info.sample_rate, int(out_rate or info.sample_rate), info.num_frames, n)
+        if k >= grid.count >= 0:  # the player counted chunks from the library's length for the file
+            from auralis.errors import AudioError
+
+            raise AudioError(path, f"its audio ends at {info.duration_s:.2f} s, before chunk {k}: shorter than the "
+                                   "library's length for it (the file changed since it was scanned?)")  # fmt: skip
         if not 0 <= k < grid.count:
             raise IndexError(f"chunk {k} is outside {path} ({grid.count} chunks)")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from auralis.audio import read_audio
+from auralis.audio import read_audio, write_audio
 from auralis.downmix import stereo_downmix
 from auralis.plan import plan_mastering
 from auralis.synth import make_music
@@ -76,3 +76,17 @@ def test_control_without_preroll_the_chunk_starts_are_wrong(tracks: dict[str, Pa
     wrong = [k for k in range(1, linear.shape[0] // CHUNK) if not np.array_equal(
         chunks[k * CHUNK : k * CHUNK + 2000], linear[k * CHUNK : k * CHUNK + 2000])]
     assert len(wrong) >= 3
+
+
+def test_a_chunk_past_the_end_of_a_file_that_got_shorter_says_so(tmp_path: Path) -> None:
+    """The player counts chunks from the library's length; a file rewritten shorter since the scan gets
+    a ``bad_audio`` error naming the file and why. It was ``internal``: "IndexError: chunk 5 is outside ...",
+    which the player passed on to every listener as the reason the track stopped."""
+    path = tmp_path / "rewritten.flac"
+    write_audio(path, np.full((RATE, 2), 0.1, dtype=np.float32), RATE)
+    assert jobs.render_chunk_stereo(str(path), None, 0).shape[1] == 2
+    with pytest.raises(jobs.JobFailed) as info:
+        jobs.render_chunk_stereo(str(path), None, 5)
+    assert info.value.code == "bad_audio", info.value.message
+    assert info.value.message.startswith(f"{path}: its audio ends at 1.00 s, before chunk 5"), info.value.message
+    assert "\n" not in info.value.message  # one sentence, no traceback
