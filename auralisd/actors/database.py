@@ -1170,9 +1170,9 @@ def _fill_blocks(c: sqlite3.Connection) -> None:
 
 
 def _check_block_layout(conn: sqlite3.Connection) -> None:
-    """Stored song blocks were made with one layout (``tagquery.STORED_BLOCK_LINES``); another one
-    (a newer auralisd) forgets them: they are made again when next listed."""
-    layout = json.dumps(tagquery.STORED_BLOCK_LINES)
+    """Stored song blocks were made with one layout (``tagquery.STORED_BLOCK_LINES`` and the SQL that
+    formats them); another one (a newer auralisd) forgets them: they are made again when next listed."""
+    layout = json.dumps([tagquery.STORED_BLOCK_LINES, tagquery.block_expr(tagquery.STORED_BLOCK_LINES)])
     row = conn.execute("SELECT value FROM settings WHERE key = 'song_block_layout'").fetchone()
     if row is not None and row[0] == layout:
         return

@@ -66,7 +66,8 @@ _REGEX_CACHE: Final = 64
 
 # What a song block can show (tags as stored, not the fallbacks of COLUMNS), as SQL text expressions
 BLOCK_FIELDS: Final[dict[str, str]] = {
-    "uri": FILE_EXPR,
+    # a line break in a name as \x0A (protocol.paths.path_to_line), which `add` reads back
+    "uri": f"replace(replace({FILE_EXPR}, char(13), '\\x0D'), char(10), '\\x0A')",
     "last_modified": "strftime('%Y-%m-%dT%H:%M:%SZ', mtime_ns / 1000000000, 'unixepoch')",
     "time": "CAST(CAST(duration_s + 0.5 AS INTEGER) AS TEXT)",  # whole seconds, halves away from zero
     # milliseconds with three decimals in integer arithmetic (printf('%.3f') costs 4x more per row)

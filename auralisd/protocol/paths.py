@@ -52,6 +52,15 @@ def path_from_wire(text: str) -> str:
     return _UNESCAPE.sub(_unescape_one, text) if "\\" in text else text
 
 
+def path_to_line(wire: str) -> str:
+    """A wire-form path for a line-based protocol (MPD's ``file:`` and ``directory:`` lines): a line
+    break in a name as ``\\x0A`` (``\\x0D``), which :func:`path_from_wire` reads back, so the name
+    stays on its line and a client's ``add`` of what it was shown names the file."""
+    if "\n" not in wire and "\r" not in wire:
+        return wire
+    return wire.replace("\r", "\\x0D").replace("\n", "\\x0A")
+
+
 def text_to_wire(text: str) -> str:
     """Free text (a log line, an error message) made encodable: lone surrogates become ``\\xHH``.
 

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from auralisd.actors.database import MIGRATIONS, Database, TrackFile, fold
-from auralisd.protocol.paths import path_from_wire, path_to_wire, text_to_wire
+from auralisd.protocol.paths import path_from_wire, path_to_line, path_to_wire, text_to_wire
 from clients import auralisctl
 
 # file names as Linux has them: any bytes but NUL, read the way Python reads them (surrogateescape)
@@ -30,6 +30,7 @@ def test_every_os_path_round_trips_through_its_wire_form(name: str) -> None:
     printed = auralisctl.shown(text)  # as a text listing prints it: one line, no control characters
     assert "\n" not in printed and not any(ord(c) < 0x20 for c in printed)
     assert path_from_wire(auralisctl.arg_to_wire(printed)) == path  # and given back, it names the file
+    assert "\n" not in path_to_line(text) and path_from_wire(path_to_line(text)) == path  # MPD's file: lines
 
 
 def test_the_documented_examples() -> None:

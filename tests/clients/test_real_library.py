@@ -34,7 +34,7 @@ import soundfile as sf
 from auralis.audio import probe
 from auralis.errors import AudioError
 from clients import auralisctl
-from tests.service.daemon_process import start_daemon
+from tests.service.daemon_process import free_port, start_daemon
 
 pytestmark = pytest.mark.skipif(subprocess.run(["which", "ffmpeg"], capture_output=True).returncode != 0,
                                 reason="ffmpeg is not installed")  # fmt: skip
@@ -235,8 +235,9 @@ def lib(tmp_path_factory):
         sf.write(str(bulk / f"bulk {i:04d}.flac"), tiny, 8000)
     build_messy(music / "Messy", root, src)
 
-    daemon = start_daemon(root, music)
-    daemon.music = music  # type: ignore[attr-defined]
+    mpd_port = free_port()
+    daemon = start_daemon(root, music, extra=["--mpd-port", str(mpd_port)])
+    daemon.music, daemon.mpd_port = music, mpd_port  # type: ignore[attr-defined]
     daemon.jpeg, daemon.png = jpeg, png  # type: ignore[attr-defined]
     daemon.decodes = {name: decodes(formats / name) for name in FORMATS}  # type: ignore[attr-defined]
     yield daemon
@@ -504,6 +505,30 @@ def test_a_name_with_a_line_break_is_printed_on_one_line_and_goes_back_to_add(li
              and s["elapsed_s"] > 0.1, "the file with a line break in its name to play")  # fmt: skip
     assert ctl("stop")[0] == 0
     lib.call("queue.clear")
+
+
+def test_mpd_clients_get_names_they_can_give_back(lib) -> None:
+    """Through python-mpd2: a line break in a name is listed as ``\x0A`` (it was a space, and ``add`` of
+    what was listed failed: "No such directory"), a Latin-1 name as ``\xE9``; every listed name adds."""
+    mpd = pytest.importorskip("mpd")  # python-mpd2, in the test extras
+    client = mpd.MPDClient()
+    client.timeout = 30
+    client.connect("127.0.0.1", lib.mpd_port)
+    try:
+        newline, latin = "Messy/new\\x0Aline.flac", "Latin/caf\\xE9.flac"
+        listed = [e["file"] for e in client.lsinfo("Messy") if "file" in e]
+        assert newline in listed and len(listed) == list(MESSY.values()).count("track"), listed
+        for command in (client.listall, client.listallinfo):  # the song lines made in SQL
+            assert newline in [e["file"] for e in command("Messy") if "file" in e], command
+        assert [e["file"] for e in client.lsinfo("Latin") if "file" in e] == [latin]
+        client.clear()
+        for uri in [*listed, latin]:
+            client.add(uri)
+        assert [song["file"] for song in client.playlistinfo()] == [*listed, latin]
+        client.clear()
+    finally:
+        client.close()
+        client.disconnect()
 
 
 def test_listen_finds_the_daemons_http_port_and_a_short_sound_keeps_its_level(lib, ctl, monkeypatch, tmp_path) -> None:

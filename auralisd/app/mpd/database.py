@@ -24,7 +24,7 @@ from ...actors.database import Track
 from ...errors import NOT_FOUND, OUTSIDE_MUSIC_DIRS, RpcError
 from ...protocol.mpd import Ack, AckError, binary_chunk, format_pairs
 from ...protocol.mpd.filters import TAG_DISPLAY, FilterArgs, FilterError, parse_filter_args, tag_of
-from ...protocol.paths import path_from_wire, path_to_wire
+from ...protocol.paths import path_from_wire, path_to_line, path_to_wire
 from ...protocol.query import And, Base, Query, QueryError
 from .queue import _insert_position
 from .songs import TAG_TYPES, canonical_tag, last_modified, song_pairs
@@ -196,7 +196,7 @@ async def _walk(session: MpdSession, uri: str, *, info: bool) -> Any:
         mtimes.update(await trio.to_thread.run_sync(_dir_mtimes, dir_wire, [""]))
     for name in sorted({rel_wire, *folders}, key=lambda f: f.split("/") if f else []):
         if name or prefix:
-            out.append(f"directory: {prefix}{name}\n" if name else f"directory: {prefix[:-1]}\n")
+            out.append(f"directory: {prefix}{path_to_line(name)}\n" if name else f"directory: {prefix[:-1]}\n")
             if name in mtimes:
                 out.append(f"Last-Modified: {mtimes[name]}\n")
         texts = by_dir.get(name, [])
@@ -206,7 +206,7 @@ async def _walk(session: MpdSession, uri: str, *, info: bool) -> Any:
 
 def _uri_prefix(music_dirs: tuple[str, ...], music_dir: str) -> str:
     """What leads the URIs of ``music_dir``'s songs: nothing with one music folder, else its name (server.SongUris)."""
-    return "" if len(music_dirs) == 1 else path_to_wire(os.path.basename(music_dir)) + "/"
+    return "" if len(music_dirs) == 1 else path_to_line(path_to_wire(os.path.basename(music_dir))) + "/"
 
 
 # MPD tag name -> the field of tagquery.BLOCK_FIELDS that holds it

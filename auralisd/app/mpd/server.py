@@ -13,7 +13,7 @@ from ...actors.database import Track
 from ...actors.events import Event
 from ...actors.tagquery import UriRoots
 from ...protocol.mpd import format_pairs
-from ...protocol.paths import path_from_wire, path_to_wire
+from ...protocol.paths import path_from_wire, path_to_line, path_to_wire
 from ..commands import Services
 from .playback import StatusText
 from .songs import TAG_TYPES, song_pairs
@@ -111,15 +111,16 @@ class SongUris:
         """What ``file``/``base`` filters see (``tagquery.UriRoots``): empty with one music folder."""
 
     def uri(self, path: str) -> str:
-        """The URI of an OS path (wire-escaped text: a name that is not UTF-8 shows ``\\xHH``)."""
+        """The URI of an OS path (wire-escaped text: a name that is not UTF-8 shows ``\\xHH``, a line
+        break ``\\x0A``: :func:`~auralisd.protocol.paths.path_to_line`)."""
         for music_dir in self.music_dirs:
             rel = os.path.relpath(path, music_dir)
             if rel != ".." and not rel.startswith("../"):
                 if self.several:
                     name = os.path.basename(music_dir)
                     rel = name if rel == "." else os.path.join(name, rel)
-                return path_to_wire("" if rel == "." else rel)
-        return path_to_wire(path)
+                return path_to_line(path_to_wire("" if rel == "." else rel))
+        return path_to_line(path_to_wire(path))
 
     def path(self, uri: str) -> str | None:
         """The wire path (absolute) the library resolves for a URI (``""``: the one music folder);
