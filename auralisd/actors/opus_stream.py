@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+import numpy as np
 import trio
 
 from ..protocol.audio_frames import MAX_EPOCH, OpusFramer
@@ -31,6 +32,7 @@ log = logging.getLogger("auralisd.opus")
 
 LISTENER_ITEMS: Final = 100  # per Opus listener: ~4 s of audio (one message per 50 ms block, ~1 kB each) + records
 PLAYER_BLOCKS: Final = 80  # the shared stream's own subscription to the player: 4 s, like a PCM listener
+JOIN_BLOCKS: Final = 10  # player blocks already waiting encoded in one thread hop (0.5 s: the player's lead)
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class _SharedOpusStream:
         from .player import PcmBlock, StreamEnd, StreamStart
 
         with self.scope:
-            sub = await self._player.subscribe(PLAYER_BLOCKS)
+            sub = await self._player.subscribe(PLAYER_BLOCKS, early=True)  # for web pages: they buffer the lead
             events = None
             try:
                 async with trio.open_nursery() as nursery:
@@ -119,7 +121,8 @@ class _SharedOpusStream:
                         events = self._events.subscribe(frozenset({"volume"}))
                         nursery.start_soon(self._follow_volume, events, original)
                     nursery.start_soon(self._watch_dropped, sub)
-                    async for message in sub.receive:
+                    joined = _JoinedBlocks(sub.receive)
+                    while (message := await joined.receive()) is not None:
                         if not any(not feed.closed for feed in self.feeds):
                             self.closing = True
                             break
@@ -165,6 +168,46 @@ class _SharedOpusStream:
         async for event in events.receive:
             if event.name == "volume":
                 original.volume_gain = _volume_gain(event.data.get("volume", 100))
+
+
+class _JoinedBlocks:
+    """The player's messages in order, with the blocks already waiting that continue one another joined into
+    one (at most :data:`JOIN_BLOCKS`): after a seek the player mixes its lead at once, and it is encoded in one
+    thread hop instead of one per block, so a page holds its pre-buffer sooner. Never waits to join."""
+
+    def __init__(self, receive: trio.MemoryReceiveChannel[Any]) -> None:
+        self._receive = receive
+        self._carry: Any = None
+
+    async def receive(self) -> Any:
+        """The next message or joined block; None at the end of the channel."""
+        from .player import PcmBlock
+
+        message, self._carry = self._carry, None
+        if message is None:
+            try:
+                message = await self._receive.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                return None
+        if not isinstance(message, PcmBlock):
+            return message
+        blocks = [message]
+        while len(blocks) < JOIN_BLOCKS:
+            try:
+                nxt = self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            last = blocks[-1]
+            if (isinstance(nxt, PcmBlock) and nxt.epoch == last.epoch
+                    and nxt.offset_frames == last.offset_frames + last.samples.shape[0]):
+                blocks.append(nxt)
+                continue
+            self._carry = nxt
+            break
+        if len(blocks) == 1:
+            return message
+        return PcmBlock(message.epoch, message.offset_frames, np.concatenate([b.samples for b in blocks]),
+                        message.track_id)
 
 
 def _volume_gain(percent: Any) -> float:

@@ -44,6 +44,7 @@ import trio
 
 from ..errors import INVALID_PARAMS, NOT_FOUND, RpcError
 from ..playback import Clock, Crossfade, Deck, PlayQueue, QueueError, VolumeRamp
+from ..playback.clock import MAX_LATE_S
 from ..playback.mixer import (
     BLOCK_S,
     CROSSFADE_S,
@@ -93,6 +94,10 @@ ALBUM_WAIT_NEXT_S: Final = 3.0  # s: the next track, prepared ahead of a boundar
 ALBUM_PREFETCH_ENTRIES: Final = 50  # queue entries from the playhead whose albums are analysed first
 MAILBOX_SIZE: Final = 64  # requests and task reports (each a small record; chunk reports hold one chunk ref)
 PREVIOUS_RESTARTS_AFTER_S: Final = 3.0  # `previous` later than this restarts the track (like MPD clients)
+# Blocks are mixed this long before they play: the web player's pre-buffer (clients/web/worklet.js
+# PREBUFFER_S), so after a seek its /stream holds the pre-buffer as soon as the first block is mixed
+# (Icecast's and Snapcast's burst-on-connect, for a new position) and plays it at its play time.
+STREAM_LEAD_S: Final = 0.5
 
 
 # ----------------------------------------------------------------- mailbox records
@@ -155,6 +160,7 @@ class Player:
         albums: AlbumPlans | None = None,
         album_mode: str | None = None,
         run_sync: Callable[..., Awaitable[Any]] | None = None,
+        lead_s: float = STREAM_LEAD_S,
     ) -> None:
         """``rng`` draws the random-mode order (inject a seeded one for a reproducible order).
 
@@ -167,6 +173,10 @@ class Player:
 
         ``albums`` enables album mode (without it every track plays with its own plan);
         ``album_mode`` set explicitly (flag or config file) wins over the saved mode at start.
+
+        ``lead_s``: blocks are mixed up to this long before their play time; early subscribers (the web
+        player's ``/stream``, whose pre-buffer is as long) get them at once, on-time ones at their play
+        time (:mod:`~auralisd.actors.listeners`). A seek then sounds as soon as its first block is mixed.
         """
         self._db = db
         self._hub = hub
@@ -191,7 +201,8 @@ class Player:
         self._crossfade_s = 0  # MPD's crossfade setting (whole seconds): track changes fade over it
         self._track_xfade: int | None = None  # frames of the next track already mixed in (a track crossfade runs)
         self._ramp = VolumeRamp()
-        self._clock = Clock(self.sample_rate)
+        self.lead_s = float(lead_s)
+        self._clock = Clock(self.sample_rate)  # its lead follows the listeners (_follow_listeners)
         self._deck: Deck | None = None
         self._fade: Deck | None = None  # the new plan's deck, crossfaded in when ready
         self._xfade: Crossfade | None = None  # the crossfade in progress (None: not started yet)
@@ -361,14 +372,18 @@ class Player:
         """Drop vanished tracks from the queue (after a rescan)."""
         await self._call("forget_tracks", track_ids=set(track_ids))
 
-    async def subscribe(self, max_blocks: int = DEFAULT_SUBSCRIBER_BLOCKS) -> PcmSubscription:
+    async def subscribe(self, max_blocks: int = DEFAULT_SUBSCRIBER_BLOCKS, *, early: bool = False) -> PcmSubscription:
         """Listen to the shared stream: :class:`StreamStart`, :class:`PcmBlock`, :class:`StreamStatus`,
         :class:`StreamEnd` messages on a channel of ``max_blocks`` messages.
+
+        ``early``: receive each block as soon as it is mixed, up to :attr:`lead_s` before its play time
+        (a client that buffers at least that much: the web player); otherwise at its play time (an
+        output feeding a device's or a server's clock).
 
         The player never waits for a subscriber: one that lets its channel fill up is
         dropped (channel closed, ``dropped`` True). Leave with ``subscription.close()``.
         """
-        return await self._call("subscribe", max_blocks=max_blocks)
+        return await self._call("subscribe", max_blocks=max_blocks, early=early)
 
     async def wait_next_ready(self) -> None:
         """Return once the next track's deck is ready for a gapless change (its plan and its first
@@ -414,11 +429,12 @@ class Player:
         while True:
             self._refresh_view()  # after every command, report and tick: before any reply leaves
             now = trio.current_time()
+            self._follow_listeners(now)
             if self._state == "play" and self._clock.due(now):
                 self._tick(now)
                 self._wake_next_ready()
                 continue
-            deadline = self._clock.deadline
+            deadline = min(self._clock.deadline, self._listeners.next_release)
             if deadline == math.inf:  # stopped or paused: no cancel scope to set up per message
                 self._dispatch(await self._receive.receive())
                 self._wake_next_ready()
@@ -582,8 +598,9 @@ class Player:
         assert deck is not None
         samples = self._ramp.apply(samples, volume_gain(self._volume))
         samples = np.array(samples, dtype=np.float32)  # its own copy: subscribers never share a chunk
-        self._announce(deck, n0)
-        self._publish(PcmBlock(self._epoch, n0, samples, deck.track.track_id))
+        play_at = self._clock.play_time
+        self._announce(deck, n0, now, play_at)
+        self._listeners.publish(PcmBlock(self._epoch, n0, samples, deck.track.track_id), now=now, play_at=play_at)
         self._sent_epoch = self._epoch
         self._counts["blocks_sent"] += 1
         self._clock.sent(now, n1 - n0)
@@ -637,17 +654,48 @@ class Player:
                 old.close()
         return out
 
-    def _announce(self, deck: Deck, offset: int) -> None:
+    def _announce(self, deck: Deck, offset: int, now: float, play_at: float) -> None:
         follows = self._sent_epoch if self._continuous_epoch == self._epoch != self._sent_epoch else None
-        self._listeners.announce(self._epoch, lambda: StreamStart(
-            epoch=self._epoch, offset_frames=offset, sample_rate=self.sample_rate, channels=2,
+        epoch, plan, decision = self._epoch, deck.plan, deck.decision  # as they are now: it may be built later
+        self._listeners.announce(epoch, lambda: StreamStart(
+            epoch=epoch, offset_frames=offset, sample_rate=self.sample_rate, channels=2,
             track=deck.track.to_wire(), preset=deck.preset, intensity=deck.intensity,
-            plan=None if deck.plan is None else deck.plan.to_dict(), decision=deck.decision,
-            follows_epoch=follows,
-        ))
+            plan=None if plan is None else plan.to_dict(), decision=decision,
+            follows_epoch=follows, lead_s=self.lead_s,
+        ), now=now, play_at=play_at)
 
     def _publish(self, message: Any) -> None:
-        self._listeners.publish(message)
+        """A record (status, end) to every listener, after the blocks before it (on-time ones: when those play)."""
+        self._listeners.publish(message, now=trio.current_time())
+
+    def _follow_listeners(self, now: float) -> None:
+        """Hand the on-time listeners what is due by ``now``; mix ahead by the lead while an early one listens.
+
+        Without early listeners the lead is 0 (an output alone hears a preset or volume change as soon as
+        before); the first early one to come makes the clock mix the lead at once, for it alone (the on-time
+        ones still get each block at its play time), and when the last one leaves the clock just waits."""
+        self._listeners.release(now)
+        lead = self.lead_s if self._listeners.has_early else 0.0
+        if lead != self._clock.lead_s:
+            self._clock.lead_s = lead
+            self._clock.max_late_s = lead + MAX_LATE_S  # late means: MAX_LATE_S past a block's play time
+
+    def _jump(self) -> None:
+        """The audio jumps (seek, a track chosen by a command): a new schedule from now; what was mixed ahead
+        of it for the on-time listeners is never played."""
+        now = trio.current_time()
+        self._listeners.cut(now)
+        self._clock.retime(now)
+        if self._state == "play":
+            self._clock.start(now)
+
+    def _heard_frames(self) -> int:
+        """The playhead as heard (``_out_pos`` runs up to the lead ahead of it while playing)."""
+        if self._state != "play" or not self._clock.running or self._clock.stalled:
+            return self._out_pos
+        anchor_time, since = self._clock.origin
+        heard = self._out_pos - since + int((trio.current_time() - anchor_time) * self.sample_rate)
+        return max(0, min(self._out_pos, heard))
 
     # ================================================================= transitions
     def _new_epoch(self) -> None:
@@ -660,7 +708,7 @@ class Player:
         previous = self._state
         self._state = state
         if state == "play":
-            self._clock.start(trio.current_time())
+            self._clock.resume(trio.current_time())  # after what was sent before a pause, if it still plays
             self._new_epoch()
         else:
             self._clock.stop()
@@ -676,7 +724,7 @@ class Player:
             epoch=self._epoch,
         ))
 
-    def _load(self, index: int | None, *, out_pos: int = 0, auto: bool = False) -> None:
+    def _load(self, index: int | None, *, out_pos: int = 0, auto: bool = False, continues: bool = False) -> None:
         """Make queue entry ``index`` the current track (reusing a prepared deck when it fits)."""
         for deck in (self._deck, self._fade):
             if deck is not None and deck is not self._next:
@@ -688,8 +736,10 @@ class Player:
         self._out_pos = out_pos
         self._new_epoch()
         self._store.changed()
-        if self._state == "play":
-            self._clock.start(trio.current_time())
+        if not continues:
+            self._jump()
+        elif self._state == "play":  # the end of a track: the next one plays right after what was sent
+            self._clock.resume(trio.current_time())
         if index is None:
             return
         track = self._queue[index]
@@ -724,7 +774,7 @@ class Player:
             self._store.changed()
             self._publish_queue()
         if step.index is None:
-            self._load(None)
+            self._load(None, continues=auto)  # the end of the queue: what was sent still plays
             self._set_state("stop", reason="end_of_queue")
             self._publish_player()
             return
@@ -732,7 +782,8 @@ class Player:
         nxt = self._next
         if mixed is None or nxt is None or self._queue[step.index].track_id != nxt.track.track_id:
             mixed = 0
-        self._load(step.index, auto=auto and not skip, out_pos=mixed)  # a crossfade already played its start
+        # a crossfade already played its start; at the end of a track the next one goes on from it
+        self._load(step.index, auto=auto and not skip, out_pos=mixed, continues=auto)
         if auto:  # the end of the track (or where its damage starts): the next one follows with no gap
             self._continuous_epoch = self._epoch
         self._publish_player()
@@ -759,7 +810,7 @@ class Player:
     def _cmd_status(self) -> dict[str, Any]:
         result = status(
             state=self._state, queue_pos=self._pos, queue_length=len(self._queue), deck=self._deck,
-            elapsed_s=self._out_pos / self.sample_rate, preset=self._preset, intensity=self._intensity,
+            elapsed_s=self._heard_frames() / self.sample_rate, preset=self._preset, intensity=self._intensity,
             volume=self._volume, flags=self._flags, album_mode=self._album_mode, stalled=self._stalled,
             next_ready=None if self._next is None else self._next_is_ready(), epoch=self._epoch,
             sample_rate=self.sample_rate, statistics=self.statistics().to_wire(),
@@ -835,10 +886,8 @@ class Player:
         assert deck is not None
         self._out_pos = min(int(round(position_s * self.sample_rate)), max(deck.out_frames - 1, 0))
         self._new_epoch()
-        self._clock.stalled = False
         self._xfade = None
-        if self._state == "play":
-            self._clock.start(trio.current_time())
+        self._jump()
         self._store.changed()
         self._request_chunks()
         self._publish_player()
@@ -1094,8 +1143,8 @@ class Player:
         return {**options_event(self._flags, preset=self._preset, intensity=self._intensity, album_mode=self._album_mode),
                 "crossfade_s": self._crossfade_s}
 
-    def _cmd_subscribe(self, max_blocks: int) -> PcmSubscription:
-        sub = self._listeners.add(max_blocks)
+    def _cmd_subscribe(self, max_blocks: int, early: bool) -> PcmSubscription:
+        sub = self._listeners.add(max_blocks, early=early)
         if self._deck is not None:
             state = mastering_status(self._deck, stalled=self._stalled)
             self._listeners.send(sub, StreamStatus(state or "preparing", self._deck.track.track_id))
@@ -1106,7 +1155,7 @@ class Player:
         return {
             "state": self._state,
             "queue_pos": self._pos,
-            "elapsed_s": self._out_pos / self.sample_rate,
+            "elapsed_s": self._heard_frames() / self.sample_rate,
             "preset": self._preset,
             "intensity": self._intensity,
             "volume": self._volume,

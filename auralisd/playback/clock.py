@@ -2,12 +2,19 @@
 
 Pure: times are passed in (the actor reads ``trio.current_time()``, a test passes numbers or
 runs on trio's MockClock). Block ``i`` after the origin is due at
-``origin_time + frames_before_i / sample_rate - lead_s``: ``lead_s = 0`` is the shared
-player (a block leaves at its play time), a private session in real-time pace sends up to
-``lead_s`` ahead. When the data is not ready the clock *stalls* (polling every
-``stall_poll_s``, an underrun counted if the epoch had already sent audio) and restarts from
-"now" when it is, so a stall is never followed by a burst. A clock that fell more than
-``max_late_s`` behind (a long pause of the process) restarts from now too.
+``origin_time + frames_before_i / sample_rate - lead_s``: block ``i`` *plays* at
+``origin_time + frames_before_i / sample_rate`` and is made up to ``lead_s`` before (the shared
+player and a private session in real-time pace both send up to their lead ahead; the shared player
+holds blocks back for the listeners that want them at their play time). When the data is not ready
+the clock *stalls* (polling every ``stall_poll_s``, an underrun counted if the epoch had already sent
+audio). When it is ready again before the block's play time the lead absorbed the stall and the
+schedule holds (the clock catches up at once, at most the lead ahead); after its play time the clock
+restarts from "now", so a stall is never followed by a burst beyond the lead. A clock that fell more
+than ``max_late_s`` behind (a long pause of the process) restarts from now too.
+
+A jump (seek, another track) starts a new schedule at "now" (:meth:`start`, :meth:`retime`); audio that
+goes on from what was sent (a resume, a gapless track change) :meth:`resumes <resume>` it where the audio
+already sent ends, never earlier, so the lead never piles up.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ class Clock:
     _origin_time: float = 0.0
     _frames_since_origin: int = 0
     _poll_at: float = math.inf
+    _stall_counted: bool = False  # this stall was counted as an underrun
 
     @property
     def deadline(self) -> float:
@@ -52,6 +60,11 @@ class Clock:
         ``(t - time) * sample_rate`` (what a published play position is computed from)."""
         return self._origin_time, self._frames_since_origin
 
+    @property
+    def play_time(self) -> float:
+        """When the next block to send plays (the end of the audio sent so far, on the schedule)."""
+        return self._origin_time + self._frames_since_origin / self.sample_rate
+
     def due(self, now: float) -> bool:
         return now >= self.deadline
 
@@ -59,6 +72,11 @@ class Clock:
         """Play from ``now`` (play, resume, seek, track change)."""
         self.running = True
         self.retime(now)
+
+    def resume(self, now: float) -> None:
+        """Play on from what was sent (resume, gapless track change): the next block plays where the audio
+        already scheduled ends, or at ``now`` if that is past."""
+        self.start(max(now, self.play_time))
 
     def stop(self) -> None:
         self.running = False
@@ -81,19 +99,30 @@ class Clock:
             self.retime(now)
 
     def stall(self, now: float) -> bool:
-        """The block is not ready: poll again soon. Returns True when this counts as an underrun."""
-        counted = not self.stalled and self.epoch_blocks > 0
-        if counted:
-            self.underruns += 1
+        """The block is not ready: poll again soon. Returns True when this counts as an underrun: once per
+        stall, when the epoch had sent audio and the block's play time has come (a stall the lead absorbs
+        is no underrun)."""
+        if not self.stalled:
+            self._stall_counted = False
         self.stalled = True
         self._poll_at = now + self.stall_poll_s
+        counted = not self._stall_counted and self.epoch_blocks > 0 and now >= self.play_time
+        if counted:
+            self.underruns += 1
+            self._stall_counted = True
         return counted
 
     def recover(self, now: float) -> bool:
-        """The block is ready (a stall, if any, is over: restart from now). True when it was stalled."""
+        """The block is ready: a stall, if any, is over. True when it was stalled.
+
+        Before the block's play time (the lead absorbed the stall) the schedule holds; after it, the clock
+        restarts from now (the block plays now: no burst to catch up with lost time)."""
         if not self.stalled:
             return False
-        self.retime(now)
+        if now <= self.play_time:
+            self.stalled = False
+        else:
+            self.retime(now)
         return True
 
     def kick(self, now: float) -> None:

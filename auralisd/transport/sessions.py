@@ -400,7 +400,7 @@ class ListenerSession:
         if original is not None:
             status = await self._player.status()
             original.volume_gain = _volume_gain(status.get("volume", 100))
-        sub = await self._player.subscribe(self._max_blocks)
+        sub = await self._player.subscribe(self._max_blocks, early=True)  # the page buffers the player's lead
         events = self._hub.subscribe(LISTENER_EVENTS)
         closing: list[SessionClosed] = []
         try:
@@ -469,7 +469,7 @@ class ListenerSession:
                     sample_rate=start.sample_rate, channels=start.channels, variant=variant, track=start.track,
                     preset=start.preset, intensity=start.intensity, plan=start.plan, decision=start.decision,
                     stream_epoch=start.epoch, offset_frames=start.offset_frames, follows_epoch=start.follows_epoch,
-                    gain_db=item.gain_db),
+                    gain_db=item.gain_db, lead_s=start.lead_s),
                     rate, self._backend.opus_bitrate_bps if self._backend is not None else 0)
                 await send_to_peer(self._ws, event_message("audio_stream_start", **fields))
                 try:
@@ -532,7 +532,7 @@ class ListenerSession:
                     variant=variant, track=message.track, preset=message.preset, intensity=message.intensity,
                     plan=message.plan, decision=message.decision, stream_epoch=message.epoch,
                     offset_frames=message.offset_frames, follows_epoch=message.follows_epoch,
-                    gain_db=original.gain_db if original is not None else 0.0))
+                    gain_db=original.gain_db if original is not None else 0.0, lead_s=message.lead_s))
                 try:
                     self._decision_send.send_nowait(message)
                 except trio.WouldBlock:

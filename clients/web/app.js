@@ -453,7 +453,7 @@ async function listen() {
 
 // Capture what the worklet plays (diagnostics; the browser tests use it): window.auralis.capture(seconds)
 // resolves with {left, right (Float32Array), frames, marks: [{at, epoch, offset, frames}], flushes,
-// starts, underruns, drops, sampleRate} (worklet.js) once `seconds` are recorded or window.auralis.stopCapture().
+// starts, underruns, drops, notes, sampleRate} (worklet.js) once `seconds` are recorded or window.auralis.stopCapture().
 let captureWaiter = null, captureSeconds = 0; // a new AudioContext (the stream's rate) captures anew
 state.capture = (seconds) => new Promise((resolve, reject) => {
   if (!node) { reject(new Error("no audio yet: press Listen first")); return; }
@@ -461,6 +461,9 @@ state.capture = (seconds) => new Promise((resolve, reject) => {
   node.port.postMessage({ type: "capture", seconds });
 });
 state.stopCapture = () => { if (node) node.port.postMessage({ type: "capture_stop" }); };
+// A note in the capture (its output frame): where the page did something, e.g. "seek" (seek-to-sound latency).
+const captureNote = (label) => { if (node && captureWaiter) node.port.postMessage({ type: "note", label }); };
+state.captureNote = captureNote;
 
 function onWorkletMessage(msg) {
   if (msg.type === "capture") {
@@ -478,6 +481,7 @@ function onStats(s) {
   state.bufferedMs = s.bufferedMs;
   state.abGain = s.abGain;
   state.playedOffset = s.offset;
+  state.playedEpoch = s.epoch;
   $("underruns").textContent = s.underruns;
   $("frames").textContent = state.framesReceived;
   const fill = $("buffer-fill");
@@ -589,7 +593,8 @@ $("toggle").addEventListener("click", () => call("toggle"));
 $("stop").addEventListener("click", () => call("stop"));
 $("next").addEventListener("click", () => call("next"));
 $("prev").addEventListener("click", () => call("previous"));
-$("seek").addEventListener("change", (e) => call("seek", { position_s: Number(e.target.value) }));
+function seekTo(positionS) { captureNote("seek"); return call("seek", { position_s: positionS }); }
+$("seek").addEventListener("change", (e) => seekTo(Number(e.target.value)));
 $("preset").addEventListener("change", (e) => call("preset.set", { name: e.target.value }));
 $("album-mode").addEventListener("change", (e) => call("album_mode.set", { mode: e.target.value }));
 $("intensity").addEventListener("input", (e) => { $("intensity-value").textContent = Number(e.target.value).toFixed(2); });
@@ -606,8 +611,8 @@ document.addEventListener("keydown", (e) => {
   const elapsed = Number($("seek").value);
   const keys = {
     " ": () => call("toggle"), n: () => call("next"), p: () => call("previous"), s: () => call("stop"),
-    ArrowLeft: () => call("seek", { position_s: Math.max(0, elapsed - 5) }),
-    ArrowRight: () => call("seek", { position_s: elapsed + 5 }),
+    ArrowLeft: () => seekTo(Math.max(0, elapsed - 5)),
+    ArrowRight: () => seekTo(elapsed + 5),
     a: () => $("ab").click(), l: () => $("listen").click(), "/": () => $("search").focus(),
     ArrowUp: () => { const v = $("local-volume"); v.value = Math.min(1, Number(v.value) + 0.05); v.dispatchEvent(new Event("input")); },
     ArrowDown: () => { const v = $("local-volume"); v.value = Math.max(0, Number(v.value) - 0.05); v.dispatchEvent(new Event("input")); },

@@ -10,16 +10,20 @@
 // epoch being queued (`follows`, from audio_stream_start's follows_epoch: a gapless track change, a preset
 // crossfade) or when it starts where the queued audio ends (a resume); then nothing is dropped and no
 // re-buffering happens, so a gapless track change plays gaplessly. Anything else (a seek, a track chosen
-// by a command) flushes at once and re-buffers PREBUFFER_S from the new position.
+// by a command) flushes at once and re-buffers PREBUFFER_S from the new position: the daemon mixes the shared
+// stream its `lead_s` (audio_stream_start; equal to PREBUFFER_S) ahead of its play time and sends a new
+// position's first lead_s at once, so that takes as long as the network does, not PREBUFFER_S, and the page
+// then plays each frame at its play time with PREBUFFER_S of protection against a late network.
 //
 // Capture (diagnostics and the browser tests): {type: "capture", seconds} records what process() outputs
 // (both channels) and which chunk (epoch, offset) starts at which output frame (the rest of a chunk playing
 // when the capture starts counts as one), until the buffer is full
 // or {type: "capture_stop"}; then it posts {type: "capture", left, right, frames, marks, flushes, starts
 // (where playing started and how much was queued then), underruns (where it ran dry), drops (audio
-// dropped because more than MAX_BUFFER_S was queued: the audio thread fell behind)}.
+// dropped because more than MAX_BUFFER_S was queued: the audio thread fell behind), notes ({type: "note",
+// label} posted while capturing: where the page did something, e.g. "seek" when the user asked for one)}.
 
-const PREBUFFER_S = 0.5; // start (and restart after an underrun) once this much is queued (Snapcast uses 1 s)
+const PREBUFFER_S = 0.5; // start (and restart after an underrun) once this much is queued (the daemon's lead, auralisd/actors/player.py STREAM_LEAD_S)
 const MAX_BUFFER_S = 2.0; // beyond this (clock drift), drop the oldest audio
 const CROSSFADE_S = 0.02; // A/B crossfade length (issue 5)
 const STATS_EVERY_QUANTA = 12; // ~35 ms at 44.1 kHz
@@ -85,13 +89,15 @@ class AuralisStreamProcessor extends AudioWorkletProcessor {
     } else if (msg.type === "capture") {
       const n = Math.max(1, Math.round(Math.min(msg.seconds, 60) * sampleRate));
       this.capture = { left: new Float32Array(n), right: new Float32Array(n), frames: 0, marks: [], flushes: [],
-        starts: [], underruns: [], drops: [] };
+        starts: [], underruns: [], drops: [], notes: [] };
       // A chunk already part played: its rest is what plays first, so the capture says where it is (without
       // this, a seek before the next chunk boundary would leave no record of what played before it).
       const m = this.mastered[0];
       if (this.playing && m && m.read > 0) {
         this.capture.marks.push({ at: 0, epoch: m.epoch, offset: m.offset + m.read, frames: m.frames - m.read });
       }
+    } else if (msg.type === "note") {
+      if (this.capture) this.capture.notes.push({ at: this.capture.frames, label: String(msg.label) });
     } else if (msg.type === "capture_stop") {
       this.endCapture();
     }
@@ -103,7 +109,7 @@ class AuralisStreamProcessor extends AudioWorkletProcessor {
     this.capture = null;
     const left = cap.left.slice(0, cap.frames), right = cap.right.slice(0, cap.frames);
     this.port.postMessage({ type: "capture", left, right, frames: cap.frames, marks: cap.marks, flushes: cap.flushes,
-      starts: cap.starts, underruns: cap.underruns, drops: cap.drops }, [left.buffer, right.buffer]);
+      starts: cap.starts, underruns: cap.underruns, drops: cap.drops, notes: cap.notes }, [left.buffer, right.buffer]);
   }
 
   startEpoch(epoch, offset) {

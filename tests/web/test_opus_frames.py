@@ -143,7 +143,7 @@ async def test_a_failing_shared_encoder_closes_its_listeners_and_spares_the_hub(
             self.subs: list[SubscriptionStandIn] = []
             self.subscribed = trio.Event()
 
-        async def subscribe(self, max_blocks: int) -> SubscriptionStandIn:
+        async def subscribe(self, max_blocks: int, *, early: bool = False) -> SubscriptionStandIn:
             self.subs.append(SubscriptionStandIn(10))
             self.subscribed.set()
             return self.subs[-1]
@@ -240,7 +240,7 @@ async def test_the_shared_stream_sends_an_epochs_messages_before_the_next_epochs
             self.sub = SubscriptionStandIn(100)
             self.subscribed = trio.Event()
 
-        async def subscribe(self, max_blocks: int) -> SubscriptionStandIn:
+        async def subscribe(self, max_blocks: int, *, early: bool = False) -> SubscriptionStandIn:
             self.subscribed.set()
             return self.sub
 

@@ -65,3 +65,35 @@ def test_a_realtime_session_sends_up_to_its_lead_ahead_and_a_long_pause_does_not
     assert sent == 600 and clock.deadline == pytest.approx(0.1)  # then at pace, 0.5 s ahead of play
     clock.sent(5.0, 100)  # the process stalled for seconds: start again from now, no burst of 5 s
     assert clock.deadline == pytest.approx(4.5)
+
+
+def test_a_stall_the_lead_absorbs_keeps_the_schedule_and_only_a_missed_play_time_is_an_underrun() -> None:
+    clock = Clock(1000, lead_s=0.5, max_late_s=0.75)  # the shared player with an early listener
+    clock.start(0.0)
+    while clock.due(0.0):
+        clock.sent(0.0, 100)
+    assert clock.play_time == pytest.approx(0.6)
+    assert not clock.stall(0.1)  # the block plays at 0.6: nobody hears a gap yet
+    assert clock.recover(0.4)  # back before its play time: the schedule holds ...
+    assert clock.deadline == pytest.approx(0.1) and clock.play_time == pytest.approx(0.6)  # ... and catches up
+    while clock.due(0.4):
+        clock.sent(0.4, 100)
+    assert clock.play_time == pytest.approx(1.0)  # never more than the lead ahead
+    assert not clock.stall(0.5)
+    assert clock.stall(1.0) and not clock.stall(1.01)  # its play time came: one underrun, counted once
+    assert clock.underruns == 1
+    assert clock.recover(1.5)  # after the play time: a new schedule from now (the block plays now)
+    assert clock.play_time == pytest.approx(1.5)
+
+
+def test_resuming_goes_on_where_the_audio_sent_ends_never_before() -> None:
+    clock = Clock(1000, lead_s=0.5, max_late_s=0.75)
+    clock.start(0.0)
+    while clock.due(0.0):
+        clock.sent(0.0, 100)
+    clock.stop()  # paused with 0.6 s sent: listeners still play it until 0.6
+    clock.resume(0.2)
+    assert clock.play_time == pytest.approx(0.6) and clock.deadline == pytest.approx(0.1)  # no overlap, no pile-up
+    clock.stop()
+    clock.resume(5.0)  # long after: from now
+    assert clock.play_time == pytest.approx(5.0)

@@ -295,3 +295,67 @@ def test_track_crossfade_span_never_takes_more_than_half_a_track() -> None:
     assert track_crossfade_span(2 * RATE, 8 * RATE, 3, RATE) == (RATE, RATE)  # a short ending track
     assert track_crossfade_span(10 * RATE, RATE, 3, RATE) == (10 * RATE - RATE // 2, RATE // 2)  # a short next
     assert track_crossfade_span(10 * RATE, 8 * RATE, 0, RATE) is None
+
+
+async def test_an_early_listener_gets_the_lead_at_once_after_a_seek_on_the_schedule_on_time_listeners_hear(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """One schedule, two kinds of listener: an early one (the web player) gets a new position's first
+    ``lead_s`` as soon as it is mixed, an on-time one (an output) every block at its play time. Through a
+    seek, a pause and resume, and a gapless track change, the on-time listener never gets a burst (its
+    buffer never grows), the early one never gets more than the lead ahead, and both hear the same blocks
+    at the same play times (the early one ``lead_s`` before)."""
+    async with player(tmp_path, FakeRenderer()) as p:
+        lead = p.lead_s
+        assert lead == pytest.approx(0.5)
+        await p.add([track(1, 6.0), track(2, 3.0)])
+        early, on_time = await p.subscribe(400, early=True), await p.subscribe(400)
+        got: dict[str, list[tuple[float, Any]]] = {"early": [], "on_time": []}
+
+        async def collect(name: str, sub: Any) -> None:
+            async for message in sub.receive:
+                got[name].append((trio.current_time(), message))
+                if isinstance(message, StreamEnd) and message.reason == "end_of_queue":
+                    return
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(collect, "early", early)
+            nursery.start_soon(collect, "on_time", on_time)
+            await p.play()
+            await trio.sleep(1.0)
+            sought_at = trio.current_time()
+            await p.seek(3.0)
+            await trio.sleep(1.0)
+            await p.pause()
+            await trio.sleep(0.2)  # resumed while the on-time listener still plays what was mixed ahead
+            await p.play()
+    stats = p.statistics()
+    assert stats.underruns == 0 and stats.gapless_ready == 1
+    early_at = {(b.epoch, b.offset_frames): t for t, b in blocks(got["early"])}
+    on_time_at = {(b.epoch, b.offset_frames): t for t, b in blocks(got["on_time"])}
+    seek_epoch = next(m.epoch for t, m in got["early"] if isinstance(m, StreamStart) and m.offset_frames == 3 * RATE)
+
+    # The seek: the early listener holds the lead of the new position as soon as its first block is mixed.
+    new = [(t, b) for t, b in blocks(got["early"]) if b.epoch == seek_epoch]
+    first_t = new[0][0]
+    assert first_t - sought_at <= 0.2 + 1e-9  # one render of a fast-start piece
+    assert sum(b.samples.shape[0] for t, b in new if t <= first_t) >= lead * RATE
+    # ... while the on-time listener never hears what was mixed ahead for the old position
+    on_time = blocks(got["on_time"])
+    first_new = next(i for i, (_, b) in enumerate(on_time) if b.epoch == seek_epoch)
+    assert all(b.epoch >= seek_epoch for _, b in on_time[first_new:])
+    cut = set(early_at) - set(on_time_at)
+    assert cut and all(epoch < seek_epoch for epoch, _ in cut) and len(cut) * BLOCK_S <= lead + 1e-9
+    assert set(on_time_at) <= set(early_at)
+
+    # The on-time listener: one block per block length, through the seek, the resume and the track change.
+    times = np.array([t for t, _ in on_time])
+    spacing = np.delete(np.diff(times), first_new - 1)  # but at the seek, where the new position replaces the old
+    assert np.all(spacing >= BLOCK_S - 1e-9), "a burst reached an on-time listener"
+    assert_contiguous([(t, b) for t, b in on_time if b.epoch >= seek_epoch and b.track_id == 1])
+    # One schedule: the early listener gets each block at most the lead before it plays, the lead in steady state.
+    ahead = np.array([on_time_at[k] - early_at[k] for k in on_time_at])
+    assert np.all(ahead >= -1e-9) and np.all(ahead <= lead + 1e-9)
+    assert np.mean(np.abs(ahead - lead) < 1e-9) > 0.8
+    for name in ("early", "on_time"):
+        assert isinstance(got[name][-1][1], StreamEnd)
