@@ -1889,6 +1889,8 @@ def listen_url(ctx: Context) -> str:
     host_text = f"[{host}]" if ":" in host else host
     path = "/session" if ctx.args.session is not None else "/stream"
     query = {"format": ctx.args.format}
+    if path == "/stream":  # each frame at its play time: a file or a sound card buffers on its own (no lead)
+        query["lead"] = "0"
     if ctx.args.variant:
         query["variant"] = ctx.args.variant
     return f"ws://{host_text}:{port}{path}?{urllib.parse.urlencode(query)}"

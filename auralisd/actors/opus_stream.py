@@ -59,8 +59,9 @@ class OpusFeed:
 
 
 class _SharedOpusStream:
-    def __init__(self, variant: str, player: Any, events: Any, backend: SessionBackend) -> None:
+    def __init__(self, variant: str, player: Any, events: Any, backend: SessionBackend, *, early: bool = True) -> None:
         self.variant = variant
+        self.early = early
         self._player = player
         self._events = events
         self._backend = backend
@@ -108,7 +109,7 @@ class _SharedOpusStream:
         from .player import PcmBlock, StreamEnd, StreamStart
 
         with self.scope:
-            sub = await self._player.subscribe(PLAYER_BLOCKS, early=True)  # for web pages: they buffer the lead
+            sub = await self._player.subscribe(PLAYER_BLOCKS, early=self.early)
             events = None
             try:
                 async with trio.open_nursery() as nursery:
@@ -226,7 +227,7 @@ class OpusStreamHub:
         self._player = player
         self._events = events
         self._backend = backend
-        self._streams: dict[str, _SharedOpusStream] = {}
+        self._streams: dict[tuple[str, bool], _SharedOpusStream] = {}  # by (variant, early)
         self._nursery: trio.Nursery | None = None
 
     @property
@@ -240,16 +241,18 @@ class OpusStreamHub:
             task_status.started()
             await trio.sleep_forever()
 
-    def join(self, variant: str) -> OpusFeed:
-        """A new listener of ``variant``'s shared Opus stream (started on the first listener)."""
+    def join(self, variant: str, *, early: bool = True) -> OpusFeed:
+        """A new listener of ``variant``'s shared Opus stream (started on the first listener). ``early``: it
+        gets the player's audio as soon as it is mixed (a page), else at its play time (``/stream?lead=0``)."""
         if self._nursery is None:
             raise RuntimeError("OpusStreamHub.join before run() started")
         send, receive = trio.open_memory_channel[Any](LISTENER_ITEMS)
         feed = OpusFeed(receive, send)
-        stream = self._streams.get(variant)
+        key = (variant, early)
+        stream = self._streams.get(key)
         if stream is None or stream.closing:
-            stream = _SharedOpusStream(variant, self._player, self._events, self._backend)
-            self._streams[variant] = stream
+            stream = _SharedOpusStream(variant, self._player, self._events, self._backend, early=early)
+            self._streams[key] = stream
             self._nursery.start_soon(self._run_stream, stream)
         stream.add(feed)
         return feed
@@ -261,5 +264,5 @@ class OpusStreamHub:
             log.exception("the shared Opus stream (%s) failed; its listeners are closed and may reconnect",
                           stream.variant)
         finally:
-            if self._streams.get(stream.variant) is stream:
-                del self._streams[stream.variant]
+            if self._streams.get((stream.variant, stream.early)) is stream:
+                del self._streams[(stream.variant, stream.early)]

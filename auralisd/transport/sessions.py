@@ -142,6 +142,16 @@ async def refuse(ws: trio_websocket.WebSocketConnection, message: str, code: int
     await close_websocket(ws, code, reason=reason[:120])
 
 
+def query_early(info: WebSocketRequestInfo) -> bool:
+    """``/stream?lead=0``: every frame at its play time (a recorder, a speaker with its own device buffer), not
+    up to the player's lead ahead (the default: a client that keeps a jitter buffer of the lead, the web page).
+    Raises FrameError."""
+    lead = info.param("lead", "")
+    if lead not in ("", "0"):
+        raise FrameError(f"lead must be 0 (each frame at its play time) or absent, got {lead!r}", "invalid_params")
+    return lead == ""
+
+
 def query_format(info: WebSocketRequestInfo) -> tuple[str, str]:
     """``(format, variant)`` from ``?format=f32|s16&variant=mastered|original``; raises FrameError."""
     fmt = info.param("format", "f32")
@@ -382,13 +392,14 @@ class ListenerSession:
         """Serve until the peer leaves or falls behind (closed with :data:`CLOSE_TOO_SLOW`)."""
         try:
             fmt, variant = query_format(self._info)
+            early = query_early(self._info)
         except FrameError as exc:
             await refuse(self._ws, event_message("audio_stream_error", code=exc.code, message=str(exc)), CLOSE_POLICY,
                          str(exc))
             return
         _limit_send_buffer(self._ws)
         if fmt == "opus":
-            await self._run_opus(variant)
+            await self._run_opus(variant, early)
             return
         framer = AudioFramer(self._player.sample_rate, fmt, frame_duration_s=STREAM_FRAME_S)
         if variant == "original" and self._backend is None:
@@ -400,7 +411,7 @@ class ListenerSession:
         if original is not None:
             status = await self._player.status()
             original.volume_gain = _volume_gain(status.get("volume", 100))
-        sub = await self._player.subscribe(self._max_blocks, early=True)  # the page buffers the player's lead
+        sub = await self._player.subscribe(self._max_blocks, early=early)
         events = self._hub.subscribe(LISTENER_EVENTS)
         closing: list[SessionClosed] = []
         try:
@@ -427,14 +438,14 @@ class ListenerSession:
             self.dropped = closing[0].code == CLOSE_TOO_SLOW
             await close_websocket(self._ws, closing[0].code, reason=closing[0].reason[:120])
 
-    async def _run_opus(self, variant: str) -> None:
+    async def _run_opus(self, variant: str, early: bool = True) -> None:
         """``?format=opus``: the variant's shared Opus stream (one encoder for all its listeners)."""
         if self._opus_hub is None or self._backend is None:
             await refuse(self._ws, event_message("audio_stream_error", code="invalid_params",
                                                  message="format=opus is not served here"),
                          CLOSE_POLICY, "format=opus is not served here")
             return
-        feed = self._opus_hub.join(variant)
+        feed = self._opus_hub.join(variant, early=early)
         events = self._hub.subscribe(LISTENER_EVENTS)
         closing: list[SessionClosed] = []
         try:

@@ -20,6 +20,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -388,3 +389,69 @@ def test_peers_that_vanish_mid_send_are_quiet(daemon: Daemon, path: str) -> None
                 control.call("options.set", {"repeat": False})
     new_log = daemon.log()[log_before:]
     assert "ERROR" not in new_log and "Traceback" not in new_log, new_log[:3000]
+
+
+def test_a_seek_bursts_the_lead_to_a_stream_listener_and_lead_0_gets_each_frame_at_its_play_time(daemon: Daemon) -> None:
+    """At a seek the shared player sends its lead (``lead_s`` in ``audio_stream_start``, 0.5 s) of the new
+    position at once to a ``/stream`` listener, which holds a pre-buffer at once; a ``/stream?lead=0`` listener
+    (a recorder, a speaker) gets the same frames each at its play time, so its buffer never grows, and never the
+    audio mixed ahead for the position the seek left. A bad ``lead`` is refused."""
+    ids = track_ids(daemon)
+    with daemon.control() as control:
+        control.call("queue.clear")
+        control.call("queue.add", {"track_ids": [ids["dynamic.wav"]]})
+        control.call("play", {"pos": 0})
+        captures = {"early": Capture(), "on_time": Capture()}
+        sought = threading.Event()
+        epoch_before: list[int] = []
+        errors: list[BaseException] = []
+
+        playing = threading.Event()  # the lead=0 listener heard 1 s: the track's first chunks are rendered
+
+        def seek_heard(c: Capture) -> bool:  # 1.5 s of the new position received (stamped as it arrives)
+            if c is captures["on_time"] and sum(f.num_frames for f in c.frames) >= SAMPLE_RATE:
+                playing.set()
+            return sought.is_set() and sum(f.num_frames for f in c.frames if f.stream_epoch > epoch_before[0]
+                                           and f.offset_frames >= 6 * SAMPLE_RATE) >= 1.5 * SAMPLE_RATE
+
+        def run(name: str, path: str) -> None:
+            try:
+                with connect(daemon.ws + path, proxy=None, max_size=None) as ws:
+                    receive_into(ws, captures[name], until=seek_heard)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=("early", "/stream")),
+                   threading.Thread(target=run, args=("on_time", "/stream?lead=0"))]
+        try:
+            for t in threads:
+                t.start()
+            assert playing.wait(timeout=60), f"no audio on /stream?lead=0: {errors}"
+            epoch_before.append(captures["on_time"].frames[-1].stream_epoch)
+            control.call("seek", {"position_s": 6.0})
+            sought.set()
+            for t in threads:
+                t.join(timeout=60)
+        finally:
+            control.call("stop")
+    assert not errors, errors
+    starts = {name: [e for e in c.events if e["type"] == "audio_stream_start"] for name, c in captures.items()}
+    assert starts["early"][-1]["lead_s"] == 0.5
+    for name, c in captures.items():
+        seek_start = next(e for e in starts[name] if e["offset_frames"] == 6 * SAMPLE_RATE)
+        new = [(t, f) for t, f in zip(c.arrivals_s, c.frames, strict=True) if f.stream_epoch == seek_start["stream_epoch"]]
+        assert new and new[0][1].offset_frames == 6 * SAMPLE_RATE
+        t0 = new[0][0]
+        # how far the stream ran ahead of real time, over the new position: frames received minus time passed
+        ahead_s = max(sum(f.num_frames for _, f in new[: i + 1]) / SAMPLE_RATE - (t - t0) for i, (t, _) in enumerate(new))
+        if name == "early":
+            assert ahead_s >= 0.45, f"no burst: {ahead_s:.3f} s ahead at most"
+        else:
+            assert ahead_s <= 0.25, f"a burst reached a lead=0 listener: {ahead_s:.3f} s ahead"
+    # lead=0 never got the old position's audio mixed ahead: the early listener's old epoch ran further
+    old = {name: max(f.offset_frames + f.num_frames for f in c.frames if f.stream_epoch == epoch_before[0])
+           for name, c in captures.items()}
+    assert old["early"] - old["on_time"] >= 0.3 * SAMPLE_RATE, old
+    with connect(daemon.ws + "/stream?lead=1", proxy=None, max_size=None) as bad:
+        error = json.loads(bad.recv(timeout=10))
+    assert error["type"] == "audio_stream_error" and error["code"] == "invalid_params"
