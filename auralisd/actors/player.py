@@ -16,10 +16,15 @@ publishes one block of :data:`BLOCK_S` every :data:`BLOCK_S` seconds of real tim
 playing: frames ``[out_pos, out_pos + B)`` sliced from the current deck, crossfaded with a
 new deck when preset or intensity changed (:data:`CROSSFADE_S`), scaled by the ramped volume,
 and sent to every subscriber with ``send_nowait``. A subscriber whose buffer is full is
-dropped (its channel closed, ``dropped`` set): the player never waits for anyone. When the
-data is not ready the clock stalls (an underrun is counted) and restarts from "now" when it
-is, so a stall is never followed by a burst. The event loop does no DSP beyond slicing,
-fading and scaling.
+dropped (its channel closed, ``dropped`` set): the player never waits for anyone. While an
+*early* subscriber listens (the web player's ``/stream``) each block is mixed :data:`STREAM_LEAD_S`
+before its play time and sent to it at once, so a new position (seek, track chosen) reaches it
+as one burst of the lead and plays without re-buffering in real time; *on-time* subscribers (the
+outputs, ``/stream?lead=0``) get each block at its play time from the listeners' delay line
+(:mod:`~auralisd.actors.listeners`), and a jump drops what was mixed ahead for the old position.
+When the data is not ready the clock stalls; a stall the lead absorbs costs nothing, one past a
+block's play time counts an underrun and restarts from "now", so a stall is never followed by a
+burst beyond the lead. The event loop does no DSP beyond slicing, fading and scaling.
 
 After every command, task report and clock tick the loop republishes :attr:`Player.view` (an
 immutable :class:`~auralisd.actors.player_view.PlayerView`) if anything in it changed, before
