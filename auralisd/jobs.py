@@ -143,8 +143,8 @@ def render_chunk_stereo(
         if k >= grid.count >= 0:  # the player counted chunks from the library's length for the file
             from auralis.errors import AudioError
 
-            raise AudioError(path, f"its audio ends at {info.duration_s:.2f} s, before chunk {k}: shorter than the "
-                                   "library's length for it (the file changed since it was scanned?)")  # fmt: skip
+            raise AudioError(path, f"its audio ends at {info.duration_s:.2f} s, shorter than the library's length "
+                                   "for it (the file changed since it was scanned?)")  # fmt: skip
         if not 0 <= k < grid.count:
             raise IndexError(f"chunk {k} is outside {path} ({grid.count} chunks)")
 

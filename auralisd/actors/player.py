@@ -556,7 +556,10 @@ class Player:
             if deck is self._deck and self._state == "play":
                 self._clock.kick(trio.current_time())
         elif outcome is Outcome.BROKEN:
-            self._hub.publish("error", {"code": "bad_audio", "message": f"{deck.track.path}: {report.message}"})
+            message = report.message  # a decoder's message names the file already
+            if not message.startswith(deck.track.path):
+                message = f"{deck.track.path}: {message}"
+            self._hub.publish("error", {"code": "bad_audio", "message": message, "source": "player"})
             if deck is self._deck:  # play what can be played; the track ends where the damage starts
                 if self._state == "play":
                     self._clock.kick(trio.current_time())

@@ -52,8 +52,9 @@ LATIN1_FILE = os.fsdecode(b"caf\xe9.flac")
 # Messy/: what a real folder also holds. name -> what the library makes of it (a track, or rejected)
 NEWLINE = "new\nline.flac"
 MESSY = {"id3v1.mp3": "track", NEWLINE: "track", "it's \"quoted\" \U0001f3b5.flac": "track", "blip.flac": "track",
-         "outside.flac": "track", "cut.flac": "track", "empty.flac": "damaged", "lyrics.mp3": "unsupported"}  # fmt: skip
+         "outside.flac": "track", "cut.flac": "track", "shrinks.flac": "track", "empty.flac": "damaged", "lyrics.mp3": "unsupported"}  # fmt: skip
 CUT_FULL_S = 4.0  # what cut.flac's header promises; it holds about 60 % of it
+SHRINKS_FROM_S = 6.0  # longer than one 5 s render chunk
 BLIP_S = 0.3  # shorter than one 400 ms BS.1770 block: no measurable loudness
 
 
@@ -171,6 +172,7 @@ def build_messy(folder: Path, root: Path, src: Path) -> None:
     write_wav(folder / "it's \"quoted\" \U0001f3b5.flac", 1.0, 8)
     t = np.arange(int(BLIP_S * RATE)) / RATE
     sf.write(str(folder / "blip.flac"), np.repeat(0.3 * np.sin(2 * np.pi * 330 * t)[:, None], 2, axis=1), RATE)
+    write_wav(folder / "shrinks.flac", 2 * SHRINKS_FROM_S, 11)  # rewritten shorter by the last test
     write_wav(root / "full.flac", CUT_FULL_S, 10)
     full = (root / "full.flac").read_bytes()
     (folder / "cut.flac").write_bytes(full[: int(len(full) * 0.6)])  # an interrupted copy
@@ -589,3 +591,31 @@ def test_the_log_says_each_decision_once_and_bad_files_without_a_traceback(lib, 
     assert f"{wire(os.path.join(lib.music, 'Latin', LATIN1_FILE))}: [2D LWRP]" in log and "\\udc" not in log
     assert f"{id3v1}: [2D LWRP]" in log, log
     assert " auralis.plan: " not in log, [line for line in log.splitlines() if "auralis.plan" in line][:5]
+
+
+def test_a_track_that_fails_to_play_shows_in_mpd_status_until_clearerror(lib, tmp_path) -> None:
+    """A file rewritten shorter after the scan (no rescan): the player stops it where its audio ends,
+    tells MPD clients why in ``status`` (``error:``, which mpc prints as ``ERROR:``; they saw nothing),
+    and plays on; ``clearerror`` forgets it. (Last in this module: it changes a file of the library.)"""
+    mpd = pytest.importorskip("mpd")
+    shrinks = lib.music / "Messy" / "shrinks.flac"
+    write_wav(tmp_path / "short.flac", 1.0, 12)
+    os.replace(tmp_path / "short.flac", shrinks)
+    client = mpd.MPDClient()
+    client.timeout = 30
+    client.connect("127.0.0.1", lib.mpd_port)
+    try:
+        client.clear()
+        client.add("Messy/shrinks.flac")
+        client.add("Messy/blip.flac")
+        client.play(0)
+        status = wait_for(lambda: (st := client.status()).get("error") and st, "the error in MPD's status")
+        assert status["error"].startswith(f"{shrinks}: its audio ends at 1.00 s"), status
+        wait_for(lambda: client.status().get("song") == "1" or client.status()["state"] == "stop", "the next track")
+        client.clearerror()
+        assert "error" not in client.status()
+        client.stop()
+        client.clear()
+    finally:
+        client.close()
+        client.disconnect()

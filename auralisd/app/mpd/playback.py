@@ -85,9 +85,18 @@ class StatusText:
 @mpd_command("status")
 def _status(session: MpdSession) -> Any:
     scan = session.svc.library.statistics()
-    return session.server.status_text.text(
+    text = session.server.status_text.text(
         session.svc.player.view, trio.current_time(), scan.scans if scan.running else None
     )
+    error = session.server.error
+    return text if error is None else text + format_pairs([("error", error)])
+
+
+@mpd_command("clearerror", permission=CONTROL)
+def _clearerror(session: MpdSession) -> Any:
+    """Forget the error ``status`` shows (so does a command that starts playback, as in MPD)."""
+    session.server.error = None
+    return None
 
 
 @mpd_command("currentsong")
@@ -99,6 +108,7 @@ def _currentsong(session: MpdSession) -> Any:
 
 
 async def _play_pos(session: MpdSession, pos: int | None) -> None:
+    session.server.error = None  # MPD: a command that starts playback clears the error
     try:
         await session.svc.player.play(pos)
     except RpcError as exc:
@@ -264,7 +274,7 @@ def _replay_gain_status(session: MpdSession) -> Any:
 
 
 COMMANDS: Final = (
-    _status, _currentsong, _play, _playid, _pause, _stop, _next, _previous, _seek, _seekid, _seekcur,
+    _status, _clearerror, _currentsong, _play, _playid, _pause, _stop, _next, _previous, _seek, _seekid, _seekcur,
     _setvol, _getvol, _volume_change, _random, _repeat, _consume, _single, _crossfade, _mixrampdb,
     _replay_gain_mode, _replay_gain_status,
 )  # fmt: skip

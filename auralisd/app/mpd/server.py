@@ -13,7 +13,7 @@ from ...actors.database import Track
 from ...actors.events import Event
 from ...actors.tagquery import UriRoots
 from ...protocol.mpd import format_pairs
-from ...protocol.paths import path_from_wire, path_to_line, path_to_wire
+from ...protocol.paths import path_from_wire, path_to_line, path_to_wire, text_to_wire
 from ..commands import Services
 from .playback import StatusText
 from .songs import TAG_TYPES, song_pairs
@@ -155,6 +155,7 @@ class MpdServer:
         self.default_tagtypes = default_tagtypes
         self.broker = MessageBroker()
         self.status_text = StatusText()  # status is formatted once per player view
+        self.error: str | None = None  # status's `error:`: why the shared player could not play a track
         self.max_messages = MAX_MESSAGES
         self.started_at = time.monotonic()
         self._uris: SongUris | None = None
@@ -167,6 +168,9 @@ class MpdServer:
         subsystems the event changed are noted on every session, in the publisher's task, so an
         idle client's own task is woken directly by the change (no task in between)."""
         subsystems: tuple[str, ...] | None = EVENT_SUBSYSTEMS.get(event.name)
+        if event.name == "error" and isinstance(event.data, dict) and event.data.get("source") == "player":
+            self.error = text_to_wire(str(event.data.get("message") or "cannot play the track"))
+            subsystems = ("player",)  # as MPD: status changed (its error field)
         if event.name == "scan_progress":
             running = not isinstance(event.data, dict) or event.data.get("running") is not False
             subsystems = ("update",) if running else ("update", "database")
