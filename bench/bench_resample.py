@@ -7,6 +7,8 @@ of this process and its children, reported as x real time of the input):
 * ``auralis``: :class:`auralis.resample.BlockResampler` over the whole track in one call;
 * ``auralis stream``: :class:`auralis.resample.StreamResampler` fed 20 ms blocks (the Snapcast and
   Opus paths), flushed at the end;
+* with ``--before REV``: the same two with ``auralis/resample.py`` as it was at git revision ``REV``
+  (loaded from ``git show``), so before and after are measured in the same run;
 * ``scipy default``: ``scipy.signal.resample_poly`` with its default filter (Kaiser beta 5,
   10 zero crossings a side: what Auralis used before; 6 dB at the output Nyquist);
 * ``scipy same filter``: ``resample_poly`` with Auralis's filter (``window=design_filter(...)``);
@@ -18,7 +20,7 @@ of this process and its children, reported as x real time of the input):
 Quality in the same run, for 48 -> 44.1 kHz (a 0 dBFS sine in, the middle half of the output measured):
 the gain at 20 kHz (droop), and everything a 23.5 kHz tone leaves behind (it must not come out: it
 is above the output Nyquist and would alias to 20.6 kHz). Prints two tables and writes
-``bench/out/resample.json``.
+``bench/out/resample.json``. ``--seconds S`` shortens the track (60 s by default).
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import argparse  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+import types  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from functools import partial  # noqa: E402
 from math import gcd  # noqa: E402
@@ -53,7 +57,8 @@ from bench.procstat import best_cpu  # noqa: E402
 OUT = Path(__file__).resolve().parent / "out"
 DURATION_S = 60.0
 REPEATS = 3
-PAIRS = [(48_000, 44_100), (44_100, 48_000), (96_000, 44_100), (88_200, 44_100), (22_050, 44_100)]
+PAIRS = [(48_000, 44_100), (44_100, 48_000), (96_000, 44_100), (88_200, 44_100), (96_000, 48_000),
+         (192_000, 48_000), (22_050, 44_100), (44_056, 44_100), (44_100, 44_056)]  # the last two: nearly coprime
 STREAM_BLOCK_S = 0.02
 
 try:
@@ -62,8 +67,18 @@ except ImportError:  # the bench extra installs it; without it the soxr rows are
     soxr = None
 
 
-def auralis_whole(x: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
-    r = BlockResampler(in_rate, out_rate)
+def load_before(rev: str) -> types.ModuleType:
+    """``auralis/resample.py`` as it was at git revision ``rev``, as a module of its own."""
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(["git", "-C", str(root), "show", f"{rev}:auralis/resample.py"],
+                            check=True, capture_output=True, text=True).stdout
+    module = types.ModuleType("resample_before")
+    exec(compile(source, f"{rev}:auralis/resample.py", "exec"), module.__dict__)  # noqa: S102 (our own history)
+    return module
+
+
+def auralis_whole(x: np.ndarray, in_rate: int, out_rate: int, cls: type = BlockResampler) -> np.ndarray:
+    r = cls(in_rate, out_rate)
     n = r.output_frames(x.shape[0])
     lo, hi = r.input_span(0, n)
     span = np.zeros((hi - lo, x.shape[1]), dtype=np.float32)
@@ -71,8 +86,8 @@ def auralis_whole(x: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
     return r.process(span, 0, n)
 
 
-def auralis_stream(x: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
-    r = StreamResampler(in_rate, out_rate)
+def auralis_stream(x: np.ndarray, in_rate: int, out_rate: int, cls: type = StreamResampler) -> np.ndarray:
+    r = cls(in_rate, out_rate)
     step = int(STREAM_BLOCK_S * in_rate)
     parts = [r.process(x[i : i + step]) for i in range(0, x.shape[0], step)]
     return np.concatenate([*parts, r.flush(x.shape[1])])
@@ -137,6 +152,11 @@ def tone_quality(method: Callable[[np.ndarray, int, int], np.ndarray]) -> tuple[
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", metavar="REV", help="also time auralis/resample.py as of this git revision")
+    parser.add_argument("--seconds", type=float, default=DURATION_S, help="track length (s)")
+    args = parser.parse_args()
+    duration_s = args.seconds
     try:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     except (AttributeError, OSError):
@@ -145,6 +165,13 @@ def main() -> int:
     methods: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
         "auralis": auralis_whole,
         "auralis stream": auralis_stream,
+    }
+    if args.before:
+        old = load_before(args.before)
+        print(f"before = auralis/resample.py at {args.before}")
+        methods["before"] = partial(auralis_whole, cls=old.BlockResampler)
+        methods["stream before"] = partial(auralis_stream, cls=old.StreamResampler)
+    methods |= {
         "scipy default": scipy_default,
         "scipy same filter": scipy_same_filter,
     }
@@ -158,15 +185,15 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        print(f"speed (x real time of the input, one core, {DURATION_S:.0f} s stereo, best of {REPEATS}):")
+        print(f"speed (x real time of the input, one core, {duration_s:.0f} s stereo, best of {REPEATS}):")
         print(f"{'in -> out (Hz)':<18}" + "".join(f"{m:>19}" for m in [*methods, *(FFMPEG_FILTERS if has_ffmpeg else [])]))
         for in_rate, out_rate in PAIRS:
-            x = make_music(DURATION_S, in_rate, bpm=118, seed=5).astype(np.float32)
+            x = make_music(duration_s, in_rate, bpm=118, seed=5).astype(np.float32)
             BlockResampler(in_rate, out_rate)  # the filter design is cached per process: not timed
             row: dict[str, object] = {"in_rate": in_rate, "out_rate": out_rate, "x_rt": {}}
             speeds: dict[str, float] = {}
             for name, method in methods.items():
-                speeds[name] = DURATION_S / best_cpu(partial(method, x, in_rate, out_rate), REPEATS)
+                speeds[name] = duration_s / best_cpu(partial(method, x, in_rate, out_rate), REPEATS)
             if has_ffmpeg:
                 wav = folder / f"in_{in_rate}.wav"
                 sf.write(wav, x, in_rate, subtype="FLOAT")
@@ -174,7 +201,7 @@ def main() -> int:
                 for name, template in FFMPEG_FILTERS.items():
                     af = template.format(rate=out_rate)
                     total = best_cpu(partial(ffmpeg_run, wav, af), REPEATS)
-                    speeds[name] = DURATION_S / max(total - base, 1e-3)
+                    speeds[name] = duration_s / max(total - base, 1e-3)
             row["x_rt"] = {k: round(v, 1) for k, v in speeds.items()}
             rows.append(row)
             print(f"{f'{in_rate} -> {out_rate}':<18}" + "".join(f"{v:>18.1f}x" for v in speeds.values()), flush=True)
@@ -189,7 +216,7 @@ def main() -> int:
             print(f"{name:<18} {gain_db:>10.5f} dB {alias_db:>10.1f} dB", flush=True)
     OUT.mkdir(exist_ok=True)
     (OUT / "resample.json").write_text(json.dumps(
-        {"generated": time.strftime("%Y-%m-%d"), "duration_s": DURATION_S, "speed": rows, "quality": quality},
+        {"generated": time.strftime("%Y-%m-%d"), "duration_s": duration_s, "speed": rows, "quality": quality},
         indent=2))
     return 0
 
