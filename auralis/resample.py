@@ -281,14 +281,11 @@ class BlockResampler:
         if self._stage1 is None:
             # output frame m reads input up to (m * down + half_len) // up
             return max(0, -(-(int(input_frames) * self.up - self._half_len) // self.down))
-        lo, hi = 0, self.output_frames(input_frames) + 1  # input_span(m, m + 1)[1] grows with m: bisect
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.input_span(mid, mid + 1)[1] <= input_frames:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
+        # output frame m reads stage-1 frames up to z = (m * a) // b + K, which read input up to
+        # (z * down1 + half_len1) // up1: ready while that is below input_frames
+        s1 = self._stage1
+        z_max = (int(input_frames) * s1.up - 1 - s1._half_len) // s1.down
+        return max(0, ((z_max - self._kernel_half + 1) * self._b - 1) // self._a + 1)
 
     def process(self, span: np.ndarray, out_start: int, out_stop: int) -> np.ndarray:
         """Output frames ``[out_start, out_stop)`` from ``span`` = input frames ``input_span(...)``."""
