@@ -287,3 +287,31 @@ async def test_the_shared_stream_sends_an_epochs_messages_before_the_next_epochs
     assert all(i > starts[1] for i, f in frames if f.stream_epoch == 2)
     last1 = [f for _, f in frames if f.stream_epoch == 1][-1]
     assert last1.offset_frames + last1.keep > to_opus_frames(split, RATE)  # it carried the boundary
+
+
+async def test_the_shared_stream_joins_waiting_blocks_after_an_epochs_first_and_never_across_epochs() -> None:
+    """A seek's burst arrives at once: the epoch's first block goes alone (its message leaves after one short
+    encode), the blocks waiting after it are joined (one thread hop), records and a new epoch break a join."""
+    from auralisd.actors.opus_stream import _JoinedBlocks
+    from auralisd.actors.player import PcmBlock, StreamEnd, StreamStart
+
+    def block(epoch: int, k: int) -> PcmBlock:
+        return PcmBlock(epoch, 2205 * k, np.full((2205, 2), k, np.float32), 1)
+
+    send, receive = trio.open_memory_channel(100)
+    sent = [StreamStart(1, 0, RATE, 2, {"track_id": 1}, "adaptive", 1.0, None, None),
+            *[block(1, k) for k in range(4)], StreamStart(2, 0, RATE, 2, {"track_id": 1}, "adaptive", 1.0, None, None),
+            block(2, 0), block(2, 1), StreamEnd("paused")]
+    for message in sent:
+        send.send_nowait(message)
+    send.close()
+    joined = _JoinedBlocks(receive)
+    got = []
+    while (message := await joined.receive()) is not None:
+        got.append(message)
+    shape = [(type(m).__name__, m.epoch if hasattr(m, "epoch") else None,
+              (m.offset_frames, m.samples.shape[0]) if isinstance(m, PcmBlock) else None) for m in got]
+    assert shape == [("StreamStart", 1, None), ("PcmBlock", 1, (0, 2205)), ("PcmBlock", 1, (2205, 3 * 2205)),
+                     ("StreamStart", 2, None), ("PcmBlock", 2, (0, 2205)), ("PcmBlock", 2, (2205, 2205)),
+                     ("StreamEnd", None, None)]
+    assert np.array_equal(got[2].samples[:, 0], np.repeat([1, 2, 3], 2205).astype(np.float32))  # in order
