@@ -287,6 +287,7 @@ class Daemon:
             max_connections=self.settings.http_max_connections,
             allowed_origins=self.settings.allowed_origin,
             token=token,
+            arrival=self._session_backend.ticket,  # a /session is served in the order it connected
             task_status=task_status,
         )
 

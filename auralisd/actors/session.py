@@ -244,8 +244,9 @@ class PrivateSession:
     """
 
     def __init__(self, backend: SessionBackend, sink: SessionSink, *, variant: str = "mastered",
-                 fmt: str = "f32") -> None:
+                 fmt: str = "f32", arrival: int | None = None) -> None:
         self._backend = backend
+        self._arrival = arrival  # the place in line taken when the connection was accepted: the first command's
         self._sink = sink
         self._variant = variant
         self._fmt = fmt  # only reported in audio_stream_start (the transport encodes)
@@ -261,9 +262,14 @@ class PrivateSession:
 
         The command takes its place in the pool's line now (:meth:`SessionBackend.ticket`): the renders
         it starts (a play's, a seek's, a preset change's head start) are served before those of equal
-        priority asked for after it, whatever order the sessions' tasks then run in.
+        priority asked for after it, whatever order the sessions' tasks then run in. The session's
+        first command takes the place its connection got when it was accepted (``arrival``, a ticket
+        of the same line) instead: sessions accepted in one batch read their first commands in any
+        order, and are served in the order they connected.
         """
-        self._commands_send.send_nowait(_Asked(command, self._backend.ticket()))
+        asked = self._arrival if self._arrival is not None else self._backend.ticket()
+        self._arrival = None
+        self._commands_send.send_nowait(_Asked(command, asked))
 
     @property
     def held_bytes(self) -> int:

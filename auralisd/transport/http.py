@@ -86,12 +86,16 @@ class WebSocketRequestInfo:
     query: Mapping[str, str]  # first value of each parameter
     remote: str
     headers: Mapping[str, str]  # lower-case names
+    arrival: int | None = None  # the connection's number, taken in the step that accepted it (HttpServer)
 
     def param(self, name: str, default: str) -> str:
         return self.query.get(name, default)
 
 
 WebSocketHandler = Callable[[trio_websocket.WebSocketConnection, WebSocketRequestInfo], Awaitable[None]]
+# Numbers connections as they are accepted (main passes the mastering pool's ticket counter): the
+# order a batch of connections was accepted in, kept whatever order their tasks then run in
+Arrival = Callable[[], "int | None"]
 # A dynamic GET endpoint under a path prefix: the rest of the path -> (body, content type), None for
 # 404 (no such thing), or an empty body for 204 (it exists but has nothing to send, e.g. no picture).
 GetHandler = Callable[[str], Awaitable["tuple[bytes, str] | None"]]
@@ -313,11 +317,18 @@ def resolve_static(web_dir: Path, target: str) -> Path | None:
 
 
 class HttpServer:
-    """Serves the player's files and dispatches WebSocket routes on one listening port."""
+    """Serves the player's files and dispatches WebSocket routes on one listening port.
+
+    ``arrival`` numbers each connection in the step that accepted it (:attr:`WebSocketRequestInfo.arrival`):
+    the connection tasks of one accepted batch may run in any order (trio may run a batch of ready
+    tasks in reverse), so an order taken later, when a task reads its first request, is not the order
+    the clients came in.
+    """
 
     def __init__(self, routes: Mapping[str, WebSocketRoute], policy: HttpPolicy, web_dir: Path = WEB_DIR, *,
                  max_connections: int = DEFAULT_HTTP_MAX_CONNECTIONS,
-                 get_routes: Mapping[str, GetHandler] | None = None) -> None:
+                 get_routes: Mapping[str, GetHandler] | None = None, arrival: Arrival | None = None) -> None:
+        self._arrival = arrival
         self._routes = dict(routes)
         self._policy = policy
         self._web_dir = web_dir
@@ -353,13 +364,14 @@ class HttpServer:
                         await trio.aclose_forcefully(stream)
                     continue
                 # Counted here, in the step that checked the limit: a burst accepted before any
-                # connection task runs can never exceed it.
+                # connection task runs can never exceed it. Numbered here too, in accept order.
                 self._open += 1
-                nursery.start_soon(self._counted_connection, stream)
+                arrival = None if self._arrival is None else self._arrival()
+                nursery.start_soon(self._counted_connection, stream, arrival)
 
-    async def _counted_connection(self, stream: trio.SocketStream) -> None:
+    async def _counted_connection(self, stream: trio.SocketStream, arrival: int | None) -> None:
         try:
-            await self.handle_connection(stream)
+            await self.handle_connection(stream, arrival)
         finally:
             self._open -= 1
 
@@ -376,10 +388,10 @@ class HttpServer:
             self._refusing -= 1
             await trio.aclose_forcefully(stream)
 
-    async def handle_connection(self, stream: trio.SocketStream) -> None:
-        """Serve one TCP connection; every failure stays inside this connection."""
+    async def handle_connection(self, stream: trio.SocketStream, arrival: int | None = None) -> None:
+        """Serve one TCP connection (``arrival``: its number at accept); every failure stays inside it."""
         try:
-            await self._handle(stream)
+            await self._handle(stream, arrival)
         except Exception as exc:  # a bug in one connection must not stop the port (NOTES.md)
             if _only_disconnects(exc):  # the peer went away (also inside a nursery's group): normal
                 log.debug("HTTP client %s disconnected", _remote(stream))
@@ -416,7 +428,7 @@ class HttpServer:
             return None, bytes(buffer), 400
         return None, bytes(buffer), 0
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def _handle(self, stream: trio.SocketStream, arrival: int | None) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         request, raw, error = await self._read_head(stream, conn)
         if request is None:
@@ -433,7 +445,7 @@ class HttpServer:
             await _send_simple(stream, conn, 403, b"forbidden: unknown Host\n")
             return
         if "websocket" in headers.get("upgrade", "").lower():
-            await self._handle_websocket(stream, conn, request, headers, target, raw)
+            await self._handle_websocket(stream, conn, request, headers, target, raw, arrival)
             return
         if request.method not in (b"GET", b"HEAD"):
             await _send_simple(stream, conn, 405, b"method not allowed\n")
@@ -482,7 +494,7 @@ class HttpServer:
         await _send_simple(stream, conn, 200, body, content_type=content_type, head_only=head_only)
 
     async def _handle_websocket(self, stream: trio.SocketStream, conn: h11.Connection, request: h11.Request,
-                                headers: Mapping[str, str], target: str, raw: bytes) -> None:
+                                headers: Mapping[str, str], target: str, raw: bytes, arrival: int | None) -> None:
         parts = urlsplit(target)
         query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         if not self._policy.origin_ok(headers.get("origin")):
@@ -496,7 +508,7 @@ class HttpServer:
         if route is None:
             await _send_simple(stream, conn, 404, b"no such WebSocket endpoint\n")
             return
-        info = WebSocketRequestInfo(parts.path, query, _remote(stream), dict(headers))
+        info = WebSocketRequestInfo(parts.path, query, _remote(stream), dict(headers), arrival)
         full = route.max_connections is not None and self._route_open[parts.path] >= route.max_connections
         if not full:
             self._route_open[parts.path] += 1  # counted before the handshake's first await
@@ -579,6 +591,7 @@ async def serve_http(
     web_dir: Path = WEB_DIR,
     max_connections: int = DEFAULT_HTTP_MAX_CONNECTIONS,
     get_routes: Mapping[str, GetHandler] | None = None,
+    arrival: Arrival | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the web player and the WebSocket ``routes`` on ``host:port``; never returns.
@@ -595,6 +608,8 @@ async def serve_http(
             WebSockets (one more is closed with code 1013).
         get_routes: dynamic GET endpoints by path prefix (``/cover/``), under the WebSocket
             rules for Origin and token.
+        arrival: numbers each connection when it is accepted (:class:`HttpServer`); route handlers
+            read it as :attr:`WebSocketRequestInfo.arrival`.
         task_status: ``started(port)`` with the bound port once listening.
 
     Error handling:
@@ -607,7 +622,8 @@ async def serve_http(
         raise OSError(exc.errno, f"HTTP port {shown}:{port}: {exc.strerror or exc}") from None
     bound_port = listeners[0].socket.getsockname()[1]
     policy = HttpPolicy(bind_host=host, port=bound_port, allowed_origins=allowed_origins, token=token)
-    server = HttpServer(routes, policy, web_dir, max_connections=max_connections, get_routes=get_routes)
+    server = HttpServer(routes, policy, web_dir, max_connections=max_connections, get_routes=get_routes,
+                        arrival=arrival)
     log.info("HTTP/WebSocket on http://%s:%d/", host if ":" not in host else f"[{host}]", bound_port)
     async with trio.open_nursery() as nursery:
         await nursery.start(lambda task_status: server.serve(listeners, task_status=task_status))

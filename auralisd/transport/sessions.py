@@ -286,7 +286,7 @@ async def serve_private_session(ws: trio_websocket.WebSocketConnection, info: We
         sink = _OpusWebSocketSink(ws, backend)
     else:
         sink = _WebSocketSink(ws, AudioFramer(backend.sample_rate, fmt, frame_duration_s=SESSION_FRAME_S))
-    session = PrivateSession(backend, sink, variant=variant, fmt=fmt)
+    session = PrivateSession(backend, sink, variant=variant, fmt=fmt, arrival=info.arrival)
     closing: list[SessionClosed] = []
 
     async def receive_loop() -> None:

@@ -10,6 +10,7 @@ raises the render's own error where the track cannot be rendered.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -19,16 +20,19 @@ import pytest
 import trio
 import trio.testing
 import trio_parallel
+import trio_websocket
 
 from auralis.resample import ChunkGrid
 from auralisd.actors.cache import ChunkCache
-from auralisd.actors.mastering import Mastering
+from auralisd.actors.mastering import Mastering, chunk_frames
 from auralisd.actors.pool import JobPriority, MasteringPool
 from auralisd.actors.renders import DeckRenders, Outcome, RenderReport
-from auralisd.actors.session import DeckSource, PreparedTrack
+from auralisd.actors.session import DeckSource, PreparedTrack, SessionBackend
 from auralisd.jobs import JobFailed
 from auralisd.playback import Deck
 from auralisd.playback.deck import CHUNK_RETRIES, PRIORITY_LOOKAHEAD, PRIORITY_PLAYHEAD_CHUNK
+from auralisd.transport.http import HttpPolicy, HttpServer, WebSocketRoute
+from auralisd.transport.sessions import private_session_handler
 
 from .playback.test_player_timing import CHUNK, RATE, track
 
@@ -279,3 +283,120 @@ async def test_equal_priorities_start_in_ticket_order_whatever_order_their_tasks
 
 def _job(*args: Any) -> None:
     return None
+
+
+# ------------------------------------------------------------------ /session: served in the order accepted
+class GatedStart(StartOrder):
+    """:class:`StartOrder` whose jobs hold their worker until ``open`` is set: while the first job holds
+    the only worker, everything asked for meanwhile queues, and the queue's order is what is tested.
+    Returns chunks and pieces of their true length (the sessions slice and send them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = trio.Event()
+
+    async def run_sync(self, fn: Any, path: str, plan: Any, k: int, frames: int | None, out_rate: int | None, *,
+                       kill_on_cancel: bool, limiter: Any) -> np.ndarray:
+        await super().run_sync(fn, path, plan, k, frames, out_rate, kill_on_cancel=kill_on_cancel, limiter=limiter)
+        await self.open.wait()
+        if frames is None:  # a chunk: its span on the output grid
+            t = track(int(path.rsplit("/", 1)[1].split(".")[0]), 12.0)
+            a, b = ChunkGrid(RATE, int(out_rate or RATE), t.num_frames, chunk_frames(RATE)).span(k)
+            frames = b - a
+        return np.zeros((frames, 2), dtype=np.float32)
+
+
+class MemoryListener(trio.abc.Listener[trio.abc.Stream]):
+    """A listening socket in memory: :meth:`connect` is a client connecting (accepted in that order)."""
+
+    def __init__(self) -> None:
+        self._send, self._receive = trio.open_memory_channel[trio.abc.Stream](math.inf)
+
+    def connect(self) -> trio.abc.Stream:
+        client, server = trio.testing.memory_stream_pair()
+        self._send.send_nowait(server)
+        return client
+
+    async def accept(self) -> trio.abc.Stream:
+        return await self._receive.receive()
+
+    async def aclose(self) -> None:
+        self._receive.close()
+        await trio.lowlevel.checkpoint()
+
+
+class Library:
+    """What a session reads of the database and the fingerprint resolver: 12 s tracks, plans known."""
+
+    async def get_track(self, track_id: int) -> Any:
+        return track(track_id, 12.0)
+
+    def remembers(self, t: Any) -> bool:
+        return True
+
+    async def plan_inputs(self, t: Any) -> None:
+        return None  # the neutral plan
+
+
+async def _sessions_in_one_batch(commands: str) -> tuple[list[tuple[int, str, int]], list[int]]:
+    """``SESSIONS`` clients connect at once and each plays track i: the jobs in the order they started,
+    and the clients in the order their first audio came."""
+    ctx = GatedStart()
+    pool = MasteringPool(ctx, workers=1)  # type: ignore[arg-type]
+    mastering = Mastering(pool, ChunkCache(0))  # nothing cached: every fetch is a job
+    backend = SessionBackend(Library(), Library(), mastering, sample_rate=RATE)
+    routes = {"/session": WebSocketRoute(private_session_handler(backend))}
+    server = HttpServer(routes, HttpPolicy(bind_host="127.0.0.1", port=8765), arrival=backend.ticket)
+    listener = MemoryListener()
+    first_audio: list[int] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mastering.run)
+        await nursery.start(server.serve, [listener])
+        # the only worker is busy: what the sessions ask for queues behind it
+        nursery.start_soon(lambda: pool.run(_job, "/music/100.flac", None, 0, 100, None, priority=0))
+        streams = [listener.connect() for _ in range(SESSIONS)]  # one batch, accepted in this order
+        clients = [await trio_websocket.wrap_client_stream(nursery, s, "127.0.0.1", "/session") for s in streams]
+
+        async def play(i: int) -> None:
+            await clients[i].send_message(json.dumps({"type": "play_enhanced", "track_id": i, "pace": "burst"}))
+
+        if commands == "together":  # every client sends at once: trio runs the batch in its own order
+            async with trio.open_nursery() as sending:
+                for i in range(SESSIONS):
+                    sending.start_soon(play, i)
+        else:
+            for i in reversed(range(SESSIONS)):
+                await play(i)
+
+        async def listen(i: int) -> None:
+            while not isinstance(await clients[i].get_message(), bytes):
+                pass
+            first_audio.append(i)
+
+        async with trio.open_nursery() as listening:
+            for i in range(SESSIONS):
+                listening.start_soon(listen, i)
+            await trio.testing.wait_all_tasks_blocked()
+            assert ctx.started == [(100, "piece", 0)]  # every session asked; nothing more started
+            ctx.open.set()
+        nursery.cancel_scope.cancel()
+    return ctx.started, first_audio
+
+
+@pytest.mark.parametrize("commands", ["together", "in reverse"])
+async def test_sessions_accepted_in_one_batch_get_their_first_chunks_in_accept_order(
+    autojump_clock: trio.testing.MockClock, commands: str
+) -> None:
+    """``SESSIONS`` WebSockets accepted by the real HTTP server in one batch, each playing its own
+    track through the real ``/session`` handler, session actor, mastering facade and pool: their first
+    chunks start in the order the connections were accepted, and each client's first audio comes in
+    that order. The place in line is taken at accept (``HttpServer(arrival=...)``); taken when each
+    session's task read its command, the order trio ran those tasks in decided ("together": every
+    client sends at once; "in reverse": last-connected first). Eight rounds: the numbering at the
+    command passes "together" with probability 1/256 at best, and "in reverse" never."""
+    for _ in range(8):
+        started, first_audio = await _sessions_in_one_batch(commands)
+        first_pieces = [entry for entry in started if entry[1:] == ("piece", 0)]
+        assert first_pieces == [(100, "piece", 0)] + [(i, "piece", 0) for i in range(SESSIONS)]
+        assert started[1 : SESSIONS + 1] == first_pieces[1:]  # before anything else was started
+        assert first_audio == list(range(SESSIONS))
